@@ -1,0 +1,1 @@
+"""The data plane: segment schema, codec, on-disk segment log, replay storage and samplers."""

@@ -1,0 +1,171 @@
+"""msgpack + lz4 codec for segments and other nested data.
+
+Arrays travel as a msgpack ext type holding (dtype string, shape, raw C-order bytes), so any
+numeric or bool array round-trips bit-exact: NaN payloads, -0.0, byte order, 0-d and empty shapes.
+
+    blob = encode({"obs": np.zeros((3, 4), np.float32), "tag": "x"})
+    seg = decode_segment(encode_segment(seg))
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import lz4.frame
+import msgpack
+import numpy as np
+
+from buffers.schema import META_FIELDS, STEP_FIELDS, Segment
+
+#: first byte of every payload; bump when the layout changes.
+FORMAT_VERSION = 1
+EXT_NDARRAY = 1
+EXT_NPSCALAR = 2
+#: numpy dtype kinds that round-trip as raw bytes: bool, signed, unsigned, float, complex.
+ARRAY_KINDS = "biufc"
+SEGMENT_TAG = "segment/1"
+
+
+class CodecError(ValueError):
+    """A payload could not be encoded or decoded; the message says what and where."""
+
+
+def _pack_array(arr: np.ndarray) -> bytes:
+    if arr.dtype.kind not in ARRAY_KINDS:
+        raise CodecError(f"cannot encode array of dtype {arr.dtype} (only numeric and bool dtypes)")
+    # tobytes() is C-order for any layout (np.ascontiguousarray would turn 0-d into 1-d)
+    return msgpack.packb([arr.dtype.str, list(arr.shape), arr.tobytes(order="C")], use_bin_type=True)
+
+
+def _default(obj: Any) -> Any:
+    """Called by msgpack for everything it does not pack natively (strict_types=True)."""
+    if isinstance(obj, np.ndarray):
+        return msgpack.ExtType(EXT_NDARRAY, _pack_array(obj))
+    if isinstance(obj, np.generic):
+        return msgpack.ExtType(EXT_NPSCALAR, _pack_array(np.asarray(obj)))
+    if isinstance(obj, tuple):
+        return list(obj)
+    for kind in (int, float, str, bytes, list, dict):  # subclasses: IntEnum, OrderedDict, ...
+        if isinstance(obj, kind):
+            return cast(Any, kind)(obj)
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise CodecError(f"cannot encode object of type {type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def _unpack_array(code: int, data: bytes) -> np.ndarray:
+    parts = msgpack.unpackb(data, raw=False)
+    if not (isinstance(parts, list) and len(parts) == 3):
+        raise CodecError(f"array ext: expected [dtype, shape, bytes], got {type(parts).__name__}")
+    dtype_str, shape, raw = parts
+    if not isinstance(dtype_str, str) or not isinstance(shape, list) or not isinstance(raw, bytes):
+        raise CodecError("array ext: fields have the wrong types")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as e:
+        raise CodecError(f"array ext: unknown dtype {dtype_str!r}") from e
+    if dtype.kind not in ARRAY_KINDS or dtype.itemsize == 0:
+        raise CodecError(f"array ext: unsupported dtype {dtype_str!r}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise CodecError(f"array ext: bad shape {shape!r}")
+    count = 1
+    for d in shape:
+        count *= d
+    if count * dtype.itemsize != len(raw):
+        raise CodecError(f"array ext: shape {tuple(shape)} of {dtype_str} needs "
+                         f"{count * dtype.itemsize} bytes, got {len(raw)}")
+    arr = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if code == EXT_NPSCALAR:
+        if arr.ndim != 0:
+            raise CodecError(f"scalar ext: expected shape (), got {arr.shape}")
+        return arr[()]
+    return arr
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code in (EXT_NDARRAY, EXT_NPSCALAR):
+        return _unpack_array(code, data)
+    raise CodecError(f"unknown msgpack ext type {code}")
+
+
+def encode(obj: Any) -> bytes:
+    """Packs nested dicts/lists/scalars/bytes/numpy arrays into one compressed payload.
+
+    Tuples come back as lists and dict subclasses as dicts; arrays and numpy scalars exactly.
+    """
+    try:
+        packed = msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=True)
+    except CodecError:
+        raise
+    except Exception as e:  # OverflowError, ValueError (too deep), TypeError
+        raise CodecError(f"cannot encode {type(obj).__name__}: {e}") from e
+    return bytes([FORMAT_VERSION]) + lz4.frame.compress(packed)
+
+
+def decode(payload: bytes) -> Any:
+    """Inverse of encode; any malformed payload raises CodecError."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise CodecError(f"payload must be bytes, got {type(payload).__name__}")
+    payload = bytes(payload)
+    if not payload:
+        raise CodecError("empty payload")
+    if payload[0] != FORMAT_VERSION:
+        raise CodecError(f"unknown codec format {payload[0]} (expected {FORMAT_VERSION})")
+    try:
+        packed = lz4.frame.decompress(payload[1:])
+    except Exception as e:
+        raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: {e}") from e
+    try:
+        return msgpack.unpackb(packed, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except CodecError:
+        raise
+    except Exception as e:  # ExtraData, FormatError, StackError, UnicodeDecodeError, unhashable keys
+        raise CodecError(f"payload is not valid msgpack: {type(e).__name__}: {e}") from e
+
+
+def encode_segment(seg: Segment) -> bytes:
+    """Encodes a segment; raises ValueError (from Segment.validate) if it is malformed."""
+    seg.validate()
+    meta = {name: kind(getattr(seg, name)) for name, kind in META_FIELDS.items()}
+    steps = {name: getattr(seg, name) for name in STEP_FIELDS}
+    return encode({"kind": SEGMENT_TAG, "meta": meta, "steps": steps})
+
+
+def _check_part(doc: dict[str, Any], part: str, expected: dict[str, Any]) -> dict[str, Any]:
+    fields = doc.get(part)
+    if not isinstance(fields, dict):
+        raise CodecError(f"segment payload: {part!r} is {type(fields).__name__}, expected a map")
+    missing = [k for k in expected if k not in fields]
+    unknown = [k for k in fields if k not in expected]
+    if missing:
+        raise CodecError(f"segment payload: {part} field {missing[0]!r} is missing")
+    if unknown:
+        raise CodecError(f"segment payload: unknown {part} field {unknown[0]!r}")
+    return fields
+
+
+def decode_segment(payload: bytes) -> Segment:
+    """Decodes and validates a segment; anything else raises CodecError naming the problem."""
+    doc = decode(payload)
+    if not isinstance(doc, dict) or doc.get("kind") != SEGMENT_TAG:
+        got = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+        raise CodecError(f"payload is not a segment (kind {got!r}, expected {SEGMENT_TAG!r})")
+    meta = _check_part(doc, "meta", META_FIELDS)
+    steps = _check_part(doc, "steps", STEP_FIELDS)
+    for name, kind in META_FIELDS.items():
+        value = meta[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            meta[name] = value = float(value)
+        if type(value) is not kind:
+            raise CodecError(f"segment payload: meta field {name!r} is {type(value).__name__}, "
+                             f"expected {kind.__name__}")
+    for name, value in steps.items():
+        if not isinstance(value, np.ndarray):
+            raise CodecError(f"segment payload: step field {name!r} is {type(value).__name__}, "
+                             f"expected an array")
+    seg = Segment(**meta, **steps)
+    try:
+        seg.validate()
+    except ValueError as e:
+        raise CodecError(f"segment payload: {e}") from e
+    return seg

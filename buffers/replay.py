@@ -1,0 +1,148 @@
+"""The replay buffer: a durable segment log, an in-memory storage, and a sampler.
+
+Every segment goes to the on-disk log before it is acknowledged; human segments are fsync'd first.
+A restarted buffer replays the log, so it resumes with the same storage.
+
+    buf = ReplayBuffer(run_dir / "segments", sampler=HumanWeightedSampler(0.5))
+    acked = buf.add(segments)                 # keys now safe (human ones on disk)
+    batch, first_time = buf.sample(256)       # batch["obs"], ["action"], ["human"], ["segment"]
+    obs_mean, obs_std, act_mean, act_std = buf.normalizer()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from buffers.codec import CodecError, decode_segment, encode_segment
+from buffers.samplers import HumanWeightedSampler, Sampler, UniformSampler
+from buffers.schema import Segment
+from buffers.segment_log import DEFAULT_MAX_FILE_BYTES, LogProblem, SegmentLog
+from buffers.storage import InvalidSegment, ReplayStorage
+
+__all__ = ["HumanWeightedSampler", "InvalidSegment", "ReplayBuffer", "ReplayStorage", "Sampler",
+           "UniformSampler"]
+
+log = logging.getLogger(__name__)
+
+
+class ReplayBuffer:
+    """Owns the segment log in `directory`, a ReplayStorage and a sampler; thread-safe.
+
+    Opening a directory that already holds a log replays it (see `problems` for what was skipped).
+    A segment key seen before is acknowledged again but not stored twice, so senders may retry.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], sampler: Sampler | None = None, seed: int = 0,
+                 labels_only: bool = True, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        self.sampler: Sampler = sampler if sampler is not None else UniformSampler()
+        self.storage = ReplayStorage(labels_only=labels_only)
+        self.duplicates = 0
+        self._rng = np.random.default_rng(seed)
+        self._lock = threading.Lock()
+        self._keys: set[str] = set()
+        self._sampled: set[int] = set()  # stored segment indices already in some batch
+        self._log = SegmentLog(directory, max_file_bytes=max_file_bytes)
+        try:
+            self.problems: list[LogProblem] = list(self._log.problems)
+            self._replay()
+        except BaseException:
+            self._log.close()
+            raise
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], **kwargs: Any) -> ReplayBuffer:
+        """Same as the constructor; reads as intent where a buffer resumes an existing run."""
+        return cls(directory, **kwargs)
+
+    @property
+    def directory(self) -> Path:
+        return self._log.directory
+
+    def _replay(self) -> None:
+        scan = SegmentLog.read(self._log.directory)
+        bad: list[LogProblem] = []
+        for record in scan.records():
+            try:
+                seg = decode_segment(record.payload)
+                self.storage.check([seg])
+            except (CodecError, InvalidSegment) as e:
+                bad.append(LogProblem(record.file, record.offset, f"frame skipped: {e}"))
+                log.warning("replay buffer: %s", bad[-1])
+                continue
+            if seg.key in self._keys:
+                self.duplicates += 1
+                continue
+            self.storage.add(seg)
+            self._keys.add(seg.key)
+        self.problems += scan.problems + bad
+
+    def add(self, segments: Sequence[Segment]) -> list[str]:
+        """Logs and stores segments; returns their keys once acknowledged.
+
+        All are checked first: one bad segment raises InvalidSegment (naming its key and field)
+        and nothing of the batch is written. Human segments are fsync'd before this returns.
+        """
+        with self._lock:
+            self.storage.check(segments)
+            fresh: dict[str, Segment] = {}
+            for seg in segments:
+                if seg.key in self._keys or seg.key in fresh:
+                    self.duplicates += 1
+                else:
+                    fresh[seg.key] = seg
+            payloads = [encode_segment(seg) for seg in fresh.values()]
+            for payload in payloads:
+                self._log.append(payload, durable=False)
+            if any(seg.human for seg in fresh.values()):
+                self._log.sync()  # one fsync covers the whole batch, before any key is returned
+            for key, seg in fresh.items():
+                self.storage.add(seg)
+                self._keys.add(key)
+            return [seg.key for seg in segments]
+
+    def sample(self, batch_size: int) -> tuple[dict[str, np.ndarray], list[str]]:
+        """A batch (obs, action, human, segment) and the keys of segments sampled for the first time."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        with self._lock:
+            indices = self.sampler.sample(self.storage, batch_size, self._rng)
+            batch = self.storage.get(indices)
+            first = [int(i) for i in np.unique(batch["segment"]) if int(i) not in self._sampled]
+            self._sampled.update(first)
+            return batch, [self.storage.segment_keys[i] for i in first]
+
+    def normalizer(self, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(obs_mean, obs_std, act_mean, act_std) over labelled steps, float32."""
+        with self._lock:
+            return self.storage.normalizer(min_std)
+
+    def stats(self) -> dict[str, int]:
+        """Counts: segments/steps received (human ones too), steps stored and labelled, and so on."""
+        with self._lock:
+            return {**self.storage.counts, "stored_segments": len(self.storage.segment_keys),
+                    "stored_steps": len(self.storage), "labelled_steps": len(self.storage.human_indices()),
+                    "duplicates": self.duplicates, "log_problems": len(self.problems)}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self.storage)
+
+    def close(self) -> None:
+        """Syncs and closes the log (releasing its lock); the buffer takes no more segments."""
+        with self._lock:
+            self._log.close()
+
+    def __enter__(self) -> ReplayBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

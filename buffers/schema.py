@@ -1,0 +1,133 @@
+"""The step/segment schema: what crosses the wire and what the log stores.
+
+A segment is a run of consecutive steps of one robot with one controller, closed at a
+takeover, a hand-back, an episode end or a size bound.
+
+    seg = Segment.empty(robot=0, seq=0, episode=3, controller="policy", obs_dim=10, act_dim=2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from numbers import Integral, Real
+
+import numpy as np
+
+POLICY = "policy"
+DEMO = "demo"
+
+#: per-step arrays and their dtypes; 2-D ones have a trailing feature axis.
+STEP_FIELDS: dict[str, np.dtype] = {
+    "obs": np.dtype(np.float32),  # observation the action was taken in, [T, obs_dim]
+    "action": np.dtype(np.float32),  # executed action, [T, act_dim]
+    "policy_action": np.dtype(np.float32),  # the policy's mean action in that state, [T, act_dim]
+    "version": np.dtype(np.int64),  # weights version that produced policy_action
+    "spread": np.dtype(np.float32),  # ensemble spread (gate score)
+    "threshold": np.dtype(np.float32),  # gate threshold at that moment
+    "reward": np.dtype(np.float32),
+    "success": np.dtype(np.bool_),  # task reports success at this step
+    "constraint": np.dtype(np.bool_),  # task reports a constraint violation at this step
+    "done": np.dtype(np.bool_),  # the episode ended with this step
+    "step": np.dtype(np.int64),  # step index within the episode
+    "t_wall": np.dtype(np.float64),  # wall-clock time of the step (unix seconds)
+}
+
+
+#: step fields with a trailing feature axis; the others are one value per step.
+FEATURE_FIELDS = ("obs", "action", "policy_action")
+
+#: the scalar (per-segment) fields and the Python type each must have.
+META_FIELDS: dict[str, type] = {
+    "robot": int, "seq": int, "episode": int, "controller": str, "reason": str, "t_closed": float,
+}
+
+
+def is_human(controller: str) -> bool:
+    """True for an operator's (or a demonstrator's) actions."""
+    return controller != POLICY
+
+
+@dataclass
+class Segment:
+    """Consecutive steps of one robot under one controller."""
+
+    robot: int
+    seq: int  # per-robot sequence number, unique within a run
+    episode: int
+    controller: str  # "policy", "operator:<id>" or "demo"
+    reason: str = ""  # why it closed: takeover, handback, episode_end, size, stop
+    t_closed: float = 0.0
+    obs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    action: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    policy_action: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    version: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    threshold: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    reward: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    success: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    constraint: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    done: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
+    step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    t_wall: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+    @property
+    def key(self) -> str:
+        return f"{self.robot}:{self.seq}"
+
+    @property
+    def human(self) -> bool:
+        return is_human(self.controller)
+
+    def __len__(self) -> int:
+        return int(self.version.shape[0])
+
+    @staticmethod
+    def empty(robot: int, seq: int, episode: int, controller: str, obs_dim: int, act_dim: int) -> Segment:
+        """A segment with no steps yet, its feature axes sized."""
+        return Segment(robot, seq, episode, controller,
+                       obs=np.zeros((0, obs_dim), np.float32),
+                       action=np.zeros((0, act_dim), np.float32),
+                       policy_action=np.zeros((0, act_dim), np.float32))
+
+    @staticmethod
+    def from_steps(robot: int, seq: int, episode: int, controller: str, reason: str,
+                   t_closed: float, steps: list[dict[str, object]]) -> Segment:
+        """Builds a segment from a list of per-step dicts keyed by STEP_FIELDS."""
+        arrays = {
+            name: np.asarray([s[name] for s in steps], dtype=dtype)
+            for name, dtype in STEP_FIELDS.items()
+        }
+        if not steps:  # no steps: no feature width to infer, keep the feature axis anyway
+            for name in FEATURE_FIELDS:
+                arrays[name] = arrays[name].reshape(0, 0)
+        return Segment(robot, seq, episode, controller, reason, t_closed, **arrays)
+
+    def meta(self) -> dict[str, object]:
+        """The scalar fields, as plain Python values."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in STEP_FIELDS}
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first field whose type, dtype, rank or length is wrong."""
+        for name, kind in META_FIELDS.items():
+            value = getattr(self, name)
+            ok = (isinstance(value, Integral) if kind is int else
+                  isinstance(value, Real) if kind is float else isinstance(value, kind))
+            if not ok or isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"segment {self.key}: field {name!r} is {type(value).__name__}, "
+                                 f"expected {kind.__name__}")
+        if not self.controller:
+            raise ValueError(f"segment {self.key}: field 'controller' is empty")
+        for name, dtype in STEP_FIELDS.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
+                got = getattr(arr, "dtype", type(arr).__name__)
+                raise ValueError(f"segment {self.key}: field {name!r} has dtype {got}, expected {dtype}")
+            ndim = 2 if name in FEATURE_FIELDS else 1
+            if arr.ndim != ndim:
+                raise ValueError(f"segment {self.key}: field {name!r} has shape {arr.shape}, "
+                                 f"expected {ndim}-D")
+        n = len(self)
+        for name in STEP_FIELDS:
+            arr = getattr(self, name)
+            if arr.shape[0] != n:
+                raise ValueError(f"segment {self.key}: field {name!r} has {arr.shape[0]} steps, expected {n}")

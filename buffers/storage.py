@@ -1,0 +1,161 @@
+"""In-memory replay storage: the steps we train on, in flat growable arrays.
+
+By default only human-labelled steps are stored (a policy's own actions are no labels for
+behaviour cloning); policy segments are still counted.
+
+    storage = ReplayStorage()
+    idx = storage.add(seg)            # storage indices of its steps (empty if not stored)
+    batch = storage.get(idx)          # obs, action, human, segment
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from buffers.schema import Segment
+
+
+class InvalidSegment(ValueError):
+    """A segment was rejected; `key` says which, the message says which field and why."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Column:
+    """A growable numpy array (amortised doubling)."""
+
+    def __init__(self, dtype: type, width: int | None = None) -> None:
+        self.data: np.ndarray = np.zeros((16,) if width is None else (16, width), dtype)
+        self.n = 0
+
+    def extend(self, rows: np.ndarray) -> None:
+        if self.n + len(rows) > len(self.data):
+            grown = np.zeros((max(2 * len(self.data), self.n + len(rows)), *self.data.shape[1:]),
+                             self.data.dtype)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + len(rows)] = rows
+        self.n += len(rows)
+
+    def view(self) -> np.ndarray:
+        return self.data[:self.n]
+
+
+class _Moments:
+    """Running mean and variance per feature (Chan et al. parallel update, float64)."""
+
+    def __init__(self, width: int) -> None:
+        self.count, self.mean, self.m2 = 0, np.zeros(width), np.zeros(width)
+
+    def update(self, x: np.ndarray) -> None:
+        if len(x) == 0:
+            return
+        n, mean = len(x), x.mean(axis=0, dtype=np.float64)
+        m2 = ((x - mean) ** 2).sum(axis=0, dtype=np.float64)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    def mean_std(self, min_std: float) -> tuple[np.ndarray, np.ndarray]:
+        if self.count == 0:
+            return np.zeros_like(self.mean, np.float32), np.ones_like(self.mean, np.float32)
+        std = np.maximum(np.sqrt(self.m2 / self.count), min_std)
+        return self.mean.astype(np.float32), std.astype(np.float32)
+
+
+class ReplayStorage:
+    """Steps in flat growable arrays: obs, action, human flag, and the stored segment of each step."""
+
+    def __init__(self, labels_only: bool = True) -> None:
+        self.labels_only = labels_only
+        self.obs_dim: int | None = None
+        self.act_dim: int | None = None
+        self.segment_keys: list[str] = []  # stored segment index -> key
+        self.counts = {"segments": 0, "human_segments": 0, "steps": 0, "human_steps": 0}
+        self._obs: _Column | None = None
+        self._action: _Column | None = None
+        self._human = _Column(np.bool_)
+        self._segment = _Column(np.int64)
+        self._human_idx = _Column(np.int64)
+        self._obs_moments: _Moments | None = None
+        self._act_moments: _Moments | None = None
+
+    def stores(self, seg: Segment) -> bool:
+        return seg.human or not self.labels_only
+
+    def check(self, segments: Sequence[Segment]) -> None:
+        """Raises InvalidSegment for the first segment that is malformed or cannot be stored."""
+        dims = (self.obs_dim, self.act_dim)
+        for seg in segments:
+            if not isinstance(seg, Segment):
+                raise InvalidSegment("?", f"expected a Segment, got {type(seg).__name__}")
+            try:
+                seg.validate()
+            except ValueError as e:
+                raise InvalidSegment(seg.key, str(e)) from e
+            if not self.stores(seg) or len(seg) == 0:
+                continue
+            for i, name in enumerate(("obs", "action")):
+                arr = getattr(seg, name)
+                if dims[i] is not None and arr.shape[1] != dims[i]:
+                    raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} has {arr.shape[1]} "
+                                                  f"features, the replay storage holds {dims[i]}")
+                bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+                if len(bad):
+                    raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} is not finite "
+                                                  f"at step {bad[0]}")
+            dims = (seg.obs.shape[1], seg.action.shape[1])
+
+    def add(self, seg: Segment) -> np.ndarray:
+        """Counts a segment, stores its steps if they are kept; returns their storage indices."""
+        self.check([seg])
+        n = len(seg)
+        self.counts["segments"] += 1
+        self.counts["steps"] += n
+        self.counts["human_segments"] += int(seg.human)
+        self.counts["human_steps"] += n * int(seg.human)
+        if not self.stores(seg):
+            return np.zeros(0, np.int64)
+        if self._obs is None and n > 0:
+            self.obs_dim, self.act_dim = seg.obs.shape[1], seg.action.shape[1]
+            self._obs, self._action = _Column(np.float32, self.obs_dim), _Column(np.float32, self.act_dim)
+            self._obs_moments, self._act_moments = _Moments(self.obs_dim), _Moments(self.act_dim)
+        indices = np.arange(len(self), len(self) + n, dtype=np.int64)
+        self.segment_keys.append(seg.key)
+        if n == 0:
+            return indices
+        assert self._obs and self._action and self._obs_moments and self._act_moments
+        self._obs.extend(seg.obs)
+        self._action.extend(seg.action)
+        self._human.extend(np.full(n, seg.human))
+        self._segment.extend(np.full(n, len(self.segment_keys) - 1, np.int64))
+        if seg.human:
+            self._human_idx.extend(indices)
+            self._obs_moments.update(seg.obs)
+            self._act_moments.update(seg.action)
+        return indices
+
+    def __len__(self) -> int:
+        return self._segment.n
+
+    def human_indices(self) -> np.ndarray:
+        return self._human_idx.view()
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Copies of the steps at indices: obs, action, human, segment (index into segment_keys)."""
+        if self._obs is None or self._action is None:
+            raise IndexError("replay storage is empty")
+        return {"obs": self._obs.view()[indices], "action": self._action.view()[indices],
+                "human": self._human.view()[indices], "segment": self._segment.view()[indices]}
+
+    def normalizer(self, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(obs_mean, obs_std, act_mean, act_std) over labelled steps, float32; std floored at min_std."""
+        if self._obs_moments is None or self._act_moments is None:
+            raise ValueError("replay storage has no steps yet: observation/action sizes unknown")
+        return (*self._obs_moments.mean_std(min_std), *self._act_moments.mean_std(min_std))

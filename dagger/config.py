@@ -1,0 +1,174 @@
+"""Run configuration: dataclasses with working defaults, YAML files and `key.sub=value` overrides.
+
+    cfg = load_config("configs/demo.yaml", ["gate.threshold=0.02", "robots=2"])
+
+An unknown or ill-typed key is a ConfigError naming the key, where it came from, and the
+closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dagger.gates import GateConfig
+from dagger.policy import PolicyConfig
+from teleop_devices.scripted import OperatorConfig
+
+
+class ConfigError(ValueError):
+    """A user's configuration mistake; the message says what and where."""
+
+
+@dataclass
+class RobotConfig:
+    speed: float = 1.0
+    """control rate as a multiple of the task's real-time rate (1.0: one step per task dt)"""
+    segment_max_steps: int = 50
+    """a segment closes after this many steps even without a controller change"""
+    ship_every_s: float = 0.25
+    """how often finished policy segments are sent to the buffer (human ones go at once)"""
+
+
+@dataclass
+class LearnerConfig:
+    batch_size: int = 256
+    """samples per ensemble member per update"""
+    publish_every: int = 25
+    """updates between published weight versions"""
+    pretrain_updates: int = 500
+    """behavior-cloning updates on the demonstrations before the robots start"""
+    human_fraction: float = 0.0
+    """share of each batch drawn from intervention steps (0: uniform over labels; IWR uses 0.5)"""
+    max_updates_per_s: float = 400.0
+    """cap on the training rate so the learner leaves CPU to the robots (0: no cap)"""
+
+
+@dataclass
+class RunConfig:
+    robots: int = 4
+    """number of robot workers"""
+    operators: int = 1
+    """number of (simulated) operators serving the robots"""
+    task: str = "reacher"
+    """reacher (MuJoCo) | point (numpy)"""
+    steps: int = 30000
+    """fleet steps to run (all robots together); ignored when minutes > 0"""
+    minutes: float = 0.0
+    """wall-clock length of the run (0: use steps)"""
+    seed: int = 0
+    """seeds tasks, policy initialisation, gates and operators"""
+    demos: int = 3
+    """scripted-expert demonstration episodes the policy starts from"""
+    run_dir: str = ""
+    """where the run is written (default: runs/<timestamp>)"""
+    address: str = ""
+    """Ray cluster to join (default: RAY_ADDRESS, else an embedded local Ray)"""
+    gate: GateConfig = field(default_factory=GateConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(k for k in options if k is not type(None))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and value is None:
+        return ""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _apply(obj: Any, data: dict, where: str, prefix: str = "") -> None:
+    types_ = _field_types(type(obj))
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in types_:
+            valid = [f"{prefix}{k}" for k in types_]
+            raise ConfigError(f"{where}: unknown key {path!r}{_suggest(path, valid)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {path!r} is a section; expected a mapping, got {value!r}")
+            _apply(current, value, where, f"{path}.")
+        else:
+            setattr(obj, key, _coerce(value, types_[key], f"{where}: {path!r}"))
+
+
+def parse_override(text: str) -> dict:
+    """`gate.threshold=0.02` -> {"gate": {"threshold": 0.02}} (the value is read as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. gate.threshold=0.02")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value  # type: ignore[return-value]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: RunConfig | None = None) -> RunConfig:
+    cfg = base or RunConfig()
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read config: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        _apply(cfg, data, str(path))
+    for text in overrides or []:
+        _apply(cfg, parse_override(text), f"override {text!r}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.robots >= 1, "robots", "must be at least 1"),
+        (cfg.operators >= 1, "operators", "must be at least 1"),
+        (cfg.steps >= 1, "steps", "must be at least 1"),
+        (cfg.minutes >= 0, "minutes", "must not be negative"),
+        (cfg.demos >= 1, "demos", "must be at least 1 (the policy starts from demonstrations)"),
+        (cfg.robot.speed > 0, "robot.speed", "must be positive"),
+        (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
+        (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
+        (cfg.gate.threshold >= 0, "gate.threshold", "must not be negative"),
+        (cfg.policy.members >= 2, "policy.members", "must be at least 2 (the spread needs an ensemble)"),
+        (cfg.learner.batch_size >= 1, "learner.batch_size", "must be at least 1"),
+        (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
+        (cfg.operator.noise >= 0, "operator.noise", "must not be negative"),
+        (cfg.operator.reaction_s >= 0, "operator.reaction_s", "must not be negative"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"config: {key!r} {why}")
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)

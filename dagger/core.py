@@ -1,0 +1,121 @@
+"""The vocabulary of the loop: the few protocols every component implements.
+
+A robot steps a Task with a Policy; a Gate decides when it asks for help; an Allocator orders
+the robots waiting for help; an operator's TeleopDevice supplies actions while it is in control.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class PolicyOutput:
+    """What the policy says in one state: the mean action and the ensemble's spread."""
+
+    action: np.ndarray
+    spread: float  # mean over action dims of the members' variance (ThriftyDAgger's novelty)
+    version: int
+
+
+class Policy(Protocol):
+    """An action source with versioned weights.
+
+        out = policy.act(obs)          # out.action, out.spread
+        policy.load(weights)           # weights["version"] > policy.version
+    """
+
+    version: int
+
+    def act(self, obs: np.ndarray) -> PolicyOutput: ...
+
+    def load(self, weights: dict) -> None: ...
+
+
+@dataclass
+class StepResult:
+    obs: np.ndarray
+    reward: float
+    success: bool  # the task's goal is met in this state
+    constraint: bool  # the state violates a task constraint
+    done: bool  # the episode is over (time limit or termination)
+
+
+class Task(Protocol):
+    """A gymnasium-style task with a success signal and a scripted expert.
+
+        obs = task.reset(seed=0)
+        res = task.step(task.expert_action())
+    """
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    dt: float  # seconds of task time per step: the robot's natural control period
+
+    def reset(self, seed: int | None = None) -> np.ndarray: ...
+
+    def step(self, action: np.ndarray) -> StepResult: ...
+
+    def expert_action(self) -> np.ndarray: ...
+
+    def clip(self, action: np.ndarray) -> np.ndarray: ...
+
+
+class Gate(Protocol):
+    """Decides when a robot asks for help and when control returns to the policy.
+
+        if gate.should_request_help(out): robot.wait_for_operator()
+        if gate.should_hand_back(human_action, out): robot.resume_policy()
+    """
+
+    name: str
+    threshold: float
+
+    def should_request_help(self, out: PolicyOutput) -> bool: ...
+
+    def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool: ...
+
+
+@dataclass
+class DeviceReading:
+    """One reading of an operator's input device."""
+
+    action: np.ndarray | None  # in the task's action space; None while the operator has not acted
+    takeover: bool = False
+    hand_back: bool = False
+    deadman: bool = True  # held = the operator is engaged
+    age_s: float = 0.0  # how old the underlying report is
+
+
+class TeleopDevice(Protocol):
+    """Human (or simulated-human) input.
+
+        reading = device.read()
+        if reading.deadman and reading.action is not None: apply(reading.action)
+    """
+
+    def read(self) -> DeviceReading: ...
+
+
+@dataclass(order=True)
+class HelpRequest:
+    """A robot asking for an operator; allocators order these."""
+
+    robot: int
+    t_requested: float
+    score: float = 0.0  # the gate's score when asking (higher = more urgent)
+    reason: str = "novelty"  # novelty | human | random
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+class Allocator(Protocol):
+    """Orders waiting robots; operators go to the front of the list.
+
+        order = allocator.order(requests, now)   # robot ids, most urgent first
+    """
+
+    def order(self, requests: list[HelpRequest], now: float) -> list[int]: ...

@@ -1,0 +1,37 @@
+"""The hand-back rule shared by every gate."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dagger.core import PolicyOutput
+
+if TYPE_CHECKING:
+    from dagger.gates import GateConfig
+
+
+class BaseGate:
+    """Hands back once the policy has agreed with the operator for `agree_steps` steps in a row."""
+
+    name = "base"
+
+    def __init__(self, config: GateConfig, seed: int = 0):
+        self.config = config
+        self.threshold = config.threshold
+        self.rng = np.random.default_rng(seed)
+        self.agreed = 0
+
+    def should_request_help(self, out: PolicyOutput) -> bool:
+        return False
+
+    def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool:
+        if self.config.agree_steps <= 0:
+            return False
+        gap = float(np.mean((np.asarray(human_action) - out.action) ** 2))
+        self.agreed = self.agreed + 1 if gap < self.config.agree_tol else 0
+        if self.agreed >= self.config.agree_steps:
+            self.agreed = 0
+            return True
+        return False

@@ -1,0 +1,11 @@
+"""EnsembleDAgger-like: ask when the ensemble's spread is over a fixed threshold."""
+
+from dagger.core import PolicyOutput
+from dagger.gates.base import BaseGate
+
+
+class EnsembleGate(BaseGate):
+    name = "ensemble"
+
+    def should_request_help(self, out: PolicyOutput) -> bool:
+        return out.spread > self.threshold

@@ -1,0 +1,7 @@
+"""Behavior-cloning baseline: the robot never asks."""
+
+from dagger.gates.base import BaseGate
+
+
+class NeverGate(BaseGate):
+    name = "never"

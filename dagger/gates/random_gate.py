@@ -1,0 +1,11 @@
+"""A control: ask for help at random with a fixed probability per step."""
+
+from dagger.core import PolicyOutput
+from dagger.gates.base import BaseGate
+
+
+class RandomGate(BaseGate):
+    name = "random"
+
+    def should_request_help(self, out: PolicyOutput) -> bool:
+        return bool(self.rng.random() < self.config.rate)

@@ -1,0 +1,116 @@
+"""Tasks: gymnasium-API environments with a success signal and a scripted expert.
+
+    task = make_task("reacher")      # MuJoCo Reacher-v5, 2 joints, 50 steps
+    task = make_task("point")        # tiny numpy point mass, for fast tests
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dagger.core import StepResult, Task
+
+
+class PointTask:
+    """A 2-D point mass pushed towards a goal; pure numpy, ~1 µs a step."""
+
+    name = "point"
+    obs_dim = 6  # position, velocity, goal - position
+    act_dim = 2
+    dt = 0.05
+    horizon = 40
+    success_radius = 0.05
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+        self.pos = np.zeros(2)
+        self.vel = np.zeros(2)
+        self.goal = np.zeros(2)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.pos, self.vel, self.goal - self.pos]).astype(np.float32)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.pos = self.rng.uniform(-1, 1, 2)
+        self.vel = np.zeros(2)
+        self.goal = self.rng.uniform(-1, 1, 2)
+        self.t = 0
+        return self._obs()
+
+    def step(self, action: np.ndarray) -> StepResult:
+        a = self.clip(action)
+        self.vel = 0.9 * self.vel + a * self.dt * 4.0
+        self.pos = self.pos + self.vel * self.dt
+        self.t += 1
+        dist = float(np.linalg.norm(self.goal - self.pos))
+        return StepResult(self._obs(), -dist, dist < self.success_radius, False, self.t >= self.horizon)
+
+    def expert_action(self) -> np.ndarray:
+        return self.clip(4.0 * (self.goal - self.pos) - 1.5 * self.vel)
+
+    def clip(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+
+
+class ReacherTask:
+    """gymnasium's MuJoCo Reacher-v5: bring the fingertip within 2 cm of a random target.
+
+    The expert solves the two-link inverse kinematics for the target and drives the joints there
+    with a PD law; it succeeds on every seed. Success is judged on the episode's last step.
+    """
+
+    name = "reacher"
+    obs_dim = 10
+    act_dim = 2
+    success_radius = 0.02
+    links = (0.1, 0.11)  # upper arm and forearm (body pos of body1 and fingertip in reacher.xml)
+
+    def __init__(self) -> None:
+        import gymnasium as gym
+
+        self.env = gym.make("Reacher-v5")
+        self.sim = self.env.unwrapped
+        self.dt = float(self.sim.dt)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, _ = self.env.reset(seed=seed)
+        return obs.astype(np.float32)
+
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.sim.get_body_com("fingertip") - self.sim.get_body_com("target")))
+
+    def step(self, action: np.ndarray) -> StepResult:
+        obs, reward, terminated, truncated, _ = self.env.step(self.clip(action).astype(np.float32))
+        return StepResult(obs.astype(np.float32), float(reward), self.distance() < self.success_radius,
+                          False, bool(terminated or truncated))
+
+    def expert_action(self) -> np.ndarray:
+        q, dq = self.sim.data.qpos[:2], self.sim.data.qvel[:2]
+        x, y = self.sim.data.qpos[2:4]
+        l1, l2 = self.links
+        cos_elbow = np.clip((x * x + y * y - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0)
+        best = None
+        for elbow in (np.arccos(cos_elbow), -np.arccos(cos_elbow)):
+            shoulder = np.arctan2(y, x) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+            err = (np.array([shoulder, elbow]) - q + np.pi) % (2 * np.pi) - np.pi
+            if best is None or np.abs(err).sum() < np.abs(best).sum():
+                best = err
+        assert best is not None
+        return self.clip(3.0 * best - 0.3 * dq)
+
+    def clip(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+
+
+TASKS: dict[str, Callable[[], Task]] = {"point": PointTask, "reacher": ReacherTask}
+
+
+def make_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name]()

@@ -1,0 +1,1 @@
+"""Human and simulated-human input devices; each returns a DeviceReading (see dagger.core)."""

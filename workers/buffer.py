@@ -1,0 +1,49 @@
+"""BufferWorker: the replay buffer as a component (durable log + index + sampler) with events.
+
+    buffer = BufferWorker(run_dir / "segments", human_fraction=0.0, seed=0)
+    acked = buffer.add(segments)          # human segments are fsync'd before their keys return
+    batch = buffer.sample(1024)           # obs, action, normalizer
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from buffers.replay import HumanWeightedSampler, ReplayBuffer, UniformSampler
+from buffers.schema import Segment
+
+
+class BufferWorker:
+    def __init__(self, directory: str | Path, human_fraction: float = 0.0, seed: int = 0, clock: Any = time.time):
+        sampler = HumanWeightedSampler(human_fraction) if human_fraction > 0 else UniformSampler()
+        self.replay = ReplayBuffer(Path(directory), sampler=sampler, seed=seed)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.events: list[dict] = []
+
+    def add(self, segments: list[Segment]) -> list[str]:
+        with self.lock:
+            return self.replay.add(segments)
+
+    def sample(self, count: int) -> dict | None:
+        """count labelled steps (None while there are none), plus the current normalizer."""
+        with self.lock:
+            if len(self.replay) == 0:
+                return None
+            batch, first = self.replay.sample(count)
+            now = self.clock()
+            self.events.extend({"ev": "segment_trained", "t": now, "key": key} for key in first)
+            batch["normalizer"] = self.replay.normalizer()
+        return batch
+
+    def poll(self) -> dict:
+        with self.lock:
+            events, self.events = self.events, []
+            return {"events": events, "status": self.replay.stats()}
+
+    def close(self) -> None:
+        with self.lock:
+            self.replay.close()

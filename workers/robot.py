@@ -1,0 +1,272 @@
+"""RobotWorker: steps one task with its own policy copy at its own rate.
+
+Nothing inside a step waits on another process: commands (weights, thresholds, operator
+assignments) arrive in a mailbox read between steps; segments leave in batches through a
+non-blocking endpoint; events wait in an outbox until the supervisor polls.
+
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot.set_weights(learner.latest()); robot.tick()      # or robot.start() for its own thread
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from buffers.schema import POLICY, Segment
+from dagger.config import RunConfig
+from dagger.core import PolicyOutput, StepResult
+from dagger.gates import make_gate
+from dagger.policy import EnsemblePolicy
+from dagger.tasks import make_task
+from teleop_devices.scripted import ScriptedOperator
+from workers.transport import Endpoint, Pending
+
+
+class State(str, Enum):
+    STARTING = "starting"  # no weights yet
+    AUTONOMOUS = "autonomous"
+    WAITING = "waiting"  # asked for help, holding
+    OPERATOR = "operator"  # a human (or scripted operator) is in control
+    RESETTING = "resetting"
+
+
+class RobotWorker:
+    def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time):
+        self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
+        self.task = make_task(cfg.task)
+        self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy)
+        self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
+        self.period = self.task.dt / cfg.robot.speed
+        self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
+        self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.events: list[dict] = []
+        self.spreads: list[float] = []
+        self.state = State.STARTING
+        self.episode, self.seq, self.obs = -1, 0, np.zeros(self.task.obs_dim, np.float32)
+        self.steps: list[dict] = []
+        self.controller = POLICY
+        self.operator: ScriptedOperator | None = None
+        self.operator_id = -1
+        self.request: dict = {}
+        self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
+        self.outbox: list[Segment] = []
+        self.unacked: dict[str, Segment] = {}
+        self.in_flight: list[tuple[Pending, list[Segment]]] = []
+        self.last_ship = 0.0
+        self.total_steps = 0
+        self.successes = 0
+        self.last_spread = 0.0
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    # ---- mailbox: called by the supervisor from any thread ----
+    def set_weights(self, weights: dict) -> None:
+        self.inbox.put(("weights", weights))
+
+    def set_threshold(self, threshold: float) -> None:
+        self.inbox.put(("threshold", threshold))
+
+    def assign(self, operator_id: int) -> None:
+        self.inbox.put(("assign", operator_id))
+
+    def poll(self) -> dict:
+        """Drains the outbox: events, robot-state spreads, and a status line for the dashboard."""
+        with self.lock:
+            events, self.events = self.events, []
+            spreads, self.spreads = self.spreads, []
+        status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
+                  "version": self.policy.version, "episode": max(self.episode, 0),
+                  "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
+        return {"events": events, "spreads": spreads, "status": status}
+
+    # ---- the control loop ----
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name=f"robot-{self.id}", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> dict:
+        """Stops the loop, closes the open segment and ships everything; returns a final poll."""
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+        self._close_segment("stop")
+        self._ship(force=True)
+        for pending, _ in self.in_flight:
+            pending.result()
+        self._collect_acks()
+        return self.poll()
+
+    def run(self) -> None:
+        next_tick = time.perf_counter()
+        while not self.stopped.is_set():
+            self.tick()
+            next_tick += self.period
+            delay = next_tick - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_tick = time.perf_counter()  # behind: do not try to catch up in a burst
+
+    def tick(self) -> None:
+        """One control period: mailbox, then at most one task step, then shipping."""
+        self._read_mailbox()
+        if self.state is State.RESETTING or (self.state is not State.STARTING and self.episode < 0):
+            self._new_episode()
+        if self.state is State.AUTONOMOUS:
+            self._autonomous_step()
+        elif self.state is State.OPERATOR:
+            self._operator_step()
+        self._ship()
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        with self.lock:
+            self.events.append({"ev": kind, "t": self.clock(), "robot": self.id, **fields})
+
+    def _read_mailbox(self) -> None:
+        while True:
+            try:
+                kind, value = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "weights" and value["version"] > self.policy.version:
+                self.policy.load(value)
+                self._emit("weights_loaded", version=self.policy.version)
+                if self.state is State.STARTING:
+                    self.state = State.RESETTING
+            elif kind == "threshold":
+                self.gate.threshold = float(value)
+            elif kind == "assign":
+                self._take_over(int(value))
+
+    def _operator(self, operator_id: int) -> ScriptedOperator:
+        seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
+        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.period)
+
+    def _new_episode(self) -> None:
+        self.episode += 1
+        self.obs = self.task.reset(seed=self.cfg.seed * 1_000_003 + self.id * 10_007 + self.episode)
+        self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
+        self.state = State.AUTONOMOUS
+
+    def _autonomous_step(self) -> None:
+        out = self.policy.act(self.obs)
+        self.last_spread = out.spread
+        if self.watcher is not None and self.watcher.wants_takeover(out.action):
+            self._ask_for_help(out, "human")
+        elif self.gate.should_request_help(out):
+            self._ask_for_help(out, self.gate.name)
+        else:
+            with self.lock:
+                self.spreads.append(out.spread)
+            self._step(out.action, out)
+
+    def _ask_for_help(self, out: PolicyOutput, reason: str) -> None:
+        with self.lock:
+            self.spreads.append(out.spread)
+        self._close_segment("takeover")
+        self.state = State.WAITING
+        self.request = {"t": self.clock(), "reason": reason}
+        self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
+
+    def _take_over(self, operator_id: int) -> None:
+        if self.state is not State.WAITING:
+            self._emit("assign_refused", operator=operator_id, state=self.state.value)
+            return
+        self.operator = self._operator(operator_id)
+        self.operator_id = operator_id
+        self.state = State.OPERATOR
+        self.request["assigned"] = self.clock()
+
+    def _operator_step(self) -> None:
+        assert self.operator is not None
+        out = self.policy.act(self.obs)
+        self.last_spread = out.spread
+        reading = self.operator.read()
+        if reading.action is None:
+            return  # the operator has not reacted yet: hold
+        if self.controller == POLICY:
+            self.controller = f"operator:{self.operator_id}"
+            gated = "human" if self.request["reason"] == "human" else "robot"
+            self._emit("takeover", operator=self.operator_id, gated=gated, reason=self.request["reason"],
+                       wait_s=self.clock() - self.request["t"])
+        done = self._step(reading.action, out)
+        if not done and (reading.hand_back or self.gate.should_hand_back(reading.action, out)):
+            self._hand_back("released")
+
+    def _hand_back(self, reason: str) -> None:
+        self._close_segment("handback")
+        self._emit("handback", operator=self.operator_id, reason=reason)
+        self.operator, self.operator_id, self.controller = None, -1, POLICY
+        self.state = State.AUTONOMOUS
+
+    def _step(self, action: np.ndarray, out: PolicyOutput) -> bool:
+        res: StepResult = self.task.step(action)
+        now = self.clock()
+        self.steps.append({
+            "obs": self.obs, "action": self.task.clip(action), "policy_action": out.action,
+            "version": self.policy.version, "spread": out.spread, "threshold": self.gate.threshold,
+            "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
+            "step": self.ep_stats["steps"], "t_wall": now,
+        })
+        self.obs = res.obs
+        self.total_steps += 1
+        self.ep_stats["steps"] += 1
+        self.ep_stats["human_steps"] += self.controller != POLICY
+        self.ep_stats["return"] += res.reward
+        if res.done:
+            self._end_episode(res)
+        elif len(self.steps) >= self.cfg.robot.segment_max_steps:
+            self._close_segment("size")
+        return res.done
+
+    def _end_episode(self, res: StepResult) -> None:
+        self._close_segment("episode_end")
+        self.successes += res.success
+        self._emit("episode_end", episode=self.episode, success=bool(res.success), **self.ep_stats)
+        if self.operator is not None:
+            self._emit("handback", operator=self.operator_id, reason="episode_end")
+            self.operator, self.operator_id, self.controller = None, -1, POLICY
+        self.state = State.RESETTING
+
+    def _close_segment(self, reason: str) -> None:
+        if not self.steps:
+            return
+        seg = Segment.from_steps(self.id, self.seq, self.episode, self.controller, reason, self.clock(), self.steps)
+        self.seq += 1
+        self.steps = []
+        versions = [[int(v), int(n)] for v, n in zip(*np.unique(seg.version, return_counts=True), strict=True)]
+        self._emit("segment", seq=seg.seq, episode=seg.episode, controller=seg.controller, reason=reason,
+                   steps=len(seg), t_start=float(seg.t_wall[0]), t_end=float(seg.t_wall[-1]), versions=versions)
+        self.outbox.append(seg)
+        if seg.human:
+            self.unacked[seg.key] = seg
+            self._ship(force=True)
+
+    def _ship(self, force: bool = False) -> None:
+        self._collect_acks()
+        now = time.perf_counter()
+        if self.outbox and (force or now - self.last_ship >= self.cfg.robot.ship_every_s):
+            batch, self.outbox = self.outbox, []
+            self.in_flight.append((self.buffer.call("add", batch), batch))
+            self.last_ship = now
+
+    def _collect_acks(self) -> None:
+        still: list[tuple[Pending, list[Segment]]] = []
+        for pending, batch in self.in_flight:
+            if not pending.ready():
+                still.append((pending, batch))
+                continue
+            try:
+                for key in pending.result():
+                    self.unacked.pop(key, None)
+            except Exception as err:  # noqa: BLE001 - the buffer failed: keep human segments, resend
+                self._emit("ship_failed", error=str(err)[:200], segments=len(batch))
+                self.outbox.extend(s for s in batch if s.key in self.unacked)
+        self.in_flight = still

@@ -1,0 +1,111 @@
+"""The supervisor: the control plane of a run, the same in-process and on Ray.
+
+It polls every component, writes their events to events.jsonl, queues help requests, assigns
+operators, forwards new weights and fleet gate thresholds, and stops the run at its budget.
+None of this is on a robot's control path: robots never wait for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dagger.allocation import PriorityAllocator
+from dagger.config import RunConfig
+from dagger.core import HelpRequest
+from dagger.events import EventLog
+from dagger.gates import AutoGate
+from workers.transport import Endpoint
+
+
+class Supervisor:
+    def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
+                 log: EventLog, clock: Any = time.time):
+        self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
+            cfg, robots, buffer, learner, log, clock)
+        self.allocator = PriorityAllocator()
+        self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
+        self.waiting: dict[int, HelpRequest] = {}
+        self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
+        self.sent_version = 0
+        self.sent_threshold = cfg.gate.threshold
+        self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}}
+        self.steps = 0
+
+    def poll(self) -> dict[str, Any]:
+        """One round of the control plane; returns the latest status of every component."""
+        robot_polls = [r.call("poll") for r in self.robots]
+        learner_poll, buffer_poll = self.learner.call("poll"), self.buffer.call("poll")
+        for pending in robot_polls:
+            self.handle(pending.result())
+        for name, pending in (("learner", learner_poll), ("buffer", buffer_poll)):
+            result = pending.result()
+            self.log.write(result["events"])
+            self.status[name] = result["status"]
+        self.forward_weights()
+        self.allocate()
+        return self.status
+
+    def handle(self, result: dict) -> None:
+        """Takes one robot's poll: logs its events and updates queue, operators and fleet gate."""
+        self.log.write(result["events"])
+        status = result["status"]
+        self.status["robots"][status["robot"]] = status
+        self.steps = sum(s["steps"] for s in self.status["robots"].values())
+        for event in result["events"]:
+            robot = event.get("robot", -1)
+            if event["ev"] == "help_requested":
+                self.waiting[robot] = HelpRequest(robot, event["t"], event["score"], event["reason"])
+            elif event["ev"] in ("handback", "assign_refused"):
+                self.serving[event["operator"]].discard(robot)
+        if self.fleet_gate is not None and result["spreads"]:
+            threshold = self.fleet_gate.observe(result["spreads"])
+            if threshold != self.sent_threshold:
+                self.sent_threshold = threshold
+                for r in self.robots:
+                    r.call("set_threshold", threshold)
+
+    def forward_weights(self) -> None:
+        version = self.status["learner"].get("version", 0)
+        if version > self.sent_version:
+            _, weights = self.learner.call("latest").result()
+            for r in self.robots:
+                r.call("set_weights", weights)
+            self.sent_version = version
+
+    def allocate(self) -> None:
+        now = self.clock()
+        free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention]
+        for robot in self.allocator.order(list(self.waiting.values()), now):
+            if not free:
+                return
+            op = free[0]
+            self.serving[op].add(robot)
+            if len(self.serving[op]) >= self.cfg.operator.attention:
+                free.pop(0)
+            request = self.waiting.pop(robot)
+            self.robots[robot].call("assign", op)
+            self.log.write([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
+                             "queued_s": now - request.t_requested}])
+
+    def done(self, started: float) -> bool:
+        if self.cfg.minutes > 0:
+            return self.clock() - started >= self.cfg.minutes * 60
+        return self.steps >= self.cfg.steps
+
+    def run(self, between: Callable[[], None], on_status: Callable[[dict], None] | None = None,
+            period: float = 0.1) -> str:
+        """Polls until the budget is spent or Ctrl-C; `between` drives in-process components."""
+        started = self.clock()
+        try:
+            while not self.done(started):
+                between()
+                status = self.poll()
+                if on_status is not None:
+                    on_status(status)
+                if period:
+                    time.sleep(period)
+        except KeyboardInterrupt:
+            return "interrupted"
+        return "budget"
