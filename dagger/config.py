@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RobotConfig:
-    speed: float = 1.0
+    speed: float = 2.0
     """control rate as a multiple of the task's real-time rate (1.0: one step per task dt)"""
     segment_max_steps: int = 50
     """a segment closes after this many steps even without a controller change"""
@@ -41,8 +41,10 @@ class RobotConfig:
 class LearnerConfig:
     batch_size: int = 256
     """samples per ensemble member per update"""
-    publish_every: int = 25
+    publish_every: int = 200
     """updates between published weight versions"""
+    updates_per_fetch: int = 20
+    """updates trained on each batch of samples fetched from the buffer"""
     pretrain_updates: int = 500
     """behavior-cloning updates on the demonstrations before the robots start"""
     human_fraction: float = 0.0
@@ -59,7 +61,7 @@ class RunConfig:
     """number of (simulated) operators serving the robots"""
     task: str = "reacher"
     """reacher (MuJoCo) | point (numpy)"""
-    steps: int = 30000
+    steps: int = 24000
     """fleet steps to run (all robots together); ignored when minutes > 0"""
     minutes: float = 0.0
     """wall-clock length of the run (0: use steps)"""

@@ -27,6 +27,7 @@ class Learner:
         self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed)
         self.optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=cfg.policy.lr)
         self.updates = 0
+        self.updates_at_publish = 0
         self.loss = float("nan")
         self.published: dict = self.policy.weights()
         self.lock = threading.Lock()
@@ -58,6 +59,7 @@ class Learner:
     def publish(self) -> int:
         """Freezes the current weights as the next version."""
         self.policy.version += 1
+        self.updates_at_publish = self.updates
         self.published = self.policy.weights()
         self._emit("weights_published", version=self.policy.version, updates=self.updates)
         return self.policy.version
@@ -87,11 +89,11 @@ class Learner:
 
     def run(self) -> None:
         """Train and publish until stopped, at most max_updates_per_s."""
-        n = self.cfg.learner.publish_every
-        cap = self.cfg.learner.max_updates_per_s
+        n, cap = self.cfg.learner.updates_per_fetch, self.cfg.learner.max_updates_per_s
         while not self.stopped.is_set():
             began = time.perf_counter()
             self.train(n)
-            self.publish()
+            if self.updates - self.updates_at_publish >= self.cfg.learner.publish_every:
+                self.publish()
             if cap > 0:
                 self.stopped.wait(max(0.0, n / cap - (time.perf_counter() - began)))

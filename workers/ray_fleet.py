@@ -1,0 +1,106 @@
+"""The same components as Ray actors: one process each, talking through RayEndpoint.
+
+    init_ray(address="")                      # embedded local Ray, or join a cluster
+    summary = run_loop(cfg, run_dir, fleet=RayFleet(cfg, run_dir, obs_dim, act_dim))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from dagger.config import RunConfig
+from workers.buffer import BufferWorker
+from workers.learner import Learner
+from workers.robot import RobotWorker
+from workers.transport import Endpoint
+
+
+def init_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Joins `address` (or RAY_ADDRESS); otherwise starts an embedded local Ray once."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+
+
+class RayPending:
+    def __init__(self, ref: ray.ObjectRef):
+        self.ref = ref
+
+    def ready(self) -> bool:
+        done, _ = ray.wait([self.ref], timeout=0)
+        return bool(done)
+
+    def result(self) -> Any:
+        return ray.get(self.ref)
+
+
+class RayEndpoint:
+    """Calls an actor's method with .remote(); the call never blocks the caller."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+
+    def call(self, method: str, *args: Any) -> RayPending:
+        return RayPending(getattr(self.handle, method).remote(*args))
+
+
+class RayLearner(Learner):
+    """Publishes each weights version once into the object store; robots fetch it by reference."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        torch.set_num_threads(1)
+        super().__init__(*args, **kwargs)
+        self.published_ref = ray.put(self.published)
+
+    def publish(self) -> int:
+        version = super().publish()
+        self.published_ref = ray.put(self.published)
+        return version
+
+    def latest(self) -> tuple[int, Any]:
+        return self.published["version"], self.published_ref
+
+
+class RayRobot(RobotWorker):
+    def __init__(self, *args: Any, **kwargs: Any):
+        torch.set_num_threads(1)
+        super().__init__(*args, **kwargs)
+
+
+# num_cpus=0: actors are scheduled by their own loops' rates, not by Ray's CPU accounting.
+_actor = ray.remote(num_cpus=0, max_concurrency=4)
+
+
+class RayFleet:
+    def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int):
+        self.cfg = cfg
+        buffer = _actor(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
+        self.buffer: Endpoint = RayEndpoint(buffer)
+        self.learner_handle = _actor(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer)
+        self.learner: Endpoint = RayEndpoint(self.learner_handle)
+        self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer) for i in range(cfg.robots)]
+        self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
+
+    def start(self) -> None:
+        ray.get([h.start.remote() for h in self.robot_handles] + [self.learner_handle.start.remote()])
+
+    def between(self) -> None:
+        pass
+
+    def stop(self) -> list[dict]:
+        polls = ray.get([h.stop.remote() for h in self.robot_handles] + [self.learner_handle.stop.remote()])
+        polls.append(self.buffer.call("poll").result())
+        self.buffer.call("close").result()
+        for handle in [*self.robot_handles, self.learner_handle, self.buffer.handle]:  # type: ignore[attr-defined]
+            ray.kill(handle)
+        return polls
