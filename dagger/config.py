@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from dagger.gates import GateConfig
+from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from teleop_devices.scripted import OperatorConfig
 
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class RobotConfig:
-    speed: float = 2.0
+    speed: float = 4.0
     """control rate as a multiple of the task's real-time rate (1.0: one step per task dt)"""
     segment_max_steps: int = 50
     """a segment closes after this many steps even without a controller change"""
@@ -39,7 +39,7 @@ class RobotConfig:
 
 @dataclass
 class LearnerConfig:
-    batch_size: int = 256
+    batch_size: int = 128
     """samples per ensemble member per update"""
     publish_every: int = 200
     """updates between published weight versions"""
@@ -49,7 +49,7 @@ class LearnerConfig:
     """behavior-cloning updates on the demonstrations before the robots start"""
     human_fraction: float = 0.0
     """share of each batch drawn from intervention steps (0: uniform over labels; IWR uses 0.5)"""
-    max_updates_per_s: float = 400.0
+    max_updates_per_s: float = 1000.0
     """cap on the training rate so the learner leaves CPU to the robots (0: no cap)"""
 
 
@@ -102,7 +102,7 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
 
 def _suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    return f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
 
 
 def _apply(obj: Any, data: dict, where: str, prefix: str = "") -> None:
@@ -150,7 +150,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range checks that types alone cannot express."""
+    """Names and ranges that types alone cannot check."""
+    from dagger.tasks import TASKS
+
+    for key, value, valid in (("task", cfg.task, TASKS), ("gate.name", cfg.gate.name, GATES)):
+        if value not in valid:
+            raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, sorted(valid))}")
     checks = [
         (cfg.robots >= 1, "robots", "must be at least 1"),
         (cfg.operators >= 1, "operators", "must be at least 1"),

@@ -20,7 +20,7 @@ from dagger.core import DeviceReading, Task
 @dataclass
 class OperatorConfig:
     reaction_s: float = 0.25
-    """delay from being assigned a robot to the first action. Simple visual reaction time is
+    """delay (in task time) from being assigned a robot to the first action. Simple visual reaction time is
     about 200-250 ms (Woods et al., Front. Hum. Neurosci. 2015, "Factors influencing the latency
     of simple reaction time"); choice and re-orienting take longer"""
     noise: float = 0.1

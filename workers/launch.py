@@ -21,6 +21,7 @@ from buffers.schema import DEMO, Segment
 from dagger.config import RunConfig
 from dagger.core import Task
 from dagger.events import EventLog, read_events
+from dagger.live import LiveStats
 from dagger.report import summarize
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
@@ -96,7 +97,7 @@ def collect_demos(cfg: RunConfig, task: Task) -> list[Segment]:
 
 
 def run_loop(cfg: RunConfig, run_dir: Path, fleet: Fleet | None = None,
-             on_status: Callable[[dict], None] | None = None) -> dict[str, Any]:
+             on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
@@ -109,7 +110,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, fleet: Fleet | None = None,
     fleet.learner.call("train", cfg.learner.pretrain_updates).result()
     fleet.learner.call("publish").result()
     log.write([{"ev": "demos", "t": time.time(), "episodes": len(demos), "steps": sum(map(len, demos))}])
-    supervisor = Supervisor(cfg, fleet.robots, fleet.buffer, fleet.learner, log)
+    supervisor = Supervisor(cfg, fleet.robots, fleet.buffer, fleet.learner, log, stats)
     supervisor.poll()
     fleet.start()
     local = isinstance(fleet, LocalFleet)
@@ -120,7 +121,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, fleet: Fleet | None = None,
         if "spreads" in result:
             supervisor.handle(result)
         else:
-            log.write(result["events"])
+            supervisor.record(result["events"])
     log.write([{"ev": "run_end", "t": time.time(), "reason": reason}])
     log.close()
     return summarize(read_events(run_dir / "events.jsonl"))

@@ -53,7 +53,6 @@ class Learner:
             losses.append(loss.item())
         self.updates += n
         self.loss = float(np.mean(losses))
-        self._emit("learner", updates=self.updates, loss=self.loss)
         return self.loss
 
     def publish(self) -> int:
@@ -61,6 +60,7 @@ class Learner:
         self.policy.version += 1
         self.updates_at_publish = self.updates
         self.published = self.policy.weights()
+        self._emit("learner", updates=self.updates, loss=self.loss)
         self._emit("weights_published", version=self.policy.version, updates=self.updates)
         return self.policy.version
 
@@ -85,6 +85,7 @@ class Learner:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
+        self._emit("learner", updates=self.updates, loss=self.loss)
         return self.poll()
 
     def run(self) -> None:

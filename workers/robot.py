@@ -147,7 +147,7 @@ class RobotWorker:
 
     def _operator(self, operator_id: int) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
-        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.period)
+        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.task.dt)
 
     def _new_episode(self) -> None:
         self.episode += 1
@@ -250,14 +250,16 @@ class RobotWorker:
             self._ship(force=True)
 
     def _ship(self, force: bool = False) -> None:
-        self._collect_acks()
+        force = self._collect_acks() or force
         now = time.perf_counter()
         if self.outbox and (force or now - self.last_ship >= self.cfg.robot.ship_every_s):
             batch, self.outbox = self.outbox, []
             self.in_flight.append((self.buffer.call("add", batch), batch))
             self.last_ship = now
 
-    def _collect_acks(self) -> None:
+    def _collect_acks(self) -> bool:
+        """Drops acknowledged human segments; True when a failed send must be retried now."""
+        retry = False
         still: list[tuple[Pending, list[Segment]]] = []
         for pending, batch in self.in_flight:
             if not pending.ready():
@@ -269,4 +271,6 @@ class RobotWorker:
             except Exception as err:  # noqa: BLE001 - the buffer failed: keep human segments, resend
                 self._emit("ship_failed", error=str(err)[:200], segments=len(batch))
                 self.outbox.extend(s for s in batch if s.key in self.unacked)
+                retry = True
         self.in_flight = still
+        return retry

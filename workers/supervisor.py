@@ -16,14 +16,16 @@ from dagger.config import RunConfig
 from dagger.core import HelpRequest
 from dagger.events import EventLog
 from dagger.gates import AutoGate
+from dagger.live import LiveStats
 from workers.transport import Endpoint
 
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
-                 log: EventLog, clock: Any = time.time):
+                 log: EventLog, stats: LiveStats | None = None, clock: Any = time.time):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
+        self.stats = stats or LiveStats()
         self.allocator = PriorityAllocator()
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
         self.waiting: dict[int, HelpRequest] = {}
@@ -41,15 +43,19 @@ class Supervisor:
             self.handle(pending.result())
         for name, pending in (("learner", learner_poll), ("buffer", buffer_poll)):
             result = pending.result()
-            self.log.write(result["events"])
+            self.record(result["events"])
             self.status[name] = result["status"]
         self.forward_weights()
         self.allocate()
         return self.status
 
+    def record(self, events: list[dict]) -> None:
+        self.log.write(events)
+        self.stats.add(events)
+
     def handle(self, result: dict) -> None:
         """Takes one robot's poll: logs its events and updates queue, operators and fleet gate."""
-        self.log.write(result["events"])
+        self.record(result["events"])
         status = result["status"]
         self.status["robots"][status["robot"]] = status
         self.steps = sum(s["steps"] for s in self.status["robots"].values())
@@ -86,7 +92,7 @@ class Supervisor:
                 free.pop(0)
             request = self.waiting.pop(robot)
             self.robots[robot].call("assign", op)
-            self.log.write([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
+            self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
                              "queued_s": now - request.t_requested}])
 
     def done(self, started: float) -> bool:

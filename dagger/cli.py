@@ -1,0 +1,126 @@
+"""The `dagger` command: start a run, report on one.
+
+    dagger start --robots 4 --gate ensemble --steps 24000
+    dagger report runs/20261125-101500 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from dagger.config import ConfigError, RunConfig, load_config, to_dict
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: one line, exit code 2, no traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dagger", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="run the loop: robots, gate, operators, buffer, learner")
+    start.add_argument("--robots", type=int)
+    start.add_argument("--operators", type=int)
+    start.add_argument("--task")
+    start.add_argument("--gate")
+    budget = start.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="fleet steps to run")
+    budget.add_argument("--minutes", type=float, help="wall-clock minutes to run")
+    start.add_argument("--seed", type=int)
+    start.add_argument("--run-dir", help="where to write the run (default runs/<time>)")
+    start.add_argument("--config", help="a YAML file of settings (see configs/)")
+    start.add_argument("--address", help="Ray cluster to join (default RAY_ADDRESS or a local Ray)")
+    start.add_argument("--resume", action="store_true", help="continue in an existing run dir")
+    start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
+    start.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    report = sub.add_parser("report", help="recompute a run's metrics from its events.jsonl")
+    report.add_argument("run_dir")
+    report.add_argument("--json", action="store_true")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
+             "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address}
+    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    return load_config(args.config, overrides)
+
+
+def prepare_run_dir(requested: str | None, resume: bool) -> Path:
+    run_dir = Path(requested or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run dir {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
+        raise UserError(f"run dir {run_dir} is not empty; pass --resume to continue it or choose another")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    run_dir = prepare_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    cfg.run_dir = str(run_dir)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from dagger.dashboard import Dashboard
+    from dagger.live import LiveStats
+    from dagger.summary import print_summary
+    from workers.launch import run_loop
+
+    stats = LiveStats()
+    board = Dashboard(cfg, stats)
+    fleet = None
+    if not args.in_process:
+        from dagger.tasks import make_task
+        from workers.ray_fleet import RayFleet, init_ray
+
+        print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
+        init_ray(cfg.address)
+        task = make_task(cfg.task)
+        fleet = RayFleet(cfg, run_dir, task.obs_dim, task.act_dim)
+    board.start()
+    try:
+        summary = run_loop(cfg, run_dir, fleet, on_status=board.update, stats=stats)
+    finally:
+        board.stop()
+    print_summary(summary, run_dir, board.console)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dagger.events import read_events
+    from dagger.report import summarize
+    from dagger.summary import print_summary
+
+    path = Path(args.run_dir) / "events.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} not found: is {args.run_dir} a run dir?")
+    try:
+        summary = summarize(read_events(path))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary, Path(args.run_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    args = _parser().parse_args(argv)
+    try:
+        return {"start": cmd_start, "report": cmd_report}[args.command](args)
+    except (UserError, ConfigError) as err:
+        print(f"dagger: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

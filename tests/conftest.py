@@ -1,0 +1,32 @@
+"""Test session setup: headless SDL, and one Ray cluster for the whole session (only if asked for)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import pytest  # noqa: E402
+
+from dagger.config import RunConfig, load_config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Starts Ray once per session; yields the address other processes can join."""
+    import ray
+
+    from workers.ray_fleet import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def point_config(*overrides: str) -> RunConfig:
+    """A small, fast configuration on the numpy point task."""
+    base = ["task=point", "robots=2", "steps=1500", "demos=2", "learner.pretrain_updates=50",
+            "learner.batch_size=32", "learner.publish_every=20", "gate.threshold=0.002", "robot.speed=50.0"]
+    return load_config(None, base + list(overrides))

@@ -1,0 +1,62 @@
+import pytest
+
+from dagger.config import ConfigError, RunConfig, load_config, parse_override
+
+
+def test_defaults_need_no_file():
+    cfg = load_config()
+    assert cfg == RunConfig()
+    assert cfg.gate.name == "ensemble" and cfg.robots == 4
+
+
+def test_overrides_reach_nested_fields_and_coerce_ints_to_floats():
+    cfg = load_config(None, ["gate.threshold=1", "robots=2", "operator.noise=0.0", "task=point"])
+    assert cfg.gate.threshold == 1.0 and isinstance(cfg.gate.threshold, float)
+    assert cfg.robots == 2 and cfg.operator.noise == 0.0 and cfg.task == "point"
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("robots: 3\ngate:\n  name: auto\n  alpha: 0.2\n")
+    cfg = load_config(path, ["gate.alpha=0.05"])
+    assert (cfg.robots, cfg.gate.name, cfg.gate.alpha) == (3, "auto", 0.05)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("gate.treshold=0.1", "did you mean 'gate.threshold'"),
+    ("robts=2", "did you mean 'robots'"),
+    ("robots=two", "expected int, got str"),
+    ("robots=true", "expected int, got bool"),
+    ("gate=3", "is a section"),
+    ("robots=0", "'robots' must be at least 1"),
+    ("gate.name=ensembel", "did you mean 'ensemble'"),
+    ("task=pointt", "did you mean 'point'"),
+    ("gate.alpha=1.5", "'gate.alpha' must be in (0, 1)"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+    assert override.split("=")[0] in str(info.value) or "config:" in str(info.value)
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("learner:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "learner.batch_size" in str(info.value)
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("robots")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    files = sorted(Path(__file__).parent.parent.glob("configs/*.yaml"))
+    assert files, "configs/ should ship at least one YAML file"
+    for path in files:
+        load_config(path)

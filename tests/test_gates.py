@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from dagger.core import PolicyOutput
+from dagger.gates import AutoGate, GateConfig, make_gate
+
+
+def out(spread: float, action=(0.0, 0.0)) -> PolicyOutput:
+    return PolicyOutput(np.asarray(action, float), spread, 1)
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1, 0.3])
+def test_auto_threshold_converges_to_the_alpha_quantile(alpha):
+    rng = np.random.default_rng(0)
+    gate = AutoGate(GateConfig(name="auto", alpha=alpha, window=20000, threshold=123.0))
+    for _ in range(40):
+        gate.observe(rng.exponential(1.0, 500))
+    expected = -np.log(alpha)  # (1 - alpha) quantile of Exp(1)
+    assert gate.threshold == pytest.approx(expected, rel=0.08)
+    # and it asks for help at the target rate on fresh states from the same distribution
+    asks = np.mean([gate.should_request_help(out(s)) for s in rng.exponential(1.0, 20000)])
+    assert asks == pytest.approx(alpha, rel=0.15, abs=0.004)
+
+
+def test_auto_keeps_the_prior_until_enough_states():
+    gate = AutoGate(GateConfig(name="auto", threshold=0.5, min_states=25))
+    assert gate.observe([10.0] * 24) == 0.5
+    assert gate.observe([10.0]) == 10.0
+
+
+def test_ensemble_gate_is_a_fixed_threshold():
+    gate = make_gate(GateConfig(name="ensemble", threshold=0.1))
+    assert gate.should_request_help(out(0.11)) and not gate.should_request_help(out(0.1))
+
+
+def test_never_and_human_gates_never_ask():
+    for name in ("never", "human"):
+        gate = make_gate(GateConfig(name=name, threshold=0.0))
+        assert not any(gate.should_request_help(out(s)) for s in (0.0, 1.0, 1e9))
+
+
+def test_random_gate_asks_at_its_rate():
+    gate = make_gate(GateConfig(name="random", rate=0.2), seed=3)
+    rate = np.mean([gate.should_request_help(out(0.0)) for _ in range(20000)])
+    assert rate == pytest.approx(0.2, abs=0.015)
+
+
+def test_hand_back_after_agreeing_for_k_steps():
+    gate = make_gate(GateConfig(agree_steps=3, agree_tol=0.01))
+    close, far = out(0.0, (0.5, 0.5)), out(0.0, (-0.5, 0.5))
+    human = np.array([0.5, 0.55])
+    assert [gate.should_hand_back(human, close) for _ in range(2)] == [False, False]
+    assert not gate.should_hand_back(human, far)  # disagreement resets the count
+    assert [gate.should_hand_back(human, close) for _ in range(3)] == [False, False, True]
+
+
+def test_hand_back_rule_off_by_default():
+    gate = make_gate(GateConfig())
+    assert not any(gate.should_hand_back(np.zeros(2), out(0.0)) for _ in range(100))
+
+
+def test_unknown_gate_is_named():
+    with pytest.raises(ValueError, match="unknown gate 'nope'"):
+        make_gate(GateConfig(name="nope"))

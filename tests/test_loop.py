@@ -1,0 +1,123 @@
+"""The whole loop in one process (no Ray): robots, gate, operator, buffer, learner, supervisor."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from buffers.codec import decode_segment
+from buffers.segment_log import SegmentLog
+from dagger.events import read_events
+from dagger.report import summarize
+from tests.conftest import point_config
+from workers.buffer import BufferWorker
+from workers.launch import run_loop
+from workers.learner import Learner
+from workers.robot import RobotWorker, State
+from workers.transport import LocalEndpoint
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = point_config()
+    return cfg, run_dir, run_loop(cfg, run_dir)
+
+
+def test_run_reaches_its_budget_and_takes_human_help(finished_run):
+    cfg, _, summary = finished_run
+    assert cfg.steps <= summary["steps"] < cfg.steps + cfg.robots
+    assert summary["takeovers"] > 0 and 0 < summary["human_steps"] < summary["steps"]
+    assert summary["robot_gated_takeovers"] == summary["takeovers"]
+    assert summary["episodes"] > 0 and summary["learner_updates"] > cfg.learner.pretrain_updates
+    assert summary["weights_published"] > 1
+
+
+def test_every_logged_step_carries_the_version_that_acted(finished_run):
+    _, run_dir, summary = finished_run
+    segments = [decode_segment(p) for p in SegmentLog.read(run_dir / "segments")]
+    fleet = [s for s in segments if s.controller != "demo"]
+    assert sum(len(s) for s in fleet) == summary["steps"]
+    assert all(s.version.min() >= 1 for s in fleet)
+    published = max(e["version"] for e in read_events(run_dir / "events.jsonl") if e["ev"] == "weights_published")
+    assert max(s.version.max() for s in fleet) <= published
+    assert len({s.key for s in segments}) == len(segments)
+
+
+def test_report_needs_only_the_event_log(finished_run, tmp_path):
+    _, run_dir, summary = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for path in copy.iterdir():
+        if path.name != "events.jsonl":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert summarize(read_events(copy / "events.jsonl")) == summary
+
+
+def robot_with_weights(tmp_path, *overrides):
+    cfg = point_config(*overrides)
+    buffer = BufferWorker(tmp_path / "segments")
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    learner = Learner(cfg, robot.task.obs_dim, robot.task.act_dim, LocalEndpoint(buffer))
+    learner.publish()
+    robot.set_weights(learner.latest()[1])
+    return robot, buffer
+
+
+def test_a_robot_waiting_for_help_holds_still(tmp_path):
+    robot, _ = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.15")
+    robot.tick()  # loads weights, starts an episode, asks (any spread > 0)
+    assert robot.state is State.WAITING
+    obs, steps = robot.obs.copy(), robot.total_steps
+    for _ in range(20):
+        robot.tick()
+    assert robot.state is State.WAITING and robot.total_steps == steps
+    np.testing.assert_array_equal(robot.obs, obs)
+    robot.assign(0)
+    reaction_ticks = 3  # 0.15 s at the point task's 0.05 s period
+    for _ in range(reaction_ticks + 1):
+        robot.tick()
+    assert robot.state is State.OPERATOR and robot.total_steps == steps + 1
+    events = robot.poll()["events"]
+    kinds = [e["ev"] for e in events]
+    assert kinds.index("help_requested") < kinds.index("takeover")
+
+
+def test_a_robot_takes_only_newer_weights(tmp_path):
+    robot, _ = robot_with_weights(tmp_path)
+    robot.tick()
+    assert robot.policy.version == 1
+    old = robot.policy.weights()
+    robot.set_weights({**old, "version": 0})
+    robot.tick()
+    assert robot.policy.version == 1
+    assert [e["version"] for e in robot.poll()["events"] if e["ev"] == "weights_loaded"] == [1]
+
+
+class FlakyBuffer:
+    """A real buffer whose first two add() calls fail, as a crashed buffer actor's would."""
+
+    def __init__(self, buffer):
+        self.buffer, self.failures = buffer, 2
+
+    def add(self, segments):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("buffer actor died")
+        return self.buffer.add(segments)
+
+
+def test_a_human_segment_is_kept_until_the_buffer_acknowledges_it(tmp_path):
+    robot, buffer = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.0",
+                                       "operator.correction_steps=3", "robot.ship_every_s=3600")
+    robot.buffer = LocalEndpoint(FlakyBuffer(buffer))
+    robot.tick()  # asks for help: the (empty) policy segment is not shipped
+    robot.assign(0)
+    for _ in range(3):
+        robot.tick()  # three operator steps, then the operator hands back
+    assert list(robot.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 0
+    robot.tick()  # the failed send is retried at once, not after ship_every_s
+    assert list(robot.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 3
+    robot.tick()  # the acknowledgement arrives
+    assert not robot.unacked
+    assert [e["ev"] for e in robot.poll()["events"]].count("ship_failed") == 2
