@@ -89,6 +89,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         summary = run_loop(cfg, run_dir, fleet, on_status=board.update, stats=stats)
     finally:
         board.stop()
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, run_dir, board.console)
     return 0
 

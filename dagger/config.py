@@ -61,7 +61,7 @@ class RunConfig:
     """number of (simulated) operators serving the robots"""
     task: str = "reacher"
     """reacher (MuJoCo) | point (numpy)"""
-    steps: int = 24000
+    steps: int = 30000
     """fleet steps to run (all robots together); ignored when minutes > 0"""
     minutes: float = 0.0
     """wall-clock length of the run (0: use steps)"""

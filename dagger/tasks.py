@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -74,8 +75,9 @@ class ReacherTask:
         import gymnasium as gym
 
         self.env = gym.make("Reacher-v5")
-        self.sim = self.env.unwrapped
-        self.dt = float(self.sim.dt)
+        sim: Any = self.env.unwrapped
+        self.sim = sim
+        self.dt = float(sim.dt)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, _ = self.env.reset(seed=seed)

@@ -27,7 +27,7 @@ class OperatorConfig:
     """std of Gaussian noise added to each expert action (task action units)"""
     attention: int = 1
     """how many robots one operator controls at the same time"""
-    correction_steps: int = 15
+    correction_steps: int = 10
     """the operator hands back after this many steps of control (or at the episode's end)"""
     intervene_tol: float = 0.1
     """human gate: the operator takes over when the policy's mean squared action error is above this"""

@@ -28,7 +28,7 @@ class BufferWorker:
         with self.lock:
             return self.replay.add(segments)
 
-    def sample(self, count: int) -> dict | None:
+    def sample(self, count: int) -> dict[str, Any] | None:
         """count labelled steps (None while there are none), plus the current normalizer."""
         with self.lock:
             if len(self.replay) == 0:
@@ -36,8 +36,7 @@ class BufferWorker:
             batch, first = self.replay.sample(count)
             now = self.clock()
             self.events.extend({"ev": "segment_trained", "t": now, "key": key} for key in first)
-            batch["normalizer"] = self.replay.normalizer()
-        return batch
+            return {**batch, "normalizer": self.replay.normalizer()}
 
     def poll(self) -> dict:
         with self.lock:

@@ -50,9 +50,9 @@ class LocalFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int):
         self.cfg = cfg
         self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed)
-        self.buffer = LocalEndpoint(self.buffer_worker)
+        self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer)
-        self.learner = LocalEndpoint(self.learner_worker)
+        self.learner: Endpoint = LocalEndpoint(self.learner_worker)
         self.robot_workers = [RobotWorker(i, cfg, self.buffer) for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [LocalEndpoint(r) for r in self.robot_workers]
         self.ticks = 0
@@ -82,7 +82,8 @@ def collect_demos(cfg: RunConfig, task: Task) -> list[Segment]:
     for episode in range(cfg.demos):
         expert = ScriptedOperator(dataclasses.replace(cfg.operator, reaction_s=0.0), task, -1,
                                   cfg.seed * 31 + episode, task.dt)
-        obs, steps, done = task.reset(seed=10**9 + cfg.seed * 1000 + episode), [], False
+        obs, done = task.reset(seed=10**9 + cfg.seed * 1000 + episode), False
+        steps: list[dict[str, Any]] = []
         while not done:
             action = expert.read().action
             assert action is not None
@@ -104,7 +105,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, fleet: Fleet | None = None,
     log = EventLog(run_dir / "events.jsonl")
     log.write([{"ev": "run_start", "t": time.time(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task, "gate": cfg.gate.name, "seed": cfg.seed}])
-    fleet = fleet or LocalFleet(cfg, run_dir, task.obs_dim, task.act_dim)
+    if fleet is None:
+        fleet = LocalFleet(cfg, run_dir, task.obs_dim, task.act_dim)
     demos = collect_demos(cfg, task)
     fleet.buffer.call("add", demos).result()
     fleet.learner.call("train", cfg.learner.pretrain_updates).result()

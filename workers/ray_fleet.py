@@ -78,7 +78,7 @@ class RayRobot(RobotWorker):
 
 
 # num_cpus=0: actors are scheduled by their own loops' rates, not by Ray's CPU accounting.
-_actor = ray.remote(num_cpus=0, max_concurrency=4)
+_actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload]
 
 
 class RayFleet:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from teleop_devices.scripted import ScriptedOperator
 from workers.transport import Endpoint, Pending
 
 
-class State(str, Enum):
+class State(StrEnum):
     STARTING = "starting"  # no weights yet
     AUTONOMOUS = "autonomous"
     WAITING = "waiting"  # asked for help, holding

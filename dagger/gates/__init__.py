@@ -24,7 +24,7 @@ from dagger.gates.random_gate import RandomGate
 class GateConfig:
     name: str = "ensemble"
     """never | random | human | ensemble | auto"""
-    threshold: float = 0.01
+    threshold: float = 0.02
     """ensemble spread above which the robot asks for help (auto: the prior until enough states)"""
     alpha: float = 0.1
     """auto: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread"""

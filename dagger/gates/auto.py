@@ -8,16 +8,20 @@ robot's states to one AutoGate and sends its threshold to all robots.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dagger.gates.ensemble import EnsembleGate
 
+if TYPE_CHECKING:
+    from dagger.gates import GateConfig
+
 
 class AutoGate(EnsembleGate):
     name = "auto"
 
-    def __init__(self, config, seed: int = 0):  # type: ignore[no-untyped-def]
+    def __init__(self, config: GateConfig, seed: int = 0):
         super().__init__(config, seed)
         self.spreads: deque[float] = deque(maxlen=config.window)
 

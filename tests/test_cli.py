@@ -1,0 +1,59 @@
+"""`dagger` as a user runs it: bad input gives one line and exit code 2, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def dagger(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dagger.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--robots", "0"], "'robots' must be at least 1"),
+    (["--task", "reachr"], "did you mean 'reacher'"),
+    (["--gate", "ensembel"], "did you mean 'ensemble'"),
+    (["gate.treshold=0.1"], "did you mean 'gate.threshold'"),
+    (["learner.batch_size=big"], "expected int, got str"),
+    (["--config", "missing.yaml"], "missing.yaml: cannot read config"),
+])
+def test_bad_start_arguments(tmp_path, args, message):
+    result = dagger("start", "--run-dir", str(tmp_path / "run"), *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_empty_run_dir_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "events.jsonl").write_text('{"ev": "run_start", "t": 1}\n')
+    result = dagger("start", "--run-dir", str(tmp_path))
+    assert result.returncode == 2 and "not empty" in result.stderr and "--resume" in result.stderr
+    assert (tmp_path / "events.jsonl").read_text() == '{"ev": "run_start", "t": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl"]
+
+
+def test_report_names_a_corrupt_event_line(tmp_path):
+    (tmp_path / "events.jsonl").write_text('{"ev": "run_start", "t": 1}\n{"ev": "segm\n')
+    result = dagger("report", str(tmp_path), "--json")
+    assert result.returncode == 2 and "events.jsonl:2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_report_on_a_missing_run_dir(tmp_path):
+    result = dagger("report", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_in_process_start_writes_a_complete_run(tmp_path):
+    run = tmp_path / "run"
+    result = dagger("start", "--in-process", "--task", "point", "--robots", "2", "--steps", "600",
+                    "--run-dir", str(run), "demos=2", "learner.pretrain_updates=20", "learner.batch_size=32",
+                    "gate.threshold=0.002")
+    assert result.returncode == 0, result.stderr
+    assert {"events.jsonl", "config.yaml", "summary.json", "segments"} <= {p.name for p in run.iterdir()}
+    report = json.loads(dagger("report", str(run), "--json").stdout)
+    assert report == json.loads((run / "summary.json").read_text())
+    assert "run summary" in result.stdout and str(run) in result.stdout

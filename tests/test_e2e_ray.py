@@ -1,0 +1,38 @@
+"""`dagger start` on real Ray actors, as a subprocess joining the session's cluster."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dagger.events import read_events
+
+pytestmark = pytest.mark.slow
+
+
+def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, tmp_path):
+    run = tmp_path / "run"
+    start = subprocess.run(
+        [sys.executable, "-m", "dagger.cli", "start", "--address", ray_cluster, "--task", "point",
+         "--robots", "2", "--steps", "1200", "--run-dir", str(run), "demos=2", "learner.pretrain_updates=50",
+         "learner.batch_size=32", "gate.threshold=0.002", "robot.speed=10.0"],
+        capture_output=True, text=True, timeout=300)
+    assert start.returncode == 0, start.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] >= 1200 and summary["takeovers"] > 0 and summary["learner_updates"] > 50
+
+    events = read_events(run / "events.jsonl")
+    robots = {e["robot"] for e in events if e["ev"] == "segment"}
+    assert robots == {0, 1}
+    assert {e["version"] for e in events if e["ev"] == "weights_loaded"} - {1}, "robots never took new weights"
+    assert all(v >= 1 for e in events if e["ev"] == "segment" for v, _ in e["versions"])
+
+    copy = tmp_path / "only-events"
+    copy.mkdir()
+    shutil.copy(run / "events.jsonl", copy / "events.jsonl")
+    report = subprocess.run([sys.executable, "-m", "dagger.cli", "report", str(copy), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout) == summary
