@@ -67,6 +67,9 @@ class RunConfig:
     """wall-clock length of the run (0: use steps)"""
     seed: int = 0
     """seeds tasks, policy initialisation, gates and operators"""
+    aging_s: float = 2.0
+    """allocation: a waiting robot gains one unit of priority (score / threshold) per aging_s seconds
+    (0: strict order by score, then waiting time)"""
     demos: int = 3
     """scripted-expert demonstration episodes the policy starts from"""
     run_dir: str = ""
@@ -161,6 +164,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.operators >= 1, "operators", "must be at least 1"),
         (cfg.steps >= 1, "steps", "must be at least 1"),
         (cfg.minutes >= 0, "minutes", "must not be negative"),
+        (cfg.aging_s >= 0, "aging_s", "must not be negative"),
         (cfg.demos >= 1, "demos", "must be at least 1 (the policy starts from demonstrations)"),
         (cfg.robot.speed > 0, "robot.speed", "must be positive"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),

@@ -12,7 +12,7 @@ def _fmt(value: object) -> str:
     if isinstance(value, list):
         return "  ".join(_fmt(v) for v in value)
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4g}"
     return "—" if value is None else str(value)
 
 

@@ -26,7 +26,7 @@ class Supervisor:
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.stats = stats or LiveStats()
-        self.allocator = PriorityAllocator()
+        self.allocator = PriorityAllocator(cfg.aging_s)
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
         self.waiting: dict[int, HelpRequest] = {}
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
@@ -62,7 +62,8 @@ class Supervisor:
         for event in result["events"]:
             robot = event.get("robot", -1)
             if event["ev"] == "help_requested":
-                self.waiting[robot] = HelpRequest(robot, event["t"], event["score"], event["reason"])
+                urgency = event["score"] / event["threshold"] if event["threshold"] > 0 else event["score"]
+                self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
             elif event["ev"] in ("handback", "assign_refused"):
                 self.serving[event["operator"]].discard(robot)
         if self.fleet_gate is not None and result["spreads"]:
