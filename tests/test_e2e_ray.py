@@ -36,3 +36,31 @@ def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, t
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout) == summary
+
+
+def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_path):
+    import threading
+    import time
+
+    import ray
+
+    from tests.conftest import point_config
+    from workers.launch import run_loop
+    from workers.ray_fleet import RayFleet
+    from workers.robot import INCARNATION_STRIDE
+
+    cfg = point_config("minutes=0.25", "robot.speed=10.0")
+    fleet = RayFleet(cfg, tmp_path, obs_dim=6, act_dim=2)
+    victim = fleet.robot_handles[0]
+    killer = threading.Timer(6.0, lambda: ray.kill(victim, no_restart=True))
+    killer.start()
+    began = time.time()
+    summary = run_loop(cfg, tmp_path, fleet)
+    killer.join()
+    assert time.time() - began < 60
+    events = read_events(tmp_path / "events.jsonl")
+    kinds = [e["ev"] for e in events]
+    assert kinds.count("robot_lost") == 1 and kinds.count("robot_restarted") == 1
+    restarted = [e for e in events if e["ev"] == "segment" and e["robot"] == 0 and e["seq"] >= INCARNATION_STRIDE]
+    assert restarted, "the replacement robot never shipped a segment"
+    assert summary["steps"] == sum(e["steps"] for e in events if e["ev"] == "segment")

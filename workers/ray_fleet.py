@@ -90,12 +90,23 @@ class RayFleet:
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
         self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer) for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
+        self.incarnations = [0] * cfg.robots
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles] + [self.learner_handle.start.remote()])
 
     def between(self) -> None:
         pass
+
+    def restart_robot(self, robot: int) -> Endpoint:
+        """A fresh actor in place of a dead one; its segment keys cannot collide with the old ones'."""
+        self.incarnations[robot] += 1
+        ray.kill(self.robot_handles[robot], no_restart=True)
+        handle = _actor(RayRobot).remote(robot, self.cfg, self.buffer, incarnation=self.incarnations[robot])
+        ray.get(handle.start.remote())
+        self.robot_handles[robot] = handle
+        self.robots[robot] = RayEndpoint(handle)
+        return self.robots[robot]
 
     def stop(self) -> list[dict]:
         polls = ray.get([h.stop.remote() for h in self.robot_handles] + [self.learner_handle.stop.remote()])

@@ -36,8 +36,13 @@ class State(StrEnum):
     RESETTING = "resetting"
 
 
+#: a restarted robot numbers its segments and episodes from incarnation * this, so keys stay unique
+INCARNATION_STRIDE = 1_000_000
+
+
 class RobotWorker:
-    def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time):
+    def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time,
+                 incarnation: int = 0):
         self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
         self.task = make_task(cfg.task)
         self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy)
@@ -49,7 +54,9 @@ class RobotWorker:
         self.events: list[dict] = []
         self.spreads: list[float] = []
         self.state = State.STARTING
-        self.episode, self.seq, self.obs = -1, 0, np.zeros(self.task.obs_dim, np.float32)
+        self.seq = incarnation * INCARNATION_STRIDE
+        self.episode = self.seq - 1
+        self.obs = np.zeros(self.task.obs_dim, np.float32)
         self.steps: list[dict] = []
         self.controller = POLICY
         self.operator: ScriptedOperator | None = None
@@ -61,6 +68,7 @@ class RobotWorker:
         self.in_flight: list[tuple[Pending, list[Segment]]] = []
         self.last_ship = 0.0
         self.total_steps = 0
+        self.episodes = 0
         self.successes = 0
         self.last_spread = 0.0
         self.stopped = threading.Event()
@@ -82,7 +90,7 @@ class RobotWorker:
             events, self.events = self.events, []
             spreads, self.spreads = self.spreads, []
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
-                  "version": self.policy.version, "episode": max(self.episode, 0),
+                  "version": self.policy.version, "episode": self.episodes,
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
         return {"events": events, "spreads": spreads, "status": status}
 
@@ -117,7 +125,7 @@ class RobotWorker:
     def tick(self) -> None:
         """One control period: mailbox, then at most one task step, then shipping."""
         self._read_mailbox()
-        if self.state is State.RESETTING or (self.state is not State.STARTING and self.episode < 0):
+        if self.state is State.RESETTING:
             self._new_episode()
         if self.state is State.AUTONOMOUS:
             self._autonomous_step()
@@ -151,6 +159,7 @@ class RobotWorker:
 
     def _new_episode(self) -> None:
         self.episode += 1
+        self.episodes += 1
         self.obs = self.task.reset(seed=self.cfg.seed * 1_000_003 + self.id * 10_007 + self.episode)
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS

@@ -22,9 +22,11 @@ from workers.transport import Endpoint
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
-                 log: EventLog, stats: LiveStats | None = None, clock: Any = time.time):
+                 log: EventLog, stats: LiveStats | None = None, clock: Any = time.time,
+                 restart: Callable[[int], Endpoint] | None = None):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
+        self.restart = restart
         self.stats = stats or LiveStats()
         self.allocator = PriorityAllocator(cfg.aging_s)
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
@@ -39,8 +41,13 @@ class Supervisor:
         """One round of the control plane; returns the latest status of every component."""
         robot_polls = [r.call("poll") for r in self.robots]
         learner_poll, buffer_poll = self.learner.call("poll"), self.buffer.call("poll")
-        for pending in robot_polls:
-            self.handle(pending.result())
+        for robot, pending in enumerate(robot_polls):
+            try:
+                result = pending.result()
+            except Exception as err:  # noqa: BLE001 - a dead actor; anything else would be a bug below
+                self.robot_lost(robot, err)
+            else:
+                self.handle(result)
         for name, pending in (("learner", learner_poll), ("buffer", buffer_poll)):
             result = pending.result()
             self.record(result["events"])
@@ -72,6 +79,20 @@ class Supervisor:
                 self.sent_threshold = threshold
                 for r in self.robots:
                     r.call("set_threshold", threshold)
+
+    def robot_lost(self, robot: int, error: Exception) -> None:
+        """Frees the robot's operator and queue place, then replaces it (when a restart is given)."""
+        self.record([{"ev": "robot_lost", "t": self.clock(), "robot": robot, "error": str(error)[:300]}])
+        self.waiting.pop(robot, None)
+        for served in self.serving.values():
+            served.discard(robot)
+        if self.restart is None:
+            raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
+        self.robots[robot] = self.restart(robot)
+        self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
+        _, weights = self.learner.call("latest").result()
+        self.robots[robot].call("set_weights", weights)
+        self.robots[robot].call("set_threshold", self.sent_threshold)
 
     def forward_weights(self) -> None:
         version = self.status["learner"].get("version", 0)
