@@ -127,7 +127,7 @@ class ReplayBuffer:
         """Counts: segments/steps received (human ones too), steps stored and labelled, and so on."""
         with self._lock:
             return {**self.storage.counts, "stored_segments": len(self.storage.segment_keys),
-                    "stored_steps": len(self.storage), "labelled_steps": len(self.storage.human_indices()),
+                    "stored_steps": len(self.storage), "labelled_steps": self.storage.labelled,
                     "duplicates": self.duplicates, "log_problems": len(self.problems)}
 
     def __contains__(self, key: str) -> bool:

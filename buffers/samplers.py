@@ -28,9 +28,9 @@ class UniformSampler:
 
 
 class HumanWeightedSampler:
-    """human_fraction of each batch from human steps, the rest uniform over all steps.
+    """human_fraction of each batch from operator interventions, the rest uniform over all labels.
 
-    The expected human share is f + (1 - f) * p_human; with no human steps it is uniform.
+    The expected intervention share is f + (1 - f) * p; with no interventions yet it is uniform.
     """
 
     def __init__(self, human_fraction: float = 0.5) -> None:
@@ -39,7 +39,7 @@ class HumanWeightedSampler:
         self.human_fraction = human_fraction
 
     def sample(self, storage: ReplayStorage, batch_size: int, rng: np.random.Generator) -> np.ndarray:
-        human = storage.human_indices()
+        human = storage.intervention_indices()
         if len(human) == 0:
             return UniformSampler().sample(storage, batch_size, rng)
         exact = self.human_fraction * batch_size

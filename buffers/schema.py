@@ -42,6 +42,14 @@ META_FIELDS: dict[str, type] = {
 }
 
 
+OPERATOR_PREFIX = "operator:"
+
+
+def is_intervention(controller: str) -> bool:
+    """True for an operator's corrections (not for the starting demonstrations)."""
+    return controller.startswith(OPERATOR_PREFIX)
+
+
 def is_human(controller: str) -> bool:
     """True for an operator's (or a demonstrator's) actions."""
     return controller != POLICY

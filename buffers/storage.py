@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from buffers.schema import Segment
+from buffers.schema import Segment, is_intervention
 
 
 class InvalidSegment(ValueError):
@@ -82,7 +82,8 @@ class ReplayStorage:
         self._action: _Column | None = None
         self._human = _Column(np.bool_)
         self._segment = _Column(np.int64)
-        self._human_idx = _Column(np.int64)
+        self._intervention_idx = _Column(np.int64)
+        self._labelled = 0
         self._obs_moments: _Moments | None = None
         self._act_moments: _Moments | None = None
 
@@ -135,8 +136,10 @@ class ReplayStorage:
         self._action.extend(seg.action)
         self._human.extend(np.full(n, seg.human))
         self._segment.extend(np.full(n, len(self.segment_keys) - 1, np.int64))
+        self._labelled += n * int(seg.human)
+        if is_intervention(seg.controller):
+            self._intervention_idx.extend(indices)
         if seg.human:
-            self._human_idx.extend(indices)
             self._obs_moments.update(seg.obs)
             self._act_moments.update(seg.action)
         return indices
@@ -144,8 +147,14 @@ class ReplayStorage:
     def __len__(self) -> int:
         return self._segment.n
 
-    def human_indices(self) -> np.ndarray:
-        return self._human_idx.view()
+    def intervention_indices(self) -> np.ndarray:
+        """Indices of operator-corrected steps (what IWR-style samplers up-weight)."""
+        return self._intervention_idx.view()
+
+    @property
+    def labelled(self) -> int:
+        """Stored steps with a human (operator or demonstration) label."""
+        return self._labelled
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """Copies of the steps at indices: obs, action, human, segment (index into segment_keys)."""

@@ -134,6 +134,16 @@ def test_human_weighted_sampler_draws_the_requested_share(tmp_path: Path) -> Non
     assert abs(uniform - p) < 5 * np.sqrt(p * (1 - p) / 10_000)
 
 
+def test_demonstrations_are_labels_but_not_up_weighted(tmp_path: Path) -> None:
+    storage = ReplayStorage()
+    storage.add(make_segment(0, 0, 900, controller="demo"))
+    storage.add(make_segment(0, 1, 100, controller="operator:0"))
+    assert storage.labelled == 1000 and len(storage.intervention_indices()) == 100
+    draws = HumanWeightedSampler(0.5).sample(storage, 20_000, np.random.default_rng(0))
+    share = (draws >= 900).mean()  # the operator's steps are stored after the demo's
+    assert abs(share - 0.55) < 0.02
+
+
 def test_human_weighted_sampler_falls_back_to_uniform(tmp_path: Path) -> None:
     storage = ReplayStorage(labels_only=False)
     storage.add(make_segment(0, 0, 10, controller="policy"))
