@@ -45,8 +45,7 @@ def fleet(task_name: str, robots: int, seconds: float) -> float:
                              "gate.name=never", "robot.speed=1000000.0", "learner.max_updates_per_s=20.0"])
     init_ray(num_cpus=2)
     run_dir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    task = make_task(task_name)
-    run_loop(cfg, run_dir, RayFleet(cfg, run_dir, task.obs_dim, task.act_dim))
+    run_loop(cfg, run_dir, RayFleet)
     segments = [e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "segment"]
     span = max(s["t_end"] for s in segments) - min(s["t_start"] for s in segments)
     return sum(s["steps"] for s in segments) / span

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -75,18 +76,18 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     stats = LiveStats()
     board = Dashboard(cfg, stats)
-    fleet = None
+    from workers.launch import LocalFleet
+
+    make_fleet: Any = LocalFleet
     if not args.in_process:
-        from dagger.tasks import make_task
         from workers.ray_fleet import RayFleet, init_ray
 
         print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
         init_ray(cfg.address)
-        task = make_task(cfg.task)
-        fleet = RayFleet(cfg, run_dir, task.obs_dim, task.act_dim)
+        make_fleet = RayFleet
     board.start()
     try:
-        summary = run_loop(cfg, run_dir, fleet, on_status=board.update, stats=stats)
+        summary = run_loop(cfg, run_dir, make_fleet, on_status=board.update, stats=stats)
     finally:
         board.stop()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -57,3 +57,32 @@ def test_in_process_start_writes_a_complete_run(tmp_path):
     report = json.loads(dagger("report", str(run), "--json").stdout)
     assert report == json.loads((run / "summary.json").read_text())
     assert "run summary" in result.stdout and str(run) in result.stdout
+
+
+def test_resume_after_a_corrupt_frame_reports_it_and_keeps_every_good_segment(tmp_path):
+    from buffers.codec import decode_segment
+    from buffers.segment_log import SegmentLog, file_name
+    from workers.robot import INCARNATION_STRIDE
+
+    run = tmp_path / "run"
+    args = ["start", "--in-process", "--task", "point", "--robots", "2", "--steps", "400", "--run-dir", str(run),
+            "demos=2", "learner.pretrain_updates=20", "learner.batch_size=32", "gate.threshold=0.002"]
+    assert dagger(*args).returncode == 0
+    log = run / "segments" / file_name(0)
+    before = [decode_segment(p) for p in SegmentLog.read(run / "segments")]
+    data = bytearray(log.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    log.write_bytes(bytes(data))
+
+    resumed = dagger(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    [warning] = [line for line in resumed.stderr.splitlines() if "warning" in line]
+    assert f"{log}@" in warning and "bad CRC" in warning
+
+    after = [decode_segment(p) for p in SegmentLog.read(run / "segments")]
+    keys = [s.key for s in after]
+    assert len(keys) == len(set(keys))
+    assert len({s.key for s in before} - set(keys)) == 1  # only the damaged frame is gone
+    assert any(s.seq >= INCARNATION_STRIDE for s in after if s.robot >= 0)
+    report = json.loads(dagger("report", str(run), "--json").stdout)
+    assert report["steps"] >= 800

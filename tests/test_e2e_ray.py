@@ -50,12 +50,16 @@ def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_pat
     from workers.robot import INCARNATION_STRIDE
 
     cfg = point_config("minutes=0.25", "robot.speed=10.0")
-    fleet = RayFleet(cfg, tmp_path, obs_dim=6, act_dim=2)
-    victim = fleet.robot_handles[0]
-    killer = threading.Timer(6.0, lambda: ray.kill(victim, no_restart=True))
+    fleets = []
+
+    def make_fleet(*args):
+        fleets.append(RayFleet(*args))
+        return fleets[-1]
+
+    killer = threading.Timer(6.0, lambda: ray.kill(fleets[0].robot_handles[0], no_restart=True))
     killer.start()
     began = time.time()
-    summary = run_loop(cfg, tmp_path, fleet)
+    summary = run_loop(cfg, tmp_path, make_fleet)
     killer.join()
     assert time.time() - began < 60
     events = read_events(tmp_path / "events.jsonl")

@@ -22,7 +22,8 @@ class BufferWorker:
         self.replay = ReplayBuffer(Path(directory), sampler=sampler, seed=seed)
         self.clock = clock
         self.lock = threading.Lock()
-        self.events: list[dict] = []
+        self.events: list[dict] = [{"ev": "log_problem", "t": clock(), "file": str(p.file), "offset": p.offset,
+                                    "what": p.what} for p in self.replay.problems]
 
     def add(self, segments: list[Segment]) -> list[str]:
         with self.lock:

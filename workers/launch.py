@@ -47,13 +47,13 @@ class Fleet(Protocol):
 class LocalFleet:
     """Every component in this process, stepped in lockstep by the supervisor's loop."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int):
+    def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
         self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer)
         self.learner: Endpoint = LocalEndpoint(self.learner_worker)
-        self.robot_workers = [RobotWorker(i, cfg, self.buffer) for i in range(cfg.robots)]
+        self.robot_workers = [RobotWorker(i, cfg, self.buffer, incarnation=incarnation) for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [LocalEndpoint(r) for r in self.robot_workers]
         self.ticks = 0
 
@@ -97,16 +97,25 @@ def collect_demos(cfg: RunConfig, task: Task) -> list[Segment]:
     return demos
 
 
-def run_loop(cfg: RunConfig, run_dir: Path, fleet: Fleet | None = None,
+FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
+
+
+def previous_runs(run_dir: Path) -> int:
+    """How many runs a resumed run dir already holds (robots of this one number their segments after them)."""
+    path = run_dir / "events.jsonl"
+    return sum(e["ev"] == "run_start" for e in read_events(path)) if path.exists() else 0
+
+
+def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
              on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
+    incarnation = previous_runs(run_dir)
     log = EventLog(run_dir / "events.jsonl")
     log.write([{"ev": "run_start", "t": time.time(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task, "gate": cfg.gate.name, "seed": cfg.seed}])
-    if fleet is None:
-        fleet = LocalFleet(cfg, run_dir, task.obs_dim, task.act_dim)
+    fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     demos = collect_demos(cfg, task)
     fleet.buffer.call("add", demos).result()
     fleet.learner.call("train", cfg.learner.pretrain_updates).result()

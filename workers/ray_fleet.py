@@ -1,7 +1,7 @@
 """The same components as Ray actors: one process each, talking through RayEndpoint.
 
     init_ray(address="")                      # embedded local Ray, or join a cluster
-    summary = run_loop(cfg, run_dir, fleet=RayFleet(cfg, run_dir, obs_dim, act_dim))
+    summary = run_loop(cfg, run_dir, make_fleet=RayFleet)
 """
 
 from __future__ import annotations
@@ -82,15 +82,16 @@ _actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload
 
 
 class RayFleet:
-    def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int):
+    def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
         buffer = _actor(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = RayEndpoint(buffer)
         self.learner_handle = _actor(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer)
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
-        self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer) for i in range(cfg.robots)]
+        self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer, incarnation=incarnation)
+                              for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
-        self.incarnations = [0] * cfg.robots
+        self.incarnations = [incarnation] * cfg.robots
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles] + [self.learner_handle.start.remote()])

@@ -7,6 +7,7 @@ None of this is on a robot's control path: robots never wait for it.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,9 @@ class Supervisor:
     def record(self, events: list[dict]) -> None:
         self.log.write(events)
         self.stats.add(events)
+        for e in events:
+            if e["ev"] == "log_problem":
+                print(f"dagger: warning: segment log {e['file']}@{e['offset']}: {e['what']}", file=sys.stderr)
 
     def handle(self, result: dict) -> None:
         """Takes one robot's poll: logs its events and updates queue, operators and fleet gate."""
