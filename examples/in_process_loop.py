@@ -1,4 +1,4 @@
-"""The loop as a library, without Ray: compare two gates on the numpy point task.
+"""The loop as a library, without Ray: compare three gates on the numpy point task.
 
     python examples/in_process_loop.py
 
@@ -13,14 +13,14 @@ from pathlib import Path
 from dagger.config import load_config
 from workers.launch import run_loop
 
-COMMON = ["task=point", "robots=4", "steps=4000", "demos=2", "learner.batch_size=64", "gate.threshold=0.002",
+COMMON = ["task=point", "robots=4", "steps=4000", "demos=2", "learner.batch_size=64", "gate.threshold=0.01",
           "gate.rate=0.05"]
 
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="dagger-example-"))
     print(f"{'gate':10} {'interventions':>14} {'by quarter':>28} {'autonomous successes':>22}")
-    for gate in ("ensemble", "random"):
+    for gate in ("never", "random", "ensemble"):
         run_dir = root / gate
         run_dir.mkdir()
         summary = run_loop(load_config(None, [*COMMON, f"gate.name={gate}"]), run_dir)

@@ -121,3 +121,16 @@ def test_a_human_segment_is_kept_until_the_buffer_acknowledges_it(tmp_path):
     robot.tick()  # the acknowledgement arrives
     assert not robot.unacked
     assert [e["ev"] for e in robot.poll()["events"]].count("ship_failed") == 2
+
+
+def test_human_gate_takeovers_are_operator_initiated(tmp_path):
+    summary = run_loop(point_config("gate.name=human", "steps=600", "operator.intervene_tol=0.01"), tmp_path)
+    assert summary["takeovers"] > 0
+    assert summary["human_gated_takeovers"] == summary["takeovers"] and summary["robot_gated_takeovers"] == 0
+
+
+def test_auto_gate_threshold_is_set_from_the_fleet(tmp_path):
+    run_loop(point_config("gate.name=auto", "gate.alpha=0.1", "steps=1200", "gate.threshold=1.0"), tmp_path)
+    asked = [e["threshold"] for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "help_requested"]
+    assert asked, "the auto gate never asked for help"
+    assert all(t != 1.0 for t in asked[-5:]), "robots never received the fleet's quantile threshold"

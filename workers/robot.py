@@ -48,7 +48,6 @@ class RobotWorker:
         self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy)
         self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
         self.period = self.task.dt / cfg.robot.speed
-        self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.events: list[dict] = []
@@ -57,6 +56,8 @@ class RobotWorker:
         self.seq = incarnation * INCARNATION_STRIDE
         self.episode = self.seq - 1
         self.obs = np.zeros(self.task.obs_dim, np.float32)
+        # HG-DAgger: an operator watches this robot and decides when to step in
+        self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
         self.controller = POLICY
         self.operator: ScriptedOperator | None = None
