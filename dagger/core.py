@@ -88,6 +88,8 @@ class DeviceReading:
     takeover: bool = False
     hand_back: bool = False
     deadman: bool = True  # held = the operator is engaged
+    e_stop: bool = False  # stop every robot this operator controls
+    mark: str = ""  # "success" / "failure" when the operator labels the episode
     age_s: float = 0.0  # how old the underlying report is
 
 

@@ -1,0 +1,89 @@
+"""Keyboard teleoperation in the operator window (pygame key events).
+
+A keyboard has no deadman switch: Space takes control and keeps it until Enter hands back or
+Escape (e-stop) stops every robot this operator controls. Keys held move the robot.
+
+    kb = KeyboardTeleop(KeyboardConfig(), act_dim=2)
+    for event in pygame.event.get(): kb.handle(event)
+    reading = kb.reading()
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import teleop_devices  # noqa: F401 - SDL environment before pygame
+from dagger.core import DeviceReading
+
+
+@dataclass
+class KeyboardConfig:
+    axis_keys: list[list[str]] = field(default_factory=lambda: [["d", "a"], ["w", "s"], ["e", "q"], ["r", "f"]])
+    """per action dim: [key for +, key for −] (pygame key names)"""
+    scale: float = 0.5
+    """a held key commands this fraction of the action range"""
+    takeover: str = "space"
+    """take control of the assigned robot"""
+    hand_back: str = "return"
+    """give control back to the policy"""
+    e_stop: str = "escape"
+    """stop every robot this operator controls"""
+    mark_success: str = "1"
+    """label the episode a success"""
+    mark_failure: str = "0"
+    """label the episode a failure"""
+
+
+class KeyboardTeleop:
+    def __init__(self, config: KeyboardConfig, act_dim: int):
+        if act_dim > len(config.axis_keys):
+            raise ValueError(f"keyboard: axis_keys covers {len(config.axis_keys)} dims, the task needs {act_dim}")
+        self.config, self.act_dim = config, act_dim
+        self.pressed: set[str] = set()
+        self.engaged = False
+        self.hand_back = self.e_stop = False
+        self.mark = ""
+        self.last_event_pump = time.time()
+
+    def handle(self, event: object) -> None:
+        """Feeds one pygame event (others than KEYDOWN/KEYUP are ignored)."""
+        import pygame
+
+        kind = getattr(event, "type", None)
+        if kind not in (pygame.KEYDOWN, pygame.KEYUP):
+            return
+        key = pygame.key.name(event.key)  # type: ignore[attr-defined]
+        if kind == pygame.KEYUP:
+            self.pressed.discard(key)
+            return
+        self.pressed.add(key)
+        c = self.config
+        if key == c.takeover:
+            self.engaged = True
+        elif key == c.hand_back:
+            self.hand_back, self.engaged = True, False
+        elif key == c.e_stop:
+            self.e_stop, self.engaged = True, False
+        elif key in (c.mark_success, c.mark_failure):
+            self.mark = "success" if key == c.mark_success else "failure"
+
+    def pumped(self, t: float | None = None) -> None:
+        """The window's event queue was read at t: readings are fresh as of then."""
+        self.last_event_pump = time.time() if t is None else t
+
+    def reading(self, now: float | None = None) -> DeviceReading:
+        """The current command; one-shot buttons (hand back, mark) are cleared once read."""
+        action = np.zeros(self.act_dim)
+        for i, (plus, minus) in enumerate(self.config.axis_keys[: self.act_dim]):
+            action[i] = self.config.scale * ((plus in self.pressed) - (minus in self.pressed))
+        reading = DeviceReading(action=action if self.engaged else None, takeover=self.engaged,
+                                hand_back=self.hand_back, deadman=self.engaged, e_stop=self.e_stop, mark=self.mark,
+                                age_s=(time.time() if now is None else now) - self.last_event_pump)
+        self.hand_back, self.mark = False, ""
+        return reading
+
+    def clear_e_stop(self) -> None:
+        self.e_stop = False
