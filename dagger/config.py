@@ -20,6 +20,7 @@ import yaml
 
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
+from teleop_devices.remote import SafetyConfig
 from teleop_devices.scripted import OperatorConfig
 
 
@@ -81,6 +82,7 @@ class RunConfig:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

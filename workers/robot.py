@@ -24,6 +24,7 @@ from dagger.core import PolicyOutput, StepResult
 from dagger.gates import make_gate
 from dagger.policy import EnsemblePolicy
 from dagger.tasks import make_task
+from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
 from workers.transport import Endpoint, Pending
 
@@ -60,7 +61,8 @@ class RobotWorker:
         self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
         self.controller = POLICY
-        self.operator: ScriptedOperator | None = None
+        self.operator: ScriptedOperator | RemoteOperator | None = None
+        self.last_action = np.zeros(self.task.act_dim)
         self.operator_id = -1
         self.request: dict = {}
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
@@ -82,8 +84,17 @@ class RobotWorker:
     def set_threshold(self, threshold: float) -> None:
         self.inbox.put(("threshold", threshold))
 
-    def assign(self, operator_id: int) -> None:
-        self.inbox.put(("assign", operator_id))
+    def assign(self, operator_id: int, remote: bool = False) -> None:
+        """Gives the robot to an operator: scripted (runs here) or remote (readings streamed in)."""
+        self.inbox.put(("assign", (operator_id, remote)))
+
+    def operator_input(self, reading: dict) -> None:
+        """A remote operator's newest device reading (see teleop_devices.remote)."""
+        self.inbox.put(("input", reading))
+
+    def operator_lost(self, operator_id: int) -> None:
+        """The operator's device disappeared."""
+        self.inbox.put(("lost", operator_id))
 
     def poll(self) -> dict:
         """Drains the outbox: events, robot-state spreads, and a status line for the dashboard."""
@@ -152,7 +163,11 @@ class RobotWorker:
             elif kind == "threshold":
                 self.gate.threshold = float(value)
             elif kind == "assign":
-                self._take_over(int(value))
+                self._take_over(*value)
+            elif kind == "input" and isinstance(self.operator, RemoteOperator):
+                self.operator.push(value)
+            elif kind == "lost" and isinstance(self.operator, RemoteOperator) and value == self.operator_id:
+                self.operator.device_lost()
 
     def _operator(self, operator_id: int) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
@@ -185,11 +200,12 @@ class RobotWorker:
         self.request = {"t": self.clock(), "reason": reason}
         self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
 
-    def _take_over(self, operator_id: int) -> None:
+    def _take_over(self, operator_id: int, remote: bool = False) -> None:
         if self.state is not State.WAITING:
             self._emit("assign_refused", operator=operator_id, state=self.state.value)
             return
-        self.operator = self._operator(operator_id)
+        self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.task.act_dim) if remote
+                         else self._operator(operator_id))
         self.operator_id = operator_id
         self.state = State.OPERATOR
         self.request["assigned"] = self.clock()
@@ -198,17 +214,39 @@ class RobotWorker:
         assert self.operator is not None
         out = self.policy.act(self.obs)
         self.last_spread = out.spread
-        reading = self.operator.read()
-        if reading.action is None:
-            return  # the operator has not reacted yet: hold
+        now = self.clock()
+        if isinstance(self.operator, RemoteOperator):
+            reading = self.operator.read(now)
+            reason = self.operator.stop_reason(reading)
+            if reason is not None:
+                self._stop_and_requeue(reason, out)
+                return
+            if reading.action is None or not reading.deadman:
+                return  # the operator has not taken over yet: hold
+            action = self.operator.command(reading.action, self.last_action, now)
+            t_input = self.operator.t_input if self.operator.t_input is not None else now
+        else:
+            reading = self.operator.read()
+            if reading.action is None:
+                return  # the operator has not reacted yet: hold
+            action, t_input = reading.action, now
         if self.controller == POLICY:
             self.controller = f"operator:{self.operator_id}"
             gated = "human" if self.request["reason"] == "human" else "robot"
             self._emit("takeover", operator=self.operator_id, gated=gated, reason=self.request["reason"],
-                       wait_s=self.clock() - self.request["t"])
-        done = self._step(reading.action, out)
+                       wait_s=now - self.request["t"], latency_s=now - t_input)
+        done = self._step(action, out)
         if not done and (reading.hand_back or self.gate.should_hand_back(reading.action, out)):
             self._hand_back("released")
+
+    def _stop_and_requeue(self, reason: str, out: PolicyOutput) -> None:
+        """Safety stop: hold, free the operator, and ask again (never fall back to the policy)."""
+        self._close_segment(reason)
+        self._emit("handback", operator=self.operator_id, reason=reason)
+        self.operator, self.operator_id, self.controller = None, -1, POLICY
+        self.state = State.WAITING
+        self.request = {"t": self.clock(), "reason": reason}
+        self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
 
     def _hand_back(self, reason: str) -> None:
         self._close_segment("handback")
@@ -218,6 +256,7 @@ class RobotWorker:
 
     def _step(self, action: np.ndarray, out: PolicyOutput) -> bool:
         res: StepResult = self.task.step(action)
+        self.last_action = self.task.clip(action)
         now = self.clock()
         self.steps.append({
             "obs": self.obs, "action": self.task.clip(action), "policy_action": out.action,

@@ -1,0 +1,79 @@
+"""A human operator's device as the robot sees it: readings streamed from the operator station.
+
+The station reads the device on its own (main) thread and sends each reading to the robot's
+mailbox; the robot uses the newest one. The safety rules live here, so every robot applies them
+the same way: a reading that is too old, a lost device, a released deadman or an e-stop stops the
+robot (it holds) instead of handing control back to the policy.
+
+    link = RemoteOperator(operator_id=0, safety=SafetyConfig(), act_dim=2)
+    link.push({"action": [0.1, 0.0], "deadman": True, "t_report": time.time()})
+    reason = link.stop_reason(now)      # None, "stale_input", "device_lost", "deadman_released", "e_stop"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dagger.core import DeviceReading
+
+
+@dataclass
+class SafetyConfig:
+    max_age_s: float = 0.1
+    """a human's reading older than this stops the robot (stale_input)"""
+    ramp_s: float = 0.2
+    """bumpless handover: the command ramps from the policy's last action to the operator's over this time"""
+
+
+class RemoteOperator:
+    def __init__(self, operator_id: int, safety: SafetyConfig, act_dim: int):
+        self.operator_id, self.safety, self.act_dim = operator_id, safety, act_dim
+        self.latest: dict[str, Any] | None = None
+        self.lost = False
+        self.engaged_at: float | None = None  # robot time of the first applied human action
+        self.ramp_from = np.zeros(act_dim)  # the command when the human took over
+        self.t_input: float | None = None  # station time of the operator's takeover input
+
+    def push(self, reading: dict[str, Any]) -> None:
+        """A reading from the station: action (list or None), buttons, t_report (when the device reported)."""
+        self.latest = reading
+        if reading.get("takeover") and self.t_input is None:
+            self.t_input = float(reading.get("t_input", reading["t_report"]))
+
+    def device_lost(self) -> None:
+        self.lost = True
+
+    def read(self, now: float) -> DeviceReading:
+        r = self.latest
+        if r is None:
+            return DeviceReading(action=None, deadman=False, age_s=0.0)
+        action = None if r.get("action") is None else np.asarray(r["action"], float)[: self.act_dim]
+        return DeviceReading(action=action, takeover=bool(r.get("takeover")), hand_back=bool(r.get("hand_back")),
+                             deadman=bool(r.get("deadman")), e_stop=bool(r.get("e_stop")), mark=str(r.get("mark", "")),
+                             age_s=now - float(r["t_report"]))
+
+    def stop_reason(self, reading: DeviceReading) -> str | None:
+        """Why the robot must stop now, or None. Before the operator engages, nothing is stale."""
+        if self.lost:
+            return "device_lost"
+        if reading.e_stop:
+            return "e_stop"
+        if self.latest is None or (self.engaged_at is None and not reading.deadman):
+            return None
+        if reading.age_s > self.safety.max_age_s:
+            return "stale_input"
+        if not reading.deadman and not reading.hand_back:
+            return "deadman_released"
+        return None
+
+    def command(self, human: np.ndarray, policy_last: np.ndarray, now: float) -> np.ndarray:
+        """The ramped command: no jump from what the robot was doing (policy_last) when the human took over."""
+        if self.engaged_at is None:
+            self.engaged_at, self.ramp_from = now, np.array(policy_last, float)
+        if self.safety.ramp_s <= 0:
+            return human
+        alpha = min(1.0, (now - self.engaged_at) / self.safety.ramp_s)
+        return self.ramp_from + alpha * (human - self.ramp_from)

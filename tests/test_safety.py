@@ -1,0 +1,124 @@
+"""The safety rules for human operators, on a real RobotWorker (point task) with a controlled clock."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import point_config
+from workers.buffer import BufferWorker
+from workers.learner import Learner
+from workers.robot import RobotWorker, State
+from workers.transport import LocalEndpoint
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def robot(tmp_path):
+    """A robot that has asked for help and been given to remote operator 0."""
+    cfg = point_config("gate.threshold=0.0", "safety.max_age_s=0.1", "safety.ramp_s=0.2")
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    clock = Clock()
+    robot = RobotWorker(0, cfg, buffer, clock=clock)
+    learner = Learner(cfg, robot.task.obs_dim, robot.task.act_dim, buffer)
+    learner.publish()
+    robot.set_weights(learner.latest()[1])
+    robot.tick()
+    assert robot.state is State.WAITING
+    robot.assign(0, True)
+    robot.tick()
+    assert robot.state is State.OPERATOR
+    robot.clock_ = clock
+    robot.poll()
+    return robot
+
+
+def send(robot, action=(0.5, -0.5), deadman=True, **buttons):
+    robot.operator_input({"action": None if action is None else list(action), "deadman": deadman, "takeover": deadman,
+                          "t_report": robot.clock_.t, **buttons})
+
+
+def run(robot, ticks, dt=0.05, feed=True, **reading):
+    for _ in range(ticks):
+        if feed:
+            send(robot, **reading)
+        robot.tick()
+        robot.clock_.t += dt
+
+
+def stop_events(robot):
+    events = robot.poll()["events"]
+    return [(e["ev"], e["reason"]) for e in events if e["ev"] in ("handback", "help_requested")]
+
+
+def test_nothing_moves_until_the_operator_engages(robot):
+    steps = robot.total_steps
+    for _ in range(10):
+        robot.tick()
+        robot.clock_.t += 0.05
+    assert robot.state is State.OPERATOR and robot.total_steps == steps
+
+
+def test_stale_input_stops_the_robot_within_one_control_period(robot):
+    run(robot, 3)
+    steps = robot.total_steps
+    assert steps == 3
+    robot.clock_.t += 0.06  # the last reading is now 0.11 s old
+    robot.tick()
+    assert robot.state is State.WAITING and robot.total_steps == steps
+    assert stop_events(robot) == [("handback", "stale_input"), ("help_requested", "stale_input")]
+    run(robot, 5, feed=False)
+    assert robot.total_steps == steps  # it holds; it never falls back to the policy
+
+
+def test_device_lost_requeues_the_robot(robot):
+    run(robot, 2)
+    robot.operator_lost(0)
+    robot.tick()
+    assert robot.state is State.WAITING and robot.total_steps == 2
+    assert stop_events(robot) == [("handback", "device_lost"), ("help_requested", "device_lost")]
+
+
+def test_losing_another_operators_device_changes_nothing(robot):
+    run(robot, 2)
+    robot.operator_lost(1)
+    run(robot, 1)
+    assert robot.state is State.OPERATOR and robot.total_steps == 3
+
+
+def test_deadman_released_without_hand_back_holds(robot):
+    run(robot, 2)
+    run(robot, 1, deadman=False, action=None)
+    assert robot.state is State.WAITING and robot.total_steps == 2
+    assert stop_events(robot) == [("handback", "deadman_released"), ("help_requested", "deadman_released")]
+
+
+def test_e_stop(robot):
+    run(robot, 2)
+    run(robot, 1, e_stop=True)
+    assert robot.state is State.WAITING and robot.total_steps == 2
+    assert ("handback", "e_stop") in stop_events(robot)
+
+
+def test_handover_ramps_without_a_jump(robot):
+    robot.last_action = np.array([-0.8, 0.6])  # what the policy commanded before it asked
+    human = np.array([0.5, -0.5])
+    executed = []
+    for _ in range(8):
+        send(robot, action=human)
+        robot.tick()
+        executed.append(robot.last_action.copy())
+        robot.clock_.t += 0.05
+    executed = np.array(executed)
+    gap = human - np.array([-0.8, 0.6])
+    expected = np.array([-0.8, 0.6]) + np.minimum(1.0, np.arange(8)[:, None] * 0.05 / 0.2) * gap
+    np.testing.assert_allclose(executed, expected, atol=1e-9)
+    assert np.abs(np.diff(executed, axis=0)).max() <= np.abs(gap).max() * 0.25 + 1e-9
+    events = robot.poll()["events"]
+    [takeover] = [e for e in events if e["ev"] == "takeover"]
+    assert takeover["latency_s"] == pytest.approx(0.0)
