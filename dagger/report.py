@@ -22,6 +22,10 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
+def _percentile(values: list[float], q: float, scale: float = 1.0) -> float | None:
+    return _round(float(np.percentile(values, q)) * scale, 3) if values else None
+
+
 def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
 
@@ -72,6 +76,7 @@ def summarize(events: list[dict]) -> dict:
     lags = [e["t"] - segment_t[e["key"]] for e in _by(events, "segment_trained") if e["key"] in segment_t]
     starts, ends = _by(events, "run_start"), _by(events, "run_end")
     duration = (ends[-1]["t"] - starts[0]["t"]) if starts and ends else None
+    queued = [e["queued_s"] for e in _by(events, "operator_assigned")]
     steps = sum(s["steps"] for s in segments)
     human_steps = sum(s["steps"] for s in segments if s["controller"] != "policy")
     return {
@@ -93,5 +98,12 @@ def summarize(events: list[dict]) -> dict:
         "weights_staleness_p50": _median([float(x) for x in staleness(segments, _by(events, "weights_published"))]),
         "segment_to_train_lag_p50_s": _round(_median(lags), 3),
         "mean_wait_for_help_s": _round(float(np.mean([t["wait_s"] for t in takeovers])) if takeovers else None, 3),
+        "takeover_latency_ms_p50": _percentile([t.get("latency_s", 0.0) for t in takeovers], 50, 1000),
+        "takeover_latency_ms_p99": _percentile([t.get("latency_s", 0.0) for t in takeovers], 99, 1000),
+        "reaction_time_s_p50": _percentile([t["reaction_s"] for t in takeovers if "reaction_s" in t], 50),
+        "reaction_time_s_p99": _percentile([t["reaction_s"] for t in takeovers if "reaction_s" in t], 99),
+        "queue_wait_s_p50": _percentile(queued, 50),
+        "queue_wait_s_p99": _percentile(queued, 99),
+        "control_period_ms": _round(starts[0].get("control_period_ms"), 3) if starts else None,
         "duration_s": _round(duration, 1),
     }

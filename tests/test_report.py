@@ -35,13 +35,17 @@ def test_staleness_counts_versions_behind_the_newest_published_at_segment_start(
 
 def test_summarize_counts_and_lag():
     events = [
-        {"ev": "run_start", "t": 0.0},
+        {"ev": "run_start", "t": 0.0, "control_period_ms": 5.0},
         {"ev": "weights_published", "t": 0.0, "version": 1, "updates": 10},
         seg(1.0, 10, robot=0, seq=0),
         seg(2.0, 5, "operator:0", robot=0, seq=1),
         {"ev": "segment_trained", "t": 2.5, "key": "0:1"},
-        {"ev": "takeover", "t": 1.5, "robot": 0, "gated": "robot", "wait_s": 0.5},
-        {"ev": "takeover", "t": 1.6, "robot": 1, "gated": "human", "wait_s": 1.5},
+        {"ev": "operator_assigned", "t": 1.2, "robot": 0, "operator": 0, "queued_s": 0.2},
+        {"ev": "operator_assigned", "t": 1.3, "robot": 1, "operator": 0, "queued_s": 0.4},
+        {"ev": "takeover", "t": 1.5, "robot": 0, "gated": "robot", "wait_s": 0.5, "latency_s": 0.01,
+         "reaction_s": 0.25},
+        {"ev": "takeover", "t": 1.6, "robot": 1, "gated": "human", "wait_s": 1.5, "latency_s": 0.03,
+         "reaction_s": 0.35},
         {"ev": "episode_end", "t": 2.0, "robot": 0, "success": True, "human_steps": 5},
         {"ev": "learner", "t": 3.0, "updates": 99, "loss": 0.5},
         {"ev": "run_end", "t": 3.6},
@@ -50,8 +54,10 @@ def test_summarize_counts_and_lag():
     assert (s["steps"], s["human_steps"], s["intervention_rate"]) == (15, 5, pytest.approx(1 / 3, abs=1e-4))
     assert (s["takeovers"], s["robot_gated_takeovers"], s["human_gated_takeovers"]) == (2, 1, 1)
     assert (s["episodes"], s["successes"], s["autonomous_successes"]) == (1, 1, 0)
-    assert s["learner_updates"] == 99
+    assert s["learner_updates"] == 99 and s["control_period_ms"] == 5.0
     assert s["segment_to_train_lag_p50_s"] == 0.5
     assert s["mean_wait_for_help_s"] == 1.0
     assert s["weights_staleness_p50"] == 0.0
     assert s["takeovers_per_hour"] == 2000.0
+    assert (s["takeover_latency_ms_p50"], s["takeover_latency_ms_p99"]) == (20.0, pytest.approx(29.8))
+    assert (s["reaction_time_s_p50"], s["queue_wait_s_p50"], s["queue_wait_s_p99"]) == (0.3, 0.3, 0.398)

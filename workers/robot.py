@@ -234,7 +234,8 @@ class RobotWorker:
             self.controller = f"operator:{self.operator_id}"
             gated = "human" if self.request["reason"] == "human" else "robot"
             self._emit("takeover", operator=self.operator_id, gated=gated, reason=self.request["reason"],
-                       wait_s=now - self.request["t"], latency_s=now - t_input)
+                       wait_s=now - self.request["t"], latency_s=now - t_input,
+                       reaction_s=t_input - self.request.get("assigned", self.request["t"]))
         done = self._step(action, out)
         if not done and (reading.hand_back or self.gate.should_hand_back(reading.action, out)):
             self._hand_back("released")
