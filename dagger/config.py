@@ -8,8 +8,10 @@ closest valid key.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,8 +22,11 @@ import yaml
 
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
+from teleop_devices.gamepad import GamepadConfig
+from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
-from teleop_devices.scripted import OperatorConfig
+from teleop_devices.scripted import OPERATOR_KINDS, OperatorConfig
+from teleop_devices.spacemouse import SpaceMouseConfig
 
 
 class ConfigError(ValueError):
@@ -83,6 +88,9 @@ class RunConfig:
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    gamepad: GamepadConfig = field(default_factory=GamepadConfig)
+    spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
+    keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -96,6 +104,11 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         if value is None and type(None) in options:
             return None
         kind = next(k for k in options if k is not type(None))
+    if typing.get_origin(kind) in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        item = typing.get_args(kind)[0]
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is str and value is None:
@@ -122,6 +135,12 @@ def _apply(obj: Any, data: dict, where: str, prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {path!r} is a section; expected a mapping, got {value!r}")
             _apply(current, value, where, f"{path}.")
+            check = getattr(current, "__post_init__", None)
+            if check is not None:
+                try:
+                    check()
+                except ValueError as err:
+                    raise ConfigError(f"{where}: {path!r}: {err}") from err
         else:
             setattr(obj, key, _coerce(value, types_[key], f"{where}: {path!r}"))
 
@@ -158,9 +177,12 @@ def validate(cfg: RunConfig) -> None:
     """Names and ranges that types alone cannot check."""
     from dagger.tasks import TASKS
 
-    for key, value, valid in (("task", cfg.task, TASKS), ("gate.name", cfg.gate.name, GATES)):
+    names: list[tuple[str, str, list[str]]] = [("task", cfg.task, sorted(TASKS)),
+                                               ("gate.name", cfg.gate.name, sorted(GATES))]
+    names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
+    for key, value, valid in names:
         if value not in valid:
-            raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, sorted(valid))}")
+            raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, valid)}")
     checks = [
         (cfg.robots >= 1, "robots", "must be at least 1"),
         (cfg.operators >= 1, "operators", "must be at least 1"),
@@ -177,6 +199,8 @@ def validate(cfg: RunConfig) -> None:
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
         (cfg.operator.noise >= 0, "operator.noise", "must not be negative"),
         (cfg.operator.reaction_s >= 0, "operator.reaction_s", "must not be negative"),
+        (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
+        (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]
     for ok, key, why in checks:
         if not ok:
@@ -184,4 +208,5 @@ def validate(cfg: RunConfig) -> None:
 
 
 def to_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+    """Plain lists and dicts (YAML- and JSON-safe)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))

@@ -10,15 +10,19 @@ scene), and answers `read()` like any TeleopDevice:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dagger.core import DeviceReading, Task
 
+OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard")
+
 
 @dataclass
 class OperatorConfig:
+    kinds: list[str] = field(default_factory=lambda: ["scripted"])
+    """input of each operator, in order and repeated to cover all: scripted | gamepad | spacemouse | keyboard"""
     reaction_s: float = 0.25
     """delay (in task time) from being assigned a robot to the first action. Simple visual reaction time is
     about 200-250 ms (Woods et al., Front. Hum. Neurosci. 2015, "Factors influencing the latency

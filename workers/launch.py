@@ -25,6 +25,7 @@ from dagger.live import LiveStats
 from dagger.report import summarize
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
+from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
 from workers.learner import Learner
 from workers.robot import RobotWorker
@@ -107,7 +108,8 @@ def previous_runs(run_dir: Path) -> int:
 
 
 def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
-             on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None) -> dict[str, Any]:
+             on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None,
+             devices: dict[int, HumanDevice] | None = None) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
@@ -123,7 +125,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     fleet.learner.call("publish").result()
     log.write([{"ev": "demos", "t": time.time(), "episodes": len(demos), "steps": sum(map(len, demos))}])
     restart = getattr(fleet, "restart_robot", None)
-    supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, stats, restart=restart)
+    supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, stats, restart=restart,
+                            devices=devices)
     supervisor.poll()
     fleet.start()
     local = isinstance(fleet, LocalFleet)

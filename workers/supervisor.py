@@ -18,16 +18,18 @@ from dagger.core import HelpRequest
 from dagger.events import EventLog
 from dagger.gates import AutoGate
 from dagger.live import LiveStats
+from teleop_devices.station import HumanDevice, OperatorStation
 from workers.transport import Endpoint
 
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
                  log: EventLog, stats: LiveStats | None = None, clock: Any = time.time,
-                 restart: Callable[[int], Endpoint] | None = None):
+                 restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
+        self.station = OperatorStation(devices, self.send, self.record, clock) if devices else None
         self.stats = stats or LiveStats()
         self.allocator = PriorityAllocator(cfg.aging_s)
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
@@ -57,6 +59,9 @@ class Supervisor:
         self.allocate()
         return self.status
 
+    def send(self, robot: int, method: str, arg: Any) -> None:
+        self.robots[robot].call(method, arg)
+
     def record(self, events: list[dict]) -> None:
         self.log.write(events)
         self.stats.add(events)
@@ -77,6 +82,8 @@ class Supervisor:
                 self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
             elif event["ev"] in ("handback", "assign_refused"):
                 self.serving[event["operator"]].discard(robot)
+                if self.station is not None and event["operator"] in self.station.devices:
+                    self.station.release(event["operator"], robot)
         if self.fleet_gate is not None and result["spreads"]:
             threshold = self.fleet_gate.observe(result["spreads"])
             if threshold != self.sent_threshold:
@@ -108,7 +115,8 @@ class Supervisor:
 
     def allocate(self) -> None:
         now = self.clock()
-        free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention]
+        free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention
+                and (self.station is None or op not in self.station.devices or self.station.available(op))]
         for robot in self.allocator.order(list(self.waiting.values()), now):
             if not free:
                 return
@@ -117,7 +125,10 @@ class Supervisor:
             if len(self.serving[op]) >= self.cfg.operator.attention:
                 free.pop(0)
             request = self.waiting.pop(robot)
-            self.robots[robot].call("assign", op)
+            remote = self.station is not None and op in self.station.devices
+            self.robots[robot].call("assign", op, remote)
+            if self.station is not None and remote:
+                self.station.assign(op, robot)
             self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
                              "queued_s": now - request.t_requested}])
 
@@ -127,17 +138,28 @@ class Supervisor:
         return self.steps >= self.cfg.steps
 
     def run(self, between: Callable[[], None], on_status: Callable[[dict], None] | None = None,
-            period: float = 0.1) -> str:
-        """Polls until the budget is spent or Ctrl-C; `between` drives in-process components."""
+            period: float = 0.1, station_period: float = 0.01) -> str:
+        """Polls until the budget is spent or Ctrl-C; `between` drives in-process components.
+
+        With human operators the loop ticks at station_period (device readings must stay fresh)
+        and polls every `period`.
+        """
         started = self.clock()
+        tick = station_period if self.station is not None and period else period
+        polls_every = max(1, round(period / tick)) if tick else 1
+        ticks = 0
         try:
             while not self.done(started):
                 between()
-                status = self.poll()
-                if on_status is not None:
-                    on_status(status)
-                if period:
-                    time.sleep(period)
+                if self.station is not None:
+                    self.station.tick()
+                if ticks % polls_every == 0:
+                    status = self.poll()
+                    if on_status is not None:
+                        on_status(status)
+                ticks += 1
+                if tick:
+                    time.sleep(tick)
         except KeyboardInterrupt:
             return "interrupted"
         return "budget"

@@ -1,0 +1,84 @@
+"""The operator station: reads every human operator's device on the driver's main thread and streams
+the readings to the robots those operators control.
+
+    station = OperatorStation({0: SpaceMouseOperator(mouse, act_dim=2)}, robots, log)
+    station.assign(0, robot=3)
+    station.tick()        # every ~10 ms: read devices, send readings, notice lost devices
+
+Robots apply the safety rules (teleop_devices.remote); the station only reports what it saw.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dagger.core import DeviceReading
+
+
+class HumanDevice(Protocol):
+    """A human operator's input as the station uses it."""
+
+    label: str
+
+    def reading(self) -> DeviceReading: ...
+
+    def present(self) -> bool:
+        """Cheap enough to call every tick."""
+
+    def rate_hz(self) -> float: ...
+
+
+class OperatorStation:
+    def __init__(self, devices: dict[int, HumanDevice], send: Callable[[int, str, Any], None],
+                 record: Callable[[list[dict]], None], clock: Callable[[], float] = time.time,
+                 health_every_s: float = 1.0):
+        self.devices, self.send, self.record, self.clock = devices, send, record, clock
+        self.robots: dict[int, set[int]] = {op: set() for op in devices}
+        self.lost: set[int] = set()
+        self.t_input: dict[tuple[int, int], float] = {}
+        self.health_every_s = health_every_s
+        self.last_health = 0.0
+        self.last: dict[int, DeviceReading] = {}
+
+    def available(self, op: int) -> bool:
+        return op in self.devices and op not in self.lost
+
+    def assign(self, op: int, robot: int) -> None:
+        self.robots[op].add(robot)
+
+    def release(self, op: int, robot: int) -> None:
+        self.robots[op].discard(robot)
+        self.t_input.pop((op, robot), None)
+
+    def tick(self) -> None:
+        now = self.clock()
+        for op, device in self.devices.items():
+            if op in self.lost:
+                continue
+            reading = device.reading()
+            if not device.present():  # after the read: a read that failed must not pass for a released deadman
+                self._device_lost(op)
+                continue
+            self.last[op] = reading
+            for robot in self.robots[op]:
+                if reading.takeover:
+                    self.t_input.setdefault((op, robot), now)
+                self.send(robot, "operator_input", {
+                    "action": None if reading.action is None else [float(a) for a in reading.action],
+                    "takeover": reading.takeover, "hand_back": reading.hand_back, "deadman": reading.deadman,
+                    "e_stop": reading.e_stop, "mark": reading.mark, "t_report": now,
+                    "t_input": self.t_input.get((op, robot), now)})
+        if now - self.last_health >= self.health_every_s:
+            self.last_health = now
+            self.record([{"ev": "device_health", "t": now, "operator": op, "device": device.label,
+                          "rate_hz": round(device.rate_hz(), 1), "present": op not in self.lost}
+                         for op, device in self.devices.items()])
+
+    def _device_lost(self, op: int) -> None:
+        self.lost.add(op)
+        self.record([{"ev": "device_lost", "t": self.clock(), "operator": op, "device": self.devices[op].label}])
+        for robot in self.robots[op]:
+            self.send(robot, "operator_lost", op)
+        self.robots[op] = set()
