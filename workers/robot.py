@@ -102,7 +102,7 @@ class RobotWorker:
             events, self.events = self.events, []
             spreads, self.spreads = self.spreads, []
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
-                  "version": self.policy.version, "episode": self.episodes,
+                  "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
         return {"events": events, "spreads": spreads, "status": status}
 
@@ -235,7 +235,7 @@ class RobotWorker:
             gated = "human" if self.request["reason"] == "human" else "robot"
             self._emit("takeover", operator=self.operator_id, gated=gated, reason=self.request["reason"],
                        wait_s=now - self.request["t"], latency_s=now - t_input,
-                       reaction_s=t_input - self.request.get("assigned", self.request["t"]))
+                       reaction_s=max(0.0, t_input - self.request.get("assigned", self.request["t"])))
         done = self._step(action, out)
         if not done and (reading.hand_back or self.gate.should_hand_back(reading.action, out)):
             self._hand_back("released")

@@ -1,0 +1,77 @@
+"""Human operators end to end: a SpaceMouse (real parser, byte-level reports from a fake HID backend)
+read by the station in this process, the robot a real Ray actor, and the three safety rules."""
+
+import time
+
+import pytest
+
+from dagger.events import read_events
+from teleop_devices.fakes import FakeHid, buttons, motion
+from teleop_devices.human import SpaceMouseOperator
+from teleop_devices.spacemouse import SpaceMouse
+from tests.conftest import point_config
+from workers.launch import run_loop
+from workers.ray_fleet import RayFleet
+
+pytestmark = pytest.mark.slow
+
+
+class HangingDevice(SpaceMouseOperator):
+    """A station whose device read hangs once (a stuck driver): readings stop reaching the robot."""
+
+    hang = False
+
+    def reading(self):
+        if self.hang:
+            self.hang = False
+            time.sleep(0.4)
+        return super().reading()
+
+
+def run_with_spacemouse(tmp_path, event):
+    cfg = point_config("robots=1", "minutes=0.12", "robot.speed=1.0", "operator.kinds=[spacemouse]",
+                       "gate.threshold=0.0", "safety.max_age_s=0.1", "spacemouse.axis_map=[x, y]")
+    hid = FakeHid([buttons(1), motion(x=200, y=-100)])  # deadman held from the start, pushing the puck
+    mouse = HangingDevice(SpaceMouse(hid, cfg.spacemouse, name="SpaceMouse Compact"), act_dim=2)
+    triggered = []
+
+    def trigger(status):
+        """Once, a few steps into an operator-controlled episode (not near its end)."""
+        robot = status["robots"].get(0, {})
+        if triggered or robot.get("state") != "operator" or not 5 <= robot.get("episode_steps", 0) <= 15:
+            return
+        triggered.append(time.time())
+        if event == "stale_input":
+            mouse.hang = True
+        elif event == "device_lost":
+            hid.unplug()
+        else:
+            hid.push(buttons(0))
+
+    run_loop(cfg, tmp_path, RayFleet, on_status=trigger, devices={0: mouse})
+    assert triggered, "the operator never controlled the robot mid-episode"
+    return cfg, read_events(tmp_path / "events.jsonl")
+
+
+@pytest.mark.parametrize("event", ["stale_input", "device_lost", "deadman_released"])
+def test_safety_rule_stops_the_robot_and_requeues_it(ray_cluster, tmp_path, event):
+    cfg, events = run_with_spacemouse(tmp_path, event)
+    assert [e for e in events if e["ev"] == "takeover"][0]["operator"] == 0
+    stop = next(e for e in events if e["ev"] == "handback" and e["reason"] == event)
+    assert any(e["ev"] == "help_requested" and e["reason"] == event and e["t"] >= stop["t"] for e in events)
+    human = [e for e in events if e["ev"] == "segment" and e["controller"] == "operator:0" and e["t"] <= stop["t"]]
+    assert human[-1]["reason"] == event  # the operator's segment closed by the stop, steps kept
+    if event == "stale_input":  # the robot stopped within one control period of the input going stale
+        period = 0.05
+        assert stop["t"] - human[-1]["t_end"] <= cfg.safety.max_age_s + 2 * period
+    # never handed to the policy: nothing but operator steps after the stop
+    later = [e for e in events if e["ev"] == "segment" and e["t_start"] > stop["t"]]
+    assert all(e["controller"] != "policy" for e in later)
+    reassigned = [e for e in events if e["ev"] == "operator_assigned" and e["t"] > stop["t"]]
+    if event == "device_lost":
+        assert any(e["ev"] == "device_lost" and e["operator"] == 0 for e in events)
+        assert not later and not reassigned  # the only operator is gone: the robot holds until the run ends
+    elif event == "deadman_released":
+        assert reassigned and not later  # offered to the operator again; it holds until the deadman is pressed
+    else:
+        assert reassigned and later  # the operator still holds the deadman: back in control after the hiccup
