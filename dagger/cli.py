@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--address", help="Ray cluster to join (default RAY_ADDRESS or a local Ray)")
     start.add_argument("--resume", action="store_true", help="continue in an existing run dir")
     start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
+    start.add_argument("--operator", help="input per operator, comma-separated: scripted|gamepad|spacemouse|keyboard")
+    start.add_argument("--console", action="store_true", help="open the operator console window")
+    start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")
     report = sub.add_parser("report", help="recompute a run's metrics from its events.jsonl")
     report.add_argument("run_dir")
@@ -49,35 +52,52 @@ def _parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
-             "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address}
+             "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
+             "operator.kinds": args.operator.split(",") if args.operator else None}
     overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     return load_config(args.config, overrides)
 
 
-def prepare_run_dir(requested: str | None, resume: bool) -> Path:
+def check_run_dir(requested: str | None, resume: bool) -> Path:
+    """The run dir to use; refuses a non-empty one unless resuming. Creates nothing."""
     run_dir = Path(requested or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run dir {run_dir} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
         raise UserError(f"run dir {run_dir} is not empty; pass --resume to continue it or choose another")
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
+    from dagger.tasks import make_task
+    from teleop_devices.human import open_devices
+
+    try:
+        return open_devices(cfg, make_task(cfg.task).act_dim)
+    except (OSError, ValueError) as err:
+        raise UserError(str(err).replace("\n", " ")) from err
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
-    run_dir = prepare_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    devices = open_operator_devices(cfg)
+    console = None
+    if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
+        from dagger.console import OperatorConsole
+        from teleop_devices.human import KeyboardOperator
+
+        console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
+    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     from dagger.dashboard import Dashboard
     from dagger.live import LiveStats
     from dagger.summary import print_summary
-    from workers.launch import run_loop
+    from workers.launch import LocalFleet, run_loop
 
     stats = LiveStats()
     board = Dashboard(cfg, stats)
-    from workers.launch import LocalFleet
-
     make_fleet: Any = LocalFleet
     if not args.in_process:
         from workers.ray_fleet import RayFleet, init_ray
@@ -85,11 +105,22 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
         init_ray(cfg.address)
         make_fleet = RayFleet
+
+    def on_status(status: dict) -> None:
+        board.update(status)
+        if console is not None:
+            console.update(status)
+
     board.start()
     try:
-        summary = run_loop(cfg, run_dir, make_fleet, on_status=board.update, stats=stats)
+        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, stats=stats, devices=devices,
+                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
     finally:
         board.stop()
+        if console is not None:
+            if args.screenshot:
+                console.save(args.screenshot)
+            console.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, run_dir, board.console)
     return 0

@@ -64,6 +64,8 @@ class Task(Protocol):
 
     def clip(self, action: np.ndarray) -> np.ndarray: ...
 
+    def render(self) -> np.ndarray: ...  # an RGB camera frame, uint8 [H, W, 3]
+
 
 class Gate(Protocol):
     """Decides when a robot asks for help and when control returns to the policy.

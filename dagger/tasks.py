@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from dagger.core import StepResult, Task
+
+FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of a robot's camera frame
 
 
 class PointTask:
@@ -54,6 +57,15 @@ class PointTask:
     def expert_action(self) -> np.ndarray:
         return self.clip(4.0 * (self.goal - self.pos) - 1.5 * self.vel)
 
+    def render(self) -> np.ndarray:
+        """A top view: goal in green, point in white."""
+        frame = np.full(FRAME_SHAPE, 30, np.uint8)
+        h, w = FRAME_SHAPE[:2]
+        for (x, y), color, r in ((self.goal, (60, 200, 90), 5), (self.pos, (240, 240, 240), 3)):
+            cx, cy = int((x + 1.2) / 2.4 * w), int((1.2 - y) / 2.4 * h)
+            frame[max(0, cy - r):cy + r, max(0, cx - r):cx + r] = color
+        return frame
+
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
 
@@ -74,7 +86,10 @@ class ReacherTask:
     def __init__(self) -> None:
         import gymnasium as gym
 
-        self.env = gym.make("Reacher-v5")
+        if not os.environ.get("DISPLAY"):  # headless: MuJoCo's software renderer (Debian package libosmesa6)
+            os.environ.setdefault("MUJOCO_GL", "osmesa")
+            os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+        self.env = gym.make("Reacher-v5", render_mode="rgb_array", width=FRAME_SHAPE[1], height=FRAME_SHAPE[0])
         sim: Any = self.env.unwrapped
         self.sim = sim
         self.dt = float(sim.dt)
@@ -107,6 +122,10 @@ class ReacherTask:
 
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+
+    def render(self) -> np.ndarray:
+        """The default camera, offscreen (about 3 ms a frame with osmesa)."""
+        return np.asarray(self.env.render(), np.uint8)
 
 
 TASKS: dict[str, Callable[[], Task]] = {"point": PointTask, "reacher": ReacherTask}

@@ -33,8 +33,8 @@ class HumanDevice(Protocol):
 class OperatorStation:
     def __init__(self, devices: dict[int, HumanDevice], send: Callable[[int, str, Any], None],
                  record: Callable[[list[dict]], None], clock: Callable[[], float] = time.time,
-                 health_every_s: float = 1.0):
-        self.devices, self.send, self.record, self.clock = devices, send, record, clock
+                 health_every_s: float = 1.0, pump: Callable[[], None] | None = None):
+        self.devices, self.send, self.record, self.clock, self.pump = devices, send, record, clock, pump
         self.robots: dict[int, set[int]] = {op: set() for op in devices}
         self.lost: set[int] = set()
         self.t_input: dict[tuple[int, int], float] = {}
@@ -53,6 +53,8 @@ class OperatorStation:
         self.t_input.pop((op, robot), None)
 
     def tick(self) -> None:
+        if self.pump is not None:
+            self.pump()  # the window's events (keyboard, gamepad hot-plug) on this, the main, thread
         now = self.clock()
         for op, device in self.devices.items():
             if op in self.lost:
@@ -75,6 +77,15 @@ class OperatorStation:
             self.record([{"ev": "device_health", "t": now, "operator": op, "device": device.label,
                           "rate_hz": round(device.rate_hz(), 1), "present": op not in self.lost}
                          for op, device in self.devices.items()])
+
+    def health(self, now: float) -> dict[int, dict[str, Any]]:
+        """Per operator: device label, report rate, reading age, deadman and whether it is present."""
+        out = {}
+        for op, device in self.devices.items():
+            last = self.last.get(op)
+            out[op] = {"device": device.label, "present": op not in self.lost, "rate_hz": device.rate_hz(),
+                       "age_s": None if last is None else last.age_s, "deadman": bool(last and last.deadman)}
+        return out
 
     def _device_lost(self, op: int) -> None:
         self.lost.add(op)

@@ -1,6 +1,7 @@
 """`dagger` as a user runs it: bad input gives one line and exit code 2, never a traceback."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,8 +9,9 @@ import pytest
 
 
 def dagger(*args, cwd=None):
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     return subprocess.run([sys.executable, "-m", "dagger.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, env=env)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -19,6 +21,9 @@ def dagger(*args, cwd=None):
     (["gate.treshold=0.1"], "did you mean 'gate.threshold'"),
     (["learner.batch_size=big"], "expected int, got str"),
     (["--config", "missing.yaml"], "missing.yaml: cannot read config"),
+    (["--operator", "spacemouse"], "no SpaceMouse at index 0"),
+    (["--operator", "gamepad"], "gamepad 0: no such game controller"),
+    (["--operator", "joystick"], "valid: scripted, gamepad, spacemouse, keyboard"),
 ])
 def test_bad_start_arguments(tmp_path, args, message):
     result = dagger("start", "--run-dir", str(tmp_path / "run"), *args)

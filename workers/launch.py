@@ -109,7 +109,8 @@ def previous_runs(run_dir: Path) -> int:
 
 def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
              on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None,
-             devices: dict[int, HumanDevice] | None = None) -> dict[str, Any]:
+             devices: dict[int, HumanDevice] | None = None, pump: Callable[[], None] | None = None,
+             frames_every_s: float = 0.0) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
@@ -126,8 +127,10 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     log.write([{"ev": "demos", "t": time.time(), "episodes": len(demos), "steps": sum(map(len, demos))}])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, stats, restart=restart,
-                            devices=devices)
+                            devices=devices, pump=pump)
     supervisor.poll()
+    for robot in fleet.robots:
+        robot.call("want_frames", frames_every_s)
     fleet.start()
     local = isinstance(fleet, LocalFleet)
     reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)

@@ -74,6 +74,8 @@ class RobotWorker:
         self.episodes = 0
         self.successes = 0
         self.last_spread = 0.0
+        self.frame_every_s, self.last_frame = 0.0, 0.0
+        self.frame: np.ndarray | None = None
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -92,6 +94,10 @@ class RobotWorker:
         """A remote operator's newest device reading (see teleop_devices.remote)."""
         self.inbox.put(("input", reading))
 
+    def want_frames(self, every_s: float) -> None:
+        """Render a camera frame every every_s seconds (0: stop); poll() returns the newest one."""
+        self.inbox.put(("frames", every_s))
+
     def operator_lost(self, operator_id: int) -> None:
         """The operator's device disappeared."""
         self.inbox.put(("lost", operator_id))
@@ -101,10 +107,11 @@ class RobotWorker:
         with self.lock:
             events, self.events = self.events, []
             spreads, self.spreads = self.spreads, []
+        frame, self.frame = self.frame, None
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
-        return {"events": events, "spreads": spreads, "status": status}
+        return {"events": events, "spreads": spreads, "status": status, "frame": frame}
 
     # ---- the control loop ----
     def start(self) -> None:
@@ -143,7 +150,18 @@ class RobotWorker:
             self._autonomous_step()
         elif self.state is State.OPERATOR:
             self._operator_step()
+        if self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s:
+            self._render()
         self._ship()
+
+    def _render(self) -> None:
+        """In the loop's thread: a GL context belongs to the thread that made it."""
+        self.last_frame = time.perf_counter()
+        try:
+            self.frame = self.task.render()
+        except Exception as err:  # noqa: BLE001 - no GL here: the console shows no camera, the robot runs on
+            self.frame_every_s = 0.0
+            self._emit("render_failed", error=str(err)[:300])
 
     def _emit(self, kind: str, **fields: Any) -> None:
         with self.lock:
@@ -168,6 +186,8 @@ class RobotWorker:
                 self.operator.push(value)
             elif kind == "lost" and isinstance(self.operator, RemoteOperator) and value == self.operator_id:
                 self.operator.device_lost()
+            elif kind == "frames":
+                self.frame_every_s = float(value)
 
     def _operator(self, operator_id: int) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq

@@ -25,11 +25,12 @@ from workers.transport import Endpoint
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
                  log: EventLog, stats: LiveStats | None = None, clock: Any = time.time,
-                 restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None):
+                 restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
+                 pump: Callable[[], None] | None = None):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
-        self.station = OperatorStation(devices, self.send, self.record, clock) if devices else None
+        self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
         self.stats = stats or LiveStats()
         self.allocator = PriorityAllocator(cfg.aging_s)
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
@@ -37,7 +38,7 @@ class Supervisor:
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
         self.sent_version = 0
         self.sent_threshold = cfg.gate.threshold
-        self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}}
+        self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.steps = 0
 
     def poll(self) -> dict[str, Any]:
@@ -57,6 +58,12 @@ class Supervisor:
             self.status[name] = result["status"]
         self.forward_weights()
         self.allocate()
+        now = self.clock()
+        self.status["queue"] = [{"robot": r.robot, "reason": r.reason, "waiting_s": now - r.t_requested,
+                                 "priority": self.allocator.priority(r, now)}
+                                for r in sorted(self.waiting.values(), key=lambda r: -self.allocator.priority(r, now))]
+        self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
+        self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
 
     def send(self, robot: int, method: str, arg: Any) -> None:
@@ -74,6 +81,8 @@ class Supervisor:
         self.record(result["events"])
         status = result["status"]
         self.status["robots"][status["robot"]] = status
+        if result.get("frame") is not None:
+            self.status["frames"][status["robot"]] = result["frame"]
         self.steps = sum(s["steps"] for s in self.status["robots"].values())
         for event in result["events"]:
             robot = event.get("robot", -1)
