@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--console", action="store_true", help="open the operator console window")
     start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    devices = sub.add_parser("devices", help="list connected gamepads and SpaceMice")
+    devices.add_argument("--watch", action="store_true", help="show live readings, report rate and age")
+    devices.add_argument("--config", help="a YAML file with spacemouse/gamepad settings")
     report = sub.add_parser("report", help="recompute a run's metrics from its events.jsonl")
     report.add_argument("run_dir")
     report.add_argument("--json", action="store_true")
@@ -126,6 +129,27 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from dagger.devices import describe, list_devices, watch
+
+    found = list_devices()
+    for device in found:
+        print(describe(device))
+    if not found:
+        print("no gamepad or SpaceMouse found (a SpaceMouse needs read access to /dev/hidraw*: "
+              "see configs/udev/99-spacemouse.rules)")
+    if args.watch and found:
+        try:
+            watch(load_config(args.config), Console())
+        except OSError as err:
+            raise UserError(str(err).replace("\n", " ")) from err
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from dagger.events import read_events
     from dagger.report import summarize
@@ -149,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     args = _parser().parse_args(argv)
     try:
-        return {"start": cmd_start, "report": cmd_report}[args.command](args)
+        return {"start": cmd_start, "report": cmd_report, "devices": cmd_devices}[args.command](args)
     except (UserError, ConfigError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2

@@ -150,7 +150,8 @@ class RobotWorker:
             self._autonomous_step()
         elif self.state is State.OPERATOR:
             self._operator_step()
-        if self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s:
+        due = self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s
+        if due and self.state is not State.STARTING:
             self._render()
         self._ship()
 
