@@ -74,9 +74,8 @@ class OperatorStation:
                     "t_input": self.t_input.get((op, robot), now)})
         if now - self.last_health >= self.health_every_s:
             self.last_health = now
-            self.record([{"ev": "device_health", "t": now, "operator": op, "device": device.label,
-                          "rate_hz": round(device.rate_hz(), 1), "present": op not in self.lost}
-                         for op, device in self.devices.items()])
+            self.record([{"ev": "device_health", "t": now, "operator": op, **health}
+                         for op, health in self.health(now).items()])
 
     def health(self, now: float) -> dict[int, dict[str, Any]]:
         """Per operator: device label, report rate, reading age, deadman and whether it is present."""

@@ -3,8 +3,11 @@ read by the station in this process, the robot a real Ray actor, and the three s
 
 import time
 
+import numpy as np
 import pytest
 
+from buffers.codec import decode_segment
+from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 from teleop_devices.fakes import FakeHid, buttons, motion
 from teleop_devices.human import SpaceMouseOperator
@@ -75,3 +78,21 @@ def test_safety_rule_stops_the_robot_and_requeues_it(ray_cluster, tmp_path, even
         assert reassigned and not later  # offered to the operator again; it holds until the deadman is pressed
     else:
         assert reassigned and later  # the operator still holds the deadman: back in control after the hiccup
+
+
+def test_two_spacemice_and_a_scripted_operator_share_the_fleet(ray_cluster, tmp_path):
+    cfg = point_config("robots=3", "operators=3", "minutes=0.1", "robot.speed=1.0", "gate.threshold=0.0",
+                       "operator.kinds=[spacemouse, spacemouse, scripted]", "spacemouse.axis_map=[x, y]")
+    hids = [FakeHid([buttons(1), motion(x=300)]), FakeHid([buttons(1), motion(y=-300)])]
+    devices = {op: SpaceMouseOperator(SpaceMouse(hid, cfg.spacemouse, name=f"SpaceMouse {op}"), act_dim=2)
+               for op, hid in enumerate(hids)}
+    run_loop(cfg, tmp_path, RayFleet, devices=devices)
+    events = read_events(tmp_path / "events.jsonl")
+    assert {e["operator"] for e in events if e["ev"] == "takeover"} == {0, 1, 2}
+    health = {e["operator"]: e for e in events if e["ev"] == "device_health"}
+    assert set(health) == {0, 1} and all(h["present"] for h in health.values())
+    segments = [decode_segment(p) for p in SegmentLog.read(tmp_path / "segments")]
+    final = {c: np.concatenate([s.action[-1:] for s in segments if s.controller == c and len(s) >= 5])
+             for c in ("operator:0", "operator:1")}  # last command of segments longer than the 0.2 s ramp
+    assert (final["operator:0"][:, 0] > 0.8).all() and (np.abs(final["operator:0"][:, 1]) < 1e-9).all()
+    assert (final["operator:1"][:, 1] < -0.8).all() and (np.abs(final["operator:1"][:, 0]) < 1e-9).all()
