@@ -19,7 +19,6 @@ class LiveStats:
         self.updates_per_s = 0.0
         self.version = 0
         self._last_learner: tuple[float, int] | None = None
-        self.started = time.time()
 
     def add(self, events: list[dict]) -> None:
         for e in events:

@@ -217,6 +217,10 @@ class RobotWorker:
         with self.lock:
             self.spreads.append(out.spread)
         self._close_segment("takeover")
+        self._wait_for_operator(out, reason)
+
+    def _wait_for_operator(self, out: PolicyOutput, reason: str) -> None:
+        """Hold and queue for an operator."""
         self.state = State.WAITING
         self.request = {"t": self.clock(), "reason": reason}
         self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
@@ -263,25 +267,25 @@ class RobotWorker:
 
     def _stop_and_requeue(self, reason: str, out: PolicyOutput) -> None:
         """Safety stop: hold, free the operator, and ask again (never fall back to the policy)."""
-        self._close_segment(reason)
-        self._emit("handback", operator=self.operator_id, reason=reason)
-        self.operator, self.operator_id, self.controller = None, -1, POLICY
-        self.state = State.WAITING
-        self.request = {"t": self.clock(), "reason": reason}
-        self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
+        self._release_operator(reason, segment_reason=reason)
+        self._wait_for_operator(out, reason)
 
     def _hand_back(self, reason: str) -> None:
-        self._close_segment("handback")
+        self._release_operator(reason, segment_reason="handback")
+        self.state = State.AUTONOMOUS
+
+    def _release_operator(self, reason: str, segment_reason: str) -> None:
+        """Closes the operator's segment and frees the operator (the supervisor sees the handback)."""
+        self._close_segment(segment_reason)
         self._emit("handback", operator=self.operator_id, reason=reason)
         self.operator, self.operator_id, self.controller = None, -1, POLICY
-        self.state = State.AUTONOMOUS
 
     def _step(self, action: np.ndarray, out: PolicyOutput) -> bool:
         res: StepResult = self.task.step(action)
         self.last_action = self.task.clip(action)
         now = self.clock()
         self.steps.append({
-            "obs": self.obs, "action": self.task.clip(action), "policy_action": out.action,
+            "obs": self.obs, "action": self.last_action, "policy_action": out.action,
             "version": self.policy.version, "spread": out.spread, "threshold": self.gate.threshold,
             "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
             "step": self.ep_stats["steps"], "t_wall": now,
@@ -302,8 +306,7 @@ class RobotWorker:
         self.successes += res.success
         self._emit("episode_end", episode=self.episode, success=bool(res.success), **self.ep_stats)
         if self.operator is not None:
-            self._emit("handback", operator=self.operator_id, reason="episode_end")
-            self.operator, self.operator_id, self.controller = None, -1, POLICY
+            self._release_operator("episode_end", segment_reason="episode_end")  # the segment is already closed
         self.state = State.RESETTING
 
     def _close_segment(self, reason: str) -> None:
