@@ -33,7 +33,8 @@ class HangingDevice(SpaceMouseOperator):
 
 def run_with_spacemouse(tmp_path, event):
     cfg = point_config("robots=1", "minutes=0.12", "robot.speed=1.0", "operator.kinds=[spacemouse]",
-                       "gate.threshold=0.0", "safety.max_age_s=0.1", "spacemouse.axis_map=[x, y]")
+                       "gate.threshold=0.0", "safety.max_age_s=0.1", "spacemouse.axis_map=[x, y]",
+                       "spacemouse.e_stop_button=2")
     hid = FakeHid([buttons(1), motion(x=200, y=-100)])  # deadman held from the start, pushing the puck
     mouse = HangingDevice(SpaceMouse(hid, cfg.spacemouse, name="SpaceMouse Compact"), act_dim=2)
     triggered = []
@@ -48,6 +49,8 @@ def run_with_spacemouse(tmp_path, event):
             mouse.hang = True
         elif event == "device_lost":
             hid.unplug()
+        elif event == "e_stop":
+            hid.push(buttons(0b101))  # deadman still held, e-stop pressed (and kept pressed)
         else:
             hid.push(buttons(0))
 
@@ -56,7 +59,7 @@ def run_with_spacemouse(tmp_path, event):
     return cfg, read_events(tmp_path / "events.jsonl")
 
 
-@pytest.mark.parametrize("event", ["stale_input", "device_lost", "deadman_released"])
+@pytest.mark.parametrize("event", ["stale_input", "device_lost", "deadman_released", "e_stop"])
 def test_safety_rule_stops_the_robot_and_requeues_it(ray_cluster, tmp_path, event):
     cfg, events = run_with_spacemouse(tmp_path, event)
     assert [e for e in events if e["ev"] == "takeover"][0]["operator"] == 0
@@ -74,8 +77,8 @@ def test_safety_rule_stops_the_robot_and_requeues_it(ray_cluster, tmp_path, even
     if event == "device_lost":
         assert any(e["ev"] == "device_lost" and e["operator"] == 0 for e in events)
         assert not later and not reassigned  # the only operator is gone: the robot holds until the run ends
-    elif event == "deadman_released":
-        assert reassigned and not later  # offered to the operator again; it holds until the deadman is pressed
+    elif event in ("deadman_released", "e_stop"):
+        assert reassigned and not later  # offered to the operator again; it holds until the button changes
     else:
         assert reassigned and later  # the operator still holds the deadman: back in control after the hiccup
 
