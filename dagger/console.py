@@ -23,7 +23,7 @@ BG, PANEL, TEXT, DIM = (18, 20, 24), (32, 35, 42), (225, 228, 232), (130, 135, 1
 STATE_COLOR = {"autonomous": (90, 200, 120), "waiting": (240, 190, 60), "operator": (80, 180, 240),
                "resetting": (130, 135, 145), "starting": (130, 135, 145)}
 RED, GREEN = (235, 80, 80), (90, 200, 120)
-KEYS = "SPACE take over   ENTER hand back   ESC e-stop   WASD/QE/RF move   1/0 mark success/failure"
+KEYS = "SPACE take over   TAB skip   ENTER hand back   ESC e-stop   WASD/QE/RF move   1/0 mark success/failure"
 
 
 class OperatorConsole:

@@ -91,6 +91,7 @@ class DeviceReading:
     hand_back: bool = False
     deadman: bool = True  # held = the operator is engaged
     e_stop: bool = False  # stop every robot this operator controls
+    skip: bool = False  # decline the robot offered to this operator (it goes back to the queue)
     mark: str = ""  # "success" / "failure" when the operator labels the episode
     age_s: float = 0.0  # how old the underlying report is
 

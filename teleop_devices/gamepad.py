@@ -39,6 +39,8 @@ class GamepadConfig:
     """label the episode a failure"""
     e_stop: str = "start"
     """stop every robot this operator controls"""
+    skip: str = "back"
+    """decline the offered robot; the next one in the queue comes"""
 
 
 @dataclass
@@ -54,7 +56,7 @@ class GamepadMapping:
     def __init__(self, config: GamepadConfig, act_dim: int):
         if act_dim > len(config.axis_map):
             raise ValueError(f"gamepad: axis_map has {len(config.axis_map)} axes, the task needs {act_dim}")
-        for role in ("deadman", "hand_back", "mark_success", "mark_failure", "e_stop"):
+        for role in ("deadman", "hand_back", "mark_success", "mark_failure", "e_stop", "skip"):
             if getattr(config, role) not in BUTTONS:
                 raise ValueError(f"gamepad: {role} button {getattr(config, role)!r} is not one of {BUTTONS}")
         self.config, self.act_dim = config, act_dim
@@ -66,7 +68,7 @@ class GamepadMapping:
         mark = "success" if held(c.mark_success, False) else "failure" if held(c.mark_failure, False) else ""
         action = map_axes(state.axes, c.axis_map[: self.act_dim], c.deadzone, c.scale)
         return DeviceReading(action=action if deadman else None, takeover=deadman, hand_back=bool(held(c.hand_back)),
-                             deadman=deadman, e_stop=bool(held(c.e_stop)), mark=mark,
+                             deadman=deadman, e_stop=bool(held(c.e_stop)), mark=mark, skip=bool(held(c.skip)),
                              age_s=(time.time() if now is None else now) - state.t)
 
 

@@ -31,6 +31,8 @@ class KeyboardConfig:
     """give control back to the policy"""
     e_stop: str = "escape"
     """stop every robot this operator controls"""
+    skip: str = "tab"
+    """decline the offered robot; the next one in the queue comes"""
     mark_success: str = "1"
     """label the episode a success"""
     mark_failure: str = "0"
@@ -44,7 +46,7 @@ class KeyboardTeleop:
         self.config, self.act_dim = config, act_dim
         self.pressed: set[str] = set()
         self.engaged = False
-        self.hand_back = self.e_stop = False
+        self.hand_back = self.e_stop = self.skip = False
         self.mark = ""
         self.last_event_pump = time.time()
 
@@ -67,6 +69,8 @@ class KeyboardTeleop:
             self.hand_back, self.engaged = True, False
         elif key == c.e_stop:
             self.e_stop, self.engaged = True, False
+        elif key == c.skip and not self.engaged:
+            self.skip = True
         elif key in (c.mark_success, c.mark_failure):
             self.mark = "success" if key == c.mark_success else "failure"
 
@@ -75,14 +79,15 @@ class KeyboardTeleop:
         self.last_event_pump = time.time() if t is None else t
 
     def reading(self, now: float | None = None) -> DeviceReading:
-        """The current command; one-shot buttons (hand back, mark) are cleared once read."""
+        """The current command; one-shot buttons (hand back, skip, mark) are cleared once read."""
         action = np.zeros(self.act_dim)
         for i, (plus, minus) in enumerate(self.config.axis_keys[: self.act_dim]):
             action[i] = self.config.scale * ((plus in self.pressed) - (minus in self.pressed))
         reading = DeviceReading(action=action if self.engaged else None, takeover=self.engaged,
                                 hand_back=self.hand_back, deadman=self.engaged, e_stop=self.e_stop, mark=self.mark,
+                                skip=self.skip,
                                 age_s=(time.time() if now is None else now) - self.last_event_pump)
-        self.hand_back, self.mark = False, ""
+        self.hand_back, self.skip, self.mark = False, False, ""
         return reading
 
     def clear_e_stop(self) -> None:

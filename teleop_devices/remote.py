@@ -7,7 +7,7 @@ robot (it holds) instead of handing control back to the policy.
 
     link = RemoteOperator(operator_id=0, safety=SafetyConfig(), act_dim=2)
     link.push({"action": [0.1, 0.0], "deadman": True, "t_report": time.time()})
-    reason = link.stop_reason(now)      # None, "stale_input", "device_lost", "deadman_released", "e_stop"
+    reason = link.stop_reason(reading)  # None, stale_input, device_lost, deadman_released, e_stop, skipped
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class RemoteOperator:
             return DeviceReading(action=None, deadman=False, age_s=0.0)
         action = None if r.get("action") is None else np.asarray(r["action"], float)[: self.act_dim]
         return DeviceReading(action=action, takeover=bool(r.get("takeover")), hand_back=bool(r.get("hand_back")),
-                             deadman=bool(r.get("deadman")), e_stop=bool(r.get("e_stop")), mark=str(r.get("mark", "")),
+                             deadman=bool(r.get("deadman")), e_stop=bool(r.get("e_stop")), skip=bool(r.get("skip")),
+                             mark=str(r.get("mark", "")),
                              age_s=now - float(r["t_report"]))
 
     def stop_reason(self, reading: DeviceReading) -> str | None:
@@ -61,6 +62,8 @@ class RemoteOperator:
             return "device_lost"
         if reading.e_stop:
             return "e_stop"
+        if reading.skip and self.engaged_at is None:
+            return "skipped"
         if self.latest is None or (self.engaged_at is None and not reading.deadman):
             return None
         if reading.age_s > self.safety.max_age_s:

@@ -70,7 +70,7 @@ class OperatorStation:
                 self.send(robot, "operator_input", {
                     "action": None if reading.action is None else [float(a) for a in reading.action],
                     "takeover": reading.takeover, "hand_back": reading.hand_back, "deadman": reading.deadman,
-                    "e_stop": reading.e_stop, "mark": reading.mark, "t_report": now,
+                    "e_stop": reading.e_stop, "skip": reading.skip, "mark": reading.mark, "t_report": now,
                     "t_input": self.t_input.get((op, robot), now)})
         if now - self.last_health >= self.health_every_s:
             self.last_health = now

@@ -19,3 +19,33 @@ def test_aging_lets_a_long_waiting_robot_overtake():
 
 def test_fifo():
     assert FifoAllocator().order(requests(), now=13.0) == [3, 0, 2, 1]
+
+
+def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
+    from dagger.events import EventLog, read_events
+    from tests.conftest import point_config
+    from workers.buffer import BufferWorker
+    from workers.robot import RobotWorker
+    from workers.supervisor import Supervisor
+    from workers.transport import LocalEndpoint
+
+    cfg = point_config("robots=2")
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(2)]
+    log = EventLog(tmp_path / "events.jsonl")
+    sup = Supervisor(cfg, robots, buffer, None, log)
+
+    def robot_says(robot, *events):
+        sup.handle({"events": [{"robot": robot, **e} for e in events], "spreads": [],
+                    "status": {"robot": robot, "steps": 0}})
+        sup.allocate()
+        log.file.flush()
+        return [(e["robot"], e["operator"]) for e in read_events(tmp_path / "events.jsonl")
+                if e["ev"] == "operator_assigned"]
+
+    ask = {"ev": "help_requested", "score": 0.5, "threshold": 0.1, "reason": "ensemble"}
+    assert robot_says(0, {**ask, "t": 1.0}) == [(0, 0)]
+    skipped = robot_says(0, {"ev": "handback", "t": 2.0, "operator": 0, "reason": "skipped"},
+                         {**ask, "t": 2.0, "reason": "skipped"})
+    assert skipped == [(0, 0)]  # not offered straight back
+    assert robot_says(1, {**ask, "t": 3.0, "score": 0.1}) == [(0, 0), (1, 0)]  # the next one comes

@@ -122,3 +122,15 @@ def test_handover_ramps_without_a_jump(robot):
     events = robot.poll()["events"]
     [takeover] = [e for e in events if e["ev"] == "takeover"]
     assert takeover["latency_s"] == pytest.approx(0.0)
+
+
+def test_skip_before_taking_over_requeues_the_robot(robot):
+    run(robot, 1, deadman=False, action=None, skip=True)
+    assert robot.state is State.WAITING and robot.total_steps == 0
+    assert stop_events(robot) == [("handback", "skipped"), ("help_requested", "skipped")]
+
+
+def test_skip_is_ignored_once_in_control(robot):
+    run(robot, 2)
+    run(robot, 1, skip=True)
+    assert robot.state is State.OPERATOR and robot.total_steps == 3

@@ -36,6 +36,7 @@ class Supervisor:
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
         self.waiting: dict[int, HelpRequest] = {}
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
+        self.skipped: dict[int, int] = {}  # operator -> the robot it declined last (not offered again next)
         self.sent_version = 0
         self.sent_threshold = cfg.gate.threshold
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
@@ -91,6 +92,8 @@ class Supervisor:
                 self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
             elif event["ev"] in ("handback", "assign_refused"):
                 self.serving[event["operator"]].discard(robot)
+                if event.get("reason") == "skipped":
+                    self.skipped[event["operator"]] = robot
                 if self.station is not None and event["operator"] in self.station.devices:
                     self.station.release(event["operator"], robot)
         if self.fleet_gate is not None and result["spreads"]:
@@ -127,12 +130,13 @@ class Supervisor:
         free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention
                 and (self.station is None or op not in self.station.devices or self.station.available(op))]
         for robot in self.allocator.order(list(self.waiting.values()), now):
-            if not free:
-                return
-            op = free[0]
+            op = next((o for o in free if self.skipped.get(o) != robot), None)
+            if op is None:
+                continue
+            self.skipped.pop(op, None)
             self.serving[op].add(robot)
             if len(self.serving[op]) >= self.cfg.operator.attention:
-                free.pop(0)
+                free.remove(op)
             request = self.waiting.pop(robot)
             remote = self.station is not None and op in self.station.devices
             self.robots[robot].call("assign", op, remote)
