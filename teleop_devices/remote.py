@@ -35,6 +35,7 @@ class RemoteOperator:
         self.lost = False
         self.engaged_at: float | None = None  # robot time of the first applied human action
         self.ramp_from = np.zeros(act_dim)  # the command when the human took over
+        self.last_mark = ""
         self.t_input: float | None = None  # station time of the operator's takeover input
 
     def push(self, reading: dict[str, Any]) -> None:
@@ -71,6 +72,12 @@ class RemoteOperator:
         if not reading.deadman and not reading.hand_back:
             return "deadman_released"
         return None
+
+    def new_mark(self, reading: DeviceReading) -> bool:
+        """True when the operator has just pressed a mark button (a held button marks once)."""
+        fresh = bool(reading.mark) and reading.mark != self.last_mark
+        self.last_mark = reading.mark
+        return fresh
 
     def command(self, human: np.ndarray, policy_last: np.ndarray, now: float) -> np.ndarray:
         """The ramped command: no jump from what the robot was doing (policy_last) when the human took over."""

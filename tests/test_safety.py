@@ -134,3 +134,10 @@ def test_skip_is_ignored_once_in_control(robot):
     run(robot, 2)
     run(robot, 1, skip=True)
     assert robot.state is State.OPERATOR and robot.total_steps == 3
+
+
+def test_an_operator_mark_is_logged_with_the_episode(robot):
+    run(robot, 2)
+    run(robot, 3, mark="failure")  # a held button marks once
+    marks = [e for e in robot.poll()["events"] if e["ev"] == "episode_marked"]
+    assert [(m["mark"], m["episode"], m["operator"]) for m in marks] == [("failure", robot.episode, 0)]

@@ -248,6 +248,8 @@ class RobotWorker:
                 return
             if reading.action is None or not reading.deadman:
                 return  # the operator has not taken over yet: hold
+            if self.operator.new_mark(reading):
+                self._emit("episode_marked", operator=self.operator_id, episode=self.episode, mark=reading.mark)
             action = self.operator.command(reading.action, self.last_action, now)
             t_input = self.operator.t_input if self.operator.t_input is not None else now
         else:
