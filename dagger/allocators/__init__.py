@@ -1,0 +1,33 @@
+"""Fleet allocators (Fleet-DAgger / Interactive Fleet Learning): which robots get the operators.
+
+    allocator = make_allocator("cur", humans=10)
+    order = allocator.allocate(signals)          # see base.FleetSignals
+
+A new allocator is one file with one class registered in ALLOCATORS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dagger.allocators.base import FleetAllocator, FleetSignals
+from dagger.allocators.cur import CURAllocator, FleetEnsembleAllocator
+from dagger.allocators.simple import FifoAllocator, RandomAllocator
+from dagger.allocators.thrifty import FleetThriftyAllocator
+
+ALLOCATORS: dict[str, Callable[..., FleetAllocator]] = {
+    "random": RandomAllocator,
+    "fleet-ensemble": FleetEnsembleAllocator,
+    "fleet-thrifty": FleetThriftyAllocator,
+    "cur": CURAllocator,
+    "fifo": FifoAllocator,
+}
+
+
+def make_allocator(name: str, humans: int, seed: int = 0) -> FleetAllocator:
+    if name not in ALLOCATORS:
+        raise ValueError(f"unknown allocator {name!r}; choose one of {sorted(ALLOCATORS)}")
+    return ALLOCATORS[name](humans, seed=seed)
+
+
+__all__ = ["ALLOCATORS", "FleetAllocator", "FleetSignals", "make_allocator"]
