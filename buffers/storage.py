@@ -25,7 +25,7 @@ class InvalidSegment(ValueError):
         self.key = key
 
 
-class _Column:
+class Column:
     """A growable numpy array (amortised doubling)."""
 
     def __init__(self, dtype: type, width: int | None = None) -> None:
@@ -45,7 +45,7 @@ class _Column:
         return self.data[:self.n]
 
 
-class _Moments:
+class Moments:
     """Running mean and variance per feature (Chan et al. parallel update, float64)."""
 
     def __init__(self, width: int) -> None:
@@ -78,14 +78,14 @@ class ReplayStorage:
         self.act_dim: int | None = None
         self.segment_keys: list[str] = []  # stored segment index -> key
         self.counts = {"segments": 0, "human_segments": 0, "steps": 0, "human_steps": 0}
-        self._obs: _Column | None = None
-        self._action: _Column | None = None
-        self._human = _Column(np.bool_)
-        self._segment = _Column(np.int64)
-        self._intervention_idx = _Column(np.int64)
+        self._obs: Column | None = None
+        self._action: Column | None = None
+        self._human = Column(np.bool_)
+        self._segment = Column(np.int64)
+        self._intervention_idx = Column(np.int64)
         self._labelled = 0
-        self._obs_moments: _Moments | None = None
-        self._act_moments: _Moments | None = None
+        self._obs_moments: Moments | None = None
+        self._act_moments: Moments | None = None
 
     def stores(self, seg: Segment) -> bool:
         return seg.human or not self.labels_only
@@ -125,8 +125,8 @@ class ReplayStorage:
             return np.zeros(0, np.int64)
         if self._obs is None and n > 0:
             self.obs_dim, self.act_dim = seg.obs.shape[1], seg.action.shape[1]
-            self._obs, self._action = _Column(np.float32, self.obs_dim), _Column(np.float32, self.act_dim)
-            self._obs_moments, self._act_moments = _Moments(self.obs_dim), _Moments(self.act_dim)
+            self._obs, self._action = Column(np.float32, self.obs_dim), Column(np.float32, self.act_dim)
+            self._obs_moments, self._act_moments = Moments(self.obs_dim), Moments(self.act_dim)
         indices = np.arange(len(self), len(self) + n, dtype=np.int64)
         self.segment_keys.append(seg.key)
         if n == 0:

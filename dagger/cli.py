@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--console", action="store_true", help="open the operator console window")
     start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    bench = sub.add_parser("bench", help="fleet benchmark: allocators x seeds, results.csv and plots")
+    bench.add_argument("config", nargs="?", help="a bench YAML (see configs/bench/)")
+    bench.add_argument("--seeds", type=int)
+    bench.add_argument("--out", help="output directory (default bench/<time>)")
+    bench.add_argument("overrides", nargs="*", metavar="key=value")
     devices = sub.add_parser("devices", help="list connected gamepads and SpaceMice")
     devices.add_argument("--watch", action="store_true", help="show live readings, report rate and age")
     devices.add_argument("--config", help="a YAML file with spacemouse/gamepad settings")
@@ -129,6 +134,50 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from dagger.allocators import ALLOCATORS
+    from dagger.bench import BenchConfig, run_bench
+    from dagger.config import apply_settings
+
+    config, overrides = args.config, list(args.overrides)
+    if config and "=" in config:  # no file given: the first key=value landed in the file's place
+        config, overrides = None, [config, *overrides]
+    cfg = BenchConfig()
+    apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
+    unknown = [a for a in cfg.allocators if a not in ALLOCATORS]
+    if unknown or cfg.seeds < 1 or cfg.humans < 1 or cfg.robots < cfg.humans:
+        raise UserError(f"bench config: unknown allocators {unknown}" if unknown else
+                        "bench config: need seeds >= 1 and 1 <= humans <= robots")
+    out = check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
+    console = Console()
+    with Progress(console=console) as progress:
+        runs = len(cfg.allocators) * cfg.seeds
+        task = progress.add_task(f"{len(cfg.allocators)} allocators x {cfg.seeds} seeds", total=runs)
+
+        def done(row: dict) -> None:
+            progress.console.print(f"{row['allocator']:>15} seed {row['seed']}: {row['successes']:.0f} successes, "
+                                   f"{row['human_actions']:.0f} human actions, ROHE {row['rohe']:.1f} "
+                                   f"({row['wall_s']} s)")
+            progress.advance(task)
+
+        rows = run_bench(cfg, out, progress=done)
+    table = Table("allocator", "successes", "violations", "human actions", "idle", "switches", "ROHE",
+                  title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
+    for name in cfg.allocators:
+        mine = [r for r in rows if r["allocator"] == name]
+        mean = {k: sum(float(r[k]) for r in mine) / len(mine) for k in ("successes", "violations", "human_actions",
+                                                                       "idle", "switches", "rohe")}
+        table.add_row(name, *(f"{mean[k]:.0f}" for k in ("successes", "violations", "human_actions", "idle",
+                                                          "switches")), f"{mean['rohe']:.1f}")
+    console.print(table)
+    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}")
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -171,9 +220,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options too
+    if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides += extra
     try:
-        return {"start": cmd_start, "report": cmd_report, "devices": cmd_devices}[args.command](args)
+        commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench}
+        return commands[args.command](args)
     except (UserError, ConfigError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2

@@ -156,9 +156,8 @@ def parse_override(text: str) -> dict:
     return value  # type: ignore[return-value]
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: RunConfig | None = None) -> RunConfig:
-    cfg = base or RunConfig()
+def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | None) -> None:
+    """Applies a YAML file, then `key.sub=value` overrides, to any settings dataclass."""
     if path:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
@@ -166,9 +165,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: cannot read config: {err}") from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-        _apply(cfg, data, str(path))
+        _apply(obj, data, str(path))
     for text in overrides or []:
-        _apply(cfg, parse_override(text), f"override {text!r}")
+        _apply(obj, parse_override(text), f"override {text!r}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: RunConfig | None = None) -> RunConfig:
+    cfg = base or RunConfig()
+    apply_settings(cfg, path, overrides)
     validate(cfg)
     return cfg
 
