@@ -165,8 +165,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             progress.advance(task)
 
         rows = run_bench(cfg, out, progress=done)
-    table = Table("allocator", "successes", "violations", "human actions", "idle", "switches", "ROHE",
-                  title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
+    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
+    table.add_column("allocator", no_wrap=True)
+    for head in ("successes", "violations", "human actions", "idle", "switches", "ROHE"):
+        table.add_column(head, justify="right")
     for name in cfg.allocators:
         mine = [r for r in rows if r["allocator"] == name]
         mean = {k: sum(float(r[k]) for r in mine) / len(mine) for k in ("successes", "violations", "human_actions",
