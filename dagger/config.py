@@ -25,7 +25,7 @@ from dagger.policy import PolicyConfig
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
-from teleop_devices.scripted import OPERATOR_KINDS, OperatorConfig
+from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_STYLES, OperatorConfig
 from teleop_devices.spacemouse import SpaceMouseConfig
 
 
@@ -185,6 +185,7 @@ def validate(cfg: RunConfig) -> None:
     names: list[tuple[str, str, list[str]]] = [("task", cfg.task, sorted(TASKS)),
                                                ("gate.name", cfg.gate.name, sorted(GATES))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
+    names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
     for key, value, valid in names:
         if value not in valid:
             raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, valid)}")
@@ -204,6 +205,8 @@ def validate(cfg: RunConfig) -> None:
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
         (cfg.operator.noise >= 0, "operator.noise", "must not be negative"),
         (cfg.operator.reaction_s >= 0, "operator.reaction_s", "must not be negative"),
+        (cfg.operator.reaction_sd_s >= 0, "operator.reaction_sd_s", "must not be negative"),
+        (cfg.operator.fatigue_per_min >= 0, "operator.fatigue_per_min", "must not be negative"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]

@@ -65,7 +65,8 @@ def robot_with_weights(tmp_path, *overrides):
 
 
 def test_a_robot_waiting_for_help_holds_still(tmp_path):
-    robot, _ = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.15")
+    robot, _ = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.15",
+                                  "operator.reaction_sd_s=0.0")
     robot.tick()  # loads weights, starts an episode, asks (any spread > 0)
     assert robot.state is State.WAITING
     obs, steps = robot.obs.copy(), robot.total_steps

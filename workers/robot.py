@@ -86,9 +86,10 @@ class RobotWorker:
     def set_threshold(self, threshold: float) -> None:
         self.inbox.put(("threshold", threshold))
 
-    def assign(self, operator_id: int, remote: bool = False) -> None:
-        """Gives the robot to an operator: scripted (runs here) or remote (readings streamed in)."""
-        self.inbox.put(("assign", (operator_id, remote)))
+    def assign(self, operator_id: int, remote: bool = False, strain: float = 1.0, switching: bool = False) -> None:
+        """Gives the robot to an operator: scripted (runs here, with the operator's fatigue `strain` and
+        whether it comes from another robot) or remote (readings streamed in)."""
+        self.inbox.put(("assign", (operator_id, remote, strain, switching)))
 
     def operator_input(self, reading: dict) -> None:
         """A remote operator's newest device reading (see teleop_devices.remote)."""
@@ -190,9 +191,9 @@ class RobotWorker:
             elif kind == "frames":
                 self.frame_every_s = float(value)
 
-    def _operator(self, operator_id: int) -> ScriptedOperator:
+    def _operator(self, operator_id: int, strain: float = 1.0, switching: bool = False) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
-        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.task.dt)
+        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.task.dt, strain, switching)
 
     def _new_episode(self) -> None:
         self.episode += 1
@@ -225,12 +226,12 @@ class RobotWorker:
         self.request = {"t": self.clock(), "reason": reason}
         self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
 
-    def _take_over(self, operator_id: int, remote: bool = False) -> None:
+    def _take_over(self, operator_id: int, remote: bool = False, strain: float = 1.0, switching: bool = False) -> None:
         if self.state is not State.WAITING:
             self._emit("assign_refused", operator=operator_id, state=self.state.value)
             return
         self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.task.act_dim) if remote
-                         else self._operator(operator_id))
+                         else self._operator(operator_id, strain, switching))
         self.operator_id = operator_id
         self.state = State.OPERATOR
         self.request["assigned"] = self.clock()

@@ -36,6 +36,9 @@ class Supervisor:
         self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
         self.waiting: dict[int, HelpRequest] = {}
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
+        self.work_started = {op: clock() for op in range(cfg.operators)}  # start of continuous work
+        self.free_since = {op: clock() for op in range(cfg.operators)}  # operator -> when it last became idle
+        self.last_robot: dict[int, int] = {}  # operator -> the robot it served last
         self.skipped: dict[int, int] = {}  # operator -> the robot it declined last (not offered again next)
         self.sent_version = 0
         self.sent_threshold = cfg.gate.threshold
@@ -92,6 +95,8 @@ class Supervisor:
                 self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
             elif event["ev"] in ("handback", "assign_refused"):
                 self.serving[event["operator"]].discard(robot)
+                if not self.serving[event["operator"]]:
+                    self.free_since[event["operator"]] = event["t"]
                 if event.get("reason") == "skipped":
                     self.skipped[event["operator"]] = robot
                 if self.station is not None and event["operator"] in self.station.devices:
@@ -139,11 +144,21 @@ class Supervisor:
                 free.remove(op)
             request = self.waiting.pop(robot)
             remote = self.station is not None and op in self.station.devices
-            self.robots[robot].call("assign", op, remote)
+            strain, switching = self.strain(op, now), self.last_robot.get(op, robot) != robot
+            self.last_robot[op] = robot
+            self.robots[robot].call("assign", op, remote, strain, switching)
             if self.station is not None and remote:
                 self.station.assign(op, robot)
             self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
-                             "queued_s": now - request.t_requested}])
+                          "queued_s": now - request.t_requested, "strain": strain, "switching": switching}])
+
+    def strain(self, op: int, now: float) -> float:
+        """Fatigue factor of a simulated operator: grows with continuous work, resets after a rest."""
+        oc = self.cfg.operator
+        freed = self.free_since.pop(op, None)
+        if freed is not None and now - freed >= oc.rest_s:
+            self.work_started[op] = now
+        return 1.0 + oc.fatigue_per_min * (now - self.work_started[op]) / 60.0
 
     def done(self, started: float) -> bool:
         if self.cfg.minutes > 0:
