@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list connected gamepads and SpaceMice")
     devices.add_argument("--watch", action="store_true", help="show live readings, report rate and age")
     devices.add_argument("--config", help="a YAML file with spacemouse/gamepad settings")
-    report = sub.add_parser("report", help="recompute a run's metrics from its events.jsonl")
+    report = sub.add_parser("report", help="a run's or a bench's metrics, recomputed from the event logs")
     report.add_argument("run_dir")
     report.add_argument("--json", action="store_true")
     return parser
@@ -207,8 +207,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from dagger.summary import print_summary
 
     path = Path(args.run_dir) / "events.jsonl"
+    if (Path(args.run_dir) / "results.csv").is_file():
+        from dagger.bench_report import write_bench_report
+
+        try:
+            bench = write_bench_report(Path(args.run_dir))
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        print(json.dumps(bench, indent=2) if args.json else (Path(args.run_dir) / "report.md").read_text())
+        return 0
     if not path.is_file():
-        raise UserError(f"{path} not found: is {args.run_dir} a run dir?")
+        raise UserError(f"{path} not found: is {args.run_dir} a run or bench dir?")
     try:
         summary = summarize(read_events(path))
     except ValueError as err:

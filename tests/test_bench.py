@@ -33,6 +33,15 @@ def test_bench_writes_results_events_and_plots(tmp_path):
     assert (tmp_path / "plots" / "cumulative.png").stat().st_size > 5000
     assert (tmp_path / "plots" / "rohe.png").stat().st_size > 5000
 
+    report = subprocess.run([sys.executable, "-m", "dagger.cli", "report", str(tmp_path), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    means = json.loads(report.stdout)
+    assert set(means) == {"cur", "random"}
+    assert means["cur"]["successes"] == [float(rows[0]["successes"]), 0.0]  # one seed: std 0
+    md = (tmp_path / "report.md").read_text()
+    assert "| cur |" in md and "plots/rohe.png" in md and "<table" in (tmp_path / "report.html").read_text()
+
 
 def test_a_run_refuses_to_append_to_an_old_log(tmp_path):
     run_one(TINY, "cur", 0, tmp_path)
