@@ -32,9 +32,10 @@ class OperatorConfig:
     of simple reaction time")"""
     reaction_sd_s: float = 0.05
     """spread of that delay (log-normal); about 40-60 ms within a person in the same study"""
-    switch_s: float = 0.5
-    """extra delay when the robot differs from the operator's previous one: choice reaction and
-    re-orienting to a new scene take 0.5-1 s more (Hick 1952; Monsell, Trends Cogn. Sci. 2003, "Task switching")"""
+    switch_s: float = 0.0
+    """extra delay when the robot differs from the operator's previous one. Choice reaction and re-orienting
+    to a new scene take 0.5-1 s more (Hick 1952; Monsell, Trends Cogn. Sci. 2003, "Task switching"):
+    configs/human_factors.yaml sets 0.5. 0 by default so the demo's one operator keeps up with 4 robots"""
     noise: float = 0.1
     """std of Gaussian noise added to each expert action (task action units)"""
     fatigue_per_min: float = 0.01

@@ -15,7 +15,8 @@ from workers.supervisor import Supervisor
 def operators(n=4000, **traits):
     task = make_task("point")
     task.reset(seed=0)
-    return [ScriptedOperator(OperatorConfig(), task, 0, seed, task.dt, **traits) for seed in range(n)]
+    cfg = OperatorConfig(switch_s=0.5)
+    return [ScriptedOperator(cfg, task, 0, seed, task.dt, **traits) for seed in range(n)]
 
 
 def test_reaction_time_is_log_normal_with_the_configured_mean_and_spread():
