@@ -77,7 +77,9 @@ class Gate(Protocol):
     name: str
     threshold: float
 
-    def should_request_help(self, out: PolicyOutput) -> bool: ...
+    needs_expert: bool  # the gate compares the policy with an expert's action (scripted experts only)
+
+    def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool: ...
 
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool: ...
 

@@ -62,3 +62,14 @@ def test_hand_back_rule_off_by_default():
 def test_unknown_gate_is_named():
     with pytest.raises(ValueError, match="unknown gate 'nope'"):
         make_gate(GateConfig(name="nope"))
+
+
+def test_ensembledagger_needs_low_spread_and_agreement_with_the_expert():
+    gate = make_gate(GateConfig(name="ensembledagger", threshold=0.1, tau=0.01))
+    assert gate.needs_expert
+    agree = np.array([0.0, 0.0])
+    assert not gate.should_request_help(out(0.05, (0.05, 0.0)), agree)  # gap 0.00125 < tau, spread < chi
+    assert gate.should_request_help(out(0.2, (0.0, 0.0)), agree)  # unsure
+    assert gate.should_request_help(out(0.05, (0.3, 0.0)), agree)  # sure but wrong: gap 0.045 > tau
+    with pytest.raises(ValueError, match="needs the expert's action"):
+        gate.should_request_help(out(0.05))

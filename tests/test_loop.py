@@ -135,3 +135,8 @@ def test_auto_gate_threshold_is_set_from_the_fleet(tmp_path):
     asked = [e["threshold"] for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "help_requested"]
     assert asked, "the auto gate never asked for help"
     assert all(t != 1.0 for t in asked[-5:]), "robots never received the fleet's quantile threshold"
+
+
+def test_ensembledagger_gate_runs_in_the_loop_with_the_task_expert(tmp_path):
+    summary = run_loop(point_config("gate.name=ensembledagger", "steps=600", "gate.tau=0.02"), tmp_path)
+    assert summary["robot_gated_takeovers"] > 0 and summary["human_steps"] > 0

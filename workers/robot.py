@@ -207,7 +207,7 @@ class RobotWorker:
         self.last_spread = out.spread
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
-        elif self.gate.should_request_help(out):
+        elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
             self._ask_for_help(out, self.gate.name)
         else:
             with self.lock:

@@ -15,6 +15,7 @@ from dagger.core import Gate
 from dagger.gates.auto import AutoGate
 from dagger.gates.base import BaseGate
 from dagger.gates.ensemble import EnsembleGate
+from dagger.gates.ensembledagger import EnsembleDAggerGate
 from dagger.gates.human import HumanGate
 from dagger.gates.never import NeverGate
 from dagger.gates.random_gate import RandomGate
@@ -23,7 +24,7 @@ from dagger.gates.random_gate import RandomGate
 @dataclass
 class GateConfig:
     name: str = "ensemble"
-    """never | random | human | ensemble | auto"""
+    """never | random | human | ensemble | auto | ensembledagger"""
     threshold: float = 0.02
     """ensemble spread above which the robot asks for help (auto: the prior until enough states)"""
     alpha: float = 0.1
@@ -34,6 +35,8 @@ class GateConfig:
     """auto: how many recent robot-controlled states set the quantile"""
     min_states: int = 25
     """auto: robot-controlled states needed before the quantile replaces the prior"""
+    tau: float = 0.05
+    """ensembledagger: largest mean squared gap to the expert's action the novice may act with"""
     agree_steps: int = 0
     """hand back after the policy agreed with the operator this many steps in a row (0: off)"""
     agree_tol: float = 0.05
@@ -46,6 +49,7 @@ GATES: dict[str, Callable[[GateConfig, int], BaseGate]] = {
     "human": HumanGate,
     "ensemble": EnsembleGate,
     "auto": AutoGate,
+    "ensembledagger": EnsembleDAggerGate,
 }
 
 

@@ -16,6 +16,7 @@ class BaseGate:
     """Hands back once the policy has agreed with the operator for `agree_steps` steps in a row."""
 
     name = "base"
+    needs_expert = False
 
     def __init__(self, config: GateConfig, seed: int = 0):
         self.config = config
@@ -23,7 +24,7 @@ class BaseGate:
         self.rng = np.random.default_rng(seed)
         self.agreed = 0
 
-    def should_request_help(self, out: PolicyOutput) -> bool:
+    def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool:
         return False
 
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool:
