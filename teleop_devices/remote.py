@@ -7,7 +7,7 @@ robot (it holds) instead of handing control back to the policy.
 
     link = RemoteOperator(operator_id=0, safety=SafetyConfig(), act_dim=2)
     link.push({"action": [0.1, 0.0], "deadman": True, "t_report": time.time()})
-    reason = link.stop_reason(reading)  # None, stale_input, device_lost, deadman_released, e_stop, skipped
+    reason = link.stop_reason(reading, now)  # None or why to stop: stale_input, device_lost, ...
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ class SafetyConfig:
     """a human's reading older than this stops the robot (stale_input)"""
     ramp_s: float = 0.2
     """bumpless handover: the command ramps from the policy's last action to the operator's over this time"""
+    claim_timeout_s: float = 10.0
+    """an offered robot the operator has not taken over by then goes back to the queue (not_claimed)"""
 
 
 class RemoteOperator:
-    def __init__(self, operator_id: int, safety: SafetyConfig, act_dim: int):
-        self.operator_id, self.safety, self.act_dim = operator_id, safety, act_dim
+    def __init__(self, operator_id: int, safety: SafetyConfig, act_dim: int, offered_at: float = 0.0):
+        self.operator_id, self.safety, self.act_dim, self.offered_at = operator_id, safety, act_dim, offered_at
         self.latest: dict[str, Any] | None = None
         self.lost = False
         self.engaged_at: float | None = None  # robot time of the first applied human action
@@ -57,15 +59,19 @@ class RemoteOperator:
                              mark=str(r.get("mark", "")),
                              age_s=now - float(r["t_report"]))
 
-    def stop_reason(self, reading: DeviceReading) -> str | None:
+    def stop_reason(self, reading: DeviceReading, now: float) -> str | None:
         """Why the robot must stop now, or None. Before the operator engages, nothing is stale."""
         if self.lost:
             return "device_lost"
         if reading.e_stop:
             return "e_stop"
-        if reading.skip and self.engaged_at is None:
-            return "skipped"
-        if self.latest is None or (self.engaged_at is None and not reading.deadman):
+        if self.engaged_at is None and not reading.deadman:
+            if reading.skip:
+                return "skipped"
+            if now - self.offered_at > self.safety.claim_timeout_s:
+                return "not_claimed"
+            return None
+        if self.latest is None:
             return None
         if reading.age_s > self.safety.max_age_s:
             return "stale_input"

@@ -141,3 +141,13 @@ def test_an_operator_mark_is_logged_with_the_episode(robot):
     run(robot, 3, mark="failure")  # a held button marks once
     marks = [e for e in robot.poll()["events"] if e["ev"] == "episode_marked"]
     assert [(m["mark"], m["episode"], m["operator"]) for m in marks] == [("failure", robot.episode, 0)]
+
+
+def test_an_offered_robot_not_taken_over_in_time_goes_back_to_the_queue(robot):
+    robot.clock_.t += 9.0
+    robot.tick()
+    assert robot.state is State.OPERATOR  # still within the claim timeout (10 s)
+    robot.clock_.t += 1.5
+    robot.tick()
+    assert robot.state is State.WAITING and robot.total_steps == 0
+    assert stop_events(robot) == [("handback", "not_claimed"), ("help_requested", "not_claimed")]

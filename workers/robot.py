@@ -230,7 +230,7 @@ class RobotWorker:
         if self.state is not State.WAITING:
             self._emit("assign_refused", operator=operator_id, state=self.state.value)
             return
-        self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.task.act_dim) if remote
+        self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.task.act_dim, self.clock()) if remote
                          else self._operator(operator_id, strain, switching))
         self.operator_id = operator_id
         self.state = State.OPERATOR
@@ -243,7 +243,7 @@ class RobotWorker:
         now = self.clock()
         if isinstance(self.operator, RemoteOperator):
             reading = self.operator.read(now)
-            reason = self.operator.stop_reason(reading)
+            reason = self.operator.stop_reason(reading, now)
             if reason is not None:
                 self._stop_and_requeue(reason, out)
                 return

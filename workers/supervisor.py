@@ -97,7 +97,7 @@ class Supervisor:
                 self.serving[event["operator"]].discard(robot)
                 if not self.serving[event["operator"]]:
                     self.free_since[event["operator"]] = event["t"]
-                if event.get("reason") == "skipped":
+                if event.get("reason") in ("skipped", "not_claimed"):
                     self.skipped[event["operator"]] = robot
                 if self.station is not None and event["operator"] in self.station.devices:
                     self.station.release(event["operator"], robot)
