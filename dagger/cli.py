@@ -141,6 +141,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from dagger.allocators import ALLOCATORS
     from dagger.bench import BenchConfig, run_bench
+    from dagger.bench_report import write_bench_report
     from dagger.config import apply_settings
 
     config, overrides = args.config, list(args.overrides)
@@ -164,19 +165,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                    f"({row['wall_s']} s)")
             progress.advance(task)
 
-        rows = run_bench(cfg, out, progress=done)
+        run_bench(cfg, out, progress=done)
+    means = write_bench_report(out)
     table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
     table.add_column("allocator", no_wrap=True)
     for head in ("successes", "violations", "human actions", "idle", "switches", "ROHE"):
         table.add_column(head, justify="right")
     for name in cfg.allocators:
-        mine = [r for r in rows if r["allocator"] == name]
-        mean = {k: sum(float(r[k]) for r in mine) / len(mine) for k in ("successes", "violations", "human_actions",
-                                                                       "idle", "switches", "rohe")}
+        mean = {k: means[name][k][0] for k in ("successes", "violations", "human_actions", "idle", "switches", "rohe")}
         table.add_row(name, *(f"{mean[k]:.0f}" for k in ("successes", "violations", "human_actions", "idle",
                                                           "switches")), f"{mean['rohe']:.1f}")
     console.print(table)
-    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}")
+    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
     return 0
 
 

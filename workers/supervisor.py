@@ -63,9 +63,9 @@ class Supervisor:
         self.forward_weights()
         self.allocate()
         now = self.clock()
+        queue = [self.waiting[robot] for robot in self.allocator.order(list(self.waiting.values()), now)]
         self.status["queue"] = [{"robot": r.robot, "reason": r.reason, "waiting_s": now - r.t_requested,
-                                 "priority": self.allocator.priority(r, now)}
-                                for r in sorted(self.waiting.values(), key=lambda r: -self.allocator.priority(r, now))]
+                                 "priority": self.allocator.priority(r, now)} for r in queue]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
