@@ -7,12 +7,14 @@ scene), and answers `read()` like any TeleopDevice:
 
     op = ScriptedOperator(OperatorConfig(), task, operator_id=0, seed=1)
     reading = op.read()      # action is None until the reaction time has passed
+
+The trait math (`HumanTraits`, `Fatigue`) works on one operator or on arrays of them: the live loop's
+supervisor and operators and the fleet benchmark (dagger/bench.py) share it.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -23,9 +25,7 @@ OPERATOR_STYLES = ("brief", "until_done")
 
 
 @dataclass
-class OperatorConfig:
-    kinds: list[str] = field(default_factory=lambda: ["scripted"])
-    """input of each operator, in order and repeated to cover all: scripted | gamepad | spacemouse | keyboard"""
+class HumanTraits:
     reaction_s: float = 0.25
     """mean delay (task time) from being assigned a robot to the first action. Simple visual reaction time is
     about 200-250 ms (Woods et al., Front. Hum. Neurosci. 2015, "Factors influencing the latency
@@ -43,6 +43,65 @@ class OperatorConfig:
     shows within 15-30 min (Warm, Parasuraman & Matthews, Hum. Factors 2008)"""
     rest_s: float = 60.0
     """idle time after which an operator counts as rested (fatigue resets)"""
+
+    def __post_init__(self) -> None:
+        for f in fields(HumanTraits):
+            if not getattr(self, f.name) >= 0:
+                raise ValueError(f"{f.name} must not be negative, got {getattr(self, f.name)!r}")
+
+    def strain(self, worked_s: float | np.ndarray) -> np.ndarray:
+        """Fatigue factor (1 = rested) on reaction time and noise after `worked_s` of continuous work."""
+        return 1.0 + self.fatigue_per_min * np.asarray(worked_s, float) / 60.0
+
+    def noise_at(self, strain: float | np.ndarray) -> np.ndarray:
+        return self.noise * np.asarray(strain, float)
+
+    def sample_reaction(self, rng: np.random.Generator, strain: float | np.ndarray,
+                        switching: bool | np.ndarray) -> np.ndarray:
+        """Seconds from assignment to the first action, one per operator: log-normal with the configured mean
+        and spread, scaled by strain, plus the switch cost for a robot other than the operator's last one."""
+        strain, switching = np.broadcast_arrays(np.asarray(strain, float), np.asarray(switching, bool))
+        mean, sd = self.reaction_s * strain, self.reaction_sd_s * strain
+        reaction = np.zeros(mean.shape)
+        drawn = mean > 0
+        sigma2 = np.log(1.0 + (sd[drawn] / mean[drawn]) ** 2)
+        reaction[drawn] = rng.lognormal(np.log(mean[drawn]) - sigma2 / 2, np.sqrt(sigma2))
+        return reaction + np.where(switching, self.switch_s, 0.0)
+
+
+def reaction_steps(reaction_s: float | np.ndarray, dt: float) -> np.ndarray:
+    """Whole steps of `dt` an operator spends reacting: it acts on the first step after that time."""
+    return np.ceil(np.asarray(reaction_s, float) / dt - 1e-9).astype(int)
+
+
+class Fatigue:
+    """Continuous work of M operators on one clock (seconds): strain grows while an operator works and resets
+    once it has been idle `rest_s`. A break shorter than that counts as work.
+
+        fatigue = Fatigue(traits, operators=10, now=0.0)
+        strain = fatigue.assign(ops, now)      # operators (re)assigned: their strain now
+        fatigue.free(ops, now)                 # operators gone idle
+    """
+
+    def __init__(self, traits: HumanTraits, operators: int, now: float):
+        self.traits = traits
+        self.work_started = np.full(operators, float(now))  # start of continuous work
+        self.free_since = np.full(operators, float(now))  # when the operator last became idle; NaN while working
+
+    def assign(self, ops: int | np.ndarray, now: float) -> np.ndarray:
+        rested = now - self.free_since[ops] >= self.traits.rest_s  # NaN (working) compares False
+        self.work_started[ops] = np.where(rested, now, self.work_started[ops])
+        self.free_since[ops] = np.nan
+        return self.traits.strain(now - self.work_started[ops])
+
+    def free(self, ops: int | np.ndarray, now: float) -> None:
+        self.free_since[ops] = now
+
+
+@dataclass
+class OperatorConfig(HumanTraits):
+    kinds: list[str] = field(default_factory=lambda: ["scripted"])
+    """input of each operator, in order and repeated to cover all: scripted | gamepad | spacemouse | keyboard"""
     attention: int = 1
     """how many robots one operator controls at the same time"""
     style: str = "brief"
@@ -64,20 +123,11 @@ class ScriptedOperator:
         self.task = task
         self.operator_id = operator_id
         self.rng = np.random.default_rng(seed)
-        self.reaction_s = self.sample_reaction(strain, switching)
-        self.reaction_ticks = math.ceil(self.reaction_s / dt - 1e-9)
-        self.noise = config.noise * strain
+        self.reaction_s = float(config.sample_reaction(self.rng, strain, switching))
+        self.reaction_ticks = int(reaction_steps(self.reaction_s, dt))
+        self.noise = float(config.noise_at(strain))
         self.ticks = 0
         self.actions = 0
-
-    def sample_reaction(self, strain: float, switching: bool) -> float:
-        """Log-normal with the configured mean and spread, scaled by strain, plus the switch cost."""
-        mean, sd = self.config.reaction_s * strain, self.config.reaction_sd_s * strain
-        if mean <= 0:
-            return self.config.switch_s if switching else 0.0
-        sigma2 = math.log(1.0 + (sd / mean) ** 2)
-        reaction = float(self.rng.lognormal(math.log(mean) - sigma2 / 2, math.sqrt(sigma2)))
-        return reaction + (self.config.switch_s if switching else 0.0)
 
     def read(self) -> DeviceReading:
         self.ticks += 1
