@@ -117,7 +117,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     incarnation = previous_runs(run_dir)
     log = EventLog(run_dir / "events.jsonl")
     log.write([{"ev": "run_start", "t": time.time(), "robots": cfg.robots, "operators": cfg.operators,
-                "task": cfg.task, "gate": cfg.gate.name, "seed": cfg.seed,
+                "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed}])
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     demos = collect_demos(cfg, task)
