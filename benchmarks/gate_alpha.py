@@ -15,13 +15,8 @@ from pathlib import Path
 
 from dagger.config import load_config
 from dagger.events import read_events
+from dagger.report import achieved_rate
 from workers.launch import run_loop
-
-
-def achieved_rate(events: list[dict]) -> float:
-    asks = sum(e["ev"] == "help_requested" for e in events)
-    policy_steps = sum(e["steps"] for e in events if e["ev"] == "segment" and e["controller"] == "policy")
-    return asks / max(1, policy_steps + asks)
 
 
 def main() -> None:
