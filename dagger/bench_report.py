@@ -1,56 +1,99 @@
 """The report of a bench directory: Markdown and HTML with the plots, recomputed from the runs' events.
 
     summary = write_bench_report(Path("bench/fleet"))     # report.md, report.html; returns the table
+    write_bench_scalars(Path("bench/fleet"), Path("tb"))  # TensorBoard scalars, one folder per run
 """
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 
 from dagger.events import read_events
-from dagger.fleet_metrics import fleet_summary
+from dagger.fleet_metrics import cumulative, fleet_summary
+from dagger.plots import plot_intervention, write_scalars
+from dagger.report import WINDOWS, window_edges, window_means, write_pages
 
 COLUMNS = ("successes", "violations", "hard_resets", "human_actions", "idle", "switches", "rohe", "rohe_ifl")
+TENSORBOARD_POINTS = 1000
+"""at most this many points per scalar and run (means over windows of fleet steps)"""
 
 
-def bench_summary(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
-    """allocator -> metric -> [mean, std] over seeds, from every run's events.jsonl."""
-    per: dict[str, list[dict[str, float]]] = {}
-    for log in sorted((bench_dir / "runs").glob("*/events.jsonl")):
-        events = read_events(log)
-        start = next(e for e in events if e["ev"] == "run_start")
-        per.setdefault(start["allocator"], []).append({**fleet_summary(events), **fleet_summary(events, "ifl")})
-    return {name: {k: [float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))] for k in COLUMNS}
-            for name, runs in per.items()}
+def load_runs(bench_dir: Path) -> dict[str, list[dict]]:
+    """Run name (runs/<name>/) -> its events, in name order."""
+    return {log.parent.name: read_events(log) for log in sorted((bench_dir / "runs").glob("*/events.jsonl"))}
 
 
-def _rows(summary: dict[str, dict[str, list[float]]]) -> list[list[str]]:
-    return [[name] + [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in COLUMNS] for name, m in summary.items()]
+def _start(events: list[dict]) -> dict:
+    return next(e for e in events if e["ev"] == "run_start")
+
+
+def _human_actions(events: list[dict]) -> list[float]:
+    return [e["human_actions"] for e in events if e["ev"] == "fleet_step"]
+
+
+def _by_allocator(runs: dict[str, list[dict]]) -> dict[str, list[list[dict]]]:
+    per: dict[str, list[list[dict]]] = {}
+    for events in runs.values():
+        per.setdefault(_start(events)["allocator"], []).append(events)
+    return per
+
+
+def bench_summary(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+    """allocator -> metric -> [mean, std] over seeds."""
+    summary = {}
+    for name, seeds in _by_allocator(runs).items():
+        rows = [{**fleet_summary(events), **fleet_summary(events, "ifl")} for events in seeds]
+        summary[name] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
+                         for k in COLUMNS}
+    return summary
+
+
+def intervention_by_window(events: list[dict], windows: int = WINDOWS) -> list[float]:
+    """Human actions / robots in each window of the run's fleet steps."""
+    return [m / _start(events)["robots"] for m in window_means(_human_actions(events), windows)]
+
+
+def plot_bench_intervention(path: Path, runs: dict[str, list[dict]]) -> None:
+    """Intervention rate per window of fleet steps, one line per allocator (mean over seeds)."""
+    rates = {}
+    for name, seeds in _by_allocator(runs).items():
+        steps = window_edges(len(_human_actions(seeds[0])), WINDOWS)[1:]
+        rates[name] = (steps, list(np.mean([intervention_by_window(events) for events in seeds], axis=0)))
+    plot_intervention(path, rates, title="human actions / robots per window, mean over seeds")
+
+
+def bench_scalars(events: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """One run's cumulative successes and human actions per fleet step, subsampled to TENSORBOARD_POINTS."""
+    humans = _human_actions(events)
+    windows = min(len(humans), TENSORBOARD_POINTS)
+    ends = window_edges(len(humans), windows)[1:]
+    successes = cumulative(events, "successes")
+    return {"fleet/cumulative_successes": [(end, float(successes[end - 1])) for end in ends],
+            "fleet/human_actions": list(zip(ends, window_means(humans, windows), strict=True))}
+
+
+def write_bench_scalars(bench_dir: Path, log_dir: Path) -> None:
+    """TensorBoard scalars of every run, in log_dir/<run name>/ (TensorBoard overlays the runs)."""
+    for name, events in load_runs(bench_dir).items():
+        write_scalars(log_dir / name, bench_scalars(events))
 
 
 def write_bench_report(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
-    summary = bench_summary(bench_dir)
-    if not summary:
+    runs = load_runs(bench_dir)
+    if not runs:
         raise ValueError(f"{bench_dir}: no runs/*/events.jsonl to report on")
+    summary = bench_summary(runs)
+    plot_bench_intervention(bench_dir / "plots" / "intervention.png", runs)
     cfg = json.loads((bench_dir / "bench.json").read_text()) if (bench_dir / "bench.json").exists() else {}
     setting = ", ".join(f"{k}={cfg[k]}" for k in ("robots", "humans", "steps", "min_steps", "hard_reset_steps", "seeds")
                         if k in cfg)
-    head = ["allocator", *COLUMNS]
-    md = [f"# Fleet benchmark: {bench_dir.name}", "", setting, "",
-          "ROHE = 1000 · successes / (human_actions + 1); rohe_ifl = successes − 0.01 · human_actions "
-          "(the IFL benchmark's plotting code). Mean ± std over seeds.", "",
-          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(row) + " |" for row in _rows(summary)]
-    md += ["", "![cumulative](plots/cumulative.png)", "", "![ROHE](plots/rohe.png)", ""]
-    (bench_dir / "report.md").write_text("\n".join(md))
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(summary))
-    (bench_dir / "report.html").write_text(
-        f"<!doctype html><meta charset='utf-8'><title>{html.escape(bench_dir.name)}</title>"
-        f"<h1>Fleet benchmark: {html.escape(bench_dir.name)}</h1><p>{html.escape(setting)}</p>"
-        "<table border=1 cellpadding=4><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{cells}</table>"
-        "<p><img src='plots/cumulative.png'><p><img src='plots/rohe.png'>")
+    rohe = ("ROHE = 1000 · successes / (human_actions + 1); rohe_ifl = successes − 0.01 · human_actions "
+            "(the IFL benchmark's plotting code). Mean ± std over seeds.")
+    rows = [[name] + [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in COLUMNS] for name, m in summary.items()]
+    write_pages(bench_dir, f"Fleet benchmark: {bench_dir.name}", [setting, rohe], ["allocator", *COLUMNS], rows,
+                {"cumulative": "plots/cumulative.png", "ROHE": "plots/rohe.png",
+                 "intervention rate over time": "plots/intervention.png"})
     return summary

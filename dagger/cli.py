@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--config", help="a YAML file with spacemouse/gamepad settings")
     report = sub.add_parser("report", help="a run's or a bench's metrics, recomputed from the event logs")
     report.add_argument("run_dir")
-    report.add_argument("--json", action="store_true")
+    report.add_argument("--json", action="store_true", help="print the metrics as JSON only")
+    report.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR (tensorboardX)")
     return parser
 
 
@@ -202,30 +203,38 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """report.md, report.html and plots/ in the run or bench dir; the metrics on stdout; TensorBoard optionally."""
     from dagger.events import read_events
-    from dagger.report import summarize
+    from dagger.plots import write_scalars
+    from dagger.report import run_scalars, write_run_report
     from dagger.summary import print_summary
 
-    path = Path(args.run_dir) / "events.jsonl"
-    if (Path(args.run_dir) / "results.csv").is_file():
-        from dagger.bench_report import write_bench_report
-
-        try:
-            bench = write_bench_report(Path(args.run_dir))
-        except ValueError as err:
-            raise UserError(str(err)) from err
-        print(json.dumps(bench, indent=2) if args.json else (Path(args.run_dir) / "report.md").read_text())
-        return 0
-    if not path.is_file():
-        raise UserError(f"{path} not found: is {args.run_dir} a run or bench dir?")
+    run_dir = Path(args.run_dir)
+    path = run_dir / "events.jsonl"
     try:
-        summary = summarize(read_events(path))
+        if (run_dir / "results.csv").is_file():
+            from dagger.bench_report import write_bench_report, write_bench_scalars
+
+            bench = write_bench_report(run_dir)
+            if args.tensorboard:
+                write_bench_scalars(run_dir, Path(args.tensorboard))
+            print(json.dumps(bench, indent=2) if args.json else (run_dir / "report.md").read_text())
+            return 0
+        if not path.is_file():
+            raise UserError(f"{path} not found: is {args.run_dir} a run or bench dir?")
+        events = read_events(path)
+        summary = write_run_report(run_dir, events)
+        if args.tensorboard:
+            write_scalars(Path(args.tensorboard), run_scalars(events))
     except ValueError as err:
         raise UserError(str(err)) from err
+    except ImportError as err:
+        raise UserError(f"--tensorboard needs tensorboardX ({err}): pip install tensorboardX") from err
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print_summary(summary, Path(args.run_dir))
+        print_summary(summary, run_dir)
+        print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
     return 0
 
 
