@@ -25,6 +25,7 @@ from buffers.samplers import HumanWeightedSampler, Sampler, UniformSampler
 from buffers.schema import Segment
 from buffers.segment_log import DEFAULT_MAX_FILE_BYTES, LogProblem, SegmentLog
 from buffers.storage import InvalidSegment, ReplayStorage
+from buffers.transitions import TransitionStore
 
 __all__ = ["HumanWeightedSampler", "InvalidSegment", "ReplayBuffer", "ReplayStorage", "Sampler",
            "UniformSampler"]
@@ -48,6 +49,7 @@ class ReplayBuffer:
         self._lock = threading.Lock()
         self._keys: set[str] = set()
         self._sampled: set[int] = set()  # stored segment indices already in some batch
+        self.transitions: TransitionStore | None = None  # every step, for the goal critic
         self._log = SegmentLog(directory, max_file_bytes=max_file_bytes)
         try:
             self.problems: list[LogProblem] = list(self._log.problems)
@@ -79,8 +81,7 @@ class ReplayBuffer:
             if seg.key in self._keys:
                 self.duplicates += 1
                 continue
-            self.storage.add(seg)
-            self._keys.add(seg.key)
+            self._store(seg)
         self.problems += scan.problems + bad
 
     def add(self, segments: Sequence[Segment]) -> list[str]:
@@ -102,10 +103,22 @@ class ReplayBuffer:
                 self._log.append(payload, durable=False)
             if any(seg.human for seg in fresh.values()):
                 self._log.sync()  # one fsync covers the whole batch, before any key is returned
-            for key, seg in fresh.items():
-                self.storage.add(seg)
-                self._keys.add(key)
+            for seg in fresh.values():
+                self._store(seg)
             return [seg.key for seg in segments]
+
+    def _store(self, seg: Segment) -> None:
+        self.storage.add(seg)
+        self._keys.add(seg.key)
+        if len(seg) and self.transitions is None:
+            self.transitions = TransitionStore(seg.obs.shape[1], seg.action.shape[1])
+        if self.transitions is not None:
+            self.transitions.add_segment(seg)
+
+    def sample_transitions(self, count: int) -> dict[str, np.ndarray] | None:
+        """count (obs, action, reward, next_obs, terminal) over every step seen; None while there are none."""
+        with self._lock:
+            return None if self.transitions is None else self.transitions.sample(count, self._rng)
 
     def sample(self, batch_size: int) -> tuple[dict[str, np.ndarray], list[str]]:
         """A batch (obs, action, human, segment) and the keys of segments sampled for the first time."""

@@ -19,6 +19,9 @@ class PolicyOutput:
     action: np.ndarray
     spread: float  # mean over action dims of the members' variance (ThriftyDAgger's novelty)
     version: int
+    safety: float = 1.0  # goal critic's min(q1, q2) at the mean action: higher is safer (ThriftyDAgger)
+    p_safe: float = 1.0  # discrepancy classifier: P(the action is within tau_sup of a human's) (SafeDAgger)
+    train_gap: float = 0.0  # mean ‖π(o) − a‖² over the training labels (ThriftyDAgger's hand-back bar)
 
 
 class Policy(Protocol):

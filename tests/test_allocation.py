@@ -36,7 +36,7 @@ def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
     sup = Supervisor(cfg, robots, buffer, None, log)
 
     def robot_says(robot, *events):
-        sup.handle({"events": [{"robot": robot, **e} for e in events], "spreads": [],
+        sup.handle({"events": [{"robot": robot, **e} for e in events], "states": [],
                     "status": {"robot": robot, "steps": 0}})
         sup.allocate()
         log.file.flush()

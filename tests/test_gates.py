@@ -14,7 +14,7 @@ def test_auto_threshold_converges_to_the_alpha_quantile(alpha):
     rng = np.random.default_rng(0)
     gate = AutoGate(GateConfig(name="auto", alpha=alpha, window=20000, threshold=123.0))
     for _ in range(40):
-        gate.observe(rng.exponential(1.0, 500))
+        gate.observe(np.c_[rng.exponential(1.0, 500), np.ones(500)])
     expected = -np.log(alpha)  # (1 - alpha) quantile of Exp(1)
     assert gate.threshold == pytest.approx(expected, rel=0.08)
     # and it asks for help at the target rate on fresh states from the same distribution
@@ -24,8 +24,8 @@ def test_auto_threshold_converges_to_the_alpha_quantile(alpha):
 
 def test_auto_keeps_the_prior_until_enough_states():
     gate = AutoGate(GateConfig(name="auto", threshold=0.5, min_states=25))
-    assert gate.observe([10.0] * 24) == 0.5
-    assert gate.observe([10.0]) == 10.0
+    assert gate.observe([[10.0, 1.0]] * 24) == {"threshold": 0.5}
+    assert gate.observe([[10.0, 1.0]]) == {"threshold": 10.0}
 
 
 def test_ensemble_gate_is_a_fixed_threshold():

@@ -39,6 +39,11 @@ class BufferWorker:
             self.events.extend({"ev": "segment_trained", "t": now, "key": key} for key in first)
             return {**batch, "normalizer": self.replay.normalizer()}
 
+    def sample_transitions(self, count: int) -> dict[str, Any] | None:
+        """count transitions of every controller (reward 1 at success) for the goal critic."""
+        with self.lock:
+            return self.replay.sample_transitions(count)
+
     def poll(self) -> dict:
         with self.lock:
             events, self.events = self.events, []

@@ -137,7 +137,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     if reason == "interrupted":  # a second Ctrl-C while shutting down forces the exit
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     for result in fleet.stop():
-        if "spreads" in result:
+        if "states" in result:
             supervisor.handle(result)
         else:
             supervisor.record(result["events"])

@@ -1,6 +1,10 @@
 """Learner: trains the ensemble continuously on sampled batches and publishes versioned weights.
 
-Each member gets its own batch (online bootstrap), so members disagree where data is thin.
+Each member gets its own batch (online bootstrap), so members disagree where data is thin. When the
+gate needs them, the goal critic (on every step's transition) and the discrepancy classifier train
+alongside, one step each per ensemble update. The classifier learns where the policy errs, so it
+trains on human segments the ensemble never sees (every HOLDOUT-th stored segment, as SafeDAgger
+holds out a set for it).
 
     learner = Learner(cfg, obs_dim, act_dim, LocalEndpoint(buffer))
     learner.train(100); learner.publish(); version, weights = learner.latest()
@@ -16,8 +20,13 @@ import numpy as np
 import torch
 
 from dagger.config import RunConfig
+from dagger.gates import GATES
+from dagger.gates.safe import discrepancy
 from dagger.policy import EnsemblePolicy
 from workers.transport import Endpoint
+
+#: with a classifier to train, every HOLDOUT-th stored segment is kept from the ensemble for it
+HOLDOUT = 10
 
 
 class Learner:
@@ -26,9 +35,11 @@ class Learner:
         self.cfg, self.buffer, self.clock = cfg, buffer, clock
         self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed)
         self.optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=cfg.policy.lr)
+        self.needs = GATES[cfg.gate.name].needs
         self.updates = 0
         self.updates_at_publish = 0
         self.loss = float("nan")
+        self.side_losses: dict[str, float] = {}  # critic / classifier, when trained
         self.published: dict = self.policy.weights()
         self.lock = threading.Lock()
         self.events: list[dict] = []
@@ -44,23 +55,51 @@ class Learner:
         self.policy.set_normalizer(*data["normalizer"])
         obs = torch.from_numpy(data["obs"]).reshape(n, members, batch, -1)
         act = torch.from_numpy(data["action"]).reshape(n, members, batch, -1)
-        losses = []
+        transitions = self.buffer.call("sample_transitions", n * batch).result() if "critic" in self.needs else None
+        held = None
+        if "classifier" in self.needs and "segment" in data:
+            held = torch.from_numpy(data["segment"] % HOLDOUT == 0).reshape(n, members, batch)
+        losses: dict[str, list[float]] = {"critic": [], "classifier": []}
+        bc = []
         for i in range(n):
-            loss = self.policy.loss(obs[i], act[i])
+            loss = self.policy.loss(obs[i], act[i], None if held is None else (~held[i]).float())
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            losses.append(loss.item())
+            bc.append(loss.item())
+            if transitions is not None:
+                losses["critic"].append(self._critic_step({k: v[i * batch:(i + 1) * batch]
+                                                           for k, v in transitions.items()}))
+            if held is not None and held[i].any():
+                losses["classifier"].append(self._classifier_step(obs[i][held[i]], act[i][held[i]]))
+        self.policy.train_gap = float(((self._units(obs[-1, 0]) - act[-1, 0]) ** 2).sum(-1).mean())
         self.updates += n
-        self.loss = float(np.mean(losses))
+        self.loss = float(np.mean(bc))
+        self.side_losses = {k: float(np.mean(v)) for k, v in losses.items() if v}
         return self.loss
+
+    def _units(self, obs: torch.Tensor) -> torch.Tensor:
+        """The ensemble's mean action in the task's units, no gradient."""
+        p = self.policy
+        return p.mean_action(p.norm_obs(obs)) * torch.from_numpy(p.act_std) + torch.from_numpy(p.act_mean)
+
+    def _critic_step(self, t: dict[str, np.ndarray]) -> float:
+        p = self.policy
+        obs, next_obs = p.norm_obs(t["obs"]), p.norm_obs(t["next_obs"])
+        return p.critic.update(obs, p.norm_act(t["action"]), torch.from_numpy(t["reward"]), next_obs,
+                               p.mean_action(next_obs), torch.from_numpy(t["terminal"]))
+
+    def _classifier_step(self, obs: torch.Tensor, act: torch.Tensor) -> float:
+        """Label: the current policy's action is within tau_sup of the human's in that state."""
+        safe = (discrepancy(self._units(obs), act) < self.cfg.gate.tau_sup).float()
+        return self.policy.classifier.update(self.policy.norm_obs(obs), safe)
 
     def publish(self) -> int:
         """Freezes the current weights as the next version."""
         self.policy.version += 1
         self.updates_at_publish = self.updates
         self.published = self.policy.weights()
-        self._emit("learner", updates=self.updates, loss=self.loss)
+        self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
         self._emit("weights_published", version=self.policy.version, updates=self.updates)
         return self.policy.version
 
@@ -85,7 +124,7 @@ class Learner:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
-        self._emit("learner", updates=self.updates, loss=self.loss)
+        self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
         return self.poll()
 
     def run(self) -> None:

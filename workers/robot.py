@@ -52,7 +52,7 @@ class RobotWorker:
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.events: list[dict] = []
-        self.spreads: list[float] = []
+        self.states: list[tuple[float, float]] = []  # (spread, safety) of robot-controlled states, for tuned gates
         self.state = State.STARTING
         self.seq = incarnation * INCARNATION_STRIDE
         self.episode = self.seq - 1
@@ -83,8 +83,9 @@ class RobotWorker:
     def set_weights(self, weights: dict) -> None:
         self.inbox.put(("weights", weights))
 
-    def set_threshold(self, threshold: float) -> None:
-        self.inbox.put(("threshold", threshold))
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """A tuned gate's thresholds (see AutoGate.observe), set fleet-wide by the supervisor."""
+        self.inbox.put(("thresholds", thresholds))
 
     def assign(self, operator_id: int, remote: bool = False, strain: float = 1.0, switching: bool = False) -> None:
         """Gives the robot to an operator: scripted (runs here, with the operator's fatigue `strain` and
@@ -104,15 +105,15 @@ class RobotWorker:
         self.inbox.put(("lost", operator_id))
 
     def poll(self) -> dict:
-        """Drains the outbox: events, robot-state spreads, and a status line for the dashboard."""
+        """Drains the outbox: events, robot-controlled states, and a status line for the dashboard."""
         with self.lock:
             events, self.events = self.events, []
-            spreads, self.spreads = self.spreads, []
+            states, self.states = self.states, []
         frame, self.frame = self.frame, None
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
-        return {"events": events, "spreads": spreads, "status": status, "frame": frame}
+        return {"events": events, "states": states, "status": status, "frame": frame}
 
     # ---- the control loop ----
     def start(self) -> None:
@@ -180,8 +181,9 @@ class RobotWorker:
                 self._emit("weights_loaded", version=self.policy.version)
                 if self.state is State.STARTING:
                     self.state = State.RESETTING
-            elif kind == "threshold":
-                self.gate.threshold = float(value)
+            elif kind == "thresholds":
+                for name in getattr(self.gate, "tuned", ()):
+                    setattr(self.gate, name, float(value[name]))
             elif kind == "assign":
                 self._take_over(*value)
             elif kind == "input" and isinstance(self.operator, RemoteOperator):
@@ -210,13 +212,15 @@ class RobotWorker:
         elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
             self._ask_for_help(out, self.gate.name)
         else:
-            with self.lock:
-                self.spreads.append(out.spread)
+            self._observed(out)
             self._step(out.action, out)
 
-    def _ask_for_help(self, out: PolicyOutput, reason: str) -> None:
+    def _observed(self, out: PolicyOutput) -> None:
         with self.lock:
-            self.spreads.append(out.spread)
+            self.states.append((out.spread, out.safety))
+
+    def _ask_for_help(self, out: PolicyOutput, reason: str) -> None:
+        self._observed(out)
         self._close_segment("takeover")
         self._wait_for_operator(out, reason)
 
@@ -224,7 +228,8 @@ class RobotWorker:
         """Hold and queue for an operator."""
         self.state = State.WAITING
         self.request = {"t": self.clock(), "reason": reason}
-        self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold)
+        self._emit("help_requested", reason=reason, score=out.spread, threshold=self.gate.threshold,
+                   safety=out.safety, p_safe=out.p_safe)
 
     def _take_over(self, operator_id: int, remote: bool = False, strain: float = 1.0, switching: bool = False) -> None:
         if self.state is not State.WAITING:

@@ -16,8 +16,9 @@ from dagger.allocation import PriorityAllocator
 from dagger.config import RunConfig
 from dagger.core import HelpRequest
 from dagger.events import EventLog
-from dagger.gates import AutoGate
+from dagger.gates import AutoGate, make_gate
 from dagger.live import LiveStats
+from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.transport import Endpoint
 
@@ -33,15 +34,16 @@ class Supervisor:
         self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
         self.stats = stats or LiveStats()
         self.allocator = PriorityAllocator(cfg.aging_s)
-        self.fleet_gate = AutoGate(cfg.gate) if cfg.gate.name == "auto" else None
+        gate = make_gate(cfg.gate)
+        self.fleet_gate = gate if isinstance(gate, AutoGate) else None  # tuned from every robot's states
         self.waiting: dict[int, HelpRequest] = {}
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
-        self.work_started = {op: clock() for op in range(cfg.operators)}  # start of continuous work
-        self.free_since = {op: clock() for op in range(cfg.operators)}  # operator -> when it last became idle
+        self.fatigue = Fatigue(cfg.operator, cfg.operators, clock())
+        self.free_since = self.fatigue.free_since  # operator -> when it last became idle (NaN: working)
         self.last_robot: dict[int, int] = {}  # operator -> the robot it served last
         self.skipped: dict[int, int] = {}  # operator -> the robot it declined last (not offered again next)
         self.sent_version = 0
-        self.sent_threshold = cfg.gate.threshold
+        self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.steps = 0
 
@@ -96,17 +98,17 @@ class Supervisor:
             elif event["ev"] in ("handback", "assign_refused"):
                 self.serving[event["operator"]].discard(robot)
                 if not self.serving[event["operator"]]:
-                    self.free_since[event["operator"]] = event["t"]
+                    self.fatigue.free(event["operator"], event["t"])
                 if event.get("reason") in ("skipped", "not_claimed"):
                     self.skipped[event["operator"]] = robot
                 if self.station is not None and event["operator"] in self.station.devices:
                     self.station.release(event["operator"], robot)
-        if self.fleet_gate is not None and result["spreads"]:
-            threshold = self.fleet_gate.observe(result["spreads"])
-            if threshold != self.sent_threshold:
-                self.sent_threshold = threshold
+        if self.fleet_gate is not None and result["states"]:
+            thresholds = self.fleet_gate.observe(result["states"])
+            if thresholds != self.sent_thresholds:
+                self.sent_thresholds = thresholds
                 for r in self.robots:
-                    r.call("set_threshold", threshold)
+                    r.call("set_thresholds", thresholds)
 
     def robot_lost(self, robot: int, error: Exception) -> None:
         """Frees the robot's operator and queue place, then replaces it (when a restart is given)."""
@@ -120,7 +122,7 @@ class Supervisor:
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
         _, weights = self.learner.call("latest").result()
         self.robots[robot].call("set_weights", weights)
-        self.robots[robot].call("set_threshold", self.sent_threshold)
+        self.robots[robot].call("set_thresholds", self.sent_thresholds)
 
     def forward_weights(self) -> None:
         version = self.status["learner"].get("version", 0)
@@ -154,11 +156,7 @@ class Supervisor:
 
     def strain(self, op: int, now: float) -> float:
         """Fatigue factor of a simulated operator: grows with continuous work, resets after a rest."""
-        oc = self.cfg.operator
-        freed = self.free_since.pop(op, None)
-        if freed is not None and now - freed >= oc.rest_s:
-            self.work_started[op] = now
-        return 1.0 + oc.fatigue_per_min * (now - self.work_started[op]) / 60.0
+        return float(self.fatigue.assign(op, now))
 
     def done(self, started: float) -> bool:
         if self.cfg.minutes > 0:

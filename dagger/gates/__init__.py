@@ -8,7 +8,6 @@ A new gate is one file with one class registered in GATES.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from dagger.core import Gate
@@ -17,18 +16,21 @@ from dagger.gates.base import BaseGate
 from dagger.gates.ensemble import EnsembleGate
 from dagger.gates.ensembledagger import EnsembleDAggerGate
 from dagger.gates.human import HumanGate
+from dagger.gates.lazy import LazyDAggerGate
 from dagger.gates.never import NeverGate
 from dagger.gates.random_gate import RandomGate
+from dagger.gates.safe import SafeDAggerGate
+from dagger.gates.thrifty import ThriftyGate
 
 
 @dataclass
 class GateConfig:
     name: str = "ensemble"
-    """never | random | human | ensemble | auto | ensembledagger"""
+    """never | random | human | ensemble | auto | ensembledagger | thrifty | safe | lazy"""
     threshold: float = 0.02
     """ensemble spread above which the robot asks for help (auto: the prior until enough states)"""
     alpha: float = 0.1
-    """auto: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread"""
+    """auto, thrifty: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread"""
     rate: float = 0.02
     """random: probability per step of asking for help"""
     window: int = 5000
@@ -37,19 +39,31 @@ class GateConfig:
     """auto: robot-controlled states needed before the quantile replaces the prior"""
     tau: float = 0.05
     """ensembledagger: largest mean squared gap to the expert's action the novice may act with"""
+    risk_threshold: float = 0.48
+    """thrifty: ask when the goal critic's safety is below this (then its alpha quantile over robot states)"""
+    back_safety: float = 0.495
+    """thrifty: hand back only when safety is above this (then its median over robot states)"""
+    tau_sup: float = 0.008
+    """safe, lazy: the policy is 'safe' in a state when its mean squared action gap to the operator's, over
+    the action range squared, is below this (LazyDAgger's tau_sup)"""
+    tau_auto: float = 0.25
+    """lazy: hand back once the gap is below tau_auto * tau_sup (hysteresis)"""
     agree_steps: int = 0
     """hand back after the policy agreed with the operator this many steps in a row (0: off)"""
     agree_tol: float = 0.05
     """agreement: mean squared gap between policy and operator actions below this"""
 
 
-GATES: dict[str, Callable[[GateConfig, int], BaseGate]] = {
+GATES: dict[str, type[BaseGate]] = {
     "never": NeverGate,
     "random": RandomGate,
     "human": HumanGate,
     "ensemble": EnsembleGate,
     "auto": AutoGate,
     "ensembledagger": EnsembleDAggerGate,
+    "thrifty": ThriftyGate,
+    "safe": SafeDAggerGate,
+    "lazy": LazyDAggerGate,
 }
 
 
@@ -59,4 +73,4 @@ def make_gate(config: GateConfig, seed: int = 0) -> Gate:
     return GATES[config.name](config, seed)
 
 
-__all__ = ["GATES", "GateConfig", "make_gate", "AutoGate", "BaseGate"]
+__all__ = ["GATES", "GateConfig", "make_gate", "AutoGate", "BaseGate", "ThriftyGate"]

@@ -2,7 +2,7 @@
 
 The threshold is the (1 - alpha) quantile of the ensemble spread over recent robot-controlled
 states (the prior `threshold` until `min_states` exist). In a fleet the supervisor feeds every
-robot's states to one AutoGate and sends its threshold to all robots.
+robot's states to one gate and sends its tuned thresholds to all robots.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ if TYPE_CHECKING:
 
 class AutoGate(EnsembleGate):
     name = "auto"
+    tuned: tuple[str, ...] = ("threshold",)
 
     def __init__(self, config: GateConfig, seed: int = 0):
         super().__init__(config, seed)
-        self.spreads: deque[float] = deque(maxlen=config.window)
+        self.states: deque[tuple[float, float]] = deque(maxlen=config.window)
 
-    def observe(self, spreads: np.ndarray | list[float]) -> float:
-        """Adds robot-controlled states' spreads; returns the updated threshold."""
-        self.spreads.extend(float(s) for s in spreads)
-        if len(self.spreads) >= self.config.min_states:
-            self.threshold = float(np.quantile(np.fromiter(self.spreads, float), 1.0 - self.config.alpha))
-        return self.threshold
+    def observe(self, states: np.ndarray | list) -> dict[str, float]:
+        """Adds robot-controlled states' (spread, safety) rows; returns the tuned thresholds."""
+        self.states.extend((float(s), float(q)) for s, q in np.asarray(states, float).reshape(-1, 2))
+        if len(self.states) >= self.config.min_states:
+            self.retune(np.array(self.states))
+        return {name: getattr(self, name) for name in self.tuned}
+
+    def retune(self, states: np.ndarray) -> None:
+        self.threshold = float(np.quantile(states[:, 0], 1.0 - self.config.alpha))

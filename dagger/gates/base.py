@@ -17,6 +17,7 @@ class BaseGate:
 
     name = "base"
     needs_expert = False
+    needs: tuple[str, ...] = ()  # what the learner must train besides the ensemble: "critic", "classifier"
 
     def __init__(self, config: GateConfig, seed: int = 0):
         self.config = config
