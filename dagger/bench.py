@@ -1,8 +1,9 @@
 """`dagger bench`: Interactive Fleet Learning in one process per run, allocators × seeds.
 
 N robots step a batched task; each step an allocator orders them, the IFL rules assign M operators
-(simulated: the expert plus noise), operators' actions become labels, and the ensemble trains
-every `update_every` steps. One `fleet_step` event per step goes to the run's events.jsonl.
+(simulated: the expert with the live loop's human traits, see `SimulatedOperators`), operators' actions
+become labels, and the ensemble trains every `update_every` steps. One `fleet_step` event per step goes to
+the run's events.jsonl.
 
     rows = run_bench(BenchConfig(), Path("bench-out"))      # results.csv, runs/*/events.jsonl, plots/
 """
@@ -27,6 +28,7 @@ from dagger.config import load_config
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
 from dagger.vec_tasks import VecPointObstacle
+from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
 from workers.learner import Learner
 from workers.transport import LocalEndpoint
 
@@ -57,12 +59,82 @@ class BenchConfig:
     """ensemble size"""
     hidden: int = 64
     """hidden width of each member (2 layers)"""
-    noise: float = 0.05
-    """std of the simulated operators' action noise"""
+    operator: HumanTraits = field(default_factory=lambda: HumanTraits(noise=0.05, switch_s=0.5))
+    """the simulated operators' traits, in seconds of task time (VecPointObstacle.dt = 0.05 s per fleet step):
+    reaction time, switch cost, action noise, fatigue; the published figures in teleop_devices/scripted.py.
+    switch_s is 0.5 s here (the live demo's 0 is for one operator and four robots)"""
     ask_threshold: float = 0.05
     """fifo: a robot asks for help when its normalised uncertainty is above this"""
     workers: int = 2
     """runs in parallel (processes)"""
+
+
+class SimulatedOperators:
+    """M simulated operators in fleet steps of `dt` seconds, vectorised over operators, with the live loop's
+    trait math (teleop_devices/scripted.py): once (re)assigned, an operator reacts for its sampled reaction
+    time (plus `switch_s` for a robot other than its last one) before it acts; reaction and noise scale with
+    its strain, which grows with continuous assigned time and resets after `rest_s` idle.
+
+        ops = SimulatedOperators(cfg.operator, humans=10, dt=task.dt, rng=rng)
+        fleet.assign(order)
+        work = ops.step(fleet, step, stuck, task.expert_actions())   # work.acting robots take work.actions
+
+    Reaction time counts as human time (the operator is assigned; IFL counts robot-steps with an operator),
+    but IFL's t_T and t_R count from the operator's first action: an operator intervenes at least t_T steps,
+    and a hard reset takes t_R steps of its work.
+    """
+
+    def __init__(self, traits: HumanTraits, humans: int, dt: float, rng: np.random.Generator):
+        self.traits, self.dt, self.rng = traits, dt, rng
+        self.robot_of = np.full(humans, -1)  # operator -> robot (-1: idle), as of the last assign
+        self.last_robot = np.full(humans, -1)  # operator -> the robot it served last
+        self.fatigue = Fatigue(traits, humans, 0.0)
+        self.reacting = np.zeros(humans, int)  # fleet steps left before the operator's first action
+        self.strain = np.ones(humans)
+        self.noise = np.full(humans, traits.noise)
+
+    def assign(self, robot_of: np.ndarray, step: int) -> np.ndarray:
+        """Takes the fleet's assignment (operator -> robot) at this fleet step; returns the operators newly on
+        a robot."""
+        now = step * self.dt
+        changed = robot_of != self.robot_of
+        new = np.flatnonzero(changed & (robot_of >= 0))
+        idle = np.flatnonzero(changed & (robot_of < 0))
+        self.fatigue.free(idle, now)
+        self.reacting[idle] = 0
+        self.strain[new] = self.fatigue.assign(new, now)
+        switching = (self.last_robot[new] >= 0) & (self.last_robot[new] != robot_of[new])
+        reaction_s = self.traits.sample_reaction(self.rng, self.strain[new], switching)
+        self.reacting[new] = reaction_steps(reaction_s, self.dt)
+        self.noise[new] = self.traits.noise_at(self.strain[new])
+        self.last_robot[new] = robot_of[new]
+        self.robot_of = robot_of.copy()
+        return new
+
+    def step(self, fleet: FleetAssigner, step: int, stuck: np.ndarray, expert: np.ndarray) -> OperatorWork:
+        """One fleet step of operator work, right after fleet.assign: advances the fleet's operator time."""
+        self.assign(fleet.robot_of, step)
+        human = fleet.human_of()
+        helped = human >= 0
+        reacting, noise = np.zeros(fleet.robots, bool), np.zeros(fleet.robots)
+        reacting[helped], noise[helped] = self.reacting[human[helped]] > 0, self.noise[human[helped]]
+        reset_done = np.zeros(fleet.robots, bool)
+        reset_done[fleet.step(stuck & ~reacting)] = True  # t_R starts once the operator acts
+        fleet.timer[self.reacting > 0] = 0  # so does t_T
+        self.reacting = np.maximum(self.reacting - 1, 0)
+        actions = np.clip(expert + self.rng.normal(0.0, 1.0, expert.shape) * noise[:, None], -1.0, 1.0)
+        return OperatorWork(helped, reacting, helped & ~stuck & ~reacting, actions, reset_done)
+
+
+@dataclass
+class OperatorWork:
+    """One fleet step of the operators' work, per robot ([N] arrays)."""
+
+    helped: np.ndarray  # an operator is assigned (human time)
+    reacting: np.ndarray  # ... and still reacting: the robot waits
+    acting: np.ndarray  # ... and acting: the robot takes `actions` (a label)
+    actions: np.ndarray  # [N, act_dim] the operators' noisy expert actions (meaningful where acting)
+    reset_done: np.ndarray  # the robot's hard reset finished: reset it
 
 
 def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> dict[str, object]:
@@ -77,6 +149,7 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
     learner = Learner(run_cfg, task.obs_dim, task.act_dim, LocalEndpoint(labels))
     allocator = make_allocator(allocator_name, cfg.humans, seed=seed)
     fleet = FleetAssigner(cfg.humans, cfg.robots, cfg.min_steps, cfg.hard_reset_steps)
+    operators = SimulatedOperators(cfg.operator, cfg.humans, task.dt, rng)
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / "events.jsonl").exists():
         raise ValueError(f"{run_dir / 'events.jsonl'} exists: a bench writes into a new directory")
@@ -97,21 +170,17 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
         helped = fleet.human_of() >= 0
         signals = FleetSignals(uncertainty, np.zeros(cfg.robots), stuck, waiting, helped, step)
         switches = fleet.assign(allocator.allocate(signals))
-        helped = fleet.human_of() >= 0
-        reset_done = np.zeros(cfg.robots, bool)
-        reset_done[fleet.step(stuck)] = True
-        acting = helped & ~stuck
+        work = operators.step(fleet, step, stuck, task.expert_actions())
         actions = members.mean(0)
-        expert = np.clip(task.expert_actions() + rng.normal(0, cfg.noise, actions.shape), -1, 1)
-        actions[acting] = expert[acting]
-        labels.add(obs[acting], actions[acting].astype(np.float32))
+        actions[work.acting] = work.actions[work.acting]
+        labels.add(obs[work.acting], actions[work.acting].astype(np.float32))
         res = task.step(actions)
-        task.reset(res.done | reset_done)
-        waiting[helped] = 0
-        log.write([{"ev": "fleet_step", "t": step, "human_actions": int(helped.sum()), "switches": switches,
+        task.reset(res.done | work.reset_done)
+        waiting[work.helped] = 0
+        log.write([{"ev": "fleet_step", "t": step, "human_actions": int(work.helped.sum()), "switches": switches,
                     "violations": int((res.constraint & ~stuck).sum()), "successes": int(res.success.sum()),
-                    "hard_resets": int((helped & stuck).sum()), "idle": int(stuck.sum()),
-                    "reward": float(res.reward.sum())}])
+                    "hard_resets": int((work.helped & stuck).sum()), "idle": int(stuck.sum()),
+                    "reacting": int(work.reacting.sum()), "reward": float(res.reward.sum())}])
         if step % cfg.update_every == 0:
             learner.train(1)
     log.write([{"ev": "run_end", "t": time.time(), "wall_s": time.time() - began}])

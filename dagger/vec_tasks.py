@@ -26,7 +26,7 @@ class VecStep:
 
 class VecPointObstacle:
     obs_dim, act_dim = 8, 2
-    dt, horizon = 0.05, 80
+    dt, horizon = 0.05, 80  # dt: seconds of task time per step (one fleet step of `dagger bench`)
     obstacle_radius, success_radius = 0.35, 0.1
 
     def __init__(self, n: int, seed: int = 0):
