@@ -1,10 +1,11 @@
-"""Does the `auto` gate hold its target rate? Achieved vs target α on one robot (in-process).
+"""Do the `auto` and `thrifty` gates hold their target rate? Achieved vs target α on one robot (in-process).
 
-The auto gate asks when the ensemble's spread is above the (1−α) quantile of the spread over recent
-robot-controlled states, so on those states it should ask at about rate α. Achieved rate =
-help requests / steps the policy controlled, recomputed from each run's events.jsonl.
+Both ask when the ensemble's spread is above the (1−α) quantile of the spread over recent
+robot-controlled states; thrifty also asks when the goal critic's safety is below its α quantile,
+so it should land between α and 2α. Achieved rate = help requests / (policy steps + requests),
+recomputed from each run's events.jsonl, over the whole run and over its second half.
 
-    python benchmarks/gate_alpha.py [--task point] [--steps 6000]
+    python benchmarks/gate_alpha.py [--task point] [--steps 6000] [--plot examples/gate_alpha.png]
 """
 
 from __future__ import annotations
@@ -15,26 +16,39 @@ from pathlib import Path
 
 from dagger.config import load_config
 from dagger.events import read_events
-from dagger.report import achieved_rate
+from dagger.plots import plot_alpha_sweep
+from dagger.report import achieved_rate, achieved_rate_by_window
 from workers.launch import run_loop
+
+GATES, ALPHAS = ("auto", "thrifty"), (0.01, 0.05, 0.1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="point")
     parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--plot", type=Path, help="also save achieved vs target α as this PNG")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gate-alpha-"))
-    print(f"task {args.task}, 1 robot, {args.steps} steps, gate auto, quantile over the last 500 robot states")
-    print(f"{'target alpha':>12} {'achieved':>9} {'takeovers':>10} {'intervention rate':>18}")
-    for alpha in (0.01, 0.05, 0.1):
-        run_dir = root / f"alpha-{alpha}"
-        run_dir.mkdir()
-        cfg = load_config(None, [f"task={args.task}", "robots=1", f"steps={args.steps}", "gate.name=auto",
-                                 f"gate.alpha={alpha}", "gate.window=500", "learner.batch_size=64"])
-        summary = run_loop(cfg, run_dir)
-        rate = achieved_rate(read_events(run_dir / "events.jsonl"))
-        print(f"{alpha:12.2f} {rate:9.3f} {summary['takeovers']:10d} {summary['intervention_rate']:18.3f}")
+    print(f"task {args.task}, 1 robot, {args.steps} steps, quantiles over the last 500 robot states")
+    print(f"{'gate':8} {'target alpha':>12} {'achieved':>9} {'2nd half':>9} {'takeovers':>10} "
+          f"{'intervention rate':>18}")
+    points: dict[str, list[tuple[float, float]]] = {}
+    for gate in GATES:
+        for alpha in ALPHAS:
+            run_dir = root / f"{gate}-{alpha}"
+            run_dir.mkdir()
+            cfg = load_config(None, [f"task={args.task}", "robots=1", f"steps={args.steps}", f"gate.name={gate}",
+                                     f"gate.alpha={alpha}", "gate.window=500", "learner.batch_size=64"])
+            summary = run_loop(cfg, run_dir)
+            events = read_events(run_dir / "events.jsonl")
+            rate, late = achieved_rate(events), achieved_rate_by_window(events, 2)[1]
+            points.setdefault(gate, []).append((alpha, late))
+            print(f"{gate:8} {alpha:12.2f} {rate:9.3f} {late:9.3f} {summary['takeovers']:10d} "
+                  f"{summary['intervention_rate']:18.3f}")
+    if args.plot:
+        plot_alpha_sweep(args.plot, points, title=f"{args.task}, 1 robot: second half of each run")
+        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from dagger.config import ConfigError, RunConfig, load_config, to_dict
+from dagger.gates import GATES
 
 
 class UserError(Exception):
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--robots", type=int)
     start.add_argument("--operators", type=int)
     start.add_argument("--task")
-    start.add_argument("--gate")
+    start.add_argument("--gate", help=" | ".join(GATES))
     budget = start.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="fleet steps to run")
     budget.add_argument("--minutes", type=float, help="wall-clock minutes to run")

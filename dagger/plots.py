@@ -2,6 +2,7 @@
 
     plot_intervention(run_dir / "plots" / "intervention.png", {"run": (steps, rates)}, takeovers)
     plot_alpha(run_dir / "plots" / "alpha.png", steps, achieved, alpha=0.05)
+    plot_alpha_sweep(Path("alpha.png"), {"auto": [(0.01, 0.012), (0.05, 0.04)]})
     write_scalars(Path("tb"), {"fleet/intervention_rate": [(500, 0.12), (1000, 0.08)]})
 
 matplotlib and tensorboardX are imported inside the functions: importing this module costs nothing.
@@ -61,6 +62,18 @@ def plot_alpha(path: Path, steps: Sequence[float], achieved: Sequence[float], al
     ax.plot(steps, achieved, marker="o", markersize=3, label="achieved: help requests / (policy steps + requests)")
     ax.axhline(alpha, color="black", linestyle="--", label=f"target α = {alpha:g}")
     ax.set(xlabel="fleet steps", ylabel="rate", title=title, ylim=(0, None))
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_alpha_sweep(path: Path, achieved: Mapping[str, Sequence[tuple[float, float]]], title: str = "") -> None:
+    """Achieved against target α, one line per gate, with the line achieved = α."""
+    fig, ax = _pyplot().subplots(figsize=(5, 4))
+    top = max(max(a, r) for points in achieved.values() for a, r in points)
+    ax.plot([0, top], [0, top], color="black", linestyle="--", label="achieved = α")
+    for label, points in achieved.items():
+        ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    ax.set(xlabel="target α", ylabel="achieved rate", title=title)
     ax.legend()
     _save(fig, path)
 
