@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from buffers.labels import LabelBuffer
+from buffers.transitions import TransitionStore
 from dagger.allocators import FleetSignals, make_allocator
 from dagger.assignment import FleetAssigner
 from dagger.config import load_config
+from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
 from dagger.vec_tasks import VecPointObstacle
@@ -63,6 +65,9 @@ class BenchConfig:
     """the simulated operators' traits, in seconds of task time (VecPointObstacle.dt = 0.05 s per fleet step):
     reaction time, switch cost, action noise, fatigue; the published figures in teleop_devices/scripted.py.
     switch_s is 0.5 s here (the live demo's 0 is for one operator and four robots)"""
+    risk_gamma: float = 0.9
+    """discount of the safety critic (the chance of a violation soon, C.U.R.'s risk); the goal critic (fleet-thrifty's
+    td_risk = 1 − its value) uses policy.gamma 0.9999 as ThriftyDAgger does"""
     ask_threshold: float = 0.05
     """fifo: a robot asks for help when its normalised uncertainty is above this"""
     workers: int = 2
@@ -145,8 +150,11 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
     task = VecPointObstacle(cfg.robots, seed)
     labels = LabelBuffer(task.obs_dim, task.act_dim, seed)
     run_cfg = load_config(None, [f"policy.members={cfg.members}", f"policy.hidden={cfg.hidden}",
-                                 f"learner.batch_size={cfg.batch_size}", f"seed={seed}"])
+                                 f"learner.batch_size={cfg.batch_size}", f"seed={seed}",
+                                 "gate.name=thrifty"])  # the learner trains the goal critic too
     learner = Learner(run_cfg, task.obs_dim, task.act_dim, LocalEndpoint(labels))
+    safety = GoalCritic(task.obs_dim, task.act_dim, cfg.hidden, cfg.risk_gamma, seed=seed)  # reward 1 at a violation
+    violations = TransitionStore(task.obs_dim, task.act_dim)
     allocator = make_allocator(allocator_name, cfg.humans, seed=seed)
     fleet = FleetAssigner(cfg.humans, cfg.robots, cfg.min_steps, cfg.hard_reset_steps)
     operators = SimulatedOperators(cfg.operator, cfg.humans, task.dt, rng)
@@ -163,26 +171,37 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
     waiting = np.zeros(cfg.robots)
     for step in range(cfg.steps):
         obs = task.obs()
-        members = learner.policy.member_actions(obs)
+        members, (goal, violation) = learner.policy.assess(obs, (learner.policy.critic, safety))
         uncertainty = members.var(0).mean(1)  # the action box [-1, 1] has maximum variance 1
         stuck = task.stuck.copy()
         waiting = np.where((uncertainty > cfg.ask_threshold) | stuck, waiting + 1, 0)
         helped = fleet.human_of() >= 0
-        signals = FleetSignals(uncertainty, np.zeros(cfg.robots), stuck, waiting, helped, step)
+        # risk: the safety critic's pessimistic twin; td_risk: 1 − the goal critic's (pessimistic) value
+        signals = FleetSignals(uncertainty, violation.max(0), 1.0 - goal.min(0), stuck, waiting, helped, step)
         switches = fleet.assign(allocator.allocate(signals))
         work = operators.step(fleet, step, stuck, task.expert_actions())
         actions = members.mean(0)
         actions[work.acting] = work.actions[work.acting]
         labels.add(obs[work.acting], actions[work.acting].astype(np.float32))
         res = task.step(actions)
+        moving, next_obs = ~stuck, task.obs()
+        violated = res.constraint & moving
+        labels.transitions.add(obs[moving], actions[moving], res.success[moving].astype(np.float32), next_obs[moving],
+                               (res.done | violated)[moving].astype(np.float32))
+        violations.add(obs[moving], actions[moving], violated[moving].astype(np.float32), next_obs[moving],
+                       (res.done | violated)[moving].astype(np.float32))
         task.reset(res.done | work.reset_done)
         waiting[work.helped] = 0
         log.write([{"ev": "fleet_step", "t": step, "human_actions": int(work.helped.sum()), "switches": switches,
                     "violations": int((res.constraint & ~stuck).sum()), "successes": int(res.success.sum()),
                     "hard_resets": int((work.helped & stuck).sum()), "idle": int(stuck.sum()),
-                    "reacting": int(work.reacting.sum()), "reward": float(res.reward.sum())}])
+                    "reacting": int(work.reacting.sum()), "reward": float(res.reward.sum()),
+                    "risk": round(float(signals.risk.mean()), 4), "td_risk": round(float(signals.td_risk.mean()), 4)}])
         if step % cfg.update_every == 0:
             learner.train(1)
+            batch = violations.sample(cfg.batch_size, rng)
+            if batch is not None:
+                learner.policy.update_critic(batch, safety)
     log.write([{"ev": "run_end", "t": time.time(), "wall_s": time.time() - began}])
     log.close()
     return {"allocator": allocator_name, "seed": seed, **fleet_summary(read_events(run_dir / "events.jsonl")),

@@ -67,23 +67,35 @@ class EnsemblePolicy:
 
     def member_actions(self, obs: np.ndarray) -> np.ndarray:
         """[B, obs_dim] -> [K, B, act_dim] in the task's action units."""
-        with torch.no_grad():
-            y = self.net(self.norm_obs(obs)).numpy()
-        return y * self.act_std + self.act_mean
+        return self.assess(obs)[0]
 
-    def act(self, obs: np.ndarray) -> PolicyOutput:
-        x = self.norm_obs(np.asarray(obs, np.float32)[None])
+    def assess(self, obs: np.ndarray, critics: tuple[GoalCritic, ...] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One ensemble pass: the members' actions [K, B, act_dim] in action units, and each critic's twins
+        [2, B] at the mean action."""
+        x = self.norm_obs(obs)
         with torch.no_grad():
             y = self.net(x)
-        members = y[:, 0].numpy() * self.act_std + self.act_mean
-        return PolicyOutput(members.mean(0), float(members.var(0).mean()), self.version,
-                            safety=float(self.critic.safety(x, y.mean(0))[0]),
-                            p_safe=float(self.classifier.p_safe(x)[0]), train_gap=self.train_gap)
+            twins = [critic.q(x, y.mean(0)).numpy() for critic in critics]
+        return y.numpy() * self.act_std + self.act_mean, twins
+
+    def act(self, obs: np.ndarray) -> PolicyOutput:
+        obs = np.asarray(obs, np.float32)[None]
+        members, (twins,) = self.assess(obs, (self.critic,))
+        p_safe = float(self.classifier.p_safe(self.norm_obs(obs))[0])
+        return PolicyOutput(members[:, 0].mean(0), float(members[:, 0].var(0).mean()), self.version,
+                            safety=float(twins[:, 0].min()), p_safe=p_safe, train_gap=self.train_gap)
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """Normalised obs [B, obs_dim] -> the ensemble's mean action [B, act_dim], normalised, no gradient."""
         with torch.no_grad():
             return self.net(obs).mean(0)
+
+    def update_critic(self, batch: dict[str, np.ndarray], critic: GoalCritic | None = None) -> float:
+        """One Bellman step of `critic` (default: the goal critic) on transitions; the next action is π's."""
+        critic = critic or self.critic
+        obs, next_obs = self.norm_obs(batch["obs"]), self.norm_obs(batch["next_obs"])
+        return critic.update(obs, self.norm_act(batch["action"]), torch.from_numpy(batch["reward"]), next_obs,
+                             self.mean_action(next_obs), torch.from_numpy(batch["terminal"]))
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Mean squared error in normalised units; obs/act are [K, B, dim], one batch per member;

@@ -99,7 +99,7 @@ def test_bench_config_sets_operator_traits_and_names_bad_ones(capsys, tmp_path):
     from dagger.cli import main
 
     cfg = BenchConfig()
-    apply_settings(cfg, "configs/bench/fleet.yaml", ["operator.switch_s=1.0"])
+    apply_settings(cfg, "configs/bench/fleet_human.yaml", ["operator.switch_s=1.0"])
     assert (cfg.operator.reaction_s, cfg.operator.noise, cfg.operator.switch_s) == (0.25, 0.05, 1.0)
     with pytest.raises(ConfigError, match="did you mean 'operator.noise'"):
         apply_settings(BenchConfig(), None, ["operator.nois=0.1"])
@@ -180,3 +180,13 @@ def test_a_run_without_operator_traits_never_waits(tmp_path):
     run_one(dataclasses.replace(TINY, operator=exact), "cur", 0, tmp_path)
     steps = [e for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "fleet_step"]
     assert sum(e["reacting"] for e in steps) == 0 and sum(e["human_actions"] for e in steps) > 0
+
+
+def test_allocators_see_the_critics_risk_signals(tmp_path):
+    cfg = dataclasses.replace(TINY, robots=20, steps=300, update_every=1)
+    run_one(cfg, "cur", 0, tmp_path)
+    steps = [e for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "fleet_step"]
+    for signal in ("risk", "td_risk"):
+        values = np.array([e[signal] for e in steps])
+        assert ((0 <= values) & (values <= 1)).all()
+        assert values.std() > 0.01, f"{signal} never changes: the allocator does not see the critic"

@@ -8,10 +8,11 @@ from dagger.allocators.cur import CURAllocator
 from dagger.assignment import FleetAssigner
 
 
-def signals(u, r=None, c=None, wait=None, helped=None, step=100):
+def signals(u, r=None, c=None, wait=None, helped=None, step=100, td=None):
     n = len(u)
     z = np.zeros(n)
     return FleetSignals(np.asarray(u, float), z if r is None else np.asarray(r, float),
+                        z if td is None else np.asarray(td, float),
                         np.zeros(n, bool) if c is None else np.asarray(c, bool),
                         z if wait is None else np.asarray(wait, float),
                         np.zeros(n, bool) if helped is None else np.asarray(helped, bool), step)
@@ -35,8 +36,8 @@ def test_fleet_ensemble_orders_uncertainty_before_constraint():
 
 def test_fleet_thrifty_ranks_by_z_scored_novelty_and_risk():
     alloc = make_allocator("fleet-thrifty", humans=2)
-    s = signals(u=[0.1, 0.5, 0.2, 0.1], r=[0.2, 0.2, 0.9, 0.2])
-    # robot 1: 0.75 * z(novelty) 1.68 + 0.25 * z(risk) -0.58 = 1.12; robot 2: 0.75 * -0.15 + 0.25 * 1.73 = 0.32;
+    s = signals(u=[0.1, 0.5, 0.2, 0.1], td=[0.2, 0.2, 0.9, 0.2], r=[0.9, 0.0, 0.0, 0.9])  # violation risk: unused
+    # robot 1: 0.75 * z(novelty) 1.68 + 0.25 * z(td_risk) -0.58 = 1.12; robot 2: 0.75 * -0.15 + 0.25 * 1.73 = 0.32;
     # robots 0 and 3 score below the running mean and are left alone
     assert alloc.allocate(s) == [1, 2]
 

@@ -72,6 +72,24 @@ def test_goal_critic_learns_the_discounted_chance_of_success():
     assert torch.allclose(critic.safety(obs, act), expected, atol=0.03)
 
 
+def test_policy_trains_a_critic_on_stored_transitions_with_its_own_next_action():
+    """The bench's safety critic: from state A the next step violates (reward 1), from B it never does."""
+    torch.manual_seed(0)
+    policy = EnsemblePolicy(2, 1, seed=0)
+    critic = GoalCritic(2, 1, hidden=16, gamma=0.9, polyak=0.8, lr=1e-2)
+    store = TransitionStore(obs_dim=2, act_dim=1)
+    a, b = np.array([[1.0, 0.0]] * 50), np.array([[0.0, 1.0]] * 50)
+    store.add(np.r_[a, b], np.zeros((100, 1)), np.r_[np.ones(50), np.zeros(50)], np.r_[a, b],
+              np.r_[np.ones(50), np.zeros(50)])  # A: violation, terminal; B: loops back to B forever
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        batch = store.sample(64, rng)
+        assert batch is not None
+        policy.update_critic(batch, critic)
+    _, (twins,) = policy.assess(np.array([[1.0, 0.0], [0.0, 1.0]]), (critic,))
+    assert twins.max(0)[0] > 0.9 and twins.max(0)[1] < 0.1
+
+
 def test_discrepancy_classifier_separates_where_the_policy_errs():
     torch.manual_seed(0)
     clf = DiscrepancyClassifier(obs_dim=1, hidden=16, lr=1e-2)

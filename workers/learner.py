@@ -68,8 +68,8 @@ class Learner:
             self.optimizer.step()
             bc.append(loss.item())
             if transitions is not None:
-                losses["critic"].append(self._critic_step({k: v[i * batch:(i + 1) * batch]
-                                                           for k, v in transitions.items()}))
+                losses["critic"].append(self.policy.update_critic({k: v[i * batch:(i + 1) * batch]
+                                                                   for k, v in transitions.items()}))
             if held is not None and held[i].any():
                 losses["classifier"].append(self._classifier_step(obs[i][held[i]], act[i][held[i]]))
         self.policy.train_gap = float(((self._units(obs[-1, 0]) - act[-1, 0]) ** 2).sum(-1).mean())
@@ -82,12 +82,6 @@ class Learner:
         """The ensemble's mean action in the task's units, no gradient."""
         p = self.policy
         return p.mean_action(p.norm_obs(obs)) * torch.from_numpy(p.act_std) + torch.from_numpy(p.act_mean)
-
-    def _critic_step(self, t: dict[str, np.ndarray]) -> float:
-        p = self.policy
-        obs, next_obs = p.norm_obs(t["obs"]), p.norm_obs(t["next_obs"])
-        return p.critic.update(obs, p.norm_act(t["action"]), torch.from_numpy(t["reward"]), next_obs,
-                               p.mean_action(next_obs), torch.from_numpy(t["terminal"]))
 
     def _classifier_step(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Label: the current policy's action is within tau_sup of the human's in that state."""

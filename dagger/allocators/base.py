@@ -18,7 +18,8 @@ class FleetSignals:
     """What an allocator may look at, one entry per robot."""
 
     uncertainty: np.ndarray  # ensemble variance normalised by the action box's maximum variance, in [0, 1]
-    risk: np.ndarray  # probability of a future constraint violation (0 where no critic exists)
+    risk: np.ndarray  # probability of a future constraint violation (the safety critic's estimate)
+    td_risk: np.ndarray  # 1 − the goal critic's value: the chance of not reaching the goal (ThriftyDAgger's risk)
     constraint: np.ndarray  # bool: in a constraint-violating state now
     waiting_s: np.ndarray  # how long the robot has waited for help (0 if it has not asked)
     helped: np.ndarray  # bool: an operator is assigned now
