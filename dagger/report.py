@@ -153,6 +153,18 @@ def staleness(segments: list[dict], published: list[dict]) -> list[int]:
     return out
 
 
+def operator_busy_s(events: list[dict]) -> float:
+    """Operator-seconds spent on robots: each assignment until the robot's hand-back to that operator."""
+    open_at: dict[tuple[int, int], float] = {}
+    busy = 0.0
+    for e in events:
+        if e["ev"] == "operator_assigned":
+            open_at[(e["robot"], e["operator"])] = e["t"]
+        elif e["ev"] == "handback" and (e["robot"], e["operator"]) in open_at:
+            busy += e["t"] - open_at.pop((e["robot"], e["operator"]))
+    return busy
+
+
 def summarize(events: list[dict]) -> dict:
     segments = _by(events, "segment")
     episodes = _by(events, "episode_end")
@@ -165,6 +177,7 @@ def summarize(events: list[dict]) -> dict:
     queued = [e["queued_s"] for e in _by(events, "operator_assigned")]
     steps = sum(s["steps"] for s in segments)
     human_steps = sum(s["steps"] for s in segments if s["controller"] != "policy")
+    operator_s = starts[0].get("operators", 1) * duration if starts and duration else None
     return {
         "steps": steps,
         "human_steps": human_steps,
@@ -173,6 +186,9 @@ def summarize(events: list[dict]) -> dict:
         "robot_gated_takeovers": sum(t["gated"] == "robot" for t in takeovers),
         "human_gated_takeovers": sum(t["gated"] == "human" for t in takeovers),
         "takeovers_per_hour": _round(3600 * len(takeovers) / duration if duration else None, 1),
+        "mean_steps_between_interventions": _round((steps - human_steps) / len(takeovers) if takeovers else None, 1),
+        "robot_waiting_s": _round(sum(t["wait_s"] for t in takeovers), 2),
+        "human_idle_share": _round(1 - operator_busy_s(events) / operator_s if operator_s else None, 3),
         "episodes": len(episodes),
         "successes": sum(bool(e["success"]) for e in episodes),
         "autonomous_successes": sum(bool(e["success"]) and e["human_steps"] == 0 for e in episodes),

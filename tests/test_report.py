@@ -35,7 +35,7 @@ def test_staleness_counts_versions_behind_the_newest_published_at_segment_start(
 
 def test_summarize_counts_and_lag():
     events = [
-        {"ev": "run_start", "t": 0.0, "control_period_ms": 5.0},
+        {"ev": "run_start", "t": 0.0, "control_period_ms": 5.0, "operators": 2},
         {"ev": "weights_published", "t": 0.0, "version": 1, "updates": 10},
         seg(1.0, 10, robot=0, seq=0),
         seg(2.0, 5, "operator:0", robot=0, seq=1),
@@ -47,6 +47,9 @@ def test_summarize_counts_and_lag():
         {"ev": "takeover", "t": 1.6, "robot": 1, "gated": "human", "wait_s": 1.5, "latency_s": 0.03,
          "reaction_s": 0.35},
         {"ev": "episode_end", "t": 2.0, "robot": 0, "success": True, "human_steps": 5},
+        {"ev": "handback", "t": 2.0, "robot": 0, "operator": 0, "reason": "episode_end"},
+        {"ev": "handback", "t": 2.3, "robot": 1, "operator": 0, "reason": "released"},
+        {"ev": "handback", "t": 2.4, "robot": 1, "operator": 1, "reason": "released"},  # never assigned: ignored
         {"ev": "learner", "t": 3.0, "updates": 99, "loss": 0.5},
         {"ev": "run_end", "t": 3.6},
     ]
@@ -59,5 +62,8 @@ def test_summarize_counts_and_lag():
     assert s["mean_wait_for_help_s"] == 1.0
     assert s["weights_staleness_p50"] == 0.0
     assert s["takeovers_per_hour"] == 2000.0
+    assert s["mean_steps_between_interventions"] == 5.0  # 10 policy steps, 2 takeovers
+    assert s["robot_waiting_s"] == 2.0
+    assert s["human_idle_share"] == pytest.approx(1 - (0.8 + 1.0) / (2 * 3.6), abs=1e-3)
     assert (s["takeover_latency_ms_p50"], s["takeover_latency_ms_p99"]) == (20.0, pytest.approx(29.8))
     assert (s["reaction_time_s_p50"], s["queue_wait_s_p50"], s["queue_wait_s_p99"]) == (0.3, 0.3, 0.398)
