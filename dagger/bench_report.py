@@ -35,10 +35,12 @@ def _human_actions(events: list[dict]) -> list[float]:
 
 
 def _by_allocator(runs: dict[str, list[dict]]) -> dict[str, list[list[dict]]]:
+    """allocator -> its runs' events, allocators in the bench config's order."""
     per: dict[str, list[list[dict]]] = {}
     for events in runs.values():
         per.setdefault(_start(events)["allocator"], []).append(events)
-    return per
+    order = [name for events in runs.values() for name in _start(events).get("allocators", [])]
+    return dict(sorted(per.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
 def bench_summary(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
