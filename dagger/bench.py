@@ -29,6 +29,7 @@ from dagger.config import load_config
 from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
+from dagger.plots import plot_rohe
 from dagger.vec_tasks import VecPointObstacle
 from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
 from workers.learner import Learner
@@ -208,23 +209,34 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
             "wall_s": round(time.time() - began, 1)}
 
 
-def run_bench(cfg: BenchConfig, out: Path, progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every allocator × seed; writes results.csv, runs/<allocator>-<seed>/events.jsonl and plots/."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
-    jobs = [(name, seed) for name in cfg.allocators for seed in range(cfg.seeds)]
+def run_jobs(run: Callable[..., dict], jobs: list[tuple], workers: int,
+             progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """run(*job) for every job in `workers` processes; the rows as they finish."""
     rows = []
-    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-        futures = [pool.submit(run_one, cfg, name, seed, out / "runs" / f"{name}-{seed}") for name, seed in jobs]
-        for future in as_completed(futures):
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for future in as_completed([pool.submit(run, *job) for job in jobs]):
             rows.append(future.result())
             if progress is not None:
                 progress(rows[-1])
-    rows.sort(key=lambda r: (cfg.allocators.index(str(r["allocator"])), r["seed"]))
+    return rows
+
+
+def write_results(out: Path, rows: list[dict]) -> None:
+    """results.csv: one row per run, one column per metric."""
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def run_bench(cfg: BenchConfig, out: Path, progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Every allocator × seed; writes results.csv, runs/<allocator>-<seed>/events.jsonl and plots/."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
+    jobs = [(cfg, name, seed, out / "runs" / f"{name}-{seed}") for name in cfg.allocators for seed in range(cfg.seeds)]
+    rows = run_jobs(run_one, jobs, cfg.workers, progress)
+    rows.sort(key=lambda r: (cfg.allocators.index(str(r["allocator"])), r["seed"]))
+    write_results(out, rows)
     plot_bench(out, cfg)
     return rows
 
@@ -238,22 +250,18 @@ def plot_bench(out: Path, cfg: BenchConfig) -> None:
 
     (out / "plots").mkdir(exist_ok=True)
     fig, (ax_s, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
-    rohes = []
+    rohes = {}
     for name in cfg.allocators:
         runs = [read_events(out / "runs" / f"{name}-{seed}" / "events.jsonl") for seed in range(cfg.seeds)]
         successes = np.mean([cumulative(r, "successes") for r in runs], axis=0)
         humans = np.mean([cumulative(r, "human_actions") for r in runs], axis=0)
         ax_s.plot(successes, label=name)
         ax_h.plot(humans, successes, label=name)
-        rohes.append([fleet_summary(r)["rohe"] for r in runs])
+        rohes[name] = [fleet_summary(r)["rohe"] for r in runs]
     ax_s.set(xlabel="fleet step", ylabel="cumulative successes", title=f"N={cfg.robots} robots, M={cfg.humans}")
     ax_h.set(xlabel="cumulative human actions", ylabel="cumulative successes", title="return on human effort")
     ax_s.legend()
     fig.tight_layout()
     fig.savefig(out / "plots" / "cumulative.png", dpi=110)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar(cfg.allocators, [np.mean(r) for r in rohes], yerr=[np.std(r) for r in rohes], capsize=4)
-    ax.set(ylabel="ROHE (successes / 1000 human actions)", title=f"mean ± std over {cfg.seeds} seeds")
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "rohe.png", dpi=110)
-    plt.close("all")
+    plt.close(fig)
+    plot_rohe(out / "plots" / "rohe.png", rohes)

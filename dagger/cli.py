@@ -149,6 +149,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config, overrides = args.config, list(args.overrides)
     if config and "=" in config:  # no file given: the first key=value landed in the file's place
         config, overrides = None, [config, *overrides]
+    if config and "gates" in (_read_yaml(config) or {}):
+        return cmd_gate_bench(args, config, overrides)
     cfg = BenchConfig()
     apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
     unknown = [a for a in cfg.allocators if a not in ALLOCATORS]
@@ -177,6 +179,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
         mean = {k: means[name][k][0] for k in ("successes", "violations", "human_actions", "idle", "switches", "rohe")}
         table.add_row(name, *(f"{mean[k]:.0f}" for k in ("successes", "violations", "human_actions", "idle",
                                                           "switches")), f"{mean['rohe']:.1f}")
+    console.print(table)
+    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
+    return 0
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"bench config {path}: {err}") from err
+
+
+def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) -> int:
+    """A bench config with `gates:`: the live loop in-process, gates x seeds."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from dagger.config import apply_settings
+    from dagger.gate_bench import GateBenchConfig, run_config, run_gate_bench, write_gate_report
+
+    cfg = GateBenchConfig()
+    apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
+    if cfg.seeds < 1 or not cfg.gates:
+        raise UserError("bench config: need seeds >= 1 and at least one gate")
+    for gate in cfg.gates:
+        run_config(cfg, gate, 0)  # a wrong gate or run setting fails before any run starts
+    out = check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
+    console = Console()
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"{len(cfg.gates)} gates x {cfg.seeds} seeds", total=len(cfg.gates) * cfg.seeds)
+
+        def done(row: dict) -> None:
+            progress.console.print(f"{row['gate']:>15} seed {row['seed']}: intervention rate "
+                                   f"{row['intervention_rate']:.3f}, {row['takeovers']} takeovers, "
+                                   f"{row['successes']} successes, ROHE {row['rohe']:.1f} ({row['wall_s']} s)")
+            progress.advance(task)
+
+        run_gate_bench(cfg, out, progress=done)
+    means = write_gate_report(out)
+    keys = ("intervention_rate", "takeovers", "successes", "autonomous_successes", "rohe", "achieved_rate")
+    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
+    table.add_column("gate", no_wrap=True)
+    for key in keys:
+        table.add_column(key.replace("_", " "), justify="right")
+    for gate, m in means.items():
+        table.add_row(gate, *(f"{m[k][0]:.3g}" if k in m else "" for k in keys))
     console.print(table)
     console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
     return 0
@@ -213,6 +262,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     path = run_dir / "events.jsonl"
     try:
+        gate_bench = (run_dir / "bench.json").is_file() and "gates" in _read_yaml(str(run_dir / "bench.json"))
+        if (run_dir / "results.csv").is_file() and gate_bench:
+            from dagger.gate_bench import write_gate_report
+
+            bench = write_gate_report(run_dir)
+            print(json.dumps(bench, indent=2) if args.json else (run_dir / "report.md").read_text())
+            return 0
         if (run_dir / "results.csv").is_file():
             from dagger.bench_report import write_bench_report, write_bench_scalars
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 Series = tuple[Sequence[float], Sequence[float]]
 """x values, y values"""
 
@@ -75,6 +77,16 @@ def plot_alpha_sweep(path: Path, achieved: Mapping[str, Sequence[tuple[float, fl
         ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set(xlabel="target α", ylabel="achieved rate", title=title)
     ax.legend()
+    _save(fig, path)
+
+
+def plot_rohe(path: Path, rohes: Mapping[str, Sequence[float]]) -> None:
+    """ROHE per method: mean with a std error bar over its seeds."""
+    fig, ax = _pyplot().subplots(figsize=(6, 3.5))
+    names = list(rohes)
+    ax.bar(names, [np.mean(rohes[n]) for n in names], yerr=[np.std(rohes[n]) for n in names], capsize=4)
+    seeds = max(len(v) for v in rohes.values())
+    ax.set(ylabel="ROHE (successes / 1000 human actions)", title=f"mean ± std over {seeds} seeds")
     _save(fig, path)
 
 
