@@ -115,7 +115,11 @@ def write_gate_report(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
              "ROHE = 1000 · successes / (human_steps + 1); achieved_rate = help requests / (policy steps + "
              "requests) for gates with a target α. Mean ± std over seeds."]
     heads = sorted({k for m in summary.values() for k in m}, key=COLUMNS.index)
-    table = [[gate] + [f"{m[k][0]:.3g} ± {m[k][1]:.2g}" if k in m else "" for k in heads]
+    table = [[gate] + [f"{_fmt(m[k][0])} ± {_fmt(m[k][1])}" if k in m else "" for k in heads]
              for gate, m in summary.items()]
     write_pages(bench_dir, f"Gate benchmark: {bench_dir.name}", intro, ["gate", *heads], table, figures)
     return summary
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
