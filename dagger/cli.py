@@ -133,6 +133,11 @@ def cmd_start(args: argparse.Namespace) -> int:
             console.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, run_dir, board.console)
+    from dagger.events import read_events
+    from dagger.report import write_run_report
+
+    write_run_report(run_dir, read_events(run_dir / "events.jsonl"))
+    print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
     return 0
 
 

@@ -206,10 +206,6 @@ def validate(cfg: RunConfig) -> None:
         (cfg.policy.members >= 2, "policy.members", "must be at least 2 (the spread needs an ensemble)"),
         (cfg.learner.batch_size >= 1, "learner.batch_size", "must be at least 1"),
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
-        (cfg.operator.noise >= 0, "operator.noise", "must not be negative"),
-        (cfg.operator.reaction_s >= 0, "operator.reaction_s", "must not be negative"),
-        (cfg.operator.reaction_sd_s >= 0, "operator.reaction_sd_s", "must not be negative"),
-        (cfg.operator.fatigue_per_min >= 0, "operator.fatigue_per_min", "must not be negative"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]
