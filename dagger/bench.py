@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,34 +210,31 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
             "wall_s": round(time.time() - began, 1)}
 
 
-def run_jobs(run: Callable[..., dict], jobs: list[tuple], workers: int,
+def run_grid(cfg: Any, out: Path, methods: list[str], key: str, run: Callable[..., dict],
              progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """run(*job) for every job in `workers` processes; the rows as they finish."""
+    """run(cfg, method, seed, out/runs/<method>-<seed>) for every method × seed in cfg.workers processes;
+    writes out/bench.json and out/results.csv (one row per run, in method then seed order)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
     rows = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for future in as_completed([pool.submit(run, *job) for job in jobs]):
+    with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+        futures = [pool.submit(run, cfg, m, seed, out / "runs" / f"{m}-{seed}") for m in methods
+                   for seed in range(cfg.seeds)]
+        for future in as_completed(futures):
             rows.append(future.result())
             if progress is not None:
                 progress(rows[-1])
-    return rows
-
-
-def write_results(out: Path, rows: list[dict]) -> None:
-    """results.csv: one row per run, one column per metric."""
+    rows.sort(key=lambda r: (methods.index(str(r[key])), r["seed"]))
     with (out / "results.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return rows
 
 
 def run_bench(cfg: BenchConfig, out: Path, progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Every allocator × seed; writes results.csv, runs/<allocator>-<seed>/events.jsonl and plots/."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
-    jobs = [(cfg, name, seed, out / "runs" / f"{name}-{seed}") for name in cfg.allocators for seed in range(cfg.seeds)]
-    rows = run_jobs(run_one, jobs, cfg.workers, progress)
-    rows.sort(key=lambda r: (cfg.allocators.index(str(r["allocator"])), r["seed"]))
-    write_results(out, rows)
+    rows = run_grid(cfg, out, cfg.allocators, "allocator", run_one, progress)
     plot_bench(out, cfg)
     return rows
 

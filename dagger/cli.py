@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,6 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from dagger.allocators import ALLOCATORS
@@ -162,19 +161,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown or cfg.seeds < 1 or cfg.humans < 1 or cfg.robots < cfg.humans:
         raise UserError(f"bench config: unknown allocators {unknown}" if unknown else
                         "bench config: need seeds >= 1 and 1 <= humans <= robots")
-    out = check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
-    console = Console()
-    with Progress(console=console) as progress:
-        runs = len(cfg.allocators) * cfg.seeds
-        task = progress.add_task(f"{len(cfg.allocators)} allocators x {cfg.seeds} seeds", total=runs)
-
-        def done(row: dict) -> None:
-            progress.console.print(f"{row['allocator']:>15} seed {row['seed']}: {row['successes']:.0f} successes, "
-                                   f"{row['human_actions']:.0f} human actions, ROHE {row['rohe']:.1f} "
-                                   f"({row['wall_s']} s)")
-            progress.advance(task)
-
-        run_bench(cfg, out, progress=done)
+    out = _bench_out(args)
+    console = _with_progress(
+        f"{len(cfg.allocators)} allocators x {cfg.seeds} seeds", len(cfg.allocators) * cfg.seeds,
+        lambda done: run_bench(cfg, out, progress=done),
+        lambda row: (f"{row['allocator']:>15} seed {row['seed']}: {row['successes']:.0f} successes, "
+                     f"{row['human_actions']:.0f} human actions, ROHE {row['rohe']:.1f} ({row['wall_s']} s)"))
     means = write_bench_report(out)
     table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
     table.add_column("allocator", no_wrap=True)
@@ -189,6 +181,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_out(args: argparse.Namespace) -> Path:
+    return check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
+
+
+def _with_progress(title: str, total: int, run: Callable[[Callable[[dict], None]], object],
+                   line: Callable[[dict], str]) -> Any:
+    """Calls run(done) under a progress bar; done(row) prints line(row) and advances it. Returns the console."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console()
+    with Progress(console=console) as progress:
+        task = progress.add_task(title, total=total)
+
+        def done(row: dict) -> None:
+            progress.console.print(line(row))
+            progress.advance(task)
+
+        run(done)
+    return console
+
+
 def _read_yaml(path: str) -> Any:
     try:
         return yaml.safe_load(Path(path).read_text())
@@ -198,8 +212,6 @@ def _read_yaml(path: str) -> Any:
 
 def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) -> int:
     """A bench config with `gates:`: the live loop in-process, gates x seeds."""
-    from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from dagger.config import apply_settings
@@ -211,18 +223,13 @@ def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) 
         raise UserError("bench config: need seeds >= 1 and at least one gate")
     for gate in cfg.gates:
         run_config(cfg, gate, 0)  # a wrong gate or run setting fails before any run starts
-    out = check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
-    console = Console()
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"{len(cfg.gates)} gates x {cfg.seeds} seeds", total=len(cfg.gates) * cfg.seeds)
-
-        def done(row: dict) -> None:
-            progress.console.print(f"{row['gate']:>15} seed {row['seed']}: intervention rate "
-                                   f"{row['intervention_rate']:.3f}, {row['takeovers']} takeovers, "
-                                   f"{row['successes']} successes, ROHE {row['rohe']:.1f} ({row['wall_s']} s)")
-            progress.advance(task)
-
-        run_gate_bench(cfg, out, progress=done)
+    out = _bench_out(args)
+    console = _with_progress(
+        f"{len(cfg.gates)} gates x {cfg.seeds} seeds", len(cfg.gates) * cfg.seeds,
+        lambda done: run_gate_bench(cfg, out, progress=done),
+        lambda row: (f"{row['gate']:>15} seed {row['seed']}: intervention rate {row['intervention_rate']:.3f}, "
+                     f"{row['takeovers']} takeovers, {row['successes']} successes, ROHE {row['rohe']:.1f} "
+                     f"({row['wall_s']} s)"))
     means = write_gate_report(out)
     keys = ("intervention_rate", "takeovers", "successes", "autonomous_successes", "rohe", "achieved_rate")
     table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")

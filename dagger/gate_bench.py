@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dagger.bench import run_jobs, write_results
+from dagger.bench import run_grid
 from dagger.config import RunConfig, load_config
 from dagger.events import read_events
 from dagger.fleet_metrics import rohe
@@ -68,13 +68,7 @@ def run_gate(cfg: GateBenchConfig, gate: str, seed: int, run_dir: Path) -> dict[
 
 def run_gate_bench(cfg: GateBenchConfig, out: Path, progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Every gate × seed; writes bench.json, results.csv and runs/<gate>-<seed>/ (then see write_gate_report)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
-    jobs = [(cfg, gate, seed, out / "runs" / f"{gate}-{seed}") for gate in cfg.gates for seed in range(cfg.seeds)]
-    rows = run_jobs(run_gate, jobs, cfg.workers, progress)
-    rows.sort(key=lambda r: (cfg.gates.index(str(r["gate"])), r["seed"]))
-    write_results(out, rows)
-    return rows
+    return run_grid(cfg, out, cfg.gates, "gate", run_gate, progress)
 
 
 def gate_runs(bench_dir: Path) -> dict[str, list[list[dict]]]:
