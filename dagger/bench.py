@@ -176,10 +176,12 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
         members, (goal, violation) = learner.policy.assess(obs, (learner.policy.critic, safety))
         uncertainty = members.var(0).mean(1)  # the action box [-1, 1] has maximum variance 1
         stuck = task.stuck.copy()
-        waiting = np.where((uncertainty > cfg.ask_threshold) | stuck, waiting + 1, 0)
+        asking = (uncertainty > cfg.ask_threshold) | stuck
+        waiting = np.where(asking, waiting + 1, 0)
         helped = fleet.human_of() >= 0
         # risk: the safety critic's pessimistic twin; td_risk: 1 − the goal critic's (pessimistic) value
-        signals = FleetSignals(uncertainty, violation.max(0), 1.0 - goal.min(0), stuck, waiting, helped, step)
+        signals = FleetSignals(uncertainty, violation.max(0), 1.0 - goal.min(0), stuck, waiting, helped, step,
+                               urgency=np.where(asking, uncertainty / cfg.ask_threshold, 0.0))
         switches = fleet.assign(allocator.allocate(signals))
         work = operators.step(fleet, step, stuck, task.expert_actions())
         actions = members.mean(0)

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from dagger.allocators import ALLOCATORS
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -73,8 +74,11 @@ class RunConfig:
     """wall-clock length of the run (0: use steps)"""
     seed: int = 0
     """seeds tasks, policy initialisation, gates and operators"""
+    allocator: str = "priority"
+    """which waiting robot an operator serves next: priority | fifo | cur | fleet-ensemble | fleet-thrifty | random
+    (dagger.allocators; robots an allocator leaves out are served after, longest waiting first)"""
     aging_s: float = 2.0
-    """allocation: a waiting robot gains one unit of priority (score / threshold) per aging_s seconds
+    """priority allocator: a waiting robot gains one unit of priority (score / threshold) per aging_s seconds
     (0: strict order by score, then waiting time)"""
     demos: int = 3
     """scripted-expert demonstration episodes the policy starts from"""
@@ -183,7 +187,8 @@ def validate(cfg: RunConfig) -> None:
     from dagger.tasks import TASKS
 
     names: list[tuple[str, str, list[str]]] = [("task", cfg.task, sorted(TASKS)),
-                                               ("gate.name", cfg.gate.name, sorted(GATES))]
+                                               ("gate.name", cfg.gate.name, sorted(GATES)),
+                                               ("allocator", cfg.allocator, sorted(ALLOCATORS))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
     names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
     for key, value, valid in names:

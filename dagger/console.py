@@ -96,11 +96,11 @@ class OperatorConsole:
         x, y, w, _ = rect
         self.panel(rect, "help queue")
         columns = (x + 10, x + 70, x + 180, x + 250)
-        for col, head in zip(columns, ("robot", "reason", "waiting", "priority"), strict=True):
+        for col, head in zip(columns, ("robot", "reason", "waiting", "urgency"), strict=True):
             self.text(head, (col, y + 32), DIM, self.small)
         row = y + 52
         for q in status.get("queue", [])[:14]:
-            cells = (str(q["robot"]), q["reason"], f"{q['waiting_s']:.1f} s", f"{q['priority']:.2f}")
+            cells = (str(q["robot"]), q["reason"], f"{q['waiting_s']:.1f} s", f"{q['urgency']:.2f}")
             for col, cell in zip(columns, cells, strict=True):
                 self.text(cell, (col, row), STATE_COLOR["waiting"])
             row += 22

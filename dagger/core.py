@@ -1,7 +1,8 @@
 """The vocabulary of the loop: the few protocols every component implements.
 
-A robot steps a Task with a Policy; a Gate decides when it asks for help; an Allocator orders
-the robots waiting for help; an operator's TeleopDevice supplies actions while it is in control.
+A robot steps a Task with a Policy; a Gate decides when it asks for help; an allocator
+(dagger.allocators) orders the robots waiting for help; an operator's TeleopDevice supplies
+actions while it is in control.
 """
 
 from __future__ import annotations
@@ -113,19 +114,10 @@ class TeleopDevice(Protocol):
 
 @dataclass(order=True)
 class HelpRequest:
-    """A robot asking for an operator; allocators order these."""
+    """A robot waiting for an operator, as the supervisor keeps it (allocators see FleetSignals)."""
 
     robot: int
     t_requested: float
-    score: float = 0.0  # the gate's score when asking (higher = more urgent)
+    score: float = 0.0  # the gate's score over its threshold when asking: the urgency (higher = more urgent)
     reason: str = "novelty"  # novelty | human | random
     meta: dict = field(default_factory=dict, compare=False)
-
-
-class Allocator(Protocol):
-    """Orders waiting robots; operators go to the front of the list.
-
-        order = allocator.order(requests, now)   # robot ids, most urgent first
-    """
-
-    def order(self, requests: list[HelpRequest], now: float) -> list[int]: ...

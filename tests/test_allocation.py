@@ -1,24 +1,24 @@
-from dagger.allocation import FifoAllocator, PriorityAllocator
-from dagger.core import HelpRequest
+import pytest
+
+from dagger.allocators import make_allocator
+from tests.test_fleet_allocation import signals
+
+# robots 0-3 asked 3, 1, 2 and 4 s ago with urgency 1.1, 3.0, 3.0, 1.0; robot 4 has not asked
+ASKED = signals(u=[0.1] * 5, wait=[3.0, 1.0, 2.0, 4.0, 0.0], urgency=[1.1, 3.0, 3.0, 1.0, 0.0])
 
 
-def requests():
-    return [HelpRequest(0, t_requested=10.0, score=1.1), HelpRequest(1, t_requested=12.0, score=3.0),
-            HelpRequest(2, t_requested=11.0, score=3.0), HelpRequest(3, t_requested=9.0, score=1.0)]
-
-
-def test_priority_is_score_then_waiting_time():
-    assert PriorityAllocator().order(requests(), now=13.0) == [2, 1, 0, 3]
+def test_priority_is_urgency_then_waiting_time():
+    assert make_allocator("priority", 1, aging_s=0.0).allocate(ASKED) == [2, 1, 0, 3]
 
 
 def test_aging_lets_a_long_waiting_robot_overtake():
-    # one unit of score per second waited: robot 3 (1.0, asked at 9) ties robot 2 (3.0, asked at 11)
-    # and wins on waiting time; robot 0 (1.1, asked at 10) overtakes robot 1 (3.0, asked at 12)
-    assert PriorityAllocator(aging_s=1.0).order(requests(), now=13.0) == [3, 2, 0, 1]
+    # one unit of urgency per second waited: robot 3 (1.0, waited 4 s) ties robot 2 (3.0, waited 2 s)
+    # and wins on waiting time; robot 0 (1.1, waited 3 s) overtakes robot 1 (3.0, waited 1 s)
+    assert make_allocator("priority", 1, aging_s=1.0).allocate(ASKED) == [3, 2, 0, 1]
 
 
 def test_fifo():
-    assert FifoAllocator().order(requests(), now=13.0) == [3, 0, 2, 1]
+    assert make_allocator("fifo", 1).allocate(ASKED) == [3, 0, 2, 1]
 
 
 def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
@@ -49,3 +49,37 @@ def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
                          {**ask, "t": 2.0, "reason": "skipped"})
     assert skipped == [(0, 0)]  # not offered straight back
     assert robot_says(1, {**ask, "t": 3.0, "score": 0.1}) == [(0, 0), (1, 0)]  # the next one comes
+
+
+def supervisor_with_waiting(tmp_path, allocator, asks):
+    """A supervisor whose robots asked for help (robot, t, score, uncertainty), before any operator is free."""
+    from dagger.events import EventLog
+    from tests.conftest import point_config
+    from workers.buffer import BufferWorker
+    from workers.robot import RobotWorker
+    from workers.supervisor import Supervisor
+    from workers.transport import LocalEndpoint
+
+    cfg = point_config(f"robots={len(asks)}", f"allocator={allocator}")
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(len(asks))]
+    sup = Supervisor(cfg, robots, buffer, None, EventLog(tmp_path / "events.jsonl"), clock=lambda: 10.0)
+    for robot, t, score, uncertainty in asks:
+        sup.handle({"events": [{"ev": "help_requested", "robot": robot, "t": t, "score": score, "threshold": 1.0,
+                                "reason": "ensemble"}], "states": [],
+                    "status": {"robot": robot, "steps": 0, "uncertainty": uncertainty}})
+    return sup
+
+
+@pytest.mark.parametrize("allocator, order", [("priority", [1, 0, 2]), ("fifo", [0, 2, 1]),
+                                              ("fleet-ensemble", [2, 1, 0])])
+def test_the_live_queue_takes_any_fleet_allocator(tmp_path, allocator, order):
+    # (robot, asked at, urgency, spread); priority with aging 2 s: 1 + 9/2, 9 + 1/2, 2 + 5/2
+    asks = [(0, 1.0, 1.0, 0.06), (1, 9.0, 9.0, 0.07), (2, 5.0, 2.0, 0.5)]
+    assert supervisor_with_waiting(tmp_path, allocator, asks).queue(now=10.0) == order
+
+
+def test_robots_an_allocator_leaves_alone_are_still_served(tmp_path):
+    # C.U.R. zeroes uncertainty below 0.05: it ranks no robot here; the queue falls back to waiting time
+    asks = [(0, 3.0, 1.0, 0.01), (1, 2.0, 1.0, 0.02)]
+    assert supervisor_with_waiting(tmp_path, "cur", asks).queue(now=10.0) == [1, 0]

@@ -19,8 +19,8 @@ def status(queue):
                             "age_s": 0.004, "deadman": True}}}
 
 
-QUEUE = [{"robot": 1, "reason": "novelty", "waiting_s": 2.5, "priority": 3.1},
-         {"robot": 2, "reason": "stale_input", "waiting_s": 0.4, "priority": 1.2}]
+QUEUE = [{"robot": 1, "reason": "novelty", "waiting_s": 2.5, "urgency": 3.1},
+         {"robot": 2, "reason": "stale_input", "waiting_s": 0.4, "urgency": 1.2}]
 
 
 def queue_pixels(path):

@@ -8,14 +8,15 @@ from dagger.allocators.cur import CURAllocator
 from dagger.assignment import FleetAssigner
 
 
-def signals(u, r=None, c=None, wait=None, helped=None, step=100, td=None):
+def signals(u, r=None, c=None, wait=None, helped=None, step=100, td=None, urgency=None):
     n = len(u)
     z = np.zeros(n)
     return FleetSignals(np.asarray(u, float), z if r is None else np.asarray(r, float),
                         z if td is None else np.asarray(td, float),
                         np.zeros(n, bool) if c is None else np.asarray(c, bool),
                         z if wait is None else np.asarray(wait, float),
-                        np.zeros(n, bool) if helped is None else np.asarray(helped, bool), step)
+                        np.zeros(n, bool) if helped is None else np.asarray(helped, bool), step,
+                        z if urgency is None else np.asarray(urgency, float))
 
 
 def test_cur_puts_a_violating_robot_first_then_uncertainty_then_risk():

@@ -73,7 +73,7 @@ class RobotWorker:
         self.total_steps = 0
         self.episodes = 0
         self.successes = 0
-        self.last_spread = 0.0
+        self.last_spread, self.last_safety, self.last_constraint = 0.0, 1.0, False
         self.frame_every_s, self.last_frame = 0.0, 0.0
         self.frame: np.ndarray | None = None
         self.stopped = threading.Event()
@@ -111,6 +111,7 @@ class RobotWorker:
             states, self.states = self.states, []
         frame, self.frame = self.frame, None
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
+                  "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
         return {"events": events, "states": states, "status": status, "frame": frame}
@@ -206,7 +207,7 @@ class RobotWorker:
 
     def _autonomous_step(self) -> None:
         out = self.policy.act(self.obs)
-        self.last_spread = out.spread
+        self.last_spread, self.last_safety = out.spread, out.safety
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
         elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
@@ -244,7 +245,7 @@ class RobotWorker:
     def _operator_step(self) -> None:
         assert self.operator is not None
         out = self.policy.act(self.obs)
-        self.last_spread = out.spread
+        self.last_spread, self.last_safety = out.spread, out.safety
         now = self.clock()
         if isinstance(self.operator, RemoteOperator):
             reading = self.operator.read(now)
@@ -290,7 +291,7 @@ class RobotWorker:
 
     def _step(self, action: np.ndarray, out: PolicyOutput) -> bool:
         res: StepResult = self.task.step(action)
-        self.last_action = self.task.clip(action)
+        self.last_action, self.last_constraint = self.task.clip(action), bool(res.constraint)
         now = self.clock()
         self.steps.append({
             "obs": self.obs, "action": self.last_action, "policy_action": out.action,

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dagger.allocation import PriorityAllocator
+import numpy as np
+
+from dagger.allocators import FleetSignals, make_allocator
 from dagger.config import RunConfig
 from dagger.core import HelpRequest
 from dagger.events import EventLog
@@ -33,7 +35,8 @@ class Supervisor:
         self.restart = restart
         self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
         self.stats = stats or LiveStats()
-        self.allocator = PriorityAllocator(cfg.aging_s)
+        self.allocator = make_allocator(cfg.allocator, cfg.operators, cfg.seed,
+                                        **({"aging_s": cfg.aging_s} if cfg.allocator == "priority" else {}))
         gate = make_gate(cfg.gate)
         self.fleet_gate = gate if isinstance(gate, AutoGate) else None  # tuned from every robot's states
         self.waiting: dict[int, HelpRequest] = {}
@@ -65,9 +68,8 @@ class Supervisor:
         self.forward_weights()
         self.allocate()
         now = self.clock()
-        queue = [self.waiting[robot] for robot in self.allocator.order(list(self.waiting.values()), now)]
-        self.status["queue"] = [{"robot": r.robot, "reason": r.reason, "waiting_s": now - r.t_requested,
-                                 "priority": self.allocator.priority(r, now)} for r in queue]
+        self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
+                                 "waiting_s": now - self.waiting[r].t_requested} for r in self.queue(now)]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
@@ -136,7 +138,7 @@ class Supervisor:
         now = self.clock()
         free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention
                 and (self.station is None or op not in self.station.devices or self.station.available(op))]
-        for robot in self.allocator.order(list(self.waiting.values()), now):
+        for robot in self.queue(now):
             op = next((o for o in free if self.skipped.get(o) != robot), None)
             if op is None:
                 continue
@@ -153,6 +155,28 @@ class Supervisor:
                 self.station.assign(op, robot)
             self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
                           "queued_s": now - request.t_requested, "strain": strain, "switching": switching}])
+
+    def signals(self, now: float) -> FleetSignals:
+        """Every robot's latest signals, as the fleet allocators read them."""
+        n = len(self.robots)
+        status = [self.status["robots"].get(r, {}) for r in range(n)]
+        waiting = [self.waiting.get(r) for r in range(n)]
+        served = set().union(*self.serving.values())
+        return FleetSignals(
+            uncertainty=np.array([s.get("uncertainty", 0.0) for s in status]),
+            risk=np.zeros(n),  # no violation critic in the live loop
+            td_risk=1.0 - np.array([s.get("safety", 1.0) for s in status]),
+            constraint=np.array([bool(s.get("constraint", False)) for s in status]),
+            waiting_s=np.array([0.0 if w is None else now - w.t_requested for w in waiting]),
+            helped=np.array([r in served for r in range(n)]), step=self.steps,
+            urgency=np.array([0.0 if w is None else w.score for w in waiting]))
+
+    def queue(self, now: float) -> list[int]:
+        """Waiting robots in the allocator's order; those it leaves out follow, longest waiting first, since a
+        robot that asked holds still until someone serves it."""
+        ranked = [r for r in self.allocator.allocate(self.signals(now)) if r in self.waiting]
+        rest = sorted(set(self.waiting) - set(ranked), key=lambda r: (self.waiting[r].t_requested, r))
+        return ranked + rest
 
     def strain(self, op: int, now: float) -> float:
         """Fatigue factor of a simulated operator: grows with continuous work, resets after a rest."""

@@ -1,7 +1,7 @@
 """Fleet allocators (Fleet-DAgger / Interactive Fleet Learning): which robots get the operators.
 
-    allocator = make_allocator("cur", humans=10)
-    order = allocator.allocate(signals)          # see base.FleetSignals
+    allocator = make_allocator("cur", humans=10)       # options go to the class (priority: aging_s)
+    order = allocator.allocate(signals)                # see base.FleetSignals
 
 A new allocator is one file with one class registered in ALLOCATORS.
 """
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from dagger.allocators.base import FleetAllocator, FleetSignals
 from dagger.allocators.cur import CURAllocator, FleetEnsembleAllocator
+from dagger.allocators.priority import PriorityAllocator
 from dagger.allocators.simple import FifoAllocator, RandomAllocator
 from dagger.allocators.thrifty import FleetThriftyAllocator
 
@@ -21,13 +22,14 @@ ALLOCATORS: dict[str, Callable[..., FleetAllocator]] = {
     "fleet-thrifty": FleetThriftyAllocator,
     "cur": CURAllocator,
     "fifo": FifoAllocator,
+    "priority": PriorityAllocator,
 }
 
 
-def make_allocator(name: str, humans: int, seed: int = 0) -> FleetAllocator:
+def make_allocator(name: str, humans: int, seed: int = 0, **options: float) -> FleetAllocator:
     if name not in ALLOCATORS:
         raise ValueError(f"unknown allocator {name!r}; choose one of {sorted(ALLOCATORS)}")
-    return ALLOCATORS[name](humans, seed=seed)
+    return ALLOCATORS[name](humans, seed=seed, **options)
 
 
 __all__ = ["ALLOCATORS", "FleetAllocator", "FleetSignals", "make_allocator"]

@@ -1,4 +1,5 @@
-"""The Fleet-DAgger allocator interface: per-robot signals in, robots by priority out.
+"""The Fleet-DAgger allocator interface: per-robot signals in, robots by priority out. The fleet benchmark
+and the live loop's help queue (workers/supervisor.py) both use it.
 
     order = allocator.allocate(signals)     # robot indices, most urgent first; may be shorter than N,
                                             # so operators can stay idle when no robot needs help
@@ -24,6 +25,7 @@ class FleetSignals:
     waiting_s: np.ndarray  # how long the robot has waited for help (0 if it has not asked)
     helped: np.ndarray  # bool: an operator is assigned now
     step: int  # fleet step, for warm-up rules
+    urgency: np.ndarray  # the gate's score over its threshold when the robot asked (0 if it has not)
 
     def __len__(self) -> int:
         return len(self.uncertainty)
