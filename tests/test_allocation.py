@@ -83,3 +83,16 @@ def test_robots_an_allocator_leaves_alone_are_still_served(tmp_path):
     # C.U.R. zeroes uncertainty below 0.05: it ranks no robot here; the queue falls back to waiting time
     asks = [(0, 3.0, 1.0, 0.01), (1, 2.0, 1.0, 0.02)]
     assert supervisor_with_waiting(tmp_path, "cur", asks).queue(now=10.0) == [1, 0]
+
+
+def test_one_poll_asks_the_allocator_once_and_queues_the_rest_in_its_order(tmp_path):
+    from workers.learner import Learner
+    from workers.transport import LocalEndpoint
+
+    asks = [(0, 1.0, 1.0, 0.06), (1, 9.0, 9.0, 0.07), (2, 5.0, 2.0, 0.5)]
+    sup = supervisor_with_waiting(tmp_path, "fleet-thrifty", asks)
+    sup.learner = LocalEndpoint(Learner(sup.cfg, 6, 2, sup.buffer))
+    sup.poll()
+    # fleet-thrifty keeps running z-scores: one allocation round adds every robot's signals once
+    assert sup.allocator.novelty.count == len(asks)
+    assert [q["robot"] for q in sup.status["queue"]] == sup.unserved and len(sup.unserved) == len(asks) - 1

@@ -40,6 +40,7 @@ class Supervisor:
         gate = make_gate(cfg.gate)
         self.fleet_gate = gate if isinstance(gate, AutoGate) else None  # tuned from every robot's states
         self.waiting: dict[int, HelpRequest] = {}
+        self.unserved: list[int] = []  # waiting robots still unassigned after the last allocation, in its order
         self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
         self.fatigue = Fatigue(cfg.operator, cfg.operators, clock())
         self.free_since = self.fatigue.free_since  # operator -> when it last became idle (NaN: working)
@@ -69,7 +70,7 @@ class Supervisor:
         self.allocate()
         now = self.clock()
         self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
-                                 "waiting_s": now - self.waiting[r].t_requested} for r in self.queue(now)]
+                                 "waiting_s": now - self.waiting[r].t_requested} for r in self.unserved]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
@@ -138,7 +139,8 @@ class Supervisor:
         now = self.clock()
         free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention
                 and (self.station is None or op not in self.station.devices or self.station.available(op))]
-        for robot in self.queue(now):
+        order = self.queue(now)  # once per round: allocators may keep state (running z-scores, a random stream)
+        for robot in order:
             op = next((o for o in free if self.skipped.get(o) != robot), None)
             if op is None:
                 continue
@@ -155,6 +157,7 @@ class Supervisor:
                 self.station.assign(op, robot)
             self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
                           "queued_s": now - request.t_requested, "strain": strain, "switching": switching}])
+        self.unserved = [r for r in order if r in self.waiting]
 
     def signals(self, now: float) -> FleetSignals:
         """Every robot's latest signals, as the fleet allocators read them."""
