@@ -188,12 +188,12 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
         actions[work.acting] = work.actions[work.acting]
         labels.add(obs[work.acting], actions[work.acting].astype(np.float32))
         res = task.step(actions)
-        moving, next_obs = ~stuck, task.obs()
+        moving = ~stuck
         violated = res.constraint & moving
-        labels.transitions.add(obs[moving], actions[moving], res.success[moving].astype(np.float32), next_obs[moving],
-                               (res.done | violated)[moving].astype(np.float32))
-        violations.add(obs[moving], actions[moving], violated[moving].astype(np.float32), next_obs[moving],
-                       (res.done | violated)[moving].astype(np.float32))
+        before, taken, after = obs[moving], actions[moving], task.obs()[moving]
+        ends = (res.done | violated)[moving].astype(np.float32)
+        labels.transitions.add(before, taken, res.success[moving].astype(np.float32), after, ends)
+        violations.add(before, taken, violated[moving].astype(np.float32), after, ends)
         task.reset(res.done | work.reset_done)
         waiting[work.helped] = 0
         log.write([{"ev": "fleet_step", "t": step, "human_actions": int(work.helped.sum()), "switches": switches,

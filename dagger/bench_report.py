@@ -43,14 +43,15 @@ def _by_allocator(runs: dict[str, list[dict]]) -> dict[str, list[list[dict]]]:
     return dict(sorted(per.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
+def mean_std(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[float]]:
+    """metric -> [mean, std] over rows (one row per seed)."""
+    return {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))] for k in keys}
+
+
 def bench_summary(runs: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
     """allocator -> metric -> [mean, std] over seeds."""
-    summary = {}
-    for name, seeds in _by_allocator(runs).items():
-        rows = [{**fleet_summary(events), **fleet_summary(events, "ifl")} for events in seeds]
-        summary[name] = {k: [float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))]
-                         for k in COLUMNS}
-    return summary
+    return {name: mean_std([{**fleet_summary(events), **fleet_summary(events, "ifl")} for events in seeds], COLUMNS)
+            for name, seeds in _by_allocator(runs).items()}
 
 
 def intervention_by_window(events: list[dict], windows: int = WINDOWS) -> list[float]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dagger.bench import run_grid
+from dagger.bench_report import mean_std
 from dagger.config import RunConfig, load_config
 from dagger.events import read_events
 from dagger.fleet_metrics import rohe
@@ -87,8 +88,7 @@ def write_gate_report(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
     if not runs:
         raise ValueError(f"{bench_dir}: no runs/*/events.jsonl to report on")
     rows = {gate: [gate_row(gate, i, events) for i, events in enumerate(seeds)] for gate, seeds in runs.items()}
-    summary = {gate: {k: [float(np.mean([r[k] for r in rs])), float(np.std([r[k] for r in rs]))]
-                      for k in COLUMNS if rs[0][k] is not None} for gate, rs in rows.items()}
+    summary = {gate: mean_std(rs, tuple(k for k in COLUMNS if rs[0][k] is not None)) for gate, rs in rows.items()}
     plots = bench_dir / "plots"
     rates = {}
     for gate, seeds in runs.items():
