@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-import os
+import atexit
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -84,12 +85,15 @@ class ReacherTask:
     links = (0.1, 0.11)  # upper arm and forearm (body pos of body1 and fingertip in reacher.xml)
 
     def __init__(self) -> None:
+        from dagger.gl import configure_gl
+
+        self.gl_backend = configure_gl()  # before mujoco is imported: it reads MUJOCO_GL once, at import
+
         import gymnasium as gym
 
-        if not os.environ.get("DISPLAY"):  # headless: MuJoCo's software renderer (Debian package libosmesa6)
-            os.environ.setdefault("MUJOCO_GL", "osmesa")
-            os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-        self.env = gym.make("Reacher-v5", render_mode="rgb_array", width=FRAME_SHAPE[1], height=FRAME_SHAPE[0])
+        render_mode = "rgb_array" if self.gl_backend else None  # no GL: never build a renderer
+        self.env = gym.make("Reacher-v5", render_mode=render_mode, width=FRAME_SHAPE[1], height=FRAME_SHAPE[0])
+        self.closes_at_exit = False
         sim: Any = self.env.unwrapped
         self.sim = sim
         self.dt = float(sim.dt)
@@ -124,8 +128,22 @@ class ReacherTask:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
 
     def render(self) -> np.ndarray:
-        """The default camera, offscreen (about 3 ms a frame with osmesa)."""
-        return np.asarray(self.env.render(), np.uint8)
+        """The default camera, offscreen (a few ms a frame with Mesa on the CPU)."""
+        if self.gl_backend is None:  # the robot worker turns this into a render_failed event
+            raise RuntimeError("no OpenGL backend for MuJoCo (tried egl, osmesa; or MUJOCO_GL disables it)")
+        frame = np.asarray(self.env.render(), np.uint8)
+        if not self.closes_at_exit:
+            # The first render made the GL context, and mujoco's EGL registered eglTerminate at exit; hooks
+            # run last-in first-out, so this one frees the context before that (else tracebacks at exit).
+            atexit.register(_close_if_alive, weakref.ref(self.env))
+            self.closes_at_exit = True
+        return frame
+
+
+def _close_if_alive(env_ref: weakref.ref[Any]) -> None:
+    env = env_ref()  # a weak reference: the hook must not keep every task ever made alive
+    if env is not None:
+        env.close()
 
 
 TASKS: dict[str, Callable[[], Task]] = {"point": PointTask, "reacher": ReacherTask}
