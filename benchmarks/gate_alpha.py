@@ -14,10 +14,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from dagger.app.plots import plot_alpha_sweep
 from dagger.config import load_config
 from dagger.events import read_events
-from dagger.plots import plot_alpha_sweep
-from dagger.report import achieved_rate, achieved_rate_by_window
+from dagger.metrics import achieved_rate, achieved_rate_by_window
 from workers.launch import run_loop
 
 GATES, ALPHAS = ("auto", "thrifty"), (0.01, 0.05, 0.1)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from dagger.allocators import ALLOCATORS
+from dagger.evaluation import MAX_RUN_SEED
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -58,6 +59,19 @@ class LearnerConfig:
     """share of each batch drawn from intervention steps (0: uniform over labels; IWR uses 0.5)"""
     max_updates_per_s: float = 1000.0
     """cap on the training rate so the learner leaves CPU to the robots (0: no cap)"""
+    checkpoint_every: int = 20
+    """write RUN_DIR/checkpoints/ every this many published versions, and at the end (0: only at the end)"""
+    checkpoint_keep: int = 3
+    """how many checkpoint files to keep (the newest)"""
+
+
+@dataclass
+class EvalConfig:
+    every_versions: int = 25
+    """evaluate the policy alone every this many published versions during the run (0: never); an `eval` event
+    each, for the learning curve in the report"""
+    episodes: int = 20
+    """episodes per evaluation (the same seeds each time, none of them a training seed)"""
 
 
 @dataclass
@@ -86,9 +100,13 @@ class RunConfig:
     """where the run is written (default: runs/<timestamp>)"""
     address: str = ""
     """Ray cluster to join (default: RAY_ADDRESS, else an embedded local Ray)"""
+    init_from: str = ""
+    """start from this checkpoint's policy (a checkpoint file, checkpoints dir or run dir) instead of cloning
+    the demonstrations from scratch"""
     gate: GateConfig = field(default_factory=GateConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -196,6 +214,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, valid)}")
     checks = [
         (cfg.robots >= 1, "robots", "must be at least 1"),
+        (0 <= cfg.seed < MAX_RUN_SEED, "seed", f"must be in [0, {MAX_RUN_SEED}) (evaluation seeds lie above)"),
         (cfg.operators >= 1, "operators", "must be at least 1"),
         (cfg.steps >= 1, "steps", "must be at least 1"),
         (cfg.minutes >= 0, "minutes", "must not be negative"),
@@ -211,6 +230,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.policy.members >= 2, "policy.members", "must be at least 2 (the spread needs an ensemble)"),
         (cfg.learner.batch_size >= 1, "learner.batch_size", "must be at least 1"),
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
+        (cfg.learner.checkpoint_every >= 0, "learner.checkpoint_every", "must not be negative"),
+        (cfg.learner.checkpoint_keep >= 1, "learner.checkpoint_keep", "must be at least 1"),
+        (cfg.eval.every_versions >= 0, "eval.every_versions", "must not be negative"),
+        (cfg.eval.episodes >= 1, "eval.episodes", "must be at least 1"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]

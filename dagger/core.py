@@ -1,8 +1,8 @@
 """The vocabulary of the loop: the few protocols every component implements.
 
 A robot steps a Task with a Policy; a Gate decides when it asks for help; an allocator
-(dagger.allocators) orders the robots waiting for help; an operator's TeleopDevice supplies
-actions while it is in control.
+(dagger.allocators) orders the robots waiting for help; an operator's TeleopDevice
+(teleop_devices.reading) supplies actions while it is in control.
 """
 
 from __future__ import annotations
@@ -86,30 +86,6 @@ class Gate(Protocol):
     def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool: ...
 
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool: ...
-
-
-@dataclass
-class DeviceReading:
-    """One reading of an operator's input device."""
-
-    action: np.ndarray | None  # in the task's action space; None while the operator has not acted
-    takeover: bool = False
-    hand_back: bool = False
-    deadman: bool = True  # held = the operator is engaged
-    e_stop: bool = False  # stop every robot this operator controls
-    skip: bool = False  # decline the robot offered to this operator (it goes back to the queue)
-    mark: str = ""  # "success" / "failure" when the operator labels the episode
-    age_s: float = 0.0  # how old the underlying report is
-
-
-class TeleopDevice(Protocol):
-    """Human (or simulated-human) input.
-
-        reading = device.read()
-        if reading.deadman and reading.action is not None: apply(reading.action)
-    """
-
-    def read(self) -> DeviceReading: ...
 
 
 @dataclass(order=True)

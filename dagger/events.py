@@ -12,8 +12,11 @@ from pathlib import Path
 
 
 class EventLog:
+    """Appends events; opening a log whose last line was cut off (a killed run) drops that partial line first."""
+
     def __init__(self, path: Path):
         self.path = path
+        self.dropped = cut_torn_tail(path)
         self.file = path.open("a", encoding="utf-8")
 
     def write(self, events: Iterable[dict]) -> None:
@@ -25,8 +28,22 @@ class EventLog:
         self.file.close()
 
 
+def cut_torn_tail(path: Path) -> int:
+    """Truncates a partial last line (no newline: the writer died mid-line); returns the bytes dropped."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    with path.open("rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+        return len(data) - keep
+
+
 def read_events(path: Path) -> list[dict]:
-    """Every event in the file; a line that is not a JSON object is an error naming its line."""
+    """Every event in the file; a line that is not a JSON object is an error naming its line, except a last line
+    cut off without its newline (a killed writer), which is left out."""
     events = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -35,6 +52,8 @@ def read_events(path: Path) -> list[dict]:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError as err:
+                if not line.endswith("\n"):
+                    break  # torn tail
                 raise ValueError(f"{path}:{number}: not a JSON event ({err.msg})") from err
             if not isinstance(event, dict) or "ev" not in event:
                 raise ValueError(f"{path}:{number}: an event must be an object with an 'ev' field")

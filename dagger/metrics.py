@@ -1,4 +1,4 @@
-"""Metrics recomputed from a run's events.jsonl alone.
+"""Metrics recomputed from a run's events.jsonl alone (the library's math; dagger.app.report writes pages).
 
     summary = summarize(read_events(run_dir / "events.jsonl"))
     summary["intervention_rate_by_quarter"]      # four numbers, quarters of the fleet's steps
@@ -8,15 +8,11 @@
 from __future__ import annotations
 
 import bisect
-import html
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from dagger.plots import plot_alpha, plot_intervention
 
 QUARTERS = 4
 WINDOWS = 20
@@ -25,7 +21,8 @@ ALPHA_GATES = ("auto", "thrifty")
 """gates that hold a target intervention rate α (gate.alpha)"""
 
 
-def _by(events: Iterable[dict], kind: str) -> list[dict]:
+def of_kind(events: Iterable[dict], kind: str) -> list[dict]:
+    """The events of one kind, in log order."""
     return [e for e in events if e["ev"] == kind]
 
 
@@ -101,13 +98,13 @@ def _ask_rate(asks: float, policy_steps: float) -> float:
 
 def achieved_rate(events: list[dict]) -> float:
     """A gate's achieved intervention rate: help requests / (policy-controlled steps + help requests)."""
-    policy_steps = sum(e["steps"] for e in _by(events, "segment") if e["controller"] == "policy")
-    return _ask_rate(len(_by(events, "help_requested")), policy_steps)
+    policy_steps = sum(e["steps"] for e in of_kind(events, "segment") if e["controller"] == "policy")
+    return _ask_rate(len(of_kind(events, "help_requested")), policy_steps)
 
 
 def achieved_rate_by_window(events: list[dict], windows: int) -> list[float]:
-    segments = _by(events, "segment")
-    asks = events_by_window(segments, _by(events, "help_requested"), windows)
+    segments = of_kind(events, "segment")
+    asks = events_by_window(segments, of_kind(events, "help_requested"), windows)
     policy_steps = steps_by_window(segments, windows, human=False)
     return [_ask_rate(a, p) for a, p in zip(asks, policy_steps, strict=True)]
 
@@ -117,12 +114,12 @@ def run_series(events: list[dict], windows: int = WINDOWS) -> dict[str, Any]:
 
     `achieved_rate` and `alpha` only where the run's gate holds a target rate α (ALPHA_GATES).
     """
-    segments = _by(events, "segment")
-    start = next(iter(_by(events, "run_start")), {})
+    segments = of_kind(events, "segment")
+    start = next(iter(of_kind(events, "run_start")), {})
     series = {"step": window_edges(sum(s["steps"] for s in segments), windows)[1:],
               "intervention_rate": human_share_by_window(segments, windows),
-              "takeovers": events_by_window(segments, _by(events, "takeover"), windows),
-              "episode_success": [float(bool(e["success"])) for e in _episode_order(_by(events, "episode_end"))]}
+              "takeovers": events_by_window(segments, of_kind(events, "takeover"), windows),
+              "episode_success": [float(bool(e["success"])) for e in _episode_order(of_kind(events, "episode_end"))]}
     if start.get("gate") in ALPHA_GATES and start.get("alpha") is not None:
         series.update(achieved_rate=achieved_rate_by_window(events, windows), alpha=float(start["alpha"]))
     return series
@@ -165,19 +162,39 @@ def operator_busy_s(events: list[dict]) -> float:
     return busy
 
 
+def learning_curve(events: list[dict]) -> list[dict]:
+    """Each `eval` event (the policy alone on held-out episodes) with the human labels the run had gathered
+    when that version was published (operator-controlled steps in segments ended by then) and the wall time
+    since the run began."""
+    published = {e["version"]: e["t"] for e in of_kind(events, "weights_published")}
+    human = sorted((s["t_end"], s["steps"]) for s in of_kind(events, "segment") if s["controller"] != "policy")
+    human_ends = [t for t, _ in human]
+    cumulative = np.cumsum([n for _, n in human])
+    start = next((e["t"] for e in of_kind(events, "run_start")), 0.0)
+    points = []
+    for e in of_kind(events, "eval"):
+        t = published.get(e["version"], e["t"])
+        done = bisect.bisect_right(human_ends, t)
+        points.append({"version": e["version"], "success_rate": e["success_rate"], "ci95": e["ci95"],
+                       "episodes": e["episodes"], "human_labels": int(cumulative[done - 1]) if done else 0,
+                       "wall_s": round(t - start, 3)})
+    return points
+
+
 def summarize(events: list[dict]) -> dict:
-    segments = _by(events, "segment")
-    episodes = _by(events, "episode_end")
-    takeovers = _by(events, "takeover")
-    learner = _by(events, "learner")
+    segments = of_kind(events, "segment")
+    episodes = of_kind(events, "episode_end")
+    takeovers = of_kind(events, "takeover")
+    learner = of_kind(events, "learner")
     segment_t = {f"{s['robot']}:{s['seq']}": s["t"] for s in segments}
-    lags = [e["t"] - segment_t[e["key"]] for e in _by(events, "segment_trained") if e["key"] in segment_t]
-    starts, ends = _by(events, "run_start"), _by(events, "run_end")
+    lags = [e["t"] - segment_t[e["key"]] for e in of_kind(events, "segment_trained") if e["key"] in segment_t]
+    starts, ends = of_kind(events, "run_start"), of_kind(events, "run_end")
     duration = (ends[-1]["t"] - starts[0]["t"]) if starts and ends else None
-    queued = [e["queued_s"] for e in _by(events, "operator_assigned")]
+    queued = [e["queued_s"] for e in of_kind(events, "operator_assigned")]
     steps = sum(s["steps"] for s in segments)
     human_steps = sum(s["steps"] for s in segments if s["controller"] != "policy")
     operator_s = starts[0].get("operators", 1) * duration if starts and duration else None
+    evals = of_kind(events, "eval")
     return {
         "steps": steps,
         "human_steps": human_steps,
@@ -196,8 +213,8 @@ def summarize(events: list[dict]) -> dict:
         "autonomous_success_by_quarter": [_round(x) for x in autonomous_success_by_quarter(episodes)],
         "learner_updates": max((e["updates"] for e in learner), default=0),
         "final_loss": _round(learner[-1]["loss"], 5) if learner else None,
-        "weights_published": len(_by(events, "weights_published")),
-        "weights_staleness_p50": _median([float(x) for x in staleness(segments, _by(events, "weights_published"))]),
+        "weights_published": len(of_kind(events, "weights_published")),
+        "weights_staleness_p50": _median([float(x) for x in staleness(segments, of_kind(events, "weights_published"))]),
         "segment_to_train_lag_p50_s": _round(_median(lags), 3),
         "mean_wait_for_help_s": _round(float(np.mean([t["wait_s"] for t in takeovers])) if takeovers else None, 3),
         "takeover_latency_ms_p50": _percentile([t.get("latency_s", 0.0) for t in takeovers], 50, 1000),
@@ -207,63 +224,7 @@ def summarize(events: list[dict]) -> dict:
         "queue_wait_s_p50": _percentile(queued, 50),
         "queue_wait_s_p99": _percentile(queued, 99),
         "control_period_ms": _round(starts[0].get("control_period_ms"), 3) if starts else None,
+        "eval_version_last": evals[-1]["version"] if evals else None,
+        "eval_success_last": _round(evals[-1]["success_rate"], 3) if evals else None,
         "duration_s": _round(duration, 1),
     }
-
-
-def run_scalars(events: list[dict]) -> dict[str, list[tuple[float, float]]]:
-    """TensorBoard scalars of a run: per window of the fleet's steps, and episode success per episode."""
-    series = run_series(events)
-    steps = series["step"]
-    scalars = {"fleet/intervention_rate": list(zip(steps, series["intervention_rate"], strict=True)),
-               "fleet/takeovers": list(zip(steps, series["takeovers"], strict=True)),
-               "episode/success": list(enumerate(series["episode_success"], 1))}
-    if "alpha" in series:
-        scalars["gate/achieved_rate"] = list(zip(steps, series["achieved_rate"], strict=True))
-        scalars["gate/target_alpha"] = [(step, series["alpha"]) for step in steps]
-    return scalars
-
-
-def write_pages(directory: Path, title: str, intro: list[str], head: list[str], rows: list[list[str]],
-                images: dict[str, str]) -> None:
-    """directory/report.md and report.html: a title, paragraphs, one table, then the images (alt text: path)."""
-    md = [f"# {title}", ""] + [line for paragraph in intro for line in (paragraph, "")]
-    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-    md += [line for alt, src in images.items() for line in ("", f"![{alt}]({src})")] + [""]
-    (directory / "report.md").write_text("\n".join(md))
-    esc = html.escape
-    table = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    (directory / "report.html").write_text(
-        f"<!doctype html><meta charset='utf-8'><title>{esc(title)}</title><h1>{esc(title)}</h1>"
-        + "".join(f"<p>{esc(p)}" for p in intro)
-        + "<table border=1 cellpadding=4><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + f"</tr>{table}</table>"
-        + "".join(f"<p><img src='{esc(src)}' alt='{esc(alt)}'>" for alt, src in images.items()) + "\n")
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, list):
-        return "  ".join(map(str, value))
-    return "—" if value is None else str(value)
-
-
-def write_run_report(run_dir: Path, events: list[dict]) -> dict:
-    """run_dir/report.md, report.html and plots/*.png, from the events alone; returns the summary."""
-    summary, series = summarize(events), run_series(events)
-    start = next(iter(_by(events, "run_start")), {})
-    setting = {k: start[k] for k in ("task", "robots", "operators", "gate", "alpha", "seed") if k in start}
-    plot_intervention(run_dir / "plots" / "intervention.png", {"fleet": (series["step"], series["intervention_rate"])},
-                      (series["step"], series["takeovers"]), title=f"{run_dir.name}: human share of steps per window")
-    images = {"intervention rate and takeovers over time": "plots/intervention.png"}
-    if "alpha" in series:
-        plot_alpha(run_dir / "plots" / "alpha.png", series["step"], series["achieved_rate"], series["alpha"],
-                   title=f"gate {start['gate']}: achieved vs target rate")
-        images["achieved vs target α"] = "plots/alpha.png"
-    else:
-        setting.pop("alpha", None)
-    intro = [", ".join(f"{k}={v}" for k, v in setting.items()),
-             f"Over time = {len(series['step'])} consecutive windows of the fleet's steps (segments in end-time "
-             "order). Intervention rate = human steps / steps; achieved rate = help requests / (policy steps + "
-             "help requests). All recomputed from events.jsonl."]
-    write_pages(run_dir, f"Run report: {run_dir.name}", intro, ["metric", "value"],
-                [[k, _cell(v)] for k, v in summary.items()], images)
-    return summary

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from dagger.core import DeviceReading
 from teleop_devices.axes import map_axes
+from teleop_devices.reading import DeviceReading
 
 AXES = ("leftx", "lefty", "rightx", "righty", "triggerleft", "triggerright")
 BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "leftstick", "rightstick", "leftshoulder",

@@ -6,15 +6,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from dagger.core import DeviceReading
 from teleop_devices.gamepad import GamepadMapping, SdlGamepad
 from teleop_devices.keyboard import KeyboardTeleop
+from teleop_devices.reading import DeviceReading
 from teleop_devices.spacemouse import SpaceMouse, enumerate_spacemice
-
-if TYPE_CHECKING:
-    from dagger.config import RunConfig
 
 
 class SpaceMouseOperator:
@@ -74,7 +71,17 @@ class KeyboardOperator:
 HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator
 
 
-def open_devices(cfg: RunConfig, act_dim: int) -> dict[int, HumanOperator]:
+class DeviceSettings(Protocol):
+    """The part of a run's config that names the operators' devices (dagger.config.RunConfig has it)."""
+
+    operators: int
+    operator: Any  # .kinds: scripted | gamepad | spacemouse | keyboard per operator
+    spacemouse: Any
+    gamepad: Any
+    keyboard: Any
+
+
+def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
     """One device per non-scripted operator; the n-th SpaceMouse / gamepad goes to the n-th such operator."""
     kinds = cfg.operator.kinds
     devices: dict[int, HumanOperator] = {}

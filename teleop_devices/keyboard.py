@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from dagger.core import DeviceReading
+from teleop_devices.reading import DeviceReading
 
 
 @dataclass

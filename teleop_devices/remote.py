@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dagger.core import DeviceReading
+from teleop_devices.reading import DeviceReading
 
 
 @dataclass

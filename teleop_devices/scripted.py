@@ -9,7 +9,7 @@ scene), and answers `read()` like any TeleopDevice:
     reading = op.read()      # action is None until the reaction time has passed
 
 The trait math (`HumanTraits`, `Fatigue`) works on one operator or on arrays of them: the live loop's
-supervisor and operators and the fleet benchmark (dagger/bench.py) share it.
+supervisor and operators and the fleet benchmark (dagger/app/bench.py) share it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from dagger.core import DeviceReading, Task
+from teleop_devices.reading import DeviceReading, Expert
 
 OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard")
 OPERATOR_STYLES = ("brief", "until_done")
@@ -115,7 +115,7 @@ class OperatorConfig(HumanTraits):
 class ScriptedOperator:
     """The expert in the loop, as a TeleopDevice."""
 
-    def __init__(self, config: OperatorConfig, task: Task, operator_id: int, seed: int, dt: float,
+    def __init__(self, config: OperatorConfig, task: Expert, operator_id: int, seed: int, dt: float,
                  strain: float = 1.0, switching: bool = False):
         """strain: fatigue factor (1 = rested) on reaction time and noise; switching: a robot other than
         the operator's last one."""

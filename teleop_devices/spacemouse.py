@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dagger.core import DeviceReading
 from teleop_devices.axes import apply_deadzone
+from teleop_devices.reading import DeviceReading
 
 logger = logging.getLogger(__name__)
 

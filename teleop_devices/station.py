@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from dagger.core import DeviceReading
+from teleop_devices.reading import DeviceReading
 
 
 class HumanDevice(Protocol):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from dagger.app.bench import BenchConfig, SimulatedOperators, run_bench, run_one
 from dagger.assignment import FleetAssigner
-from dagger.bench import BenchConfig, SimulatedOperators, run_bench, run_one
 from dagger.config import ConfigError, apply_settings
 from dagger.events import read_events
 from dagger.fleet_metrics import fleet_summary, rohe
@@ -41,7 +41,7 @@ def test_bench_writes_results_events_and_plots(tmp_path):
     assert (tmp_path / "plots" / "cumulative.png").stat().st_size > 5000
     assert (tmp_path / "plots" / "rohe.png").stat().st_size > 5000
 
-    report = subprocess.run([sys.executable, "-m", "dagger.cli", "report", str(tmp_path), "--json"],
+    report = subprocess.run([sys.executable, "-m", "dagger.app.cli", "report", str(tmp_path), "--json"],
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     means = json.loads(report.stdout)
@@ -80,7 +80,7 @@ def test_the_obstacle_task_expert_succeeds_without_violations():
 
 
 def test_bench_cli_rejects_unknown_allocators(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "dagger.cli", "bench", "--out", str(tmp_path / "b"),
+    result = subprocess.run([sys.executable, "-m", "dagger.app.cli", "bench", "--out", str(tmp_path / "b"),
                              "allocators=[cur, nope]"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown allocators ['nope']" in result.stderr
     assert not (tmp_path / "b").exists()
@@ -96,7 +96,7 @@ def test_bench_config_file_loads(tmp_path):
 
 
 def test_bench_config_sets_operator_traits_and_names_bad_ones(capsys, tmp_path):
-    from dagger.cli import main
+    from dagger.app.cli import main
 
     cfg = BenchConfig()
     apply_settings(cfg, "configs/bench/fleet_human.yaml", ["operator.switch_s=1.0"])

@@ -10,7 +10,7 @@ import pytest
 
 def dagger(*args, cwd=None):
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    return subprocess.run([sys.executable, "-m", "dagger.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120, env=env)
 
 

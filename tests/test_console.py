@@ -3,8 +3,8 @@
 import numpy as np
 import pygame
 
+from dagger.app.console import OperatorConsole
 from dagger.config import load_config
-from dagger.console import OperatorConsole
 from dagger.tasks import make_task
 
 ROBOTS = {i: {"robot": i, "state": s, "uncertainty": 0.01 * (i + 1), "version": 9, "episode": 2, "episode_steps": 3,

@@ -1,8 +1,8 @@
 from rich.console import Console
 
+from dagger.app.dashboard import Dashboard
+from dagger.app.live import LiveStats
 from dagger.config import load_config
-from dagger.dashboard import Dashboard
-from dagger.live import LiveStats
 
 STATUS = {
     "robots": {i: {"robot": i, "state": s, "uncertainty": 0.0123 * (i + 1), "version": 17, "episode": 3 * i,

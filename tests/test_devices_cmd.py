@@ -3,7 +3,7 @@
 import hid
 from rich.console import Console
 
-from dagger import devices as cmd
+from dagger.app import devices as cmd
 from dagger.config import load_config
 from teleop_devices.fakes import FakeHid, buttons, motion
 from teleop_devices.spacemouse import SpaceMouse

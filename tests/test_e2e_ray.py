@@ -1,29 +1,53 @@
 """`dagger start` on real Ray actors, as a subprocess joining the session's cluster."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
+from buffers.codec import decode_segment
+from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 
 pytestmark = pytest.mark.slow
 
 
 def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, tmp_path):
+    import ray
+
     run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # only --address says where to go
     start = subprocess.run(
-        [sys.executable, "-m", "dagger.cli", "start", "--address", ray_cluster, "--task", "point",
+        [sys.executable, "-m", "dagger.app.cli", "start", "--address", ray_cluster, "--task", "point",
          "--robots", "2", "--steps", "1200", "--run-dir", str(run), "demos=2", "learner.pretrain_updates=50",
          "learner.batch_size=32", "gate.threshold=0.002", "robot.speed=10.0"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, env=env)
     assert start.returncode == 0, start.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] >= 1200 and summary["takeovers"] > 0 and summary["learner_updates"] > 50
 
+    # --address joined THIS cluster: the run's driver is a job of the session's cluster, and its actors
+    # (2 robots, the learner, the buffer) were created there, not in a Ray of its own.
+    jobs = [j["JobID"] for j in ray._private.state.jobs() if str(run) in j.get("Entrypoint", "")]
+    assert len(jobs) == 1, "the run's driver never joined the session's Ray cluster"
+    actors = Counter(a["ActorClassName"] for a in ray._private.state.actors().values() if a["JobID"] == jobs[0])
+    assert {name: actors[name] for name in ("RayRobot", "RayLearner", "BufferWorker")} == {
+        "RayRobot": 2, "RayLearner": 1, "BufferWorker": 1}
+
     events = read_events(run / "events.jsonl")
+    # the summary's counts, recomputed here from the durable segment log and the raw events
+    stored = [s for s in map(decode_segment, SegmentLog.read(run / "segments")) if s.controller != "demo"]
+    steps, human = sum(map(len, stored)), sum(len(s) for s in stored if s.controller != "policy")
+    assert (summary["steps"], summary["human_steps"]) == (steps, human)
+    assert summary["intervention_rate"] == round(human / steps, 4)
+    takeovers = [e for e in events if e["ev"] == "takeover"]
+    assert summary["takeovers"] == summary["robot_gated_takeovers"] == len(takeovers)
+    assert summary["episodes"] == sum(e["ev"] == "episode_end" for e in events)
+    assert summary["weights_published"] == sum(e["ev"] == "weights_published" for e in events)
     robots = {e["robot"] for e in events if e["ev"] == "segment"}
     assert robots == {0, 1}
     assert {e["version"] for e in events if e["ev"] == "weights_loaded"} - {1}, "robots never took new weights"
@@ -32,7 +56,7 @@ def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, t
     copy = tmp_path / "only-events"
     copy.mkdir()
     shutil.copy(run / "events.jsonl", copy / "events.jsonl")
-    report = subprocess.run([sys.executable, "-m", "dagger.cli", "report", str(copy), "--json"],
+    report = subprocess.run([sys.executable, "-m", "dagger.app.cli", "report", str(copy), "--json"],
                             capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout) == summary

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from dagger.cli import main
+from dagger.app.cli import main
+from dagger.app.gate_bench import GateBenchConfig, run_gate_bench, write_gate_report
 from dagger.events import read_events
 from dagger.fleet_metrics import rohe
-from dagger.gate_bench import GateBenchConfig, run_gate_bench, write_gate_report
-from dagger.report import achieved_rate, summarize
+from dagger.metrics import achieved_rate, summarize
 
 RUN = ["task=point", "robots=2", "steps=300", "demos=1", "learner.batch_size=32", "gate.alpha=0.1"]
 TINY = GateBenchConfig(gates=["lazy", "auto"], seeds=2, workers=2, run=RUN)

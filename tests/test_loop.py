@@ -8,7 +8,7 @@ import pytest
 from buffers.codec import decode_segment
 from buffers.segment_log import SegmentLog
 from dagger.events import read_events
-from dagger.report import summarize
+from dagger.metrics import summarize
 from tests.conftest import point_config
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
@@ -52,6 +52,15 @@ def test_report_needs_only_the_event_log(finished_run, tmp_path):
         if path.name != "events.jsonl":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert summarize(read_events(copy / "events.jsonl")) == summary
+    # and the counts are the run's own: recomputed from the durable segment log and the raw events
+    stored = [s for s in map(decode_segment, SegmentLog.read(run_dir / "segments")) if s.controller != "demo"]
+    steps, human = sum(map(len, stored)), sum(len(s) for s in stored if s.controller != "policy")
+    assert (summary["steps"], summary["human_steps"]) == (steps, human)
+    assert summary["intervention_rate"] == round(human / steps, 4)
+    events = read_events(run_dir / "events.jsonl")
+    assert summary["takeovers"] == sum(e["ev"] == "takeover" for e in events)
+    episodes = [e for e in events if e["ev"] == "episode_end"]
+    assert summary["episodes"] == len(episodes) and summary["successes"] == sum(e["success"] for e in episodes)
 
 
 def robot_with_weights(tmp_path, *overrides):

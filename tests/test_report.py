@@ -1,6 +1,6 @@
 import pytest
 
-from dagger.report import autonomous_success_by_quarter, human_share_by_quarter, staleness, summarize
+from dagger.metrics import autonomous_success_by_quarter, human_share_by_quarter, staleness, summarize
 
 
 def seg(t_end, steps, controller="policy", robot=0, seq=0, versions=None, t_start=None):

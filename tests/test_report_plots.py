@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from dagger.bench import BenchConfig, run_bench
-from dagger.bench_report import bench_scalars, intervention_by_window, load_runs
+from dagger.app.bench import BenchConfig, run_bench
+from dagger.app.bench_report import bench_scalars, intervention_by_window, load_runs
+from dagger.app.report import run_scalars
 from dagger.config import load_config
 from dagger.events import EventLog, read_events
-from dagger.report import (
+from dagger.metrics import (
     achieved_rate,
     achieved_rate_by_window,
     events_by_window,
     human_share_by_window,
-    run_scalars,
     run_series,
     summarize,
 )
@@ -32,7 +32,7 @@ ALPHA = 0.05
 
 def dagger_report(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    result = subprocess.run([sys.executable, "-m", "dagger.cli", "report", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "dagger.app.cli", "report", *args], capture_output=True, text=True,
                             timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     return result

@@ -44,6 +44,10 @@ class BufferWorker:
         with self.lock:
             return self.replay.sample_transitions(count)
 
+    def stats(self) -> dict[str, int]:
+        """How much the buffer holds (what a checkpoint has trained on)."""
+        return self.replay.stats()
+
     def poll(self) -> dict:
         with self.lock:
             events, self.events = self.events, []

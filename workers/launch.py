@@ -1,7 +1,10 @@
 """Runs one whole loop: demonstrations, pretraining, then robots + learner + supervisor.
 
-    summary = run_loop(cfg, run_dir)                   # in-process, deterministic, no Ray
-    summary = run_loop(cfg, run_dir, fleet=RayFleet(cfg, run_dir))
+The policy starts from the demonstrations, from the run dir's newest checkpoint when a run resumes,
+or from another run's checkpoint (`init_from`).
+
+    summary = run_loop(cfg, run_dir)                   # in-process, exactly repeatable per seed, no Ray
+    summary = run_loop(cfg, run_dir, make_fleet=RayFleet)
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ import numpy as np
 import torch
 
 from buffers.schema import DEMO, Segment
+from dagger.checkpoint import LATEST, read_checkpoint
 from dagger.config import RunConfig
 from dagger.core import Task
+from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
-from dagger.live import LiveStats
-from dagger.report import summarize
+from dagger.metrics import summarize
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
+from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
 from workers.supervisor import Supervisor
@@ -37,6 +42,10 @@ class Fleet(Protocol):
     robots: list[Endpoint]
     buffer: Endpoint
     learner: Endpoint
+    evaluator: Endpoint
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
     def start(self) -> None: ...
 
@@ -45,17 +54,32 @@ class Fleet(Protocol):
     def stop(self) -> list[dict]: ...
 
 
+class SimClock:
+    """In-process time: starts at the wall clock and advances one control period per tick, so a run's events
+    (and everything decided from time: shipping, waiting, fatigue) repeat exactly for a seed."""
+
+    def __init__(self, period: float, start: float | None = None):
+        self.period, self.start, self.ticks = period, time.time() if start is None else start, 0
+
+    def __call__(self) -> float:
+        return self.start + self.ticks * self.period
+
+
 class LocalFleet:
-    """Every component in this process, stepped in lockstep by the supervisor's loop."""
+    """Every component in this process, stepped in lockstep by the supervisor's loop on simulated time."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
-        self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed)
+        self.clock = SimClock(period=0.0)  # one robot control period a tick, set below
+        self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed, self.clock)
         self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
-        self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer)
+        self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint = LocalEndpoint(self.learner_worker)
-        self.robot_workers = [RobotWorker(i, cfg, self.buffer, incarnation=incarnation) for i in range(cfg.robots)]
+        self.robot_workers = [RobotWorker(i, cfg, self.buffer, self.clock, incarnation)
+                              for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [LocalEndpoint(r) for r in self.robot_workers]
+        self.clock.period = self.robot_workers[0].period
+        self.evaluator: Endpoint = LocalEndpoint(Evaluator(cfg, self.clock))
         self.ticks = 0
 
     def start(self) -> None:
@@ -67,6 +91,7 @@ class LocalFleet:
             robot.tick()
         self.learner_worker.train(1)
         self.ticks += 1
+        self.clock.ticks += 1
         if self.ticks % self.cfg.learner.publish_every == 0:
             self.learner_worker.publish()
 
@@ -77,13 +102,13 @@ class LocalFleet:
         return polls
 
 
-def collect_demos(cfg: RunConfig, task: Task) -> list[Segment]:
+def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.time) -> list[Segment]:
     """Scripted-expert episodes the policy is first cloned from (noise as the operator's)."""
     demos = []
     for episode in range(cfg.demos):
         expert = ScriptedOperator(dataclasses.replace(cfg.operator, reaction_s=0.0), task, -1,
                                   cfg.seed * 31 + episode, task.dt)
-        obs, done = task.reset(seed=10**9 + cfg.seed * 1000 + episode), False
+        obs, done = task.reset(seed=demo_seed(cfg.seed, episode)), False
         steps: list[dict[str, Any]] = []
         while not done:
             action = expert.read().action
@@ -92,9 +117,9 @@ def collect_demos(cfg: RunConfig, task: Task) -> list[Segment]:
             steps.append({"obs": obs, "action": action, "policy_action": np.zeros(task.act_dim),
                           "version": 0, "spread": 0.0, "threshold": 0.0, "reward": res.reward,
                           "success": res.success, "constraint": res.constraint, "done": res.done,
-                          "step": len(steps), "t_wall": time.time()})
+                          "step": len(steps), "t_wall": clock()})
             obs, done = res.obs, res.done
-        demos.append(Segment.from_steps(-1, episode, episode, DEMO, "episode_end", time.time(), steps))
+        demos.append(Segment.from_steps(-1, episode, episode, DEMO, "episode_end", clock(), steps))
     return demos
 
 
@@ -107,27 +132,50 @@ def previous_runs(run_dir: Path) -> int:
     return sum(e["ev"] == "run_start" for e in read_events(path)) if path.exists() else 0
 
 
+def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resumed: bool) -> dict[str, Any]:
+    """Puts the first policy in the learner: the run's newest checkpoint when resuming (training continues, versions
+    keep increasing), else the demonstrations plus `init_from`'s policy or behavior cloning. Returns an event."""
+    learner, clock = fleet.learner, fleet.clock
+    if resumed and (run_dir / "checkpoints" / LATEST).is_file():
+        ckpt = read_checkpoint(run_dir)
+        learner.call("restore", ckpt, True).result()
+        return {"ev": "policy_start", "t": clock(), "source": "resume", "path": ckpt["path"],
+                "version": int(ckpt["version"])}
+    demos = collect_demos(cfg, task, clock)
+    fleet.buffer.call("add", demos).result()
+    event = {"ev": "policy_start", "t": clock(), "demo_episodes": len(demos), "demo_steps": sum(map(len, demos))}
+    if cfg.init_from:
+        ckpt = read_checkpoint(cfg.init_from)
+        learner.call("restore", ckpt, False).result()
+        event.update(source="init_from", path=ckpt["path"], version=int(ckpt["version"]))
+    else:
+        learner.call("train", cfg.learner.pretrain_updates).result()
+        event.update(source="demos", version=0)
+    return event
+
+
 def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
-             on_status: Callable[[dict], None] | None = None, stats: LiveStats | None = None,
+             on_status: Callable[[dict], None] | None = None,
+             on_events: Callable[[list[dict]], None] | None = None,
              devices: dict[int, HumanDevice] | None = None, pump: Callable[[], None] | None = None,
              frames_every_s: float = 0.0) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = EventLog(run_dir / "events.jsonl")  # a torn last line (a killed run) is cut off here
     incarnation = previous_runs(run_dir)
-    log = EventLog(run_dir / "events.jsonl")
-    log.write([{"ev": "run_start", "t": time.time(), "robots": cfg.robots, "operators": cfg.operators,
-                "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
-                "control_period_ms": 1000 * task.dt / cfg.robot.speed}])
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
-    demos = collect_demos(cfg, task)
-    fleet.buffer.call("add", demos).result()
-    fleet.learner.call("train", cfg.learner.pretrain_updates).result()
+    clock = fleet.clock
+    log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
+                "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
+                "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
+    first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0)
     fleet.learner.call("publish").result()
-    log.write([{"ev": "demos", "t": time.time(), "episodes": len(demos), "steps": sum(map(len, demos))}])
+    log.write([first])
     restart = getattr(fleet, "restart_robot", None)
-    supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, stats, restart=restart,
-                            devices=devices, pump=pump)
+    supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
+                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator)
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)
@@ -136,11 +184,12 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)
     if reason == "interrupted":  # a second Ctrl-C while shutting down forces the exit
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    supervisor.final_eval()
     for result in fleet.stop():
         if "states" in result:
             supervisor.handle(result)
         else:
             supervisor.record(result["events"])
-    log.write([{"ev": "run_end", "t": time.time(), "reason": reason}])
+    log.write([{"ev": "run_end", "t": clock(), "reason": reason}])
     log.close()
     return summarize(read_events(run_dir / "events.jsonl"))

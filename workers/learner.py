@@ -6,7 +6,10 @@ alongside, one step each per ensemble update. The classifier learns where the po
 trains on human segments the ensemble never sees (every HOLDOUT-th stored segment, as SafeDAgger
 holds out a set for it).
 
-    learner = Learner(cfg, obs_dim, act_dim, LocalEndpoint(buffer))
+Every `learner.checkpoint_every` published versions, and when it stops, it writes a checkpoint
+(dagger.checkpoint) to its checkpoint dir; `restore` continues from one.
+
+    learner = Learner(cfg, obs_dim, act_dim, LocalEndpoint(buffer), checkpoints=run_dir / "checkpoints")
     learner.train(100); learner.publish(); version, weights = learner.latest()
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dagger.config import RunConfig
+from dagger.checkpoint import check_compatible, to_arrays, to_tensors, write_checkpoint
+from dagger.config import RunConfig, to_dict
 from dagger.gates import GATES
 from dagger.gates.safe import discrepancy
 from dagger.policy import EnsemblePolicy
@@ -30,9 +35,12 @@ HOLDOUT = 10
 
 
 class Learner:
-    def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint, clock: Any = time.time):
+    def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint, clock: Any = time.time,
+                 checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
-        self.cfg, self.buffer, self.clock = cfg, buffer, clock
+        self.cfg, self.buffer, self.clock, self.checkpoints = cfg, buffer, clock, checkpoints
+        self.task = {"name": cfg.task, "obs_dim": obs_dim, "act_dim": act_dim}
+        self.frozen_normalizer = False  # a policy started from another run's checkpoint keeps its normaliser
         self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed)
         self.optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=cfg.policy.lr)
         self.needs = GATES[cfg.gate.name].needs
@@ -52,7 +60,8 @@ class Learner:
         data = self.buffer.call("sample", n * members * batch).result()
         if data is None:
             return float("nan")
-        self.policy.set_normalizer(*data["normalizer"])
+        if not self.frozen_normalizer:
+            self.policy.set_normalizer(*data["normalizer"])
         obs = torch.from_numpy(data["obs"]).reshape(n, members, batch, -1)
         act = torch.from_numpy(data["action"]).reshape(n, members, batch, -1)
         transitions = self.buffer.call("sample_transitions", n * batch).result() if "critic" in self.needs else None
@@ -95,6 +104,53 @@ class Learner:
         self.published = self.policy.weights()
         self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
         self._emit("weights_published", version=self.policy.version, updates=self.updates)
+        every = self.cfg.learner.checkpoint_every
+        if every > 0 and self.policy.version % every == 0:
+            self.checkpoint()
+        return self.policy.version
+
+    def checkpoint(self) -> Path | None:
+        """Writes the published version (with the trainer's state) to the checkpoint dir."""
+        if self.checkpoints is None:
+            return None
+        data = self.buffer.call("stats").result()
+        config = to_dict(self.cfg)
+        payload = {"version": self.published["version"], "task": self.task, "policy": config["policy"],
+                   "config": config, "weights": to_tensors(self.published), "trainer": self.trainer_state(),
+                   "data": data, "saved_at": self.clock()}
+        path = write_checkpoint(self.checkpoints, payload, keep=self.cfg.learner.checkpoint_keep)
+        self._emit("checkpoint", version=self.published["version"], updates=self.updates, path=str(path),
+                   trained_on_steps=data.get("stored_steps", 0))
+        return path
+
+    def trainer_state(self) -> dict:
+        """What training needs besides the published weights: optimisers, the critic's target, counters."""
+        p = self.policy
+        return {"updates": self.updates, "optimizer": self.optimizer.state_dict(),
+                "critic_target": [t.detach().clone() for t in p.critic.target.parameters()],
+                "critic_optimizer": p.critic.optimizer.state_dict(),
+                "classifier_optimizer": p.classifier.optimizer.state_dict()}
+
+    def restore(self, ckpt: dict, trainer: bool = True) -> int:
+        """Continues from a checkpoint (see dagger.checkpoint.read_checkpoint): its weights and version, and with
+        `trainer` its optimisers and update count; without, the normaliser stays the checkpoint's. Returns the
+        version."""
+        check_compatible(ckpt, self.task, self.cfg.policy)
+        self.policy.version = 0
+        self.policy.load(to_arrays(ckpt["weights"]))
+        if trainer:
+            state = ckpt["trainer"]
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.policy.critic.optimizer.load_state_dict(state["critic_optimizer"])
+            self.policy.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
+            with torch.no_grad():
+                for target, value in zip(self.policy.critic.target.parameters(), state["critic_target"], strict=True):
+                    target.copy_(value)
+            self.updates = self.updates_at_publish = int(state["updates"])
+        self.frozen_normalizer = not trainer
+        self.published = self.policy.weights()
+        self._emit("restored", version=self.policy.version, updates=self.updates, path=ckpt["path"],
+                   trainer=trainer)
         return self.policy.version
 
     def latest(self) -> tuple[int, Any]:
@@ -111,6 +167,8 @@ class Learner:
             self.events.append({"ev": kind, "t": self.clock(), **fields})
 
     def start(self) -> None:
+        if self.thread is not None:  # one training loop, however often asked
+            return
         self.thread = threading.Thread(target=self.run, name="learner", daemon=True)
         self.thread.start()
 
@@ -119,6 +177,8 @@ class Learner:
         if self.thread is not None:
             self.thread.join()
         self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
+        if self.checkpoints is not None and self.published["version"] > 0:
+            self.checkpoint()
         return self.poll()
 
     def run(self) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 
 from dagger.config import RunConfig
 from workers.buffer import BufferWorker
+from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
 from workers.transport import Endpoint
@@ -71,6 +73,14 @@ class RayLearner(Learner):
         return self.published["version"], self.published_ref
 
 
+class RayEvaluator(Evaluator):
+    """Its own process at nice 19 (see workers.evaluator)."""
+
+    def __init__(self, cfg: RunConfig):
+        torch.set_num_threads(1)
+        super().__init__(cfg, background=True)
+
+
 class RayRobot(RobotWorker):
     def __init__(self, *args: Any, **kwargs: Any):
         torch.set_num_threads(1)
@@ -83,15 +93,18 @@ _actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload
 
 class RayFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
-        self.cfg = cfg
+        self.cfg, self.clock = cfg, time.time
         buffer = _actor(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = RayEndpoint(buffer)
-        self.learner_handle = _actor(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer)
+        self.learner_handle = _actor(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer,
+                                                        checkpoints=run_dir / "checkpoints")
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
         self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer, incarnation=incarnation)
                               for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
         self.incarnations = [incarnation] * cfg.robots
+        self.evaluator_handle = _actor(RayEvaluator).remote(cfg)
+        self.evaluator: Endpoint = RayEndpoint(self.evaluator_handle)
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles] + [self.learner_handle.start.remote()])
@@ -113,6 +126,7 @@ class RayFleet:
         polls = ray.get([h.stop.remote() for h in self.robot_handles] + [self.learner_handle.stop.remote()])
         polls.append(self.buffer.call("poll").result())
         self.buffer.call("close").result()
-        for handle in [*self.robot_handles, self.learner_handle, self.buffer.handle]:  # type: ignore[attr-defined]
+        buffer_handle = self.buffer.handle  # type: ignore[attr-defined]
+        for handle in [*self.robot_handles, self.learner_handle, self.evaluator_handle, buffer_handle]:
             ray.kill(handle)
         return polls

@@ -21,6 +21,7 @@ import numpy as np
 from buffers.schema import POLICY, Segment
 from dagger.config import RunConfig
 from dagger.core import PolicyOutput, StepResult
+from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
 from dagger.policy import EnsemblePolicy
 from dagger.tasks import make_task
@@ -118,6 +119,10 @@ class RobotWorker:
 
     # ---- the control loop ----
     def start(self) -> None:
+        """Starts the control loop in its own thread; a second call does nothing (one loop per robot, ever: a
+        robot restarted before the fleet starts is started twice)."""
+        if self.thread is not None:
+            return
         self.thread = threading.Thread(target=self.run, name=f"robot-{self.id}", daemon=True)
         self.thread.start()
 
@@ -201,7 +206,7 @@ class RobotWorker:
     def _new_episode(self) -> None:
         self.episode += 1
         self.episodes += 1
-        self.obs = self.task.reset(seed=self.cfg.seed * 1_000_003 + self.id * 10_007 + self.episode)
+        self.obs = self.task.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode))
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS
 
@@ -334,7 +339,7 @@ class RobotWorker:
 
     def _ship(self, force: bool = False) -> None:
         force = self._collect_acks() or force
-        now = time.perf_counter()
+        now = self.clock()
         if self.outbox and (force or now - self.last_ship >= self.cfg.robot.ship_every_s):
             batch, self.outbox = self.outbox, []
             self.in_flight.append((self.buffer.call("add", batch), batch))

@@ -19,22 +19,21 @@ from dagger.config import RunConfig
 from dagger.core import HelpRequest
 from dagger.events import EventLog
 from dagger.gates import AutoGate, make_gate
-from dagger.live import LiveStats
 from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
-from workers.transport import Endpoint
+from workers.transport import Endpoint, Pending
 
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
-                 log: EventLog, stats: LiveStats | None = None, clock: Any = time.time,
+                 log: EventLog, on_events: Callable[[list[dict]], None] | None = None, clock: Any = time.time,
                  restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
-                 pump: Callable[[], None] | None = None):
+                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
         self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
-        self.stats = stats or LiveStats()
+        self.on_events = on_events  # e.g. the dashboard's live numbers
         self.allocator = make_allocator(cfg.allocator, cfg.operators, cfg.seed,
                                         **({"aging_s": cfg.aging_s} if cfg.allocator == "priority" else {}))
         gate = make_gate(cfg.gate)
@@ -47,6 +46,9 @@ class Supervisor:
         self.last_robot: dict[int, int] = {}  # operator -> the robot it served last
         self.skipped: dict[int, int] = {}  # operator -> the robot it declined last (not offered again next)
         self.sent_version = 0
+        self.evaluator = evaluator if cfg.eval.every_versions > 0 else None
+        self.evaluated = -1  # the last version sent to the evaluator
+        self.eval_pending: Pending | None = None
         self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.steps = 0
@@ -55,6 +57,8 @@ class Supervisor:
         """One round of the control plane; returns the latest status of every component."""
         robot_polls = [r.call("poll") for r in self.robots]
         learner_poll, buffer_poll = self.learner.call("poll"), self.buffer.call("poll")
+        if self.evaluator is not None:
+            self.record(self.evaluator.call("poll").result()["events"])
         for robot, pending in enumerate(robot_polls):
             try:
                 result = pending.result()
@@ -80,7 +84,8 @@ class Supervisor:
 
     def record(self, events: list[dict]) -> None:
         self.log.write(events)
-        self.stats.add(events)
+        if self.on_events is not None:
+            self.on_events(events)
         for e in events:
             if e["ev"] == "log_problem":
                 print(f"dagger: warning: segment log {e['file']}@{e['offset']}: {e['what']}", file=sys.stderr)
@@ -134,6 +139,30 @@ class Supervisor:
             for r in self.robots:
                 r.call("set_weights", weights)
             self.sent_version = version
+            self.maybe_evaluate(version, weights)
+
+    def maybe_evaluate(self, version: int, weights: Any, wait: bool = False) -> None:
+        """Sends the evaluator the first version and the first one past each multiple of eval.every_versions,
+        only when it is free (it never queues work); `wait` finishes the evaluation and logs it."""
+        if self.evaluator is None:
+            return
+        every = self.cfg.eval.every_versions
+        due = self.evaluated < 0 or version // every > self.evaluated // every or (wait and version > self.evaluated)
+        if wait and self.eval_pending is not None:
+            self.eval_pending.result()
+        if due and (self.eval_pending is None or self.eval_pending.ready()):
+            self.eval_pending = self.evaluator.call("evaluate", weights)
+            self.evaluated = version
+        if wait:
+            if self.eval_pending is not None:
+                self.eval_pending.result()
+            self.record(self.evaluator.call("poll").result()["events"])
+
+    def final_eval(self) -> None:
+        """At the end of a run: the newest published version too, so the learning curve ends where training did."""
+        if self.evaluator is not None:
+            version, weights = self.learner.call("latest").result()
+            self.maybe_evaluate(version, weights, wait=True)
 
     def allocate(self) -> None:
         now = self.clock()

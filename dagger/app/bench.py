@@ -25,12 +25,12 @@ import torch
 from buffers.labels import LabelBuffer
 from buffers.transitions import TransitionStore
 from dagger.allocators import FleetSignals, make_allocator
+from dagger.app.plots import plot_rohe
 from dagger.assignment import FleetAssigner
 from dagger.config import load_config
 from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
-from dagger.plots import plot_rohe
 from dagger.vec_tasks import VecPointObstacle
 from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
 from workers.learner import Learner

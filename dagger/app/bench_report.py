@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dagger.app.plots import plot_intervention, write_scalars
+from dagger.app.report import write_pages
 from dagger.events import read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
-from dagger.plots import plot_intervention, write_scalars
-from dagger.report import WINDOWS, window_edges, window_means, write_pages
+from dagger.metrics import WINDOWS, window_edges, window_means
 
 COLUMNS = ("successes", "violations", "hard_resets", "human_actions", "idle", "switches", "rohe", "rohe_ifl")
 TENSORBOARD_POINTS = 1000

@@ -1,7 +1,8 @@
-"""The `dagger` command: start a run, report on one.
+"""The `dagger` command: start a run, report on one, evaluate its policy.
 
     dagger start --robots 4 --gate ensemble --steps 24000
     dagger report runs/20261125-101500 --json
+    dagger eval runs/20261125-101500 --episodes 100
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from dagger.checkpoint import CheckpointError
 from dagger.config import ConfigError, RunConfig, load_config, to_dict
+from dagger.evaluation import EVAL_SEED_BASE
 from dagger.gates import GATES
 
 
@@ -40,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--run-dir", help="where to write the run (default runs/<time>)")
     start.add_argument("--config", help="a YAML file of settings (see configs/)")
     start.add_argument("--address", help="Ray cluster to join (default RAY_ADDRESS or a local Ray)")
-    start.add_argument("--resume", action="store_true", help="continue in an existing run dir")
+    start.add_argument("--resume", action="store_true",
+                       help="continue in an existing run dir, from its newest checkpoint and its segment log")
+    start.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from a trained policy (a checkpoint file, checkpoints dir or run dir)")
     start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
     start.add_argument("--operator", help="input per operator, comma-separated: scripted|gamepad|spacemouse|keyboard")
     start.add_argument("--console", action="store_true", help="open the operator console window")
@@ -54,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     devices = sub.add_parser("devices", help="list connected gamepads and SpaceMice")
     devices.add_argument("--watch", action="store_true", help="show live readings, report rate and age")
     devices.add_argument("--config", help="a YAML file with spacemouse/gamepad settings")
+    evaluate = sub.add_parser("eval", help="a trained policy alone (no gate, no human) on held-out episodes")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--task", help="task to evaluate on (default: the checkpoint's)")
+    evaluate.add_argument("--robots", type=int, default=1, help="parallel processes")
+    evaluate.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
+                          help=f"first episode seed (default {EVAL_SEED_BASE}; training seeds all lie below it)")
+    evaluate.add_argument("--video", metavar="PATH", help="also write the first 3 episodes as a GIF (or MP4)")
+    evaluate.add_argument("--out", help="where to write eval.json (default: the run dir, or beside the file)")
     report = sub.add_parser("report", help="a run's or a bench's metrics, recomputed from the event logs")
     report.add_argument("run_dir")
     report.add_argument("--json", action="store_true", help="print the metrics as JSON only")
@@ -64,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
              "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
-             "operator.kinds": args.operator.split(",") if args.operator else None}
+             "operator.kinds": args.operator.split(",") if args.operator else None,
+             "init_from": args.init_from}
     overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     return load_config(args.config, overrides)
 
@@ -92,19 +108,21 @@ def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
 def cmd_start(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    if cfg.init_from:
+        check_init_from(cfg)
     devices = open_operator_devices(cfg)
     console = None
     if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
-        from dagger.console import OperatorConsole
+        from dagger.app.console import OperatorConsole
         from teleop_devices.human import KeyboardOperator
 
         console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    from dagger.dashboard import Dashboard
-    from dagger.live import LiveStats
-    from dagger.summary import print_summary
+    from dagger.app.dashboard import Dashboard
+    from dagger.app.live import LiveStats
+    from dagger.app.summary import print_summary
     from workers.launch import LocalFleet, run_loop
 
     stats = LiveStats()
@@ -114,6 +132,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         from workers.ray_fleet import RayFleet, init_ray
 
         print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
+        if cfg.task == "reacher":
+            from dagger.gl import configure_gl
+
+            configure_gl()  # decided once here; the robots' processes inherit MUJOCO_GL instead of probing
         init_ray(cfg.address)
         make_fleet = RayFleet
 
@@ -124,7 +146,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     board.start()
     try:
-        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, stats=stats, devices=devices,
+        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
                            pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
     finally:
         board.stop()
@@ -134,11 +156,70 @@ def cmd_start(args: argparse.Namespace) -> int:
             console.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, run_dir, board.console)
+    from dagger.app.report import write_run_report
     from dagger.events import read_events
-    from dagger.report import write_run_report
 
     write_run_report(run_dir, read_events(run_dir / "events.jsonl"))
     print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
+    return 0
+
+
+def check_init_from(cfg: RunConfig) -> None:
+    """Refuses, before anything starts, a checkpoint that is unreadable or for another task or network shape."""
+    from dagger.checkpoint import check_compatible, read_checkpoint
+    from dagger.tasks import make_task
+
+    ckpt = read_checkpoint(cfg.init_from)
+    task = make_task(cfg.task)
+    check_compatible(ckpt, {"name": task.name, "obs_dim": task.obs_dim, "act_dim": task.act_dim}, cfg.policy)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """eval.json and a table: success rate with its 95 % Wilson interval, mean return and length."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dagger.app.evaluate import evaluate_checkpoint, write_video
+    from dagger.checkpoint import read_checkpoint, task_spaces
+    from dagger.evaluation import eval_seeds
+    from dagger.tasks import TASKS, make_task
+
+    if args.episodes < 1 or args.robots < 1:
+        raise UserError("eval: --episodes and --robots must be at least 1")
+    ckpt = read_checkpoint(args.checkpoint)
+    task_name = args.task or ckpt["task"]["name"]
+    if task_name not in TASKS:
+        raise UserError(f"unknown task {task_name!r}; choose one of {sorted(TASKS)}")
+    if ckpt["task"] != task_spaces(make_task(task_name)):
+        raise CheckpointError(f"{ckpt['path']} holds a policy for task {ckpt['task']['name']} (obs "
+                              f"{ckpt['task']['obs_dim']}, act {ckpt['task']['act_dim']}), not for {task_name}")
+    try:
+        seeds = eval_seeds(args.episodes, args.seed_base)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    file = Path(ckpt["path"])
+    result = {"checkpoint": str(file), "version": int(ckpt["version"]), "task": task_name, "seed_base": seeds[0],
+              **evaluate_checkpoint(str(file), task_name, seeds, args.robots)}
+    if args.video:
+        try:
+            result["video_frames"] = write_video(str(file), task_name, seeds[:3], Path(args.video))
+        except (RuntimeError, ValueError, ImportError) as err:
+            raise UserError(f"--video {args.video}: {str(err).splitlines()[0]}") from err
+        result["video"] = args.video
+    run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
+    out = Path(args.out) if args.out else run_dir / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    lo, hi = result["ci95"]
+    table = Table(title=f"policy alone: {file} (v{result['version']}) on {task_name}", title_justify="left")
+    for head in ("episodes", "success rate", "95% interval", "mean return", "mean length"):
+        table.add_column(head, justify="right")
+    table.add_row(str(result["episodes"]), f"{result['success_rate']:.3f}", f"{lo:.3f} – {hi:.3f}",
+                  f"{result['mean_return']:.2f}", f"{result['mean_length']:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"seeds {seeds[0]}..{seeds[-1]} (none used in training) · {result['seconds']} s · {out}"
+                  + (f" · video {args.video}" if args.video else ""))
     return 0
 
 
@@ -146,8 +227,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from dagger.allocators import ALLOCATORS
-    from dagger.bench import BenchConfig, run_bench
-    from dagger.bench_report import write_bench_report
+    from dagger.app.bench import BenchConfig, run_bench
+    from dagger.app.bench_report import write_bench_report
     from dagger.config import apply_settings
 
     config, overrides = args.config, list(args.overrides)
@@ -214,8 +295,8 @@ def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) 
     """A bench config with `gates:`: the live loop in-process, gates x seeds."""
     from rich.table import Table
 
+    from dagger.app.gate_bench import GateBenchConfig, run_config, run_gate_bench, write_gate_report
     from dagger.config import apply_settings
-    from dagger.gate_bench import GateBenchConfig, run_config, run_gate_bench, write_gate_report
 
     cfg = GateBenchConfig()
     apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
@@ -246,7 +327,7 @@ def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) 
 def cmd_devices(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from dagger.devices import describe, list_devices, watch
+    from dagger.app.devices import describe, list_devices, watch
 
     found = list_devices()
     for device in found:
@@ -266,23 +347,23 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """report.md, report.html and plots/ in the run or bench dir; the metrics on stdout; TensorBoard optionally."""
+    from dagger.app.plots import write_scalars
+    from dagger.app.report import run_scalars, write_run_report
+    from dagger.app.summary import print_summary
     from dagger.events import read_events
-    from dagger.plots import write_scalars
-    from dagger.report import run_scalars, write_run_report
-    from dagger.summary import print_summary
 
     run_dir = Path(args.run_dir)
     path = run_dir / "events.jsonl"
     try:
         gate_bench = (run_dir / "bench.json").is_file() and "gates" in _read_yaml(str(run_dir / "bench.json"))
         if (run_dir / "results.csv").is_file() and gate_bench:
-            from dagger.gate_bench import write_gate_report
+            from dagger.app.gate_bench import write_gate_report
 
             bench = write_gate_report(run_dir)
             print(json.dumps(bench, indent=2) if args.json else (run_dir / "report.md").read_text())
             return 0
         if (run_dir / "results.csv").is_file():
-            from dagger.bench_report import write_bench_report, write_bench_scalars
+            from dagger.app.bench_report import write_bench_report, write_bench_scalars
 
             bench = write_bench_report(run_dir)
             if args.tensorboard:
@@ -316,9 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides += extra
     try:
-        commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench}
+        commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
+                    "eval": cmd_eval}
         return commands[args.command](args)
-    except (UserError, ConfigError) as err:
+    except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2
 

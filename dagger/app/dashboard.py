@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dagger.app.live import LiveStats
 from dagger.config import RunConfig
-from dagger.live import LiveStats
 
 STATE_STYLE = {"autonomous": "green", "waiting": "bold yellow", "operator": "bold cyan",
                "resetting": "dim", "starting": "dim"}

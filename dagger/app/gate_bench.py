@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from dagger.bench import run_grid
-from dagger.bench_report import mean_std
+from dagger.app.bench import run_grid
+from dagger.app.bench_report import mean_std
+from dagger.app.plots import plot_alpha_sweep, plot_intervention, plot_rohe
+from dagger.app.report import write_pages
 from dagger.config import RunConfig, load_config
 from dagger.events import read_events
 from dagger.fleet_metrics import rohe
-from dagger.plots import plot_alpha_sweep, plot_intervention, plot_rohe
-from dagger.report import WINDOWS, achieved_rate, human_share_by_window, summarize, window_edges, write_pages
+from dagger.metrics import WINDOWS, achieved_rate, human_share_by_window, summarize, window_edges
 
 #: gates whose threshold is tuned to a target rate alpha
 ALPHA_GATES = ("auto", "thrifty")

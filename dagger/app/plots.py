@@ -2,6 +2,7 @@
 
     plot_intervention(run_dir / "plots" / "intervention.png", {"run": (steps, rates)}, takeovers)
     plot_alpha(run_dir / "plots" / "alpha.png", steps, achieved, alpha=0.05)
+    plot_learning_curve(run_dir / "plots" / "learning_curve.png", learning_curve(events))
     plot_alpha_sweep(Path("alpha.png"), {"auto": [(0.01, 0.012), (0.05, 0.04)]})
     write_scalars(Path("tb"), {"fleet/intervention_rate": [(500, 0.12), (1000, 0.08)]})
 
@@ -34,6 +35,24 @@ def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
+
+
+def plot_learning_curve(path: Path, points: Sequence[Mapping[str, Any]], title: str = "") -> None:
+    """Policy-alone success (95 % interval as error bars) against cumulative human labels and wall time."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    rate = np.array([p["success_rate"] for p in points])
+    ci = np.array([p["ci95"] for p in points]).reshape(-1, 2)
+    err = np.abs(np.stack([rate - ci[:, 0], ci[:, 1] - rate]))
+    for ax, key, label in ((axes[0], "human_labels", "cumulative human labels (operator steps)"),
+                           (axes[1], "wall_s", "time since the run began (min)")):
+        x = np.array([p[key] for p in points], float) / (60.0 if key == "wall_s" else 1.0)
+        ax.errorbar(x, rate, yerr=err, marker="o", markersize=4, capsize=3)
+        ax.set(xlabel=label, ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0].set(ylabel="policy-alone success (held-out seeds)")
+    fig.suptitle(title)
+    _save(fig, path)
 
 
 def plot_intervention(path: Path, rates: Mapping[str, Series], takeovers: Series | None = None,

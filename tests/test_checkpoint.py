@@ -1,0 +1,238 @@
+"""Checkpoints, `dagger eval`, resume after a kill -9, --init-from, and exactly repeatable in-process runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dagger.checkpoint import CheckpointError, policy_from, read_checkpoint, write_checkpoint
+from dagger.evaluation import EVAL_SEED_BASE, demo_seed, episode_seed, eval_seeds, wilson_interval
+from dagger.events import read_events
+from dagger.metrics import learning_curve
+from dagger.tasks import PointTask
+from tests.conftest import point_config
+from workers.launch import run_loop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dagger(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small in-process run with checkpoints every 5 versions and an evaluation every 4."""
+    run_dir = tmp_path_factory.mktemp("trained")
+    cfg = point_config("learner.checkpoint_every=5", "eval.every_versions=4", "eval.episodes=10")
+    run_loop(cfg, run_dir)
+    return cfg, run_dir
+
+
+def test_a_run_leaves_its_final_policy_as_a_checkpoint(trained):
+    cfg, run_dir = trained
+    events = read_events(run_dir / "events.jsonl")
+    final = max(e["version"] for e in events if e["ev"] == "weights_published")
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("v*.pt"))
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == f"v{final:06d}.pt" == names[-1]
+    assert len(names) <= cfg.learner.checkpoint_keep and not list((run_dir / "checkpoints").glob(".*"))
+    periodic = [e["version"] for e in events if e["ev"] == "checkpoint"]
+    assert periodic[:-1] == list(range(5, 5 * len(periodic), 5)) and periodic[-1] == final
+    ckpt = read_checkpoint(run_dir)
+    assert ckpt["version"] == final and ckpt["task"] == {"name": "point", "obs_dim": 6, "act_dim": 2}
+    assert ckpt["config"]["seed"] == cfg.seed and ckpt["trainer"]["updates"] > cfg.learner.pretrain_updates
+    assert ckpt["data"]["stored_steps"] > 0
+    # every network the policy carries, bit for bit as the learner published it
+    assert set(ckpt["weights"]) >= {"params", "critic", "classifier", "normalizer", "train_gap"}
+    policy = policy_from(ckpt, PointTask())
+    assert policy.version == final
+    obs = np.linspace(-1, 1, 6).astype(np.float32)
+    again = policy_from(read_checkpoint(run_dir / "checkpoints" / f"v{final:06d}.pt"), PointTask())
+    assert np.array_equal(policy.act(obs).action, again.act(obs).action)
+
+
+def test_a_checkpoint_never_executes_code_when_loaded(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"format": "dagger-checkpoint/1", "version": 1, "x": Boom()}, tmp_path / "checkpoints" / "v000001.pt")
+    (tmp_path / "checkpoints" / "latest").write_text("v000001.pt\n")
+    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+        read_checkpoint(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_writing_is_atomic_and_keeps_the_newest(tmp_path):
+    for version in range(1, 6):
+        write_checkpoint(tmp_path, {"version": version, "w": torch.zeros(2)}, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "v000004.pt", "v000005.pt"]
+    assert read_checkpoint(tmp_path)["version"] == 5
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no checkpoint here"):
+        read_checkpoint(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "nothing")
+
+
+def test_a_checkpoint_for_another_task_or_shape_is_refused_in_one_line(trained, tmp_path):
+    _, run_dir = trained
+    from dagger.tasks import ReacherTask
+
+    with pytest.raises(CheckpointError) as err:
+        policy_from(read_checkpoint(run_dir), ReacherTask())
+    assert "task point (obs 6, act 2)" in str(err.value) and "task reacher (obs 10, act 2)" in str(err.value)
+    result = dagger("start", "--in-process", "--task", "point", "--run-dir", str(tmp_path / "r"), "--init-from",
+                    str(run_dir), "policy.hidden=32")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "ensemble of 5 MLPs 2x64;" in result.stderr and "ensemble of 5 MLPs 2x32" in result.stderr
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    # 34/50, z² = 3.841459: centre (0.68 + 0.0384146) / 1.0768292 = 0.667157; half-width
+    # 1.959964 * sqrt(0.68*0.32/50 + 3.841459/10000) / 1.0768292 = 0.125260 -> [0.541897, 0.792417]
+    lo, hi = wilson_interval(34, 50)
+    assert lo == pytest.approx(0.541897, abs=2e-6) and hi == pytest.approx(0.792417, abs=2e-6)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.277533, abs=2e-6)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] == pytest.approx(0.722467, abs=2e-6)
+
+
+def test_evaluation_seeds_never_occur_in_training():
+    biggest = max(episode_seed(99_999, 1000, 10 * 1_000_000 + 999_999), demo_seed(99_999, 10_000))
+    assert biggest < EVAL_SEED_BASE == eval_seeds(3)[0]
+    with pytest.raises(ValueError, match="training"):
+        eval_seeds(3, base=12)
+
+
+def test_dagger_eval_reports_success_with_its_interval_the_same_every_time(trained, tmp_path):
+    _, run_dir = trained
+    one = dagger("eval", str(run_dir), "--episodes", "12", "--out", str(tmp_path / "a.json"))
+    two = dagger("eval", str(run_dir), "--episodes", "12", "--robots", "2", "--out", str(tmp_path / "b.json"),
+                 "--video", str(tmp_path / "v.gif"))
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
+    for key in ("successes", "success_rate", "ci95", "mean_return", "mean_length"):
+        assert a[key] == b[key]
+    assert a["episodes"] == 12 and a["ci95"] == list(wilson_interval(a["successes"], 12))
+    assert a["mean_length"] == 40.0 and a["seed_base"] == EVAL_SEED_BASE
+    assert "success rate" in one.stdout and f"{a['success_rate']:.3f}" in one.stdout
+    from PIL import Image
+
+    with Image.open(tmp_path / "v.gif") as gif:
+        # 3 episodes of 40 frames, each followed by half a second (12 frames) of its last; GIF merges repeats
+        assert b["video_frames"] == 3 * (40 + 12) and 40 <= gif.n_frames <= 156 and gif.size == (160, 120)
+    # the in-run evaluation of the final version used the same first seeds: it agrees with dagger eval
+    last = [e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "eval"][-1]
+    ten = dagger("eval", str(run_dir), "--episodes", "10", "--out", str(tmp_path / "c.json"))
+    assert ten.returncode == 0
+    assert json.loads((tmp_path / "c.json").read_text())["successes"] == last["successes"]
+
+
+def test_the_run_logs_a_learning_curve_against_human_labels(trained):
+    _, run_dir = trained
+    events = read_events(run_dir / "events.jsonl")
+    curve = learning_curve(events)
+    published = sorted(e["version"] for e in events if e["ev"] == "weights_published")
+    assert [p["version"] for p in curve][:3] == [1, 4, 8] and curve[-1]["version"] == published[-1]
+    labels = [p["human_labels"] for p in curve]
+    assert labels[0] == 0 and labels == sorted(labels) and labels[-1] > 0
+    assert all(p["episodes"] == 10 and p["ci95"][0] <= p["success_rate"] <= p["ci95"][1] for p in curve)
+
+
+def strip_times(events: list[dict]) -> list[dict]:
+    """Absolute times and paths aside (the clock starts at the wall clock, the run dirs differ)."""
+    drop = {"t", "t_start", "t_end", "path", "eval_s"}
+    return [{k: v for k, v in e.items() if k not in drop} for e in events]
+
+
+def test_in_process_runs_repeat_exactly_per_seed(tmp_path):
+    cfg = point_config("steps=800", "eval.every_versions=3", "eval.episodes=3", "operator.fatigue_per_min=5",
+                       "operator.switch_s=0.05")
+    logs = []
+    for name in ("a", "b"):
+        run_loop(cfg, tmp_path / name)
+        logs.append(strip_times(read_events(tmp_path / name / "events.jsonl")))
+    assert logs[0] == logs[1]
+    kinds = {e["ev"] for e in logs[0]}
+    assert {"segment", "takeover", "operator_assigned", "eval", "weights_published", "segment_trained"} <= kinds
+    other = point_config("steps=800", "eval.every_versions=3", "eval.episodes=3", "seed=1")
+    run_loop(other, tmp_path / "c")
+    assert strip_times(read_events(tmp_path / "c" / "events.jsonl")) != logs[0]
+
+
+def wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
+
+
+def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["start", "--in-process", "--task", "point", "--robots", "2", "--run-dir", str(run_dir), "demos=2",
+            "learner.pretrain_updates=50", "learner.batch_size=32", "learner.publish_every=10", "robot.speed=50",
+            "learner.checkpoint_every=2", "eval.every_versions=0", "gate.threshold=0.002"]
+    driver = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", *args, "--steps", "1000000"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(run_dir / "checkpoints" / "v000004.pt", 120)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    killed_at = read_checkpoint(run_dir)["version"]
+    segments_before = sum(e["ev"] == "segment" for e in read_events(run_dir / "events.jsonl"))
+    resumed = dagger(*args, "--steps", "600", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    events = read_events(run_dir / "events.jsonl")
+    start = [e for e in events if e["ev"] == "policy_start"]
+    assert [s["source"] for s in start] == ["demos", "resume"] and start[1]["version"] == killed_at
+    restored = next(e for e in events if e["ev"] == "restored")
+    assert restored["version"] == killed_at and restored["trainer"] is True
+    later = [e["version"] for e in events[events.index(restored):] if e["ev"] == "weights_published"]
+    assert later and min(later) == killed_at + 1 and later == sorted(later)
+    assert sum(e["ev"] == "demos" or (e["ev"] == "policy_start" and "demo_steps" in e) for e in events) == 1
+    assert sum(e["ev"] == "segment" for e in events) > segments_before
+    assert read_checkpoint(run_dir)["version"] == later[-1]
+
+
+def test_init_from_starts_a_new_run_from_a_trained_policy(trained, tmp_path):
+    _, source = trained
+    ckpt = read_checkpoint(source)
+    cfg = point_config("steps=300", f"init_from={source}")
+    run_loop(cfg, tmp_path / "new")
+    events = read_events(tmp_path / "new" / "events.jsonl")
+    start = next(e for e in events if e["ev"] == "policy_start")
+    assert start["source"] == "init_from" and start["version"] == ckpt["version"]
+    assert next(e for e in events if e["ev"] == "restored")["trainer"] is False
+    first = min(e["version"] for e in events if e["ev"] == "weights_published")
+    assert first == ckpt["version"] + 1
+    # the new run's first weights are the checkpoint's policy (no pretraining on its own demonstrations)
+    obs = np.linspace(-1, 1, 6).astype(np.float32)
+    trained_policy = policy_from(ckpt, PointTask())
+    loaded = [e for e in events if e["ev"] == "weights_loaded"]
+    assert loaded and loaded[0]["version"] == first
+    assert np.isfinite(trained_policy.act(obs).action).all()
+
+
+def test_a_robot_runs_one_control_loop_however_often_it_is_started(tmp_path):
+    """A robot restarted before the fleet starts gets start() twice; two loops would step it twice per tick."""
+    from workers.buffer import BufferWorker
+    from workers.robot import RobotWorker
+    from workers.transport import LocalEndpoint
+
+    robot = RobotWorker(0, point_config(), LocalEndpoint(BufferWorker(tmp_path)))
+    robot.start()
+    first = robot.thread
+    robot.start()
+    assert robot.thread is first
+    robot.stopped.set()
+    first.join()

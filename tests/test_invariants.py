@@ -1,0 +1,343 @@
+"""The invariants the README promises, each checked against hand-derived answers.
+
+- every step records the weights version that acted (and the action is that version's);
+- a batch with a human segment is fsync'd, every byte of it, before its keys are acknowledged;
+- no remote call inside a control step: the robot never waits on the buffer, it calls it only to ship;
+- a waiting robot holds still (no task step, no policy action, nothing recorded);
+- a tuned gate's fleet-wide thresholds reach every robot.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from buffers.codec import decode_segment
+from buffers.replay import ReplayBuffer
+from buffers.schema import Segment
+from buffers.segment_log import SegmentLog, file_name
+from dagger.events import EventLog
+from dagger.policy import EnsemblePolicy
+from dagger.tasks import make_task
+from tests.conftest import point_config
+from workers.buffer import BufferWorker
+from workers.launch import LocalFleet, collect_demos
+from workers.learner import Learner
+from workers.robot import RobotWorker, State
+from workers.supervisor import Supervisor
+from workers.transport import LocalEndpoint
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As run_loop does: tiny networks run far faster on one thread than contending for two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def first_weights(cfg, buffer_worker: BufferWorker) -> dict:
+    """Version 1 of a learner's weights (untrained: the buffer is empty)."""
+    task = make_task(cfg.task)
+    learner = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer_worker))
+    assert learner.publish() == 1
+    return learner.latest()[1]
+
+
+def stored_segments(directory: Path) -> list[Segment]:
+    """Every segment in a segment log, decoded, in (robot, seq) order."""
+    return sorted((decode_segment(p) for p in SegmentLog.read(directory)), key=lambda s: (s.robot, s.seq))
+
+
+def make_segment(seq: int, n: int, controller: str, robot: int = 0) -> Segment:
+    rng = np.random.default_rng(seq)
+    steps = [{"obs": rng.normal(size=6), "action": rng.normal(size=2), "policy_action": rng.normal(size=2),
+              "version": 1, "spread": 0.0, "threshold": 1.0, "reward": 0.0, "success": False,
+              "constraint": False, "done": False, "step": i, "t_wall": float(i)} for i in range(n)]
+    return Segment.from_steps(robot, seq, 0, controller, "handback", 1.0, steps)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Records (inode, size) of the file at every os.fsync (segment_log calls os.fsync at call time)."""
+    calls: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        st = os.fstat(fd)
+        real(fd)
+        calls.append((st.st_ino, st.st_size))
+
+    monkeypatch.setattr(os, "fsync", recording)
+    return calls
+
+
+class NeverReady:
+    """A pending remote call that never completes; result() must never be called on it."""
+
+    def __init__(self, log: list[str]):
+        self.log = log
+
+    def ready(self) -> bool:
+        return False
+
+    def result(self):
+        self.log.append("result")  # recorded: the robot may swallow the exception below
+        raise AssertionError("the robot waited on the buffer")
+
+
+class HungBuffer:
+    """An endpoint whose calls are accepted and never answered (a buffer actor that hangs)."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, list[Segment]]] = []
+        self.waited: list[str] = []
+
+    def call(self, method: str, *args):
+        self.calls.append((method, *args))
+        return NeverReady(self.waited)
+
+
+# ---------------------------------------------------------------- 1. the version that acted
+
+
+def test_every_step_records_the_version_that_acted_and_changes_at_the_exact_tick(tmp_path):
+    # 7 ticks on v1, then v2 arrives in the mailbox, 6 ticks on v2; segments of at most 4 steps,
+    # so the switch falls inside the second segment: steps 1-4 | 5 6 7 (v1) 8 (v2) | 9-12 | 13.
+    cfg = point_config("gate.name=never", "robot.segment_max_steps=4", "robot.ship_every_s=0")
+    buffer = BufferWorker(tmp_path / "segments")
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    w1 = first_weights(cfg, buffer)
+    w2 = {**w1, "version": 2, "params": [p + np.float32(0.05) for p in w1["params"]]}
+    robot.set_weights(w1)
+    for _ in range(7):
+        robot.tick()
+    assert robot.total_steps == 7
+    robot.set_weights(w2)
+    for _ in range(6):
+        robot.tick()
+    events = robot.stop()["events"]
+    buffer.close()
+
+    segments = stored_segments(tmp_path / "segments")
+    assert [len(s) for s in segments] == [4, 4, 4, 1]
+    versions = np.concatenate([s.version for s in segments])
+    assert versions.tolist() == [1] * 7 + [2] * 6
+    assert [e["versions"] for e in events if e["ev"] == "segment"] == [
+        [[1, 4]], [[1, 3], [2, 1]], [[2, 4]], [[2, 1]]]
+    assert [e["version"] for e in events if e["ev"] == "weights_loaded"] == [1, 2]
+
+    # the recorded policy action is the one that version's weights give in the recorded state
+    policies = {}
+    for weights in (w1, w2):
+        policies[weights["version"]] = EnsemblePolicy(robot.task.obs_dim, robot.task.act_dim, cfg.policy)
+        policies[weights["version"]].load(weights)
+    obs = np.concatenate([s.obs for s in segments])
+    acted = np.concatenate([s.policy_action for s in segments])
+    expected = np.array([policies[int(v)].act(o).action for v, o in zip(versions, obs, strict=True)])
+    np.testing.assert_allclose(acted, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(policies[1].act(obs[8]).action, policies[2].act(obs[8]).action)
+
+
+# ---------------------------------------------------------------- 2. fsync before acknowledgement
+
+
+@pytest.mark.parametrize("order", ["policy-human", "human-policy", "policy-human-policy"])
+@pytest.mark.parametrize("via", ["replay", "buffer_worker"])
+def test_a_mixed_batch_is_fsyncd_whole_before_its_keys_return(tmp_path, fsyncs, order, via):
+    controllers = {"policy": "policy", "human": "operator:0"}
+    batch = [make_segment(i, 3 + i, controllers[c]) for i, c in enumerate(order.split("-"))]
+    store = ReplayBuffer(tmp_path / "segments") if via == "replay" else BufferWorker(tmp_path / "segments")
+    log_file = tmp_path / "segments" / file_name(0)
+    size_before = log_file.stat().st_size
+    fsyncs.clear()  # opening the log fsyncs the directory entry; that is not what is tested here
+    acked = store.add(batch)
+    after = log_file.stat()
+    assert acked == [s.key for s in batch]
+    assert after.st_size > size_before
+    # an fsync of the log file when it already held every byte of the batch, before add() returned
+    assert (after.st_ino, after.st_size) in fsyncs
+    store.close()
+
+
+def test_a_policy_only_batch_is_written_without_fsync(tmp_path, fsyncs):
+    # The design: policy segments are not labels; only human ones pay for an fsync (README).
+    with ReplayBuffer(tmp_path / "segments") as buf:
+        fsyncs.clear()
+        assert buf.add([make_segment(0, 4, "policy"), make_segment(1, 2, "policy")]) == ["0:0", "0:1"]
+        assert fsyncs == []
+        assert buf.stats()["steps"] == 6
+
+
+class SyncCheckingEndpoint:
+    """The real buffer; on every add() notes whether the log was fsync'd at its full size before returning."""
+
+    def __init__(self, buffer: BufferWorker, fsyncs: list[tuple[int, int]], log_file: Path):
+        self.buffer, self.fsyncs, self.log_file = buffer, fsyncs, log_file
+        self.adds: list[tuple[list[str], bool]] = []  # (controllers of the batch, fsync'd whole)
+
+    def call(self, method: str, *args):
+        pending = LocalEndpoint(self.buffer).call(method, *args)
+        if method == "add":
+            st = self.log_file.stat()
+            self.adds.append(([s.controller for s in args[0]], (st.st_ino, st.st_size) in self.fsyncs))
+            self.fsyncs.clear()
+        return pending
+
+
+def test_a_robot_ships_policy_and_human_segments_together_and_the_batch_is_durable(tmp_path, fsyncs):
+    # ship_every_s is long: the policy segment closed at the takeover waits in the outbox, and the
+    # operator's segment, shipped at once when it closes, takes it along: one mixed batch.
+    cfg = point_config("gate.name=random", "gate.rate=1.0", "operator.reaction_s=0.0",
+                       "operator.correction_steps=3", "robot.ship_every_s=3600")
+    buffer = BufferWorker(tmp_path / "segments")
+    endpoint = SyncCheckingEndpoint(buffer, fsyncs, tmp_path / "segments" / file_name(0))
+    robot = RobotWorker(0, cfg, endpoint)
+    robot.set_weights(first_weights(cfg, buffer))
+    robot.tick()  # asks at its first state: nothing recorded yet
+    assert robot.state is State.WAITING
+    robot.assign(0)
+    for _ in range(3):  # three operator steps, then the operator hands back; the gate asks again
+        robot.tick()
+    robot.tick()  # asks again at once (rate 1): still no policy step
+    assert robot.state is State.WAITING
+    robot.gate.config.rate = 0.0  # from now on the policy keeps control
+    robot.assign(0)
+    for _ in range(3):
+        robot.tick()
+    for _ in range(2):
+        robot.tick()  # two policy steps, not shipped yet
+    robot.gate.config.rate = 1.0
+    robot.tick()  # asks: closes the 2-step policy segment (kept in the outbox)
+    robot.assign(0)
+    for _ in range(3):
+        robot.tick()  # the operator segment closes and is shipped with the policy segment before it
+    human_adds = [ok for controllers, ok in endpoint.adds if "operator:0" in controllers]
+    assert ["policy", "operator:0"] in [c for c, _ in endpoint.adds], endpoint.adds
+    assert len(human_adds) == 3 and all(human_adds), endpoint.adds
+    assert not robot.unacked
+    buffer.close()
+
+
+# ---------------------------------------------------------------- 3. nothing blocks a control step
+
+
+def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
+    # gate never: one policy step per tick; segments of 5 steps, shipped as soon as they close.
+    cfg = point_config("gate.name=never", "robot.segment_max_steps=5", "robot.ship_every_s=0")
+    hung = HungBuffer()
+    robot = RobotWorker(0, cfg, hung)
+    robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
+    per_tick = []
+    for _ in range(100):
+        before = len(hung.calls)
+        robot.tick()
+        per_tick.append(len(hung.calls) - before)
+    assert robot.total_steps == 100  # one task step per tick, the 100 ticks never waited
+    assert hung.waited == []  # no result() on a pending that is not ready
+    assert {c[0] for c in hung.calls} == {"add"}
+    assert max(per_tick) == 1  # at most one add per tick, and only on ticks that close a segment
+    # 40-step episodes: segments close every 5 steps and at each episode end; ticks 5, 10, ..., 100
+    assert [i + 1 for i, n in enumerate(per_tick) if n] == list(range(5, 101, 5))
+    in_flight = [s for _, batch in robot.in_flight for s in batch]
+    assert len(robot.in_flight) == 20 and sum(len(s) for s in in_flight) == 100
+
+
+def test_shipping_waits_for_ship_every_s_and_never_for_the_buffer(tmp_path):
+    cfg = point_config("gate.name=never", "robot.segment_max_steps=5", "robot.ship_every_s=3600")
+    hung = HungBuffer()
+    robot = RobotWorker(0, cfg, hung)
+    robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
+    for _ in range(100):
+        robot.tick()
+    assert robot.total_steps == 100 and hung.waited == []
+    assert len(hung.calls) <= 1  # at most the very first segment; the rest wait for ship_every_s
+    outbox_steps = sum(len(s) for s in robot.outbox)
+    shipped = sum(len(s) for c in hung.calls for s in c[1])
+    assert outbox_steps + shipped == 100
+
+
+def test_human_segments_stay_with_a_robot_whose_buffer_hangs(tmp_path):
+    # The operator takes over at every request (gate asks at every state), corrects 3 steps, hands back.
+    cfg = point_config("gate.name=random", "gate.rate=1.0", "operator.reaction_s=0.0",
+                       "operator.correction_steps=3", "robot.ship_every_s=0")
+    hung = HungBuffer()
+    robot = RobotWorker(0, cfg, hung)
+    robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
+    for _ in range(40):
+        if robot.state is State.WAITING:
+            robot.assign(0)
+        before = len(hung.calls)
+        robot.tick()
+        assert len(hung.calls) - before <= 1
+    # ticks: 1 asks; then per cycle: 3 operator steps (assign read at the first), 1 tick asking again
+    # (rate 1, no policy step). 39 ticks after the first: 9 full cycles of 4 ticks + 3 operator steps.
+    assert robot.total_steps == 9 * 3 + 3
+    assert hung.waited == []
+    shipped = [s for c in hung.calls for s in c[1]]
+    assert [s.controller for s in shipped] == ["operator:0"] * 10
+    assert sorted(robot.unacked) == sorted(s.key for s in shipped)  # none acknowledged: all kept
+
+
+def test_a_waiting_robot_holds_still(tmp_path):
+    cfg = point_config("gate.name=random", "gate.rate=1.0")
+    robot = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")))
+    acts = []
+    real_act = robot.policy.act
+    robot.policy.act = lambda obs: acts.append(obs) or real_act(obs)
+    robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "other")))
+    robot.tick()  # loads, starts an episode, asks for help in its first state
+    assert robot.state is State.WAITING and len(acts) == 1
+    pos, vel, t, obs = robot.task.pos.copy(), robot.task.vel.copy(), robot.task.t, robot.obs.copy()
+    for _ in range(50):
+        robot.tick()
+    assert robot.state is State.WAITING
+    assert len(acts) == 1  # the policy was not asked to act while the robot waited
+    assert robot.total_steps == 0 and robot.steps == [] and robot.task.t == t == 0
+    np.testing.assert_array_equal(robot.task.pos, pos)
+    np.testing.assert_array_equal(robot.task.vel, vel)
+    np.testing.assert_array_equal(robot.obs, obs)
+    kinds = [e["ev"] for e in robot.poll()["events"]]
+    assert kinds.count("help_requested") == 1 and "segment" not in kinds
+
+
+# ---------------------------------------------------------------- 4. fleet thresholds
+
+
+def test_auto_gate_thresholds_reach_every_robot(tmp_path):
+    prior, alpha = 1.0, 0.2
+    cfg = point_config("gate.name=auto", f"gate.alpha={alpha}", f"gate.threshold={prior}", "robots=3",
+                       "operator.reaction_s=0.0")
+    task = make_task(cfg.task)
+    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
+    fleet.buffer_worker.add(collect_demos(cfg, task))
+    fleet.learner_worker.train(cfg.learner.pretrain_updates)
+    fleet.learner_worker.publish()
+    log = EventLog(tmp_path / "events.jsonl")
+    supervisor = Supervisor(cfg, fleet.robots, fleet.buffer, fleet.learner, log)
+    seen: list[tuple[float, float]] = []  # every robot-controlled state the supervisor was given
+    handle = supervisor.handle
+    supervisor.handle = lambda result: (seen.extend(result["states"]), handle(result))[1]
+    supervisor.poll()
+    for _ in range(120):
+        fleet.between()
+        supervisor.poll()
+    fleet.between()  # each robot reads its mailbox first thing in its tick
+    log.close()
+
+    assert len(seen) >= cfg.gate.min_states
+    expected = float(np.quantile(np.array(seen[-cfg.gate.window:])[:, 0], 1 - alpha))
+    assert supervisor.fleet_gate is not None
+    assert supervisor.fleet_gate.threshold == pytest.approx(expected, rel=1e-12)
+    assert expected != prior
+    for robot in fleet.robot_workers:
+        assert robot.gate.threshold == supervisor.fleet_gate.threshold, f"robot {robot.id}"
+    assert {e["robot"] for e in [*supervisor.status["robots"].values()]} == {0, 1, 2}
+    fleet.stop()
