@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -30,3 +33,13 @@ def point_config(*overrides: str) -> RunConfig:
     base = ["task=point", "robots=2", "steps=1500", "demos=2", "learner.pretrain_updates=50",
             "learner.batch_size=32", "learner.publish_every=20", "gate.threshold=0.002", "robot.speed=50.0"]
     return load_config(None, base + list(overrides))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_dagger(*args: str, cwd: Path | str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The `dagger` command as a user runs it: a subprocess, headless, output captured."""
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)

@@ -17,15 +17,12 @@ from dagger.evaluation import EVAL_SEED_BASE, demo_seed, episode_seed, eval_seed
 from dagger.events import read_events
 from dagger.metrics import learning_curve
 from dagger.tasks import PointTask
-from tests.conftest import point_config
+from tests.conftest import ROOT, point_config, run_dagger
 from workers.launch import run_loop
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def dagger(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+def dagger(*args: str) -> subprocess.CompletedProcess:
+    return run_dagger(*args, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +166,13 @@ def test_in_process_runs_repeat_exactly_per_seed(tmp_path):
     assert strip_times(read_events(tmp_path / "c" / "events.jsonl")) != logs[0]
 
 
-def wait_for(path: Path, timeout: float) -> None:
+def wait_for_checkpoint(directory: Path, version: int, timeout: float) -> None:
+    """Until `latest` names this version or a newer one (older files are pruned as the run goes on)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.2)
+    latest = directory / "latest"
+    while not (latest.exists() and int(latest.read_text().strip()[1:-3]) >= version):
+        assert time.monotonic() < deadline, f"no checkpoint v{version} or newer in {directory}"
+        time.sleep(0.1)
 
 
 def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):
@@ -184,7 +183,7 @@ def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):
     driver = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", *args, "--steps", "1000000"], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(run_dir / "checkpoints" / "v000004.pt", 120)
+        wait_for_checkpoint(run_dir / "checkpoints", 4, 120)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()

@@ -1,17 +1,14 @@
 """`dagger` as a user runs it: bad input gives one line and exit code 2, never a traceback."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.conftest import run_dagger
+
 
 def dagger(*args, cwd=None):
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, env=env)
+    return run_dagger(*args, cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize("args, message", [

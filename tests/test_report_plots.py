@@ -1,11 +1,9 @@
 """`dagger report`'s plots, pages and TensorBoard scalars, from real event logs (hand-built and from real runs)."""
 
 import json
-import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +23,14 @@ from dagger.metrics import (
     run_series,
     summarize,
 )
+from tests.conftest import run_dagger
 from workers.launch import run_loop
 
 ALPHA = 0.05
 
 
 def dagger_report(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
-    result = subprocess.run([sys.executable, "-m", "dagger.app.cli", "report", *args], capture_output=True, text=True,
-                            timeout=120, env=env)
+    result = run_dagger("report", *args, timeout=120)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -172,10 +172,15 @@ class Learner:
         self.thread = threading.Thread(target=self.run, name="learner", daemon=True)
         self.thread.start()
 
-    def stop(self) -> dict:
+    def halt(self) -> int:
+        """Stops training and publishing (the final version is fixed from here on); returns that version."""
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
+        return int(self.published["version"])
+
+    def stop(self) -> dict:
+        self.halt()
         self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
         if self.checkpoints is not None and self.published["version"] > 0:
             self.checkpoint()

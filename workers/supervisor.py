@@ -159,8 +159,10 @@ class Supervisor:
             self.record(self.evaluator.call("poll").result()["events"])
 
     def final_eval(self) -> None:
-        """At the end of a run: the newest published version too, so the learning curve ends where training did."""
+        """At the end of a run: stops the learner's publishing and scores its final version too, so the learning
+        curve ends at the policy the run leaves behind (its last checkpoint)."""
         if self.evaluator is not None:
+            self.learner.call("halt").result()
             version, weights = self.learner.call("latest").result()
             self.maybe_evaluate(version, weights, wait=True)
 
