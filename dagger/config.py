@@ -67,7 +67,7 @@ class LearnerConfig:
 
 @dataclass
 class EvalConfig:
-    every_versions: int = 25
+    every_versions: int = 10
     """evaluate the policy alone every this many published versions during the run (0: never); an `eval` event
     each, for the learning curve in the report"""
     episodes: int = 20

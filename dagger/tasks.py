@@ -16,6 +16,8 @@ import numpy as np
 from dagger.core import StepResult, Task
 
 FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of a robot's camera frame
+TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
+"""Reacher's camera: straight down on the arm and target (gymnasium's default shows the arena small, from afar)"""
 
 
 class PointTask:
@@ -92,7 +94,8 @@ class ReacherTask:
         import gymnasium as gym
 
         render_mode = "rgb_array" if self.gl_backend else None  # no GL: never build a renderer
-        self.env = gym.make("Reacher-v5", render_mode=render_mode, width=FRAME_SHAPE[1], height=FRAME_SHAPE[0])
+        self.env = gym.make("Reacher-v5", render_mode=render_mode, width=FRAME_SHAPE[1], height=FRAME_SHAPE[0],
+                            default_camera_config=TOP_VIEW)
         self.closes_at_exit = False
         sim: Any = self.env.unwrapped
         self.sim = sim

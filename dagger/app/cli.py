@@ -176,10 +176,7 @@ def check_init_from(cfg: RunConfig) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """eval.json and a table: success rate with its 95 % Wilson interval, mean return and length."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from dagger.app.evaluate import evaluate_checkpoint, write_video
+    from dagger.app.evaluate import evaluate_checkpoint, print_result, write_video
     from dagger.checkpoint import read_checkpoint, task_spaces
     from dagger.evaluation import eval_seeds
     from dagger.tasks import TASKS, make_task
@@ -210,16 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run_dir / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    lo, hi = result["ci95"]
-    table = Table(title=f"policy alone: {file} (v{result['version']}) on {task_name}", title_justify="left")
-    for head in ("episodes", "success rate", "95% interval", "mean return", "mean length"):
-        table.add_column(head, justify="right")
-    table.add_row(str(result["episodes"]), f"{result['success_rate']:.3f}", f"{lo:.3f} – {hi:.3f}",
-                  f"{result['mean_return']:.2f}", f"{result['mean_length']:.1f}")
-    console = Console()
-    console.print(table)
-    console.print(f"seeds {seeds[0]}..{seeds[-1]} (none used in training) · {result['seconds']} s · {out}"
-                  + (f" · video {args.video}" if args.video else ""))
+    print_result(result, out)
     return 0
 
 

@@ -63,3 +63,22 @@ def write_video(path: str, task_name: str, seeds: list[int], out: Path, fps: int
     else:
         imageio.mimsave(out, frames, fps=fps)
     return len(frames)
+
+
+def print_result(result: dict, out: Path) -> None:
+    """The table `dagger eval` prints."""
+    from rich.console import Console
+    from rich.table import Table
+
+    lo, hi = result["ci95"]
+    table = Table(title=f"policy alone: {result['checkpoint']} (v{result['version']}) on {result['task']}",
+                  title_justify="left")
+    for head in ("episodes", "success rate", "95% interval", "mean return", "mean length"):
+        table.add_column(head, justify="right")
+    table.add_row(str(result["episodes"]), f"{result['success_rate']:.3f}", f"{lo:.3f} – {hi:.3f}",
+                  f"{result['mean_return']:.2f}", f"{result['mean_length']:.1f}")
+    console = Console()
+    console.print(table)
+    last = result["seed_base"] + result["episodes"] - 1
+    console.print(f"seeds {result['seed_base']}..{last} (none used in training) · {result['seconds']} s · {out}"
+                  + (f" · video {result['video']}" if "video" in result else ""))
