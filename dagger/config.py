@@ -72,6 +72,8 @@ class EvalConfig:
     each, for the learning curve in the report"""
     episodes: int = 20
     """episodes per evaluation (the same seeds each time, none of them a training seed)"""
+    nice: int = 19
+    """on Ray, the evaluator process's CPU niceness (19: the lowest priority, so robots' control loops come first)"""
 
 
 @dataclass
@@ -234,6 +236,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.learner.checkpoint_keep >= 1, "learner.checkpoint_keep", "must be at least 1"),
         (cfg.eval.every_versions >= 0, "eval.every_versions", "must not be negative"),
         (cfg.eval.episodes >= 1, "eval.episodes", "must be at least 1"),
+        (0 <= cfg.eval.nice <= 19, "eval.nice", "must be in [0, 19]"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]

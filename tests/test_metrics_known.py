@@ -28,6 +28,7 @@ from dagger.metrics import (
     achieved_rate,
     autonomous_success_by_quarter,
     human_share_by_quarter,
+    learning_curve,
     of_kind,
     operator_busy_s,
     run_series,
@@ -283,3 +284,27 @@ def test_fleet_summary_without_run_start_counts_one_robot():
 def test_cumulative_over_fleet_steps():
     assert cumulative(FLEET_EVENTS, "successes").tolist() == [0, 2, 3, 3]
     assert cumulative(FLEET_EVENTS, "human_actions").tolist() == [2, 5, 5, 6]
+
+
+def test_learning_curve_pairs_each_evaluation_with_the_labels_before_its_version():
+    seg = {"ev": "segment", "robot": 0, "seq": 0, "t_start": 0.0, "versions": [[1, 1]]}
+    events = [
+        {"ev": "run_start", "t": 100.0},
+        {"ev": "weights_published", "t": 100.5, "version": 1},
+        {**seg, "t": 101.0, "t_end": 101.0, "controller": "operator:0", "steps": 7},
+        {**seg, "t": 101.5, "t_end": 101.5, "controller": "policy", "steps": 30},   # not a label
+        {"ev": "weights_published", "t": 102.0, "version": 2},
+        {**seg, "t": 102.0, "t_end": 102.0, "controller": "operator:1", "steps": 5},  # ends as v2 is published
+        {**seg, "t": 103.0, "t_end": 103.0, "controller": "operator:0", "steps": 4},
+        {"ev": "weights_published", "t": 104.0, "version": 3},
+        # evaluations arrive late and out of version order; each counts labels up to its version's publication
+        {"ev": "eval", "t": 104.5, "version": 2, "success_rate": 0.5, "ci95": [0.2, 0.8], "episodes": 10},
+        {"ev": "eval", "t": 105.0, "version": 1, "success_rate": 0.1, "ci95": [0.0, 0.4], "episodes": 10},
+        {"ev": "eval", "t": 106.0, "version": 3, "success_rate": 0.9, "ci95": [0.6, 1.0], "episodes": 10},
+    ]
+    curve = learning_curve(events)
+    # v2 at t=102: 7 + 5 (the segment ending at 102.0 counts); v1 at 100.5: none; v3 at 104: 7 + 5 + 4
+    assert [(p["version"], p["human_labels"], p["wall_s"]) for p in curve] == [(2, 12, 2.0), (1, 0, 0.5),
+                                                                                 (3, 16, 4.0)]
+    assert [p["success_rate"] for p in curve] == [0.5, 0.1, 0.9] and curve[0]["ci95"] == [0.2, 0.8]
+    assert summarize(events)["eval_version_last"] == 3 and summarize(events)["eval_success_last"] == 0.9

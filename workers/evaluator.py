@@ -1,9 +1,9 @@
 """Evaluator: scores published weights alone (no gate, no human) during a run, for the learning curve.
 
 It runs the policy on the same held-out episodes each time (dagger.evaluation) and emits an `eval`
-event per version. On Ray it is its own process at the lowest CPU priority (nice 19), so on a busy
-machine the robots' control loops run first and evaluation takes the idle time; the supervisor
-sends it a version only when it is free, so it never queues work behind the robots.
+event per version. On Ray it is its own process at the lowest CPU priority (`eval.nice`, 19; Ray runs
+its other workers at 15), so on a busy machine the robots' control loops run first and evaluation
+takes the idle time; the supervisor sends it a version only when it is free, so it never queues work.
 
     evaluator = Evaluator(cfg); evaluator.evaluate(weights); evaluator.poll()["events"]
 """
@@ -23,8 +23,9 @@ from dagger.tasks import make_task
 
 class Evaluator:
     def __init__(self, cfg: RunConfig, clock: Any = time.time, background: bool = False):
-        if background:
-            os.nice(19)  # lowest priority in its own process: robots' control loops come first
+        if background:  # its own process, at the lowest priority by default: robots' control loops come first
+            now = os.getpriority(os.PRIO_PROCESS, 0)  # Ray starts its workers at nice 15 already
+            os.setpriority(os.PRIO_PROCESS, 0, max(now, cfg.eval.nice))
         self.cfg, self.clock = cfg, clock
         self.task = make_task(cfg.task)
         self.seeds = eval_seeds(cfg.eval.episodes)

@@ -74,7 +74,7 @@ class RayLearner(Learner):
 
 
 class RayEvaluator(Evaluator):
-    """Its own process at nice 19 (see workers.evaluator)."""
+    """Its own process at nice `eval.nice` (see workers.evaluator)."""
 
     def __init__(self, cfg: RunConfig):
         torch.set_num_threads(1)
