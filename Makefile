@@ -30,6 +30,7 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/fleet_overhead.py
+	$(BIN)/python benchmarks/eval_cost.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
