@@ -101,7 +101,8 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad or unsafe file
-        raise CheckpointError(f"{file}: not a loadable checkpoint ({str(err).splitlines()[0][:200]})") from err
+        why = (str(err).splitlines() or [type(err).__name__])[0][:200]  # some torch errors have no message
+        raise CheckpointError(f"{file}: not a loadable checkpoint ({why})") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not a dagger checkpoint (format {FORMAT} expected)")
     data["path"] = str(file)

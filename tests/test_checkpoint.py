@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
 
 from dagger.checkpoint import CheckpointError, policy_from, read_checkpoint, write_checkpoint
 from dagger.evaluation import EVAL_SEED_BASE, demo_seed, episode_seed, eval_seeds, wilson_interval
@@ -235,3 +237,20 @@ def test_a_robot_runs_one_control_loop_however_often_it_is_started(tmp_path):
     assert robot.thread is first
     robot.stopped.set()
     first.join()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(max_size=400), keep=st.integers(0, 2000))
+def test_any_corrupt_or_truncated_file_is_a_clear_error(tmp_path_factory, data, keep):
+    """Random bytes, and a real checkpoint cut short or with random bytes spliced in, never load and never
+    raise anything but CheckpointError naming the file."""
+    directory = tmp_path_factory.mktemp("ckpt")
+    real = write_checkpoint(directory, {"version": 1, "task": {"name": "point"}, "w": torch.arange(300.0)})
+    whole = real.read_bytes()
+    for name, content in (("random.pt", data), ("cut.pt", whole[:keep]), ("spliced.pt", whole[:keep] + data)):
+        bad = directory / name
+        bad.write_bytes(content)
+        if content == whole:
+            continue
+        with pytest.raises(CheckpointError, match=name):
+            read_checkpoint(bad)

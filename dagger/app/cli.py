@@ -201,7 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             result["video_frames"] = write_video(str(file), task_name, seeds[:3], Path(args.video))
         except (RuntimeError, ValueError, ImportError) as err:
-            raise UserError(f"--video {args.video}: {str(err).splitlines()[0]}") from err
+            raise UserError(f"--video {args.video}: {(str(err).splitlines() or [type(err).__name__])[0]}") from err
         result["video"] = args.video
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     out = Path(args.out) if args.out else run_dir / "eval.json"
