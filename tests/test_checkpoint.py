@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,11 @@ def test_a_checkpoint_for_another_task_or_shape_is_refused_in_one_line(trained, 
                     str(run_dir), "policy.hidden=32")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "ensemble of 5 MLPs 2x64;" in result.stderr and "ensemble of 5 MLPs 2x32" in result.stderr
+    shutil.copytree(run_dir / "checkpoints", tmp_path / "old" / "checkpoints")
+    resumed = dagger("start", "--in-process", "--task", "reacher", "--run-dir", str(tmp_path / "old"), "--resume")
+    assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1
+    assert "holds task point" in resumed.stderr and "needs task reacher" in resumed.stderr
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["checkpoints"]  # nothing started
 
 
 def test_wilson_interval_matches_hand_computed_values():

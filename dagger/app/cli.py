@@ -109,7 +109,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
     if cfg.init_from:
-        check_init_from(cfg)
+        check_checkpoint(cfg.init_from, cfg)
+    if args.resume and (run_dir / "checkpoints" / "latest").is_file():
+        check_checkpoint(run_dir, cfg)
     devices = open_operator_devices(cfg)
     console = None
     if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
@@ -164,14 +166,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_init_from(cfg: RunConfig) -> None:
-    """Refuses, before anything starts, a checkpoint that is unreadable or for another task or network shape."""
-    from dagger.checkpoint import check_compatible, read_checkpoint
+def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
+    """Refuses, before anything starts, a checkpoint to start from that is unreadable or for another task or
+    network shape than this run's."""
+    from dagger.checkpoint import check_compatible, read_checkpoint, task_spaces
     from dagger.tasks import make_task
 
-    ckpt = read_checkpoint(cfg.init_from)
-    task = make_task(cfg.task)
-    check_compatible(ckpt, {"name": task.name, "obs_dim": task.obs_dim, "act_dim": task.act_dim}, cfg.policy)
+    check_compatible(read_checkpoint(path), task_spaces(make_task(cfg.task)), cfg.policy)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
