@@ -160,8 +160,9 @@ def strip_times(events: list[dict]) -> list[dict]:
 
 
 def test_in_process_runs_repeat_exactly_per_seed(tmp_path):
+    # thrifty: its goal critic trains on every shipped segment, so when segments ship matters too
     cfg = point_config("steps=800", "eval.every_versions=3", "eval.episodes=3", "operator.fatigue_per_min=5",
-                       "operator.switch_s=0.05")
+                       "operator.switch_s=0.05", "gate.name=thrifty", "robot.ship_every_s=0.02")
     logs = []
     for name in ("a", "b"):
         run_loop(cfg, tmp_path / name)
@@ -260,3 +261,60 @@ def test_any_corrupt_or_truncated_file_is_a_clear_error(tmp_path_factory, data, 
             continue
         with pytest.raises(CheckpointError, match=name):
             read_checkpoint(bad)
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_in_place(tmp_path, monkeypatch):
+    write_checkpoint(tmp_path, {"version": 1, "w": torch.ones(3)})
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+
+    def dies_halfway(obj, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    write_checkpoint(tmp_path, {"version": 2, "w": torch.ones(3)})
+    assert len(synced) == 4  # the file and the folder, for the checkpoint and for `latest`
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError):
+        write_checkpoint(tmp_path, {"version": 3, "w": torch.ones(3)})
+    assert read_checkpoint(tmp_path)["version"] == 2 and not (tmp_path / "v000003.pt").exists()
+
+
+def test_restore_brings_back_the_trainers_state(trained, tmp_path):
+    from workers.buffer import BufferWorker
+    from workers.learner import Learner
+    from workers.transport import LocalEndpoint
+
+    cfg, run_dir = trained
+    ckpt = read_checkpoint(run_dir)
+    learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "segments")))
+    assert learner.restore(ckpt) == ckpt["version"] and learner.updates == ckpt["trainer"]["updates"]
+    state = learner.trainer_state()
+    for key in ("optimizer", "critic_optimizer", "classifier_optimizer"):
+        saved, now = ckpt["trainer"][key]["state"], state[key]["state"]
+        assert saved.keys() == now.keys() and (len(saved) > 0 or key != "optimizer")  # critics train with thrifty
+        assert all(torch.equal(saved[i]["exp_avg"], now[i]["exp_avg"]) for i in saved)
+    assert all(torch.equal(a, b) for a, b in zip(ckpt["trainer"]["critic_target"], state["critic_target"],
+                                                 strict=True))
+    obs = np.linspace(-1, 1, 6).astype(np.float32)
+    assert np.array_equal(learner.policy.act(obs).action, policy_from(ckpt, PointTask()).act(obs).action)
+
+
+def test_a_policy_started_from_a_checkpoint_keeps_its_normaliser(trained, tmp_path):
+    from workers.buffer import BufferWorker
+    from workers.launch import collect_demos
+    from workers.learner import Learner
+    from workers.transport import LocalEndpoint
+
+    cfg, run_dir = trained
+    ckpt = read_checkpoint(run_dir)
+    buffer = BufferWorker(tmp_path / "segments")
+    buffer.add(collect_demos(point_config("demos=1", "seed=7"), PointTask()))
+    fresh = Learner(cfg, 6, 2, LocalEndpoint(buffer))
+    fresh.restore(ckpt, trainer=False)
+    fresh.train(2)
+    saved = [t.numpy() for t in ckpt["weights"]["normalizer"]]
+    now = [fresh.policy.obs_mean, fresh.policy.obs_std, fresh.policy.act_mean, fresh.policy.act_std]
+    assert all(np.array_equal(a, b) for a, b in zip(saved, now, strict=True))
+    assert fresh.updates == 2  # the trainer starts afresh: only the policy came from the checkpoint
