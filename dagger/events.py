@@ -29,7 +29,8 @@ class EventLog:
 
 
 def cut_torn_tail(path: Path) -> int:
-    """Truncates a partial last line (no newline: the writer died mid-line); returns the bytes dropped."""
+    """Truncates a partial last line (no newline: the writer died mid-line); returns the bytes dropped. A last
+    line that is a whole event but lost only its newline is kept, as read_events keeps it."""
     if not path.is_file() or path.stat().st_size == 0:
         return 0
     with path.open("rb+") as f:
@@ -37,8 +38,13 @@ def cut_torn_tail(path: Path) -> int:
         if data.endswith(b"\n"):
             return 0
         keep = data.rfind(b"\n") + 1
-        f.truncate(keep)
-        return len(data) - keep
+        try:
+            json.loads(data[keep:])
+        except ValueError:
+            f.truncate(keep)
+            return len(data) - keep
+        f.write(b"\n")
+        return 0
 
 
 def read_events(path: Path) -> list[dict]:
