@@ -142,7 +142,7 @@ def test_dagger_eval_reports_success_with_its_interval_the_same_every_time(train
     assert json.loads((tmp_path / "c.json").read_text())["successes"] == last["successes"]
 
 
-def test_the_run_logs_a_learning_curve_against_human_labels(trained):
+def test_the_run_logs_a_learning_curve_against_human_labels(trained, tmp_path):
     _, run_dir = trained
     events = read_events(run_dir / "events.jsonl")
     curve = learning_curve(events)
@@ -151,6 +151,14 @@ def test_the_run_logs_a_learning_curve_against_human_labels(trained):
     labels = [p["human_labels"] for p in curve]
     assert labels[0] == 0 and labels == sorted(labels) and labels[-1] > 0
     assert all(p["episodes"] == 10 and p["ci95"][0] <= p["success_rate"] <= p["ci95"][1] for p in curve)
+    from matplotlib.image import imread
+
+    from dagger.app.report import write_run_report
+
+    write_run_report(tmp_path, events)
+    assert "(plots/learning_curve.png)" in (tmp_path / "report.md").read_text()
+    image = imread(tmp_path / "plots" / "learning_curve.png")
+    assert image.shape[0] > 300 and image.std() > 0.05  # drawn, not blank
 
 
 def strip_times(events: list[dict]) -> list[dict]:

@@ -70,6 +70,11 @@ def write_run_report(run_dir: Path, events: list[dict]) -> dict:
              f"Over time = {len(series['step'])} consecutive windows of the fleet's steps (segments in end-time "
              "order). Intervention rate = human steps / steps; achieved rate = help requests / (policy steps + "
              "help requests). All recomputed from events.jsonl."]
+    if curve:
+        intro.append(f"Learning curve: each published version scored alone (no gate, no operator) on the same "
+                     f"{curve[0]['episodes']} held-out episodes, with its 95 % Wilson interval, against the operator "
+                     f"steps logged before that version was published; final version v{curve[-1]['version']}: "
+                     f"{curve[-1]['success_rate']:.2f}.")
     write_pages(run_dir, f"Run report: {run_dir.name}", intro, ["metric", "value"],
                 [[k, _cell(v)] for k, v in summary.items()], images)
     return summary
