@@ -150,6 +150,52 @@ def staleness(segments: list[dict], published: list[dict]) -> list[int]:
     return out
 
 
+def runs(events: list[dict]) -> list[list[dict]]:
+    """The log cut at each run_start, in log order: one list per run (a resumed run dir holds several)."""
+    out: list[list[dict]] = []
+    for e in events:
+        if e["ev"] == "run_start" or not out:
+            out.append([])
+        out[-1].append(e)
+    return out
+
+
+def run_span(run: list[dict]) -> float | None:
+    """Seconds from a run's run_start to its run_end, or to its last event when it was killed."""
+    start = next((e["t"] for e in run if e["ev"] == "run_start"), None)
+    if start is None:
+        return None
+    end = next((e["t"] for e in reversed(run) if e["ev"] == "run_end"), max(e["t"] for e in run))
+    return end - start
+
+
+def active_seconds(events: list[dict]) -> tuple[float | None, float | None]:
+    """The runs' spans added up, without the gaps between a killed run and its resumption; and operator-seconds
+    (each run's operators times its span). None without a run_start."""
+    spans = [(run_span(run), run[0].get("operators", 1)) for run in runs(events) if run[0]["ev"] == "run_start"]
+    spans = [(s, ops) for s, ops in spans if s is not None]
+    if not spans:
+        return None, None
+    return sum(s for s, _ in spans), sum(s * ops for s, ops in spans)
+
+
+def updates_trained(events: list[dict]) -> int:
+    """Gradient updates over all runs: a resumed learner counts on from its checkpoint's count, a fresh one
+    from 0, so each run adds its last count minus where it began."""
+    total = 0
+    for run in runs(events):
+        counts = [e["updates"] for e in run if e["ev"] == "learner"]
+        base = next((e["updates"] for e in run if e["ev"] == "restored" and e.get("trainer")), 0)
+        total += max(counts, default=base) - base
+    return total
+
+
+def run_staleness(events: list[dict]) -> list[int]:
+    """`staleness` within each run: versions published by an earlier run do not count against a later one."""
+    return [x for run in runs(events)
+            for x in staleness(of_kind(run, "segment"), of_kind(run, "weights_published"))]
+
+
 def operator_busy_s(events: list[dict]) -> float:
     """Operator-seconds spent on robots: each assignment until the robot's hand-back to that operator."""
     open_at: dict[tuple[int, int], float] = {}
@@ -188,12 +234,11 @@ def summarize(events: list[dict]) -> dict:
     learner = of_kind(events, "learner")
     segment_t = {f"{s['robot']}:{s['seq']}": s["t"] for s in segments}
     lags = [e["t"] - segment_t[e["key"]] for e in of_kind(events, "segment_trained") if e["key"] in segment_t]
-    starts, ends = of_kind(events, "run_start"), of_kind(events, "run_end")
-    duration = (ends[-1]["t"] - starts[0]["t"]) if starts and ends else None
+    starts = of_kind(events, "run_start")
+    duration, operator_s = active_seconds(events)
     queued = [e["queued_s"] for e in of_kind(events, "operator_assigned")]
     steps = sum(s["steps"] for s in segments)
     human_steps = sum(s["steps"] for s in segments if s["controller"] != "policy")
-    operator_s = starts[0].get("operators", 1) * duration if starts and duration else None
     evals = of_kind(events, "eval")
     return {
         "steps": steps,
@@ -211,10 +256,10 @@ def summarize(events: list[dict]) -> dict:
         "autonomous_successes": sum(bool(e["success"]) and e["human_steps"] == 0 for e in episodes),
         "intervention_rate_by_quarter": [_round(x) for x in human_share_by_quarter(segments)],
         "autonomous_success_by_quarter": [_round(x) for x in autonomous_success_by_quarter(episodes)],
-        "learner_updates": max((e["updates"] for e in learner), default=0),
+        "learner_updates": updates_trained(events),
         "final_loss": _round(learner[-1]["loss"], 5) if learner else None,
         "weights_published": len(of_kind(events, "weights_published")),
-        "weights_staleness_p50": _median([float(x) for x in staleness(segments, of_kind(events, "weights_published"))]),
+        "weights_staleness_p50": _median([float(x) for x in run_staleness(events)]),
         "segment_to_train_lag_p50_s": _round(_median(lags), 3),
         "mean_wait_for_help_s": _round(float(np.mean([t["wait_s"] for t in takeovers])) if takeovers else None, 3),
         "takeover_latency_ms_p50": _percentile([t.get("latency_s", 0.0) for t in takeovers], 50, 1000),

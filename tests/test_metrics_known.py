@@ -228,8 +228,11 @@ def test_autonomous_success_by_quarter_sorts_episodes_by_time():
 def test_a_run_without_takeovers_or_end():
     s = summarize([EVENTS[0], A, B])
     assert (s["steps"], s["human_steps"], s["intervention_rate"], s["takeovers"]) == (10, 0, 0.0, 0)
-    assert s["mean_steps_between_interventions"] is None and s["takeovers_per_hour"] is None
-    assert s["human_idle_share"] is None and s["duration_s"] is None and s["robot_waiting_s"] == 0.0
+    # killed (no run_end): the run lasted until its last event, B's at t=101.55 -> 1.55 s
+    assert s["mean_steps_between_interventions"] is None and s["takeovers_per_hour"] == 0.0
+    assert s["human_idle_share"] == 1.0 and s["duration_s"] == pytest.approx(1.55, abs=0.051)
+    assert s["robot_waiting_s"] == 0.0
+    assert summarize([A, B])["duration_s"] is None  # no run_start: no span
 
 
 # ------------------------------------------------------------------------------------------- ROHE
@@ -308,3 +311,40 @@ def test_learning_curve_pairs_each_evaluation_with_the_labels_before_its_version
                                                                                  (3, 16, 4.0)]
     assert [p["success_rate"] for p in curve] == [0.5, 0.1, 0.9] and curve[0]["ci95"] == [0.2, 0.8]
     assert summarize(events)["eval_version_last"] == 3 and summarize(events)["eval_success_last"] == 0.9
+
+
+def test_a_resumed_run_counts_time_updates_and_staleness_per_run():
+    """Run 1 is killed at t=10 (last event), resumed at t=100 from a checkpoint of v5 / 400 updates; run 2 ends at
+    t=130. A second learner that started afresh (no restore) would count from 0 instead."""
+    first = [
+        {"ev": "run_start", "t": 0.0, "operators": 2},
+        {"ev": "weights_published", "t": 1.0, "version": 5},
+        {"ev": "segment", "t": 2.0, "robot": 0, "seq": 0, "controller": "policy", "steps": 4, "t_start": 1.5,
+         "t_end": 2.0, "versions": [[5, 4]]},
+        {"ev": "learner", "t": 9.0, "updates": 400, "loss": 0.1},
+        {"ev": "segment", "t": 10.0, "robot": 0, "seq": 1, "controller": "policy", "steps": 2, "t_start": 9.5,
+         "t_end": 10.0, "versions": [[5, 2]]},
+    ]
+    second = [
+        {"ev": "run_start", "t": 100.0, "operators": 1},
+        {"ev": "restored", "t": 100.5, "version": 5, "updates": 400, "trainer": True},
+        {"ev": "weights_published", "t": 101.0, "version": 6},
+        # run 2's robots act with v6; run 1's v5 segments are not behind run 2's v6
+        {"ev": "segment", "t": 103.0, "robot": 0, "seq": 10**6, "controller": "policy", "steps": 6,
+         "t_start": 102.0, "t_end": 103.0, "versions": [[6, 6]]},
+        {"ev": "learner", "t": 129.0, "updates": 650, "loss": 0.1},
+        {"ev": "run_end", "t": 130.0},
+    ]
+    s = summarize(first + second)
+    assert s["duration_s"] == 40.0  # 10 + 30, not the 130 from the first start to the last end
+    assert s["learner_updates"] == 650  # 400 in run 1, then 250 more from the restored 400
+    assert s["weights_staleness_p50"] == 0.0 and staleness_of(first + second) == [0] * 12
+    assert s["takeovers_per_hour"] == 0.0 and s["human_idle_share"] == 1.0  # 2 ops x 10 s + 1 op x 30 s idle
+    fresh = [e for e in second if e["ev"] != "restored"]
+    assert summarize(first + fresh)["learner_updates"] == 400 + 650  # a learner that began again at 0
+
+
+def staleness_of(events):
+    from dagger.metrics import run_staleness
+
+    return run_staleness(events)
