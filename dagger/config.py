@@ -12,6 +12,7 @@ import collections.abc
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -169,12 +170,22 @@ def _apply(obj: Any, data: dict, where: str, prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, types_[key], f"{where}: {path!r}"))
 
 
+def _yaml(text: str | bytes, where: str) -> Any:
+    """YAML's plain data (safe_load: no tags that build objects); any problem is one line naming `where`."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(err).split())[:200]})") from err
+    except RecursionError as err:
+        raise ConfigError(f"{where}: nested too deeply") from err
+
+
 def parse_override(text: str) -> dict:
     """`gate.threshold=0.02` -> {"gate": {"threshold": 0.02}} (the value is read as YAML)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. gate.threshold=0.02")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
+    value = _yaml(raw, f"override {text!r}") if raw else ""
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value  # type: ignore[return-value]
@@ -184,9 +195,10 @@ def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | Non
     """Applies a YAML file, then `key.sub=value` overrides, to any settings dataclass."""
     if path:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path}: cannot read config: {err}") from err
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read config: {' '.join(str(err).split())}") from err
+        data = _yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         _apply(obj, data, str(path))
@@ -237,12 +249,37 @@ def validate(cfg: RunConfig) -> None:
         (cfg.eval.every_versions >= 0, "eval.every_versions", "must not be negative"),
         (cfg.eval.episodes >= 1, "eval.episodes", "must be at least 1"),
         (0 <= cfg.eval.nice <= 19, "eval.nice", "must be in [0, 19]"),
+        (cfg.learner.publish_every >= 1, "learner.publish_every", "must be at least 1"),
+        (cfg.learner.updates_per_fetch >= 1, "learner.updates_per_fetch", "must be at least 1"),
+        (cfg.learner.pretrain_updates >= 0, "learner.pretrain_updates", "must not be negative"),
+        (cfg.learner.max_updates_per_s >= 0, "learner.max_updates_per_s", "must not be negative (0: no cap)"),
+        (cfg.policy.lr > 0, "policy.lr", "must be positive"),
+        (cfg.policy.hidden >= 1, "policy.hidden", "must be at least 1"),
+        (cfg.policy.layers >= 1, "policy.layers", "must be at least 1"),
+        (cfg.operator.attention >= 1, "operator.attention", "must be at least 1 (else no robot is ever served)"),
+        (cfg.operator.correction_steps >= 1, "operator.correction_steps", "must be at least 1"),
+        (cfg.robot.ship_every_s >= 0, "robot.ship_every_s", "must not be negative"),
+        (0 <= cfg.gate.rate <= 1, "gate.rate", "must be in [0, 1]"),
+        (cfg.gate.window >= 1, "gate.window", "must be at least 1"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
     ]
+    checks += [(math.isfinite(value), key, "must be a finite number") for key, value in _numbers(cfg)]
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config: {key!r} {why}")
+
+
+def _numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
+    """Every float setting, with its dotted key."""
+    out: list[tuple[str, float]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += _numbers(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            out.append((f"{prefix}{f.name}", value))
+    return out
 
 
 def to_dict(cfg: RunConfig) -> dict:

@@ -172,8 +172,11 @@ def run_span(run: list[dict]) -> float | None:
 def active_seconds(events: list[dict]) -> tuple[float | None, float | None]:
     """The runs' spans added up, without the gaps between a killed run and its resumption; and operator-seconds
     (each run's operators times its span). None without a run_start."""
-    spans = [(run_span(run), run[0].get("operators", 1)) for run in runs(events) if run[0]["ev"] == "run_start"]
-    spans = [(s, ops) for s, ops in spans if s is not None]
+    spans: list[tuple[float, int]] = []
+    for run in runs(events):
+        span = run_span(run)
+        if span is not None:
+            spans.append((span, run[0].get("operators", 1)))
     if not spans:
         return None, None
     return sum(s for s, _ in spans), sum(s * ops for s, ops in spans)

@@ -35,7 +35,7 @@ from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
 from workers.supervisor import Supervisor
-from workers.transport import Endpoint, LocalEndpoint
+from workers.transport import Endpoint, LocalEndpoint, guard
 
 
 class Fleet(Protocol):
@@ -89,10 +89,14 @@ class LocalFleet:
         """One control period of every robot and one learner update (a publish every few)."""
         for robot in self.robot_workers:
             robot.tick()
-        self.learner_worker.train(1)
+        if not self.learner_worker.failure:  # a failure stops training, as a dead thread does on Ray
+            guard(self.learn, self.learner_worker.loop_failed)()
         self.ticks += 1
         self.clock.ticks += 1
-        if self.ticks % self.cfg.learner.publish_every == 0:
+
+    def learn(self) -> None:
+        self.learner_worker.train(1)
+        if (self.ticks + 1) % self.cfg.learner.publish_every == 0:
             self.learner_worker.publish()
 
     def stop(self) -> list[dict]:
@@ -190,6 +194,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
             supervisor.handle(result)
         else:
             supervisor.record(result["events"])
-    log.write([{"ev": "run_end", "t": clock(), "reason": reason}])
+    log.write([{"ev": "run_end", "t": clock(), "reason": reason, **({"error": supervisor.failed} if reason == "failed"
+                                                                      else {})}])
     log.close()
     return summarize(read_events(run_dir / "events.jsonl"))

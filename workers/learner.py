@@ -28,7 +28,7 @@ from dagger.config import RunConfig, to_dict
 from dagger.gates import GATES
 from dagger.gates.safe import discrepancy
 from dagger.policy import EnsemblePolicy
-from workers.transport import Endpoint
+from workers.transport import Endpoint, start_loop
 
 #: with a classifier to train, every HOLDOUT-th stored segment is kept from the ensemble for it
 HOLDOUT = 10
@@ -53,6 +53,7 @@ class Learner:
         self.events: list[dict] = []
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
+        self.failure = ""  # why the training loop died, if it did
 
     def train(self, n: int) -> float:
         """n gradient updates on freshly sampled batches; returns the mean loss."""
@@ -160,7 +161,7 @@ class Learner:
         with self.lock:
             events, self.events = self.events, []
         return {"events": events, "status": {"updates": self.updates, "loss": self.loss,
-                                             "version": self.published["version"]}}
+                                             "version": self.published["version"], "failure": self.failure}}
 
     def _emit(self, kind: str, **fields: Any) -> None:
         with self.lock:
@@ -169,8 +170,11 @@ class Learner:
     def start(self) -> None:
         if self.thread is not None:  # one training loop, however often asked
             return
-        self.thread = threading.Thread(target=self.run, name="learner", daemon=True)
-        self.thread.start()
+        self.thread = start_loop(self.run, "learner", self.loop_failed)
+
+    def loop_failed(self, error: str) -> None:
+        self.failure = error
+        self._emit("loop_failed", component="learner", error=error)
 
     def halt(self) -> int:
         """Stops training and publishing (the final version is fixed from here on); returns that version."""

@@ -27,7 +27,7 @@ from dagger.policy import EnsemblePolicy
 from dagger.tasks import make_task
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
-from workers.transport import Endpoint, Pending
+from workers.transport import Endpoint, Pending, start_loop
 
 
 class State(StrEnum):
@@ -79,6 +79,7 @@ class RobotWorker:
         self.frame: np.ndarray | None = None
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
+        self.failure = ""  # why the control loop died, if it did
 
     # ---- mailbox: called by the supervisor from any thread ----
     def set_weights(self, weights: dict) -> None:
@@ -114,7 +115,8 @@ class RobotWorker:
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
-                  "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id}
+                  "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
+                  "failure": self.failure}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
     # ---- the control loop ----
@@ -123,8 +125,12 @@ class RobotWorker:
         robot restarted before the fleet starts is started twice)."""
         if self.thread is not None:
             return
-        self.thread = threading.Thread(target=self.run, name=f"robot-{self.id}", daemon=True)
-        self.thread.start()
+        self.thread = start_loop(self.run, f"robot-{self.id}", self.loop_failed)
+
+    def loop_failed(self, error: str) -> None:
+        """The control loop died: the robot stops where it is (no step is taken any more) and says why."""
+        self.failure = error
+        self._emit("loop_failed", component="robot", error=error)
 
     def stop(self) -> dict:
         """Stops the loop, closes the open segment and ships everything; returns a final poll."""

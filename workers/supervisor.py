@@ -51,6 +51,7 @@ class Supervisor:
         self.eval_pending: Pending | None = None
         self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
+        self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.steps = 0
 
     def poll(self) -> dict[str, Any]:
@@ -66,10 +67,14 @@ class Supervisor:
                 self.robot_lost(robot, err)
             else:
                 self.handle(result)
+                if result["status"].get("failure"):  # its control loop died: replace it like a dead actor
+                    self.robot_lost(robot, RuntimeError(f"control loop failed: {result['status']['failure']}"))
         for name, pending in (("learner", learner_poll), ("buffer", buffer_poll)):
             result = pending.result()
             self.record(result["events"])
             self.status[name] = result["status"]
+            if result["status"].get("failure") and not self.failed:
+                self.failed = f"{name} failed: {result['status']['failure']}"
         self.forward_weights()
         self.allocate()
         now = self.clock()
@@ -233,7 +238,7 @@ class Supervisor:
         polls_every = max(1, round(period / tick)) if tick else 1
         ticks = 0
         try:
-            while not self.done(started):
+            while not self.done(started) and not self.failed:
                 between()
                 if self.station is not None:
                     self.station.tick()
@@ -246,4 +251,4 @@ class Supervisor:
                     time.sleep(tick)
         except KeyboardInterrupt:
             return "interrupted"
-        return "budget"
+        return "failed" if self.failed else "budget"

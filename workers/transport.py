@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -46,3 +48,22 @@ class LocalEndpoint:
             return Done(getattr(self.target, method)(*args))
         except Exception as err:  # noqa: BLE001 - delivered to the caller like a remote error
             return Done(error=err)
+
+
+def guard(fn: Callable[[], None], failed: Callable[[str], None]) -> Callable[[], None]:
+    """fn, with any exception handed to `failed` (which reports it to the supervisor), never only to a log."""
+
+    def guarded() -> None:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 - any failure must reach the supervisor
+            failed(f"{type(err).__name__}: {err}"[:300])
+
+    return guarded
+
+
+def start_loop(loop: Callable[[], None], name: str, failed: Callable[[str], None]) -> threading.Thread:
+    """Runs an actor's loop in a daemon thread; an exception ends the loop and goes to `failed`."""
+    thread = threading.Thread(target=guard(loop, failed), name=name, daemon=True)
+    thread.start()
+    return thread

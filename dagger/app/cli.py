@@ -161,8 +161,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     from dagger.app.report import write_run_report
     from dagger.events import read_events
 
-    write_run_report(run_dir, read_events(run_dir / "events.jsonl"))
+    events = read_events(run_dir / "events.jsonl")
+    write_run_report(run_dir, events)
     print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
+    end = [e for e in events if e["ev"] == "run_end"][-1]
+    if end["reason"] == "failed":  # the run stopped because a component could not go on: say so, exit non-zero
+        print(f"dagger: error: the run stopped early: {end['error']} (events.jsonl has it; --resume continues "
+              "from the last checkpoint)", file=sys.stderr)
+        return 1
     return 0
 
 

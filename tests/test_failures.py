@@ -1,0 +1,89 @@
+"""A dead loop inside a component is seen, reported and acted on, never silent."""
+
+import time
+
+import pytest
+
+from dagger.events import read_events
+from tests.conftest import point_config
+from workers.buffer import BufferWorker
+from workers.launch import run_loop
+from workers.learner import Learner
+from workers.robot import RobotWorker
+from workers.transport import Done, LocalEndpoint
+
+
+class BrokenBuffer:
+    """A buffer whose sampling raises, as a bug in training would."""
+
+    def call(self, method, *args):
+        if method == "sample":
+            return Done(error=ZeroDivisionError("batch of 0"))
+        return Done({})
+
+
+def wait_until(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_dead_training_thread_is_reported_in_the_learners_poll():
+    learner = Learner(point_config(), 6, 2, BrokenBuffer())
+    learner.start()
+    wait_until(lambda: not learner.thread.is_alive())
+    poll = learner.poll()
+    assert poll["status"]["failure"] == "ZeroDivisionError: batch of 0"
+    assert [(e["ev"], e["component"], e["error"]) for e in poll["events"]] == [
+        ("loop_failed", "learner", "ZeroDivisionError: batch of 0")]
+
+
+def test_a_dead_control_loop_stops_the_robot_and_is_reported(tmp_path, monkeypatch):
+    robot = RobotWorker(0, point_config(), LocalEndpoint(BufferWorker(tmp_path)))
+    ticks = []
+
+    def tick():
+        ticks.append(1)
+        if len(ticks) == 3:
+            raise RuntimeError("sensor gone")
+
+    monkeypatch.setattr(robot, "tick", tick)
+    robot.start()
+    wait_until(lambda: not robot.thread.is_alive())
+    time.sleep(0.05)
+    assert len(ticks) == 3  # nothing steps after the failure
+    poll = robot.poll()
+    assert poll["status"]["failure"] == "RuntimeError: sensor gone"
+    assert [e["ev"] for e in poll["events"]] == ["loop_failed"]
+
+
+def test_a_learner_that_fails_mid_run_stops_the_run_with_its_reason(tmp_path, monkeypatch):
+    calls = []
+    real_train = Learner.train
+
+    def train(self, n):
+        calls.append(n)
+        if len(calls) == 200:
+            raise FloatingPointError("loss is nan")
+        return real_train(self, n)
+
+    monkeypatch.setattr(Learner, "train", train)
+    cfg = point_config("steps=100000", "eval.every_versions=0")
+    summary = run_loop(cfg, tmp_path)
+    assert summary["steps"] < 5000  # stopped soon after, not at the budget
+    events = read_events(tmp_path / "events.jsonl")
+    end = events[-1]
+    assert end["ev"] == "run_end" and end["reason"] == "failed"
+    assert end["error"] == "learner failed: FloatingPointError: loss is nan"
+    failed = [e for e in events if e["ev"] == "loop_failed"]
+    assert len(failed) == 1 and failed[0]["component"] == "learner"
+    assert len(calls) == 200  # training stopped at the failure; the robots were stopped, not left running
+
+
+@pytest.mark.parametrize("setting", ["learner.updates_per_fetch=0", "learner.publish_every=0"])
+def test_settings_that_would_kill_training_are_refused_up_front(setting):
+    from dagger.config import ConfigError
+
+    with pytest.raises(ConfigError, match=setting.split("=")[0]):
+        point_config(setting)
