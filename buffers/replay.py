@@ -50,6 +50,7 @@ class ReplayBuffer:
         self._keys: set[str] = set()
         self._sampled: set[int] = set()  # stored segment indices already in some batch
         self.transitions: TransitionStore | None = None  # every step, for the goal critic
+        self.replayed: list[dict] = []  # the `segment` event of every segment read back from the log at opening
         self._log = SegmentLog(directory, max_file_bytes=max_file_bytes)
         try:
             self.problems: list[LogProblem] = list(self._log.problems)
@@ -82,6 +83,7 @@ class ReplayBuffer:
                 self.duplicates += 1
                 continue
             self._store(seg)
+            self.replayed.append(seg.event() | {"t": float(seg.t_closed)})
         self.problems += scan.problems + bad
 
     def add(self, segments: Sequence[Segment]) -> list[str]:

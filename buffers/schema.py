@@ -114,6 +114,14 @@ class Segment:
         """The scalar fields, as plain Python values."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in STEP_FIELDS}
 
+    def event(self) -> dict[str, object]:
+        """The `segment` event that reports this segment in a run's events.jsonl (without "t")."""
+        versions = [[int(v), int(n)] for v, n in zip(*np.unique(self.version, return_counts=True), strict=True)]
+        return {"ev": "segment", "robot": int(self.robot), "seq": int(self.seq), "episode": int(self.episode),
+                "controller": self.controller, "reason": self.reason, "steps": len(self),
+                "t_start": float(self.t_wall[0]) if len(self) else float(self.t_closed),
+                "t_end": float(self.t_wall[-1]) if len(self) else float(self.t_closed), "versions": versions}
+
     def validate(self) -> None:
         """Raises ValueError naming the first field whose type, dtype, rank or length is wrong."""
         for name, kind in META_FIELDS.items():

@@ -260,7 +260,7 @@ def summarize(events: list[dict]) -> dict:
         "intervention_rate_by_quarter": [_round(x) for x in human_share_by_quarter(segments)],
         "autonomous_success_by_quarter": [_round(x) for x in autonomous_success_by_quarter(episodes)],
         "learner_updates": updates_trained(events),
-        "final_loss": _round(learner[-1]["loss"], 5) if learner else None,
+        "final_loss": _round(learner[-1].get("loss"), 5) if learner else None,
         "weights_published": len(of_kind(events, "weights_published")),
         "weights_staleness_p50": _median([float(x) for x in run_staleness(events)]),
         "segment_to_train_lag_p50_s": _round(_median(lags), 3),

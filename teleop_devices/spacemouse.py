@@ -79,11 +79,17 @@ class SixDof:
     t: float | None = None  # set by the caller (the driver's clock); None until the first good report
 
 
+BUTTON_REPORT_BYTES = (3, 5)
+"""report 3: the id, then a 16-bit (SpaceNavigator, SpaceMouse Compact and Wireless) or 32-bit (Pro, Enterprise) mask"""
+
+
 def parse_report(data: bytes | Sequence[int], state: SixDof, device: str = "SpaceMouse") -> SixDof:
     """The state after one HID report; raises ReportError (and nothing else) for a report it cannot trust.
 
-    Report 1: translation as three little-endian int16 (bytes 1-6); 13-byte reports of newer devices carry
-    rotation in bytes 7-12. Report 2 (older devices): rotation in bytes 1-6. Report 3: button bitmask.
+    Only the documented layouts are taken, each at its exact length: report 1, 7 bytes (translation as three
+    little-endian int16 in bytes 1-6) or 13 bytes (newer devices: rotation in bytes 7-12 too); report 2, 7 bytes
+    (older devices: rotation); report 3, 3 or 5 bytes (a 16- or 32-button bitmask). Anything else could be a
+    torn or corrupt report, and a corrupt button report must never read as "deadman held".
     """
     try:
         raw = bytes(data)
@@ -95,16 +101,16 @@ def parse_report(data: bytes | Sequence[int], state: SixDof, device: str = "Spac
     if rid == 1 and n == 7:
         x, y, z = struct.unpack_from("<3h", raw, 1)
         new = replace(state, x=x, y=y, z=z)
-    elif rid == 1 and n >= 13:
+    elif rid == 1 and n == 13:
         x, y, z, rx, ry, rz = struct.unpack_from("<6h", raw, 1)
         new = replace(state, x=x, y=y, z=z, rx=rx, ry=ry, rz=rz)
-    elif rid == 2 and n >= 7:
+    elif rid == 2 and n == 7:
         rx, ry, rz = struct.unpack_from("<3h", raw, 1)
         new = replace(state, rx=rx, ry=ry, rz=rz)
-    elif rid == 3 and n >= 2:
+    elif rid == 3 and n in BUTTON_REPORT_BYTES:
         return replace(state, buttons=int.from_bytes(raw[1:], "little"))
     elif rid in (1, 2, 3):
-        need = "7 or 13" if rid == 1 else "7" if rid == 2 else "at least 2"
+        need = "7 or 13" if rid == 1 else "7" if rid == 2 else "3 or 5"
         raise ReportError(device, raw, f"torn report id {rid}: {n} bytes, expected {need}", "short")
     else:
         raise ReportError(device, raw, f"unknown report id {rid}", "unknown_id")

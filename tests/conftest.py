@@ -43,3 +43,16 @@ def run_dagger(*args: str, cwd: Path | str | None = None, timeout: float = 300) 
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
     return subprocess.run([sys.executable, "-m", "dagger.app.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+def make_segment(seq: int, n: int, controller: str, robot: int = 0):
+    """A segment of n steps of 6-d observations and 2-d actions, all at version 1."""
+    import numpy as np
+
+    from buffers.schema import Segment
+
+    rng = np.random.default_rng(seq)
+    steps = [{"obs": rng.normal(size=6), "action": rng.normal(size=2), "policy_action": rng.normal(size=2),
+              "version": 1, "spread": 0.0, "threshold": 1.0, "reward": 0.0, "success": False,
+              "constraint": False, "done": False, "step": i, "t_wall": float(i)} for i in range(n)]
+    return Segment.from_steps(robot, seq, 0, controller, "handback", 1.0, steps)

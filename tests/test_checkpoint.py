@@ -217,6 +217,13 @@ def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):
     assert later and min(later) == killed_at + 1 and later == sorted(later)
     assert sum(e["ev"] == "demos" or (e["ev"] == "policy_start" and "demo_steps" in e) for e in events) == 1
     assert sum(e["ev"] == "segment" for e in events) > segments_before
+    # every segment the log holds is reported once; those the killed driver never logged are recovered from it
+    from buffers.codec import decode_segment
+    from buffers.segment_log import SegmentLog
+
+    stored = {s.key for s in map(decode_segment, SegmentLog.read(run_dir / "segments")) if s.controller != "demo"}
+    reported = [f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment"]
+    assert stored <= set(reported) and len(reported) == len(set(reported))
     assert read_checkpoint(run_dir)["version"] == later[-1]
 
 
@@ -326,3 +333,20 @@ def test_a_policy_started_from_a_checkpoint_keeps_its_normaliser(trained, tmp_pa
     now = [fresh.policy.obs_mean, fresh.policy.obs_std, fresh.policy.act_mean, fresh.policy.act_std]
     assert all(np.array_equal(a, b) for a, b in zip(saved, now, strict=True))
     assert fresh.updates == 2  # the trainer starts afresh: only the policy came from the checkpoint
+
+
+def test_segments_the_log_holds_but_the_events_miss_are_reported_once(tmp_path):
+    from buffers.schema import DEMO
+    from tests.conftest import make_segment
+    from workers.buffer import BufferWorker
+
+    segments = [make_segment(0, 3, "policy"), make_segment(1, 2, "operator:0"), make_segment(0, 4, "policy", robot=1)]
+    first = BufferWorker(tmp_path)
+    first.add(segments + [make_segment(0, 5, DEMO, robot=-1)])
+    first.close()
+    again = BufferWorker(tmp_path)  # reopened, as a resumed run does
+    missing = again.unreported(["0:0"])
+    assert [(e["robot"], e["seq"], e["controller"], e["steps"], e["recovered"]) for e in missing] == [
+        (0, 1, "operator:0", 2, True), (1, 0, "policy", 4, True)]
+    assert missing[0]["versions"] == [[1, 2]] and (missing[0]["t_start"], missing[0]["t_end"]) == (0.0, 1.0)
+    assert again.unreported(["0:0", "0:1", "1:0"]) == []

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 
 from dagger.events import EventLog, cut_torn_tail, read_events
 
-EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["segment", "takeover", "eval"]),
+EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["run_start", "help_requested", "note"]),
                                          "t": st.floats(0, 1e9, allow_nan=False),
                                          "note": st.text(max_size=20)}), min_size=1, max_size=8)
 
@@ -54,3 +54,54 @@ def test_a_last_line_without_newline_is_cut_only_when_it_is_not_whole(tmp_path, 
     path.write_bytes(b'{"ev": "a", "t": 1}\n' + tail)
     assert cut_torn_tail(path) == dropped and len(read_events(path)) == kept
     assert path.read_bytes().endswith(b"\n")
+
+
+SCALARS = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(-1e6, 1e6) | st.text(max_size=5)
+JSON_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+
+
+def fuzzed_event(kind: str, data) -> dict:
+    """An event of `kind` whose required fields are each kept, dropped or replaced by any JSON value."""
+    from dagger.events import FIELDS
+
+    event = {"ev": kind, "t": data.draw(st.floats(0, 1e3) if data.draw(st.integers(0, 30)) else JSON_VALUES)}
+    for field in FIELDS[kind]:
+        choice = data.draw(st.sampled_from(["good"] * 30 + ["missing", "any"]))
+        if choice == "good":
+            event[field] = {"controller": "operator:0", "gated": "robot", "key": "0:0", "success": True,
+                            "versions": [[1, 2]], "ci95": [0.1, 0.9]}.get(field, data.draw(st.integers(0, 50)))
+        elif choice == "any":
+            event[field] = data.draw(JSON_VALUES)
+    return event
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_damaged_log_is_a_clear_error_or_a_report(tmp_path_factory, data):
+    """A log of events with fields missing or of the wrong type, or lines that are not events: read_events
+    names the first bad line, or everything it returns can be reported without a crash."""
+    from dagger.app.report import run_scalars
+    from dagger.events import FIELDS
+    from dagger.metrics import learning_curve, summarize
+
+    kinds = st.sampled_from(sorted(FIELDS))
+    lines = [json.dumps(fuzzed_event(kind, data)) for kind in data.draw(st.lists(kinds, max_size=12))]
+    junk = st.text(max_size=20).filter(lambda t: "\n" not in t and "\r" not in t) | st.just("[" * 3000)
+    if data.draw(st.integers(0, 4)) == 0:  # now and then a line that is no event at all
+        lines.insert(data.draw(st.integers(0, len(lines))), data.draw(junk))
+    path = tmp_path_factory.mktemp("log") / "events.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    try:
+        events = read_events(path)
+    except ValueError as err:
+        assert "\n" not in str(err) and "events.jsonl" in str(err)
+        return
+    summarize(events), learning_curve(events), run_scalars(events)
+    reached.append(len(events))
+
+
+reached: list[int] = []
+
+
+def test_the_fuzz_reached_the_reports():
+    assert sum(n > 2 for n in reached) > 5  # runs after test_any_damaged_log_is_a_clear_error_or_a_report

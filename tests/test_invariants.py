@@ -23,7 +23,7 @@ from buffers.segment_log import SegmentLog, file_name
 from dagger.events import EventLog
 from dagger.policy import EnsemblePolicy
 from dagger.tasks import make_task
-from tests.conftest import point_config
+from tests.conftest import make_segment, point_config
 from workers.buffer import BufferWorker
 from workers.launch import LocalFleet, collect_demos
 from workers.learner import Learner
@@ -54,14 +54,6 @@ def first_weights(cfg, buffer_worker: BufferWorker) -> dict:
 def stored_segments(directory: Path) -> list[Segment]:
     """Every segment in a segment log, decoded, in (robot, seq) order."""
     return sorted((decode_segment(p) for p in SegmentLog.read(directory)), key=lambda s: (s.robot, s.seq))
-
-
-def make_segment(seq: int, n: int, controller: str, robot: int = 0) -> Segment:
-    rng = np.random.default_rng(seq)
-    steps = [{"obs": rng.normal(size=6), "action": rng.normal(size=2), "policy_action": rng.normal(size=2),
-              "version": 1, "spread": 0.0, "threshold": 1.0, "reward": 0.0, "success": False,
-              "constraint": False, "done": False, "step": i, "t_wall": float(i)} for i in range(n)]
-    return Segment.from_steps(robot, seq, 0, controller, "handback", 1.0, steps)
 
 
 @pytest.fixture

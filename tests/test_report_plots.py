@@ -108,7 +108,8 @@ def test_run_series_has_alpha_only_for_gates_with_a_target_rate():
 def test_bench_intervention_rate_is_human_actions_per_robot_in_each_window(tmp_path):
     log = EventLog(tmp_path / "events.jsonl")
     log.write([{"ev": "run_start", "t": 0, "allocator": "cur", "seed": 0, "robots": 4}])
-    log.write([{"ev": "fleet_step", "t": t, "human_actions": h, "successes": s} for t, (h, s)
+    zeros = dict.fromkeys(("violations", "hard_resets", "idle", "switches", "reward"), 0)
+    log.write([{"ev": "fleet_step", "t": t, "human_actions": h, "successes": s, **zeros} for t, (h, s)
                in enumerate([(0, 1), (2, 0), (4, 2), (4, 1)])])
     log.close()
     events = read_events(tmp_path / "events.jsonl")

@@ -277,3 +277,19 @@ def test_udev_rules_cover_every_known_device() -> None:
         ids = [re.findall(r'ATTRS\{id(?:Vendor|Product)\}=="(\w+)"', line) for line in rules]
         assert [f"{vendor:04x}"] in ids or [f"{vendor:04x}", f"{product:04x}"] in ids, (vendor, product)
     assert all("idProduct" in line for line in rules if '"046d"' in line), "never grant every Logitech device"
+
+
+@given(st.binary(min_size=0, max_size=64))
+def test_a_button_report_of_an_undocumented_length_never_reads_as_a_press(tail):
+    report = bytes([3, 0xFF]) + tail  # every button bit set, if it were taken
+    if len(report) in (3, 5):
+        assert parse_report(report, SixDof()).buttons & 1
+    else:
+        with pytest.raises(ReportError, match="expected 3 or 5"):
+            parse_report(report, SixDof())
+
+
+@pytest.mark.parametrize("report", [bytes([1]) + bytes(12) + b"\x00", bytes([2]) + bytes(7), bytes([1]) + bytes(8)])
+def test_motion_reports_are_taken_only_at_their_exact_lengths(report):
+    with pytest.raises(ReportError, match="torn report"):
+        parse_report(report, SixDof())

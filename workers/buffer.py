@@ -44,6 +44,13 @@ class BufferWorker:
         with self.lock:
             return self.replay.sample_transitions(count)
 
+    def unreported(self, logged: list[str]) -> list[dict]:
+        """`segment` events for segments the log holds (read back at opening) that are not among the `logged` keys:
+        a driver killed after the buffer stored a segment but before the event reached events.jsonl."""
+        known = set(logged)
+        return [e | {"recovered": True} for e in self.replay.replayed
+                if e["controller"] != "demo" and f"{e['robot']}:{e['seq']}" not in known]
+
     def stats(self) -> dict[str, int]:
         """How much the buffer holds (what a checkpoint has trained on)."""
         return self.replay.stats()

@@ -171,6 +171,9 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     incarnation = previous_runs(run_dir)
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
+    if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
+        logged = [f"{e['robot']}:{e['seq']}" for e in read_events(log.path) if e["ev"] == "segment"]
+        log.write(fleet.buffer.call("unreported", logged).result())
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])

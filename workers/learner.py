@@ -15,6 +15,7 @@ Every `learner.checkpoint_every` published versions, and when it stops, it write
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ class Learner:
         self.policy.version += 1
         self.updates_at_publish = self.updates
         self.published = self.policy.weights()
-        self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
+        self._emit_progress()
         self._emit("weights_published", version=self.policy.version, updates=self.updates)
         every = self.cfg.learner.checkpoint_every
         if every > 0 and self.policy.version % every == 0:
@@ -163,6 +164,11 @@ class Learner:
         return {"events": events, "status": {"updates": self.updates, "loss": self.loss,
                                              "version": self.published["version"], "failure": self.failure}}
 
+    def _emit_progress(self) -> None:
+        """A `learner` event; no loss yet is null (NaN is not JSON)."""
+        self._emit("learner", updates=self.updates, loss=self.loss if math.isfinite(self.loss) else None,
+                   **self.side_losses)
+
     def _emit(self, kind: str, **fields: Any) -> None:
         with self.lock:
             self.events.append({"ev": kind, "t": self.clock(), **fields})
@@ -185,7 +191,7 @@ class Learner:
 
     def stop(self) -> dict:
         self.halt()
-        self._emit("learner", updates=self.updates, loss=self.loss, **self.side_losses)
+        self._emit_progress()
         if self.checkpoints is not None and self.published["version"] > 0:
             self.checkpoint()
         return self.poll()

@@ -335,9 +335,8 @@ class RobotWorker:
         seg = Segment.from_steps(self.id, self.seq, self.episode, self.controller, reason, self.clock(), self.steps)
         self.seq += 1
         self.steps = []
-        versions = [[int(v), int(n)] for v, n in zip(*np.unique(seg.version, return_counts=True), strict=True)]
-        self._emit("segment", seq=seg.seq, episode=seg.episode, controller=seg.controller, reason=reason,
-                   steps=len(seg), t_start=float(seg.t_wall[0]), t_end=float(seg.t_wall[-1]), versions=versions)
+        with self.lock:
+            self.events.append({**seg.event(), "t": self.clock()})
         self.outbox.append(seg)
         if seg.human:
             self.unacked[seg.key] = seg

@@ -40,7 +40,8 @@ class LiveStats:
                     self._last_learner = (e["t"], e["updates"])
                 elif self._last_learner is None:
                     self._last_learner = (e["t"], e["updates"])
-                self.updates, self.loss = e["updates"], e["loss"]
+                self.updates = e["updates"]
+                self.loss = float("nan") if e.get("loss") is None else e["loss"]
             elif kind == "weights_published":
                 self.version = max(self.version, e["version"])
 
