@@ -90,3 +90,10 @@ def test_resume_after_a_corrupt_frame_reports_it_and_keeps_every_good_segment(tm
     assert any(s.seq >= INCARNATION_STRIDE for s in after if s.robot >= 0)
     report = json.loads(dagger("report", str(run), "--json").stdout)
     assert report["steps"] >= 800
+
+
+def test_a_run_dir_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = dagger("start", "--in-process", "--task", "point", "--run-dir", str(tmp_path / "file" / "run"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "cannot write there (Not a directory)" in result.stderr

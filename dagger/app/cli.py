@@ -119,9 +119,14 @@ def cmd_start(args: argparse.Namespace) -> int:
         from teleop_devices.human import KeyboardOperator
 
         console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    except OSError as err:
+        if console is not None:
+            console.close()
+        raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
     from dagger.app.dashboard import Dashboard
     from dagger.app.live import LiveStats
     from dagger.app.summary import print_summary
