@@ -34,7 +34,8 @@ FIELDS: dict[str, dict[str, str]] = {
                    "idle": NUMBER, "switches": NUMBER, "reward": NUMBER},
 }
 """kind -> {field: JSON type}; every event also has "ev" (a string) and "t" (a number)"""
-OPTIONAL_NUMBERS = ("latency_s", "reaction_s", "loss", "operators", "robots", "alpha", "control_period_ms")
+OPTIONAL_NUMBERS = ("latency_s", "reaction_s", "operators", "robots", "alpha", "control_period_ms")
+"""checked when present; a learner's `loss` may be null, or NaN as logs before this check wrote it"""
 
 
 def _is(value: Any, kind: str) -> bool:

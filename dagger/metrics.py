@@ -38,6 +38,11 @@ def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
+def _finite(x: object, digits: int) -> float | None:
+    """x rounded, or None when it is not a finite number (a loss before any training)."""
+    return round(float(x), digits) if isinstance(x, int | float) and np.isfinite(x) else None
+
+
 def window_edges(total: int, windows: int) -> list[int]:
     """Boundaries of `windows` consecutive, near-equal windows over `total` steps (windows + 1 numbers)."""
     return [round(w * total / windows) for w in range(windows + 1)]
@@ -260,7 +265,7 @@ def summarize(events: list[dict]) -> dict:
         "intervention_rate_by_quarter": [_round(x) for x in human_share_by_quarter(segments)],
         "autonomous_success_by_quarter": [_round(x) for x in autonomous_success_by_quarter(episodes)],
         "learner_updates": updates_trained(events),
-        "final_loss": _round(learner[-1].get("loss"), 5) if learner else None,
+        "final_loss": _finite(learner[-1].get("loss"), 5) if learner else None,
         "weights_published": len(of_kind(events, "weights_published")),
         "weights_staleness_p50": _median([float(x) for x in run_staleness(events)]),
         "segment_to_train_lag_p50_s": _round(_median(lags), 3),

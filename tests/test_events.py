@@ -105,3 +105,11 @@ reached: list[int] = []
 
 def test_the_fuzz_reached_the_reports():
     assert sum(n > 2 for n in reached) > 5  # runs after test_any_damaged_log_is_a_clear_error_or_a_report
+
+
+def test_a_loss_logged_as_nan_by_older_runs_reads_as_no_loss(tmp_path):
+    from dagger.metrics import summarize
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"ev": "run_start", "t": 0}\n{"ev": "learner", "t": 1, "updates": 0, "loss": NaN}\n')
+    assert summarize(read_events(path))["final_loss"] is None
