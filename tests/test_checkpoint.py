@@ -350,3 +350,37 @@ def test_segments_the_log_holds_but_the_events_miss_are_reported_once(tmp_path):
         (0, 1, "operator:0", 2, True), (1, 0, "policy", 4, True)]
     assert missing[0]["versions"] == [[1, 2]] and (missing[0]["t_start"], missing[0]["t_end"]) == (0.0, 1.0)
     assert again.unreported(["0:0", "0:1", "1:0"]) == []
+
+
+def test_a_learner_restarted_after_a_crash_numbers_on_after_the_robots_version(trained, tmp_path):
+    import shutil as sh
+
+    from workers.buffer import BufferWorker
+    from workers.launch import collect_demos
+    from workers.learner import Learner
+    from workers.transport import LocalEndpoint
+
+    cfg, run_dir = trained
+    sh.copytree(run_dir / "checkpoints", tmp_path / "checkpoints")
+    saved = read_checkpoint(tmp_path)["version"]
+    buffer = BufferWorker(tmp_path / "segments")
+    buffer.add(collect_demos(point_config("demos=2"), PointTask()))
+    learner = Learner(cfg, 6, 2, LocalEndpoint(buffer), checkpoints=tmp_path / "checkpoints")
+    learner.resume_after_crash()
+    try:
+        wait_until_updates = time.monotonic() + 30
+        while learner.updates < read_checkpoint(tmp_path)["trainer"]["updates"] + 3 * cfg.learner.publish_every:
+            assert time.monotonic() < wait_until_updates
+            time.sleep(0.05)
+        assert learner.latest()[0] == saved  # trained on, but published nothing: it does not know the number yet
+        learner.advance_to(saved + 10)  # the robots already run saved + 10
+        deadline = time.monotonic() + 30
+        while learner.latest()[0] == saved:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        learner.stopped.set()
+        learner.thread.join()
+    events = learner.poll()["events"]
+    assert [e["ev"] for e in events][:2] == ["restored", "restarted"]
+    assert [e["version"] for e in events if e["ev"] == "weights_published"][0] == saved + 11

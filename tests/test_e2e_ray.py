@@ -92,3 +92,47 @@ def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_pat
     restarted = [e for e in events if e["ev"] == "segment" and e["robot"] == 0 and e["seq"] >= INCARNATION_STRIDE]
     assert restarted, "the replacement robot never shipped a segment"
     assert summary["steps"] == sum(e["steps"] for e in events if e["ev"] == "segment")
+
+
+def test_a_crashed_buffer_and_learner_are_restarted_with_their_state(ray_cluster, tmp_path):
+    """Ray restarts the buffer (it replays its log) and the learner (it restores its newest checkpoint); the run
+    goes on, versions keep increasing and every human segment a robot reported is in the log."""
+    import threading
+    import time
+
+    import ray
+
+    from tests.conftest import point_config
+    from workers.launch import run_loop
+    from workers.ray_fleet import RayFleet
+
+    cfg = point_config("minutes=0.4", "robot.speed=10.0", "learner.checkpoint_every=2", "eval.every_versions=0")
+    fleets = []
+
+    def make_fleet(*args):
+        fleets.append(RayFleet(*args))
+        return fleets[-1]
+
+    killers = [threading.Timer(8.0, lambda: ray.kill(fleets[0].buffer.handle, no_restart=False)),
+               threading.Timer(14.0, lambda: ray.kill(fleets[0].learner_handle, no_restart=False))]
+    for killer in killers:
+        killer.start()
+    began = time.time()
+    run_loop(cfg, tmp_path, make_fleet)
+    for killer in killers:
+        killer.join()
+    assert time.time() - began < 90
+    events = read_events(tmp_path / "events.jsonl")
+    assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget"
+    down = [e["component"] for e in events if e["ev"] == "component_unavailable"]
+    back = [e["component"] for e in events if e["ev"] == "component_back"]
+    assert "buffer" in down and "buffer" in back
+    restarted = [e for e in events if e["ev"] == "restarted"]
+    assert [e["component"] for e in restarted] == ["learner"] and restarted[0]["version"] >= 2
+    published = [e["version"] for e in events if e["ev"] == "weights_published"]
+    later = [v for e, v in zip([e for e in events if e["ev"] == "weights_published"], published, strict=True)
+             if e["t"] > restarted[0]["t"]]
+    assert later and min(later) > max(v for v in published if v not in later)  # numbered on, never reused
+    stored = {s.key for s in map(decode_segment, SegmentLog.read(tmp_path / "segments"))}
+    human = {f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment" and e["controller"] != "policy"}
+    assert human and human <= stored

@@ -36,12 +36,16 @@ HOLDOUT = 10
 
 
 class Learner:
+    transient: tuple[type[BaseException], ...] = ()
+    """errors of a buffer that is restarting: training waits for it instead of failing (see workers.ray_fleet)"""
+
     def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint, clock: Any = time.time,
                  checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.buffer, self.clock, self.checkpoints = cfg, buffer, clock, checkpoints
         self.task = {"name": cfg.task, "obs_dim": obs_dim, "act_dim": act_dim}
         self.frozen_normalizer = False  # a policy started from another run's checkpoint keeps its normaliser
+        self.numbering = True  # may publish: it knows the next version number
         self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed)
         self.optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=cfg.policy.lr)
         self.needs = GATES[cfg.gate.name].needs
@@ -115,7 +119,10 @@ class Learner:
         """Writes the published version (with the trainer's state) to the checkpoint dir."""
         if self.checkpoints is None:
             return None
-        data = self.buffer.call("stats").result()
+        try:
+            data = self.buffer.call("stats").result()
+        except self.transient:
+            data = {}  # the buffer is restarting: the checkpoint goes without its counts
         config = to_dict(self.cfg)
         payload = {"version": self.published["version"], "task": self.task, "policy": config["policy"],
                    "config": config, "weights": to_tensors(self.published), "trainer": self.trainer_state(),
@@ -124,6 +131,22 @@ class Learner:
         self._emit("checkpoint", version=self.published["version"], updates=self.updates, path=str(path),
                    trained_on_steps=data.get("stored_steps", 0))
         return path
+
+    def resume_after_crash(self) -> None:
+        """A learner process started again in a running run: restore the newest checkpoint, train on."""
+        from dagger.checkpoint import LATEST, read_checkpoint
+
+        if self.checkpoints is not None and (self.checkpoints / LATEST).is_file():
+            self.restore(read_checkpoint(self.checkpoints), trainer=True)
+        self.numbering = False  # until the supervisor says which version the robots run (advance_to)
+        self._emit("restarted", component="learner", version=self.policy.version)
+        self.start()
+
+    def advance_to(self, version: int) -> None:
+        """Numbers the next published version after `version`: a learner restored after a crash may be behind what
+        the robots already run, and a version number is never given twice."""
+        self.policy.version = max(self.policy.version, version)
+        self.numbering = True
 
     def trainer_state(self) -> dict:
         """What training needs besides the published weights: optimisers, the critic's target, counters."""
@@ -201,8 +224,13 @@ class Learner:
         n, cap = self.cfg.learner.updates_per_fetch, self.cfg.learner.max_updates_per_s
         while not self.stopped.is_set():
             began = time.perf_counter()
-            self.train(n)
-            if self.updates - self.updates_at_publish >= self.cfg.learner.publish_every:
+            try:
+                self.train(n)
+            except self.transient as err:
+                self._emit("buffer_unavailable", error=str(err).splitlines()[0][:200] if str(err) else "")
+                self.stopped.wait(0.5)
+                continue
+            if self.numbering and self.updates - self.updates_at_publish >= self.cfg.learner.publish_every:
                 self.publish()
             if cap > 0:
                 self.stopped.wait(max(0.0, n / cap - (time.perf_counter() - began)))

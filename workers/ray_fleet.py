@@ -21,6 +21,9 @@ from workers.learner import Learner
 from workers.robot import RobotWorker
 from workers.transport import Endpoint
 
+RESTARTS = 5
+"""how often Ray restarts a crashed buffer or learner actor within one run"""
+
 
 def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Joins `address` (or RAY_ADDRESS); otherwise starts an embedded local Ray once."""
@@ -57,11 +60,16 @@ class RayEndpoint:
 
 
 class RayLearner(Learner):
-    """Publishes each weights version once into the object store; robots fetch it by reference."""
+    """Publishes each weights version once into the object store; robots fetch it by reference. Restarted by Ray
+    after a crash, it continues from the newest checkpoint."""
+
+    transient = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)  # the buffer is restarting
 
     def __init__(self, *args: Any, **kwargs: Any):
         torch.set_num_threads(1)
         super().__init__(*args, **kwargs)
+        if ray.get_runtime_context().was_current_actor_reconstructed:  # Ray restarted this actor after a crash
+            self.resume_after_crash()
         self.published_ref = ray.put(self.published)
 
     def publish(self) -> int:
@@ -89,14 +97,17 @@ class RayRobot(RobotWorker):
 
 # num_cpus=0: actors are scheduled by their own loops' rates, not by Ray's CPU accounting.
 _actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload]
+# The buffer and the learner hold state a run cannot lose: Ray restarts them, the buffer replays its log and the
+# learner restores its newest checkpoint. Robots are replaced by the supervisor instead (restart_robot).
+_restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS)  # type: ignore[call-overload]
 
 
 class RayFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg, self.clock = cfg, time.time
-        buffer = _actor(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
+        buffer = _restartable(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = RayEndpoint(buffer)
-        self.learner_handle = _actor(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer,
+        self.learner_handle = _restartable(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer,
                                                         checkpoints=run_dir / "checkpoints")
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
         self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer, incarnation=incarnation)

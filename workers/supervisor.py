@@ -23,6 +23,9 @@ from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.transport import Endpoint, Pending
 
+MAX_OUTAGE_POLLS = 300
+"""polls in a row (30 s on Ray) a learner or buffer may miss before the run stops"""
+
 
 class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
@@ -52,6 +55,7 @@ class Supervisor:
         self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
+        self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
         self.steps = 0
 
     def poll(self) -> dict[str, Any]:
@@ -70,8 +74,16 @@ class Supervisor:
                 if result["status"].get("failure"):  # its control loop died: replace it like a dead actor
                     self.robot_lost(robot, RuntimeError(f"control loop failed: {result['status']['failure']}"))
         for name, pending in (("learner", learner_poll), ("buffer", buffer_poll)):
-            result = pending.result()
+            try:
+                result = pending.result()
+            except Exception as err:  # noqa: BLE001 - a crashed actor that Ray is restarting; counted below
+                self.unavailable(name, err)
+                continue
+            if self.outage.pop(name, 0):
+                self.record([{"ev": "component_back", "t": self.clock(), "component": name}])
             self.record(result["events"])
+            if any(e["ev"] == "restarted" for e in result["events"]):  # numbers on after what robots run
+                self.learner.call("advance_to", self.sent_version)
             self.status[name] = result["status"]
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
@@ -137,10 +149,24 @@ class Supervisor:
         self.robots[robot].call("set_weights", weights)
         self.robots[robot].call("set_thresholds", self.sent_thresholds)
 
+    def unavailable(self, name: str, error: Exception) -> None:
+        """A learner or buffer that did not answer a poll: logged once per outage; the run stops when it stays
+        away for MAX_OUTAGE_POLLS polls in a row (Ray restarts a crashed one within seconds)."""
+        self.outage[name] = self.outage.get(name, 0) + 1
+        if self.outage[name] == 1:
+            self.record([{"ev": "component_unavailable", "t": self.clock(), "component": name,
+                          "error": (str(error).splitlines() or [type(error).__name__])[0][:300]}])
+        if self.outage[name] >= MAX_OUTAGE_POLLS and not self.failed:
+            self.failed = f"{name} failed: no answer to {self.outage[name]} polls"
+
     def forward_weights(self) -> None:
         version = self.status["learner"].get("version", 0)
         if version > self.sent_version:
-            _, weights = self.learner.call("latest").result()
+            try:
+                _, weights = self.learner.call("latest").result()
+            except Exception as err:  # noqa: BLE001 - the learner went away between poll and fetch
+                self.unavailable("learner", err)
+                return
             for r in self.robots:
                 r.call("set_weights", weights)
             self.sent_version = version
