@@ -1,0 +1,109 @@
+"""Faults survived: SIGKILL a robot actor, the buffer, the learner or the driver at a random moment of a
+`dagger start` run on Ray (operators mid-takeover most of the time), then compare the human segments the
+run reported with those in the durable segment log.
+
+Per fault and trial: the run is started as a user starts it (a subprocess, point task, 2 robots, a
+scripted operator that keeps control until the episode ends); once the first takeover is logged, the
+process is killed 0-8 s later; a killed driver is followed by `dagger start --resume`. (A kill during
+start-up, before the supervisor runs, is not measured: the driver's own start-up calls do not retry.)
+
+Columns: human steps the robots reported (segment events, recovered ones included), those found in the
+log, missing, duplicated (a key stored twice), corrupt frames the log reader skipped, and runs that
+finished their budget.
+
+    python benchmarks/faults.py [--trials 20] [--seconds 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from buffers.codec import decode_segment
+from buffers.segment_log import SegmentLog
+from dagger.events import read_events
+
+FAULTS = {"robot": "ray::RayRobot", "buffer": "ray::BufferWorker", "learner": "ray::RayLearner", "driver": ""}
+
+
+def start(run_dir: Path, seconds: float, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "dagger.app.cli", "start", "--task", "point", "--robots", "2", "--run-dir",
+            str(run_dir), "--minutes", str(seconds / 60), "robot.speed=10", "operator.style=until_done",
+            "learner.checkpoint_every=2", "gate.threshold=0.002", *extra]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_takeover(events: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not (events.is_file() and b'"ev":"takeover"' in events.read_bytes()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{events}: no takeover within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def kill_actor(title: str) -> bool:
+    found = subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split()
+    for pid in found[:1]:
+        os.kill(int(pid), signal.SIGKILL)
+    return bool(found)
+
+
+def trial(fault: str, seconds: float, rng: random.Random) -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix=f"fault-{fault}-")) / "run"
+    driver = start(run_dir, seconds)
+    wait_for_takeover(run_dir / "events.jsonl", 90.0)
+    time.sleep(rng.uniform(0.0, 8.0))
+    if fault == "driver":
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        time.sleep(2.0)
+        driver = start(run_dir, seconds / 2, "--resume")
+    else:
+        kill_actor(FAULTS[fault])
+    driver.wait(timeout=seconds * 4 + 60)
+    events = read_events(run_dir / "events.jsonl")
+    reported = {f"{e['robot']}:{e['seq']}": e["steps"] for e in events
+                if e["ev"] == "segment" and e["controller"] != "policy"}
+    scan = SegmentLog.read(run_dir / "segments")
+    stored = Counter()
+    steps: dict[str, int] = {}
+    for payload in scan:
+        seg = decode_segment(payload)
+        if seg.human:
+            stored[seg.key] += 1
+            steps[seg.key] = len(seg)
+    ends = [e for e in events if e["ev"] == "run_end"]
+    return {"reported": sum(reported.values()), "found": sum(n for k, n in reported.items() if k in stored),
+            "missing": sum(n for k, n in reported.items() if k not in stored),
+            "duplicated": sum(steps[k] * (c - 1) for k, c in stored.items() if c > 1),
+            "corrupt": len(scan.problems), "continued": bool(ends) and ends[-1]["reason"] == "budget"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=25.0)
+    parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    print(f"{'fault':<8} {'trials':>6} {'human steps':>12} {'found':>6} {'missing':>8} {'duplicated':>11} "
+          f"{'corrupt frames':>15} {'continued':>10}", flush=True)
+    for fault in args.faults.split(","):
+        rows = [trial(fault, args.seconds, rng) for _ in range(args.trials)]
+        total = {k: sum(r[k] for r in rows) for k in ("reported", "found", "missing", "duplicated", "corrupt",
+                                                      "continued")}
+        print(f"{fault:<8} {args.trials:>6} {total['reported']:>12} {total['found']:>6} {total['missing']:>8} "
+              f"{total['duplicated']:>11} {total['corrupt']:>15} {total['continued']:>6}/{args.trials}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
