@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dagger.core import Task
+from dagger.events import first_line
 from dagger.policy import EnsemblePolicy, PolicyConfig
 
 FORMAT = "dagger-checkpoint/1"
@@ -80,6 +81,12 @@ def write_checkpoint(directory: Path, payload: dict, keep: int = 3) -> Path:
     return path
 
 
+def has_checkpoint(path: str | Path) -> bool:
+    """Whether a run dir or a checkpoints dir holds a checkpoint (its `latest` pointer)."""
+    path = Path(path)
+    return (path / LATEST).is_file() or (path / "checkpoints" / LATEST).is_file()
+
+
 def resolve(path: str | Path) -> Path:
     """A checkpoint file from a file, a checkpoints dir, or a run dir."""
     path = Path(path)
@@ -101,8 +108,7 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad or unsafe file
-        why = (str(err).splitlines() or [type(err).__name__])[0][:200]  # some torch errors have no message
-        raise CheckpointError(f"{file}: not a loadable checkpoint ({why})") from err
+        raise CheckpointError(f"{file}: not a loadable checkpoint ({first_line(err, 200)})") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not a dagger checkpoint (format {FORMAT} expected)")
     data["path"] = str(file)

@@ -38,6 +38,11 @@ OPTIONAL_NUMBERS = ("latency_s", "reaction_s", "operators", "robots", "alpha", "
 """checked when present; a learner's `loss` may be null, or NaN as logs before this check wrote it"""
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An error as one line for an event or a message: its first line, or its type when it has no message."""
+    return (str(err).splitlines() or [type(err).__name__])[0][:limit]
+
+
 def _is(value: Any, kind: str) -> bool:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return {NUMBER: number and value == value and abs(value) != float("inf"),

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from buffers.schema import DEMO, Segment
-from dagger.checkpoint import LATEST, read_checkpoint
+from dagger.checkpoint import has_checkpoint, read_checkpoint
 from dagger.config import RunConfig
 from dagger.core import Task
 from dagger.evaluation import demo_seed
@@ -140,7 +140,7 @@ def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resume
     """Puts the first policy in the learner: the run's newest checkpoint when resuming (training continues, versions
     keep increasing), else the demonstrations plus `init_from`'s policy or behavior cloning. Returns an event."""
     learner, clock = fleet.learner, fleet.clock
-    if resumed and (run_dir / "checkpoints" / LATEST).is_file():
+    if resumed and has_checkpoint(run_dir):
         ckpt = read_checkpoint(run_dir)
         learner.call("restore", ckpt, True).result()
         return {"ev": "policy_start", "t": clock(), "source": "resume", "path": ckpt["path"],

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dagger.checkpoint import check_compatible, to_arrays, to_tensors, write_checkpoint
+from dagger.checkpoint import check_compatible, has_checkpoint, read_checkpoint, to_arrays, to_tensors, write_checkpoint
 from dagger.config import RunConfig, to_dict
+from dagger.events import first_line
 from dagger.gates import GATES
 from dagger.gates.safe import discrepancy
 from dagger.policy import EnsemblePolicy
@@ -134,9 +135,7 @@ class Learner:
 
     def resume_after_crash(self) -> None:
         """A learner process started again in a running run: restore the newest checkpoint, train on."""
-        from dagger.checkpoint import LATEST, read_checkpoint
-
-        if self.checkpoints is not None and (self.checkpoints / LATEST).is_file():
+        if self.checkpoints is not None and has_checkpoint(self.checkpoints):
             self.restore(read_checkpoint(self.checkpoints), trainer=True)
         self.numbering = False  # until the supervisor says which version the robots run (advance_to)
         self._emit("restarted", component="learner", version=self.policy.version)
@@ -227,7 +226,7 @@ class Learner:
             try:
                 self.train(n)
             except self.transient as err:
-                self._emit("buffer_unavailable", error=str(err).splitlines()[0][:200] if str(err) else "")
+                self._emit("buffer_unavailable", error=first_line(err, 200))
                 self.stopped.wait(0.5)
                 continue
             if self.numbering and self.updates - self.updates_at_publish >= self.cfg.learner.publish_every:

@@ -17,7 +17,7 @@ import numpy as np
 from dagger.allocators import FleetSignals, make_allocator
 from dagger.config import RunConfig
 from dagger.core import HelpRequest
-from dagger.events import EventLog
+from dagger.events import EventLog, first_line
 from dagger.gates import AutoGate, make_gate
 from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
@@ -155,7 +155,7 @@ class Supervisor:
         self.outage[name] = self.outage.get(name, 0) + 1
         if self.outage[name] == 1:
             self.record([{"ev": "component_unavailable", "t": self.clock(), "component": name,
-                          "error": (str(error).splitlines() or [type(error).__name__])[0][:300]}])
+                          "error": first_line(error)}])
         if self.outage[name] >= MAX_OUTAGE_POLLS and not self.failed:
             self.failed = f"{name} failed: no answer to {self.outage[name]} polls"
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from dagger.checkpoint import CheckpointError
+from dagger.checkpoint import CheckpointError, has_checkpoint
 from dagger.config import ConfigError, RunConfig, load_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
+from dagger.events import first_line
 from dagger.gates import GATES
 
 
@@ -110,7 +111,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
     if cfg.init_from:
         check_checkpoint(cfg.init_from, cfg)
-    if args.resume and (run_dir / "checkpoints" / "latest").is_file():
+    if args.resume and has_checkpoint(run_dir):
         check_checkpoint(run_dir, cfg)
     devices = open_operator_devices(cfg)
     console = None
@@ -213,7 +214,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             result["video_frames"] = write_video(str(file), task_name, seeds[:3], Path(args.video))
         except (RuntimeError, ValueError, ImportError) as err:
-            raise UserError(f"--video {args.video}: {(str(err).splitlines() or [type(err).__name__])[0]}") from err
+            raise UserError(f"--video {args.video}: {first_line(err)}") from err
         result["video"] = args.video
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     out = Path(args.out) if args.out else run_dir / "eval.json"
