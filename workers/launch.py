@@ -58,8 +58,8 @@ class SimClock:
     """In-process time: starts at the wall clock and advances one control period per tick, so a run's events
     (and everything decided from time: shipping, waiting, fatigue) repeat exactly for a seed."""
 
-    def __init__(self, period: float, start: float | None = None):
-        self.period, self.start, self.ticks = period, time.time() if start is None else start, 0
+    def __init__(self, period: float):
+        self.period, self.start, self.ticks = period, time.time(), 0
 
     def __call__(self) -> float:
         return self.start + self.ticks * self.period
@@ -130,10 +130,11 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
 FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
 
 
-def previous_runs(run_dir: Path) -> int:
-    """How many runs a resumed run dir already holds (robots of this one number their segments after them)."""
-    path = run_dir / "events.jsonl"
-    return sum(e["ev"] == "run_start" for e in read_events(path)) if path.exists() else 0
+def previous_runs(events: list[dict]) -> tuple[int, list[str]]:
+    """How many runs a resumed run dir's log already holds (robots of this one number their segments after them),
+    and the keys of the segments they reported."""
+    return (sum(e["ev"] == "run_start" for e in events),
+            [f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment"])
 
 
 def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resumed: bool) -> dict[str, Any]:
@@ -168,11 +169,10 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     task = make_task(cfg.task)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = EventLog(run_dir / "events.jsonl")  # a torn last line (a killed run) is cut off here
-    incarnation = previous_runs(run_dir)
+    incarnation, logged = previous_runs(read_events(log.path))
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
-        logged = [f"{e['robot']}:{e['seq']}" for e in read_events(log.path) if e["ev"] == "segment"]
         log.write(fleet.buffer.call("unreported", logged).result())
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,

@@ -116,10 +116,10 @@ class Learner:
             self.checkpoint()
         return self.policy.version
 
-    def checkpoint(self) -> Path | None:
+    def checkpoint(self) -> None:
         """Writes the published version (with the trainer's state) to the checkpoint dir."""
         if self.checkpoints is None:
-            return None
+            return
         try:
             data = self.buffer.call("stats").result()
         except self.transient:
@@ -131,7 +131,6 @@ class Learner:
         path = write_checkpoint(self.checkpoints, payload, keep=self.cfg.learner.checkpoint_keep)
         self._emit("checkpoint", version=self.published["version"], updates=self.updates, path=str(path),
                    trained_on_steps=data.get("stored_steps", 0))
-        return path
 
     def resume_after_crash(self) -> None:
         """A learner process started again in a running run: restore the newest checkpoint, train on."""
@@ -204,12 +203,11 @@ class Learner:
         self.failure = error
         self._emit("loop_failed", component="learner", error=error)
 
-    def halt(self) -> int:
-        """Stops training and publishing (the final version is fixed from here on); returns that version."""
+    def halt(self) -> None:
+        """Stops training and publishing: the final version is fixed from here on."""
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
-        return int(self.published["version"])
 
     def stop(self) -> dict:
         self.halt()

@@ -172,30 +172,30 @@ class Supervisor:
             self.sent_version = version
             self.maybe_evaluate(version, weights)
 
-    def maybe_evaluate(self, version: int, weights: Any, wait: bool = False) -> None:
+    def maybe_evaluate(self, version: int, weights: Any) -> None:
         """Sends the evaluator the first version and the first one past each multiple of eval.every_versions,
-        only when it is free (it never queues work); `wait` finishes the evaluation and logs it."""
+        only when it is free (it never queues work)."""
         if self.evaluator is None:
             return
         every = self.cfg.eval.every_versions
-        due = self.evaluated < 0 or version // every > self.evaluated // every or (wait and version > self.evaluated)
-        if wait and self.eval_pending is not None:
-            self.eval_pending.result()
+        due = self.evaluated < 0 or version // every > self.evaluated // every
         if due and (self.eval_pending is None or self.eval_pending.ready()):
             self.eval_pending = self.evaluator.call("evaluate", weights)
             self.evaluated = version
-        if wait:
-            if self.eval_pending is not None:
-                self.eval_pending.result()
-            self.record(self.evaluator.call("poll").result()["events"])
 
     def final_eval(self) -> None:
         """At the end of a run: stops the learner's publishing and scores its final version too, so the learning
         curve ends at the policy the run leaves behind (its last checkpoint)."""
-        if self.evaluator is not None:
-            self.learner.call("halt").result()
-            version, weights = self.learner.call("latest").result()
-            self.maybe_evaluate(version, weights, wait=True)
+        if self.evaluator is None:
+            return
+        self.learner.call("halt").result()
+        version, weights = self.learner.call("latest").result()
+        if self.eval_pending is not None:
+            self.eval_pending.result()
+        if version > self.evaluated:
+            self.evaluator.call("evaluate", weights).result()
+            self.evaluated = version
+        self.record(self.evaluator.call("poll").result()["events"])
 
     def allocate(self) -> None:
         now = self.clock()

@@ -190,7 +190,7 @@ def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """eval.json and a table: success rate with its 95 % Wilson interval, mean return and length."""
     from dagger.app.evaluate import evaluate_checkpoint, print_result, write_video
-    from dagger.checkpoint import read_checkpoint, task_spaces
+    from dagger.checkpoint import check_compatible, policy_config, read_checkpoint, task_spaces
     from dagger.evaluation import eval_seeds
     from dagger.tasks import TASKS, make_task
 
@@ -200,9 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     task_name = args.task or ckpt["task"]["name"]
     if task_name not in TASKS:
         raise UserError(f"unknown task {task_name!r}; choose one of {sorted(TASKS)}")
-    if ckpt["task"] != task_spaces(make_task(task_name)):
-        raise CheckpointError(f"{ckpt['path']} holds a policy for task {ckpt['task']['name']} (obs "
-                              f"{ckpt['task']['obs_dim']}, act {ckpt['task']['act_dim']}), not for {task_name}")
+    check_compatible(ckpt, task_spaces(make_task(task_name)), policy_config(ckpt))
     try:
         seeds = eval_seeds(args.episodes, args.seed_base)
     except ValueError as err:
