@@ -56,3 +56,13 @@ def make_segment(seq: int, n: int, controller: str, robot: int = 0):
               "version": 1, "spread": 0.0, "threshold": 1.0, "reward": 0.0, "success": False,
               "constraint": False, "done": False, "step": i, "t_wall": float(i)} for i in range(n)]
     return Segment.from_steps(robot, seq, 0, controller, "handback", 1.0, steps)
+
+
+def wait_until(check, timeout: float = 10.0, what: str = "the condition", every: float = 0.02) -> None:
+    """Polls check() until it is true; fails naming `what` after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        time.sleep(every)

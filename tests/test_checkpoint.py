@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -20,7 +19,7 @@ from dagger.evaluation import EVAL_SEED_BASE, demo_seed, episode_seed, eval_seed
 from dagger.events import read_events
 from dagger.metrics import learning_curve
 from dagger.tasks import PointTask
-from tests.conftest import ROOT, point_config, run_dagger
+from tests.conftest import ROOT, point_config, run_dagger, wait_until
 from workers.launch import run_loop
 
 
@@ -185,11 +184,9 @@ def test_in_process_runs_repeat_exactly_per_seed(tmp_path):
 
 def wait_for_checkpoint(directory: Path, version: int, timeout: float) -> None:
     """Until `latest` names this version or a newer one (older files are pruned as the run goes on)."""
-    deadline = time.monotonic() + timeout
     latest = directory / "latest"
-    while not (latest.exists() and int(latest.read_text().strip()[1:-3]) >= version):
-        assert time.monotonic() < deadline, f"no checkpoint v{version} or newer in {directory}"
-        time.sleep(0.1)
+    wait_until(lambda: latest.exists() and int(latest.read_text().strip()[1:-3]) >= version, timeout,
+               f"a checkpoint v{version} or newer in {directory}", every=0.1)
 
 
 def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):
@@ -368,16 +365,11 @@ def test_a_learner_restarted_after_a_crash_numbers_on_after_the_robots_version(t
     learner = Learner(cfg, 6, 2, LocalEndpoint(buffer), checkpoints=tmp_path / "checkpoints")
     learner.resume_after_crash()
     try:
-        wait_until_updates = time.monotonic() + 30
-        while learner.updates < read_checkpoint(tmp_path)["trainer"]["updates"] + 3 * cfg.learner.publish_every:
-            assert time.monotonic() < wait_until_updates
-            time.sleep(0.05)
+        trained = read_checkpoint(tmp_path)["trainer"]["updates"] + 3 * cfg.learner.publish_every
+        wait_until(lambda: learner.updates >= trained, 30, "three publishes' worth of updates")
         assert learner.latest()[0] == saved  # trained on, but published nothing: it does not know the number yet
         learner.advance_to(saved + 10)  # the robots already run saved + 10
-        deadline = time.monotonic() + 30
-        while learner.latest()[0] == saved:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: learner.latest()[0] != saved, 30, "a publish after advance_to")
     finally:
         learner.stopped.set()
         learner.thread.join()

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from dagger.events import read_events
-from tests.conftest import point_config
+from tests.conftest import point_config, wait_until
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
@@ -20,13 +20,6 @@ class BrokenBuffer:
         if method == "sample":
             return Done(error=ZeroDivisionError("batch of 0"))
         return Done({})
-
-
-def wait_until(check, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def test_a_dead_training_thread_is_reported_in_the_learners_poll():
