@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,11 @@ class RayLearner(Learner):
 
     transient = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)  # the buffer is restarting
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer_name: str, checkpoints: Path):
         torch.set_num_threads(1)
-        super().__init__(*args, **kwargs)
+        # The buffer by name, not by handle: an actor handle among a restartable actor's arguments is kept in the
+        # object store, which Ray cannot promise to still hold at a restart (ray-project/ray#53727).
+        super().__init__(cfg, obs_dim, act_dim, RayEndpoint(ray.get_actor(buffer_name)), checkpoints=checkpoints)
         if ray.get_runtime_context().was_current_actor_reconstructed:  # Ray restarted this actor after a crash
             self.resume_after_crash()
         self.published_ref = ray.put(self.published)
@@ -105,10 +108,12 @@ _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS) 
 class RayFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg, self.clock = cfg, time.time
-        buffer = _restartable(BufferWorker).remote(str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
+        buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
+        buffer = _restartable(BufferWorker).options(name=buffer_name).remote(
+            str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = RayEndpoint(buffer)
-        self.learner_handle = _restartable(RayLearner).remote(cfg, obs_dim, act_dim, self.buffer,
-                                                        checkpoints=run_dir / "checkpoints")
+        self.learner_handle = _restartable(RayLearner).remote(cfg, obs_dim, act_dim, buffer_name,
+                                                        run_dir / "checkpoints")
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
         self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer, incarnation=incarnation)
                               for i in range(cfg.robots)]
