@@ -1,15 +1,17 @@
 """Faults survived: SIGKILL a robot actor, the buffer, the learner or the driver at a random moment of a
-`dagger start` run on Ray (operators mid-takeover most of the time), then compare the human segments the
-run reported with those in the durable segment log.
+`dagger start` run on Ray (operators mid-takeover most of the time), then compare the human steps the
+buffer acknowledged with those in the durable segment log.
 
 Per fault and trial: the run is started as a user starts it (a subprocess, point task, 2 robots, a
-scripted operator that keeps control until the episode ends); once the first takeover is logged, the
-process is killed 0-8 s later; a killed driver is followed by `dagger start --resume`. (A kill during
-start-up, before the supervisor runs, is not measured: the driver's own start-up calls do not retry.)
+scripted operator that keeps control until the episode ends, a Ray of its own); once the first takeover
+is logged, the process is killed 0 to a third of the budget later (0-8 s at the default 25 s); a killed
+driver is followed by `dagger start --resume`. (A kill during start-up, before the supervisor runs, is
+not measured: the driver's own start-up calls do not retry.)
 
-Columns: human steps the robots reported (segment events, recovered ones included), those found in the
-log, missing, duplicated (a key stored twice), corrupt frames the log reader skipped, and runs that
-finished their budget.
+Columns: human steps acknowledged to the robots (the buffer returned the segment's key after its fsync;
+each such ack is a `stored` event), those found in the segment log, missing, duplicated (a key stored
+twice), corrupt frames the log reader skipped, and runs that finished their budget. Only the trial's own
+processes are killed: they carry a marker in their environment, which Ray's workers inherit.
 
     python benchmarks/faults.py [--trials 20] [--seconds 25]
 """
@@ -31,14 +33,16 @@ from buffers.codec import decode_segment
 from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 
+MARKER = "DAGGER_FAULT_TRIAL"
 FAULTS = {"robot": "ray::RayRobot", "buffer": "ray::BufferWorker", "learner": "ray::RayLearner", "driver": ""}
 
 
 def start(run_dir: Path, seconds: float, *extra: str) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, MARKER: str(run_dir)}
     args = [sys.executable, "-m", "dagger.app.cli", "start", "--task", "point", "--robots", "2", "--run-dir",
             str(run_dir), "--minutes", str(seconds / 60), "robot.speed=10", "operator.style=until_done",
             "learner.checkpoint_every=2", "gate.threshold=0.002", *extra]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def wait_for_takeover(events: Path, timeout: float) -> None:
@@ -49,29 +53,34 @@ def wait_for_takeover(events: Path, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def kill_actor(title: str) -> bool:
-    found = subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split()
-    for pid in found[:1]:
-        os.kill(int(pid), signal.SIGKILL)
-    return bool(found)
+def kill_actor(title: str, run_dir: Path) -> bool:
+    """SIGKILLs the first process titled `title` that belongs to this trial; False when there is none."""
+    mark = f"{MARKER}={run_dir}".encode()
+    for pid in subprocess.run(["pgrep", "-f", title], capture_output=True, text=True).stdout.split():
+        try:
+            if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                os.kill(int(pid), signal.SIGKILL)
+                return True
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return False
 
 
 def trial(fault: str, seconds: float, rng: random.Random) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"fault-{fault}-")) / "run"
     driver = start(run_dir, seconds)
     wait_for_takeover(run_dir / "events.jsonl", 90.0)
-    time.sleep(rng.uniform(0.0, 8.0))
+    time.sleep(rng.uniform(0.0, seconds / 3))
     if fault == "driver":
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         time.sleep(2.0)
         driver = start(run_dir, seconds / 2, "--resume")
-    else:
-        kill_actor(FAULTS[fault])
+    elif not kill_actor(FAULTS[fault], run_dir):
+        raise RuntimeError(f"{run_dir}: no {FAULTS[fault]} process of this trial to kill")
     driver.wait(timeout=seconds * 4 + 60)
     events = read_events(run_dir / "events.jsonl")
-    reported = {f"{e['robot']}:{e['seq']}": e["steps"] for e in events
-                if e["ev"] == "segment" and e["controller"] != "policy"}
+    acked = {f"{e['robot']}:{e['seq']}": e["steps"] for e in events if e["ev"] == "stored"}
     scan = SegmentLog.read(run_dir / "segments")
     stored = Counter()
     steps: dict[str, int] = {}
@@ -81,8 +90,8 @@ def trial(fault: str, seconds: float, rng: random.Random) -> dict:
             stored[seg.key] += 1
             steps[seg.key] = len(seg)
     ends = [e for e in events if e["ev"] == "run_end"]
-    return {"reported": sum(reported.values()), "found": sum(n for k, n in reported.items() if k in stored),
-            "missing": sum(n for k, n in reported.items() if k not in stored),
+    return {"acked": sum(acked.values()), "found": sum(n for k, n in acked.items() if k in stored),
+            "missing": sum(n for k, n in acked.items() if k not in stored),
             "duplicated": sum(steps[k] * (c - 1) for k, c in stored.items() if c > 1),
             "corrupt": len(scan.problems), "continued": bool(ends) and ends[-1]["reason"] == "budget"}
 
@@ -95,13 +104,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    print(f"{'fault':<8} {'trials':>6} {'human steps':>12} {'found':>6} {'missing':>8} {'duplicated':>11} "
+    print(f"{'fault':<8} {'trials':>6} {'acked steps':>12} {'found':>6} {'missing':>8} {'duplicated':>11} "
           f"{'corrupt frames':>15} {'continued':>10}", flush=True)
     for fault in args.faults.split(","):
         rows = [trial(fault, args.seconds, rng) for _ in range(args.trials)]
-        total = {k: sum(r[k] for r in rows) for k in ("reported", "found", "missing", "duplicated", "corrupt",
+        total = {k: sum(r[k] for r in rows) for k in ("acked", "found", "missing", "duplicated", "corrupt",
                                                       "continued")}
-        print(f"{fault:<8} {args.trials:>6} {total['reported']:>12} {total['found']:>6} {total['missing']:>8} "
+        print(f"{fault:<8} {args.trials:>6} {total['acked']:>12} {total['found']:>6} {total['missing']:>8} "
               f"{total['duplicated']:>11} {total['corrupt']:>15} {total['continued']:>6}/{args.trials}", flush=True)
 
 

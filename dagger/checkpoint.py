@@ -14,6 +14,7 @@ Files are written atomically (temporary file, fsync, rename) and `latest` names 
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,8 @@ def resolve(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint's contents (tensors), with "path" added; never unpickles arbitrary objects."""
     file = resolve(path)
+    if not zipfile.is_zipfile(file):  # torch.save writes a zip archive; anything else would be read as a pickle
+        raise CheckpointError(f"{file}: not a dagger checkpoint (not a torch zip archive)")
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad or unsafe file

@@ -23,6 +23,7 @@ import yaml
 
 from dagger.allocators import ALLOCATORS
 from dagger.evaluation import MAX_RUN_SEED
+from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -30,6 +31,9 @@ from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
 from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_STYLES, OperatorConfig
 from teleop_devices.spacemouse import SpaceMouseConfig
+
+MAX_COUNT = 1000
+"""most robots, operators or demonstrations a run takes (each robot is a process)"""
 
 
 class ConfigError(ValueError):
@@ -178,14 +182,21 @@ def _yaml(text: str | bytes, where: str) -> Any:
         raise ConfigError(f"{where}: not valid YAML ({' '.join(str(err).split())[:200]})") from err
     except RecursionError as err:
         raise ConfigError(f"{where}: nested too deeply") from err
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{where}: cannot read a value ({first_line(err).split(';')[0][:100]})") from err
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A typed setting as an error message quotes it: whole, or its start."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def parse_override(text: str) -> dict:
     """`gate.threshold=0.02` -> {"gate": {"threshold": 0.02}} (the value is read as YAML)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. gate.threshold=0.02")
+        raise ConfigError(f"override {_shown(text)}: expected key=value, e.g. gate.threshold=0.02")
     key, raw = text.split("=", 1)
-    value = _yaml(raw, f"override {text!r}") if raw else ""
+    value = _yaml(raw, f"override {_shown(text)}") if raw else ""
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value  # type: ignore[return-value]
@@ -203,7 +214,7 @@ def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | Non
             raise ConfigError(f"{path}: expected a mapping at the top level")
         _apply(obj, data, str(path))
     for text in overrides or []:
-        _apply(obj, parse_override(text), f"override {text!r}")
+        _apply(obj, parse_override(text), f"override {_shown(text)}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -227,13 +238,13 @@ def validate(cfg: RunConfig) -> None:
         if value not in valid:
             raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, valid)}")
     checks = [
-        (cfg.robots >= 1, "robots", "must be at least 1"),
+        (1 <= cfg.robots <= MAX_COUNT, "robots", f"must be in [1, {MAX_COUNT}]"),
         (0 <= cfg.seed < MAX_RUN_SEED, "seed", f"must be in [0, {MAX_RUN_SEED}) (evaluation seeds lie above)"),
-        (cfg.operators >= 1, "operators", "must be at least 1"),
+        (1 <= cfg.operators <= MAX_COUNT, "operators", f"must be in [1, {MAX_COUNT}]"),
         (cfg.steps >= 1, "steps", "must be at least 1"),
         (cfg.minutes >= 0, "minutes", "must not be negative"),
         (cfg.aging_s >= 0, "aging_s", "must not be negative"),
-        (cfg.demos >= 1, "demos", "must be at least 1 (the policy starts from demonstrations)"),
+        (1 <= cfg.demos <= MAX_COUNT, "demos", f"must be in [1, {MAX_COUNT}] (the policy starts from demonstrations)"),
         (cfg.robot.speed > 0, "robot.speed", "must be positive"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
         (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
@@ -241,21 +252,21 @@ def validate(cfg: RunConfig) -> None:
         (cfg.gate.tau_sup > 0, "gate.tau_sup", "must be positive"),
         (0 < cfg.gate.tau_auto <= 1, "gate.tau_auto", "must be in (0, 1]"),
         (0 < cfg.policy.gamma < 1, "policy.gamma", "must be in (0, 1)"),
-        (cfg.policy.members >= 2, "policy.members", "must be at least 2 (the spread needs an ensemble)"),
-        (cfg.learner.batch_size >= 1, "learner.batch_size", "must be at least 1"),
+        (2 <= cfg.policy.members <= 64, "policy.members", "must be in [2, 64] (the spread needs an ensemble)"),
+        (1 <= cfg.learner.batch_size <= 65536, "learner.batch_size", "must be in [1, 65536]"),
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
         (cfg.learner.checkpoint_every >= 0, "learner.checkpoint_every", "must not be negative"),
         (cfg.learner.checkpoint_keep >= 1, "learner.checkpoint_keep", "must be at least 1"),
         (cfg.eval.every_versions >= 0, "eval.every_versions", "must not be negative"),
-        (cfg.eval.episodes >= 1, "eval.episodes", "must be at least 1"),
+        (1 <= cfg.eval.episodes <= 100_000, "eval.episodes", "must be in [1, 100000]"),
         (0 <= cfg.eval.nice <= 19, "eval.nice", "must be in [0, 19]"),
         (cfg.learner.publish_every >= 1, "learner.publish_every", "must be at least 1"),
         (cfg.learner.updates_per_fetch >= 1, "learner.updates_per_fetch", "must be at least 1"),
         (cfg.learner.pretrain_updates >= 0, "learner.pretrain_updates", "must not be negative"),
         (cfg.learner.max_updates_per_s >= 0, "learner.max_updates_per_s", "must not be negative (0: no cap)"),
         (cfg.policy.lr > 0, "policy.lr", "must be positive"),
-        (cfg.policy.hidden >= 1, "policy.hidden", "must be at least 1"),
-        (cfg.policy.layers >= 1, "policy.layers", "must be at least 1"),
+        (1 <= cfg.policy.hidden <= 65536, "policy.hidden", "must be in [1, 65536]"),
+        (1 <= cfg.policy.layers <= 64, "policy.layers", "must be in [1, 64]"),
         (cfg.operator.attention >= 1, "operator.attention", "must be at least 1 (else no robot is ever served)"),
         (cfg.operator.correction_steps >= 1, "operator.correction_steps", "must be at least 1"),
         (cfg.robot.ship_every_s >= 0, "robot.ship_every_s", "must not be negative"),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_dagger
+from tests.conftest import ROOT, run_dagger
 
 
 def dagger(*args, cwd=None):
@@ -12,7 +12,14 @@ def dagger(*args, cwd=None):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--robots", "0"], "'robots' must be at least 1"),
+    (["--robots", "0"], "'robots' must be in [1, 1000]"),
+    (["--robots", "100000"], "'robots' must be in [1, 1000]"),
+    (["robots=" + "9" * 5000], "cannot read a value"),
+    (["--resume"], "holds no run to continue (no events.jsonl, checkpoints or segments)"),
+    (["--init-from", str(ROOT / "README.md")], "not a dagger checkpoint"),
+    (["--screenshot", "/nonexistent/console.png"], "folder /nonexistent does not exist"),
+    (["--address", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
+    (["--address", "headnode"], "'headnode' is not a Ray address"),
     (["--task", "reachr"], "did you mean 'reacher'"),
     (["--gate", "ensembel"], "did you mean 'ensemble'"),
     (["gate.treshold=0.1"], "did you mean 'gate.threshold'"),

@@ -28,7 +28,7 @@ def test_yaml_then_overrides(tmp_path):
     ("robots=two", "expected int, got str"),
     ("robots=true", "expected int, got bool"),
     ("gate=3", "is a section"),
-    ("robots=0", "'robots' must be at least 1"),
+    ("robots=0", "'robots' must be in [1, 1000]"),
     ("gate.name=ensembel", "did you mean 'ensemble'"),
     ("task=pointt", "did you mean 'point'"),
     ("gate.alpha=1.5", "'gate.alpha' must be in (0, 1)"),

@@ -20,7 +20,7 @@ KEYS = keys(RunConfig())
 VALUES = st.one_of(
     st.integers(-10**12, 10**12).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from([".nan", "-.inf", "true", "null", "~", "[]", "{}", "[1, [2]]", "{a: 1}", "!!python/none ''",
-                     "robots={", "'x'", "0", "-1", "1e309", "[" * 60, "&a [*a]"]),
+                     "robots={", "'x'", "0", "-1", "1e309", "[" * 60, "&a [*a]", "9" * 5000]),
     st.text(max_size=12),
 )
 
@@ -63,7 +63,9 @@ def test_the_listed_bad_inputs_each_name_what_is_wrong():
     cases = {"seed=-1": "'seed'", "learner.publish_every=0": "publish_every", "policy.lr=-1": "policy.lr",
              "robots={": "not valid YAML", "robots=!!python/none ''": "not valid YAML",
              "operator.attention=0": "operator.attention", "policy.hidden=0": "policy.hidden",
-             "gate.threshold=.inf": "gate.threshold", "gate.name.x=1": "gate.name", "robots.x=1": "robots"}
+             "gate.threshold=.inf": "gate.threshold", "gate.name.x=1": "gate.name", "robots.x=1": "robots",
+             "robots=100000": "'robots' must be in [1, 1000]", "policy.hidden=10000000": "policy.hidden",
+             "steps=" + "9" * 5000: "cannot read a value"}
     for override, named in cases.items():
         try:
             load_config(None, [override])

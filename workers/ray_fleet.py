@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -32,10 +33,25 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Raises ConnectionError at once for an address that is not one, or a host:port nothing listens on (Ray
+    would retry for 20 s and print its own RPC errors); "" (a local Ray), auto and ray:// are left to Ray."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"{address!r} is not a Ray address (host:port, auto or ray://host:port)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {address} ({err.strerror or err})") from err
 
 
 class RayPending:

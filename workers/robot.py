@@ -360,7 +360,9 @@ class RobotWorker:
                 continue
             try:
                 for key in pending.result():
-                    self.unacked.pop(key, None)
+                    seg = self.unacked.pop(key, None)
+                    if seg is not None:  # the operator's steps are durable: what the fault benchmark counts
+                        self._emit("stored", seq=seg.seq, steps=len(seg))
             except Exception as err:  # noqa: BLE001 - the buffer failed: keep human segments, resend
                 self._emit("ship_failed", error=str(err)[:200], segments=len(batch))
                 self.outbox.extend(s for s in batch if s.key in self.unacked)

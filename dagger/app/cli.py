@@ -93,7 +93,27 @@ def check_run_dir(requested: str | None, resume: bool) -> Path:
         raise UserError(f"run dir {run_dir} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
         raise UserError(f"run dir {run_dir} is not empty; pass --resume to continue it or choose another")
+    if resume and not any((run_dir / name).exists() for name in ("events.jsonl", "checkpoints", "segments")):
+        raise UserError(f"--resume: {run_dir} holds no run to continue (no events.jsonl, checkpoints or segments); "
+                        "name a run's dir with --run-dir, or start without --resume")
     return run_dir
+
+
+def check_screenshot(path: str | None) -> None:
+    """Refuses, before the run, a screenshot that could not be written after it."""
+    folder = Path(path).resolve().parent if path else None
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise UserError(f"--screenshot {path}: folder {folder} does not exist or cannot be written")
+
+
+def check_ray_address(address: str) -> None:
+    """A Ray address (or RAY_ADDRESS) that nothing answers at is one line before anything is written."""
+    from workers.ray_fleet import check_reachable
+
+    try:
+        check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
+    except ConnectionError as err:
+        raise UserError(f"Ray: {err}") from err
 
 
 def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
@@ -109,6 +129,9 @@ def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
 def cmd_start(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    check_screenshot(args.screenshot)
+    if not args.in_process:
+        check_ray_address(cfg.address)
     if cfg.init_from:
         check_checkpoint(cfg.init_from, cfg)
     if args.resume and has_checkpoint(run_dir):
@@ -160,7 +183,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         board.stop()
         if console is not None:
             if args.screenshot:
-                console.save(args.screenshot)
+                try:
+                    console.save(args.screenshot)
+                except Exception as err:  # noqa: BLE001 - pygame.error; the run's results matter more than its picture
+                    print(f"dagger: the console screenshot was not saved: {first_line(err)}", file=sys.stderr)
             console.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary, run_dir, board.console)

@@ -1,0 +1,23 @@
+"""A few trials of the fault benchmark: each process of a `dagger start` run on Ray killed once."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_kill_of_each_process_loses_and_duplicates_no_acknowledged_human_step():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faults.py"), "--trials", "1", "--seconds", "12"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == {"robot", "buffer", "learner", "driver"}, out.stdout
+    for fault, (trials, acked, found, missing, duplicated, corrupt, continued) in rows.items():
+        assert trials == "1", out.stdout
+        assert int(acked) > 0, f"{fault}: no human step was acknowledged before the kill\n{out.stdout}"
+        assert (found, missing, duplicated, corrupt) == (acked, "0", "0", "0"), f"{fault}\n{out.stdout}"
+        assert continued == "1/1", f"{fault}: the run did not finish its budget\n{out.stdout}"
