@@ -80,3 +80,36 @@ def test_settings_that_would_kill_training_are_refused_up_front(setting):
 
     with pytest.raises(ConfigError, match=setting.split("=")[0]):
         point_config(setting)
+
+
+def test_a_robot_replaced_mid_handover_leaves_the_supervisor_serving_the_others(tmp_path):
+    from dagger.events import EventLog
+    from workers.supervisor import Supervisor
+
+    cfg = point_config("robots=2")
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(2)]
+    log = EventLog(tmp_path / "events.jsonl")
+    sup = Supervisor(cfg, robots, buffer, None, log, restart=lambda rid: LocalEndpoint(RobotWorker(rid, cfg, buffer)))
+    sup.learner = LocalEndpoint(type("Weights", (), {"latest": lambda self: (0, None)})())
+    ask = {"ev": "help_requested", "score": 0.5, "threshold": 0.1, "reason": "ensemble"}
+
+    def robot_says(robot, *events):
+        sup.handle({"events": [{"robot": robot, **e} for e in events], "states": [],
+                    "status": {"robot": robot, "steps": 0}})
+        sup.allocate()
+
+    robot_says(0, {**ask, "t": 1.0})
+    assert sup.serving == {0: {0}}
+    dead = sup.robots[0]
+    sup.robot_lost(0, RuntimeError("actor died"))
+    assert sup.serving == {0: set()} and sup.robots[0] is not dead
+    # what the replaced robot's stream may still carry: a handback by nobody (-1) and one by the freed operator
+    robot_says(0, {"ev": "handback", "t": 2.0, "operator": -1, "reason": "episode_end"},
+               {"ev": "assign_refused", "t": 2.0, "operator": 0, "state": "starting"})
+    robot_says(1, {**ask, "t": 3.0})
+    log.file.flush()
+    events = read_events(tmp_path / "events.jsonl")
+    assert [(e["robot"], e["operator"]) for e in events if e["ev"] == "operator_assigned"] == [(0, 0), (1, 0)]
+    assert [e["ev"] for e in events if e["robot"] == 0 and e["ev"].startswith("robot_")] == ["robot_lost",
+                                                                                          "robot_restarted"]

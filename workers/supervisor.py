@@ -121,6 +121,8 @@ class Supervisor:
                 urgency = event["score"] / event["threshold"] if event["threshold"] > 0 else event["score"]
                 self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
             elif event["ev"] in ("handback", "assign_refused"):
+                if event["operator"] not in self.serving:  # e.g. from a robot replaced mid-handover: nobody to free
+                    continue
                 self.serving[event["operator"]].discard(robot)
                 if not self.serving[event["operator"]]:
                     self.fatigue.free(event["operator"], event["t"])
