@@ -1,10 +1,15 @@
 """`dagger` as a user runs it: bad input gives one line and exit code 2, never a traceback."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import ROOT, run_dagger
+from dagger.events import read_events
+from tests.conftest import ROOT, run_dagger, wait_until
 
 
 def dagger(*args, cwd=None):
@@ -104,3 +109,19 @@ def test_a_run_dir_that_cannot_be_written_is_one_line(tmp_path):
     result = dagger("start", "--in-process", "--task", "point", "--run-dir", str(tmp_path / "file" / "run"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "cannot write there (Not a directory)" in result.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_run_ends_cleanly_and_exits_128_plus_the_signal(tmp_path, sig, code):
+    run = tmp_path / "run"
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    proc = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", "start", "--in-process", "--task", "point",
+                             "--steps", "1000000", "--run-dir", str(run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    wait_until(lambda: (run / "events.jsonl").is_file() and b'"ev":"segment"' in (run / "events.jsonl").read_bytes(),
+               timeout=120, what="the run's first segment")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and "Traceback" not in err, err[-2000:]
+    ends = [e for e in read_events(run / "events.jsonl") if e["ev"] == "run_end"]
+    assert [e["reason"] for e in ends] == ["interrupted"] and (run / "summary.json").is_file()

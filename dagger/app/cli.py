@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -176,6 +177,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             console.update(status)
 
     board.start()
+    stop_on_sigterm()
     try:
         summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
                            pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
@@ -201,7 +203,21 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"dagger: error: the run stopped early: {end['error']} (events.jsonl has it; --resume continues "
               "from the last checkpoint)", file=sys.stderr)
         return 1
-    return 0
+    return 128 + TERMINATED[0] if end["reason"] == "interrupted" else 0  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+TERMINATED = [signal.SIGINT]
+"""the signal that stopped the run (SIGINT unless stop_on_sigterm's handler saw a SIGTERM)"""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (kill, timeout, systemd) stops the run as Ctrl-C does: cleanly, with run_end and a report. It replaces
+    Ray's handler, which exits at once with a traceback."""
+    def handler(signum: int, frame: Any) -> None:
+        TERMINATED[0] = signal.Signals(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
@@ -428,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run's loop (which stops cleanly itself) or in another command
+        print("dagger: interrupted", file=sys.stderr)
+        return 128 + TERMINATED[0]
 
 
 if __name__ == "__main__":
