@@ -67,8 +67,10 @@ def test_in_process_start_writes_a_complete_run(tmp_path):
                     "--run-dir", str(run), "demos=2", "learner.pretrain_updates=20", "learner.batch_size=32",
                     "gate.threshold=0.002")
     assert result.returncode == 0, result.stderr
-    assert {"events.jsonl", "config.yaml", "summary.json", "segments", "report.md", "report.html", "plots"} <= {
-        p.name for p in run.iterdir()}
+    assert {"events.jsonl", "config.yaml", "run.json", "summary.json", "segments", "report.md", "report.html",
+            "plots"} <= {p.name for p in run.iterdir()}
+    command = json.loads((run / "run.json").read_text())["command"]
+    assert command[-2:] == ["learner.batch_size=32", "gate.threshold=0.002"]
     assert (run / "plots" / "intervention.png").stat().st_size > 5000
     report = json.loads(dagger("report", str(run), "--json").stdout)
     assert report == json.loads((run / "summary.json").read_text())

@@ -58,3 +58,13 @@ def test_a_wrong_gate_is_named_before_any_run(tmp_path, capsys):
     config.write_text("gates: [lazy, lasy]\nseeds: 1\n")
     assert main(["bench", str(config), "--out", str(tmp_path / "out")]) == 2
     assert "'lasy'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_seed_run_again_gives_the_same_row(bench, tmp_path):
+    from dagger.app.gate_bench import run_gate
+
+    _, rows = bench
+    again = run_gate(TINY, "auto", 0, tmp_path / "auto-0")
+    first = next(r for r in rows if (r["gate"], r["seed"]) == ("auto", 0))
+    assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in first.items() if k != "wall_s"}
+    assert (tmp_path / "auto-0" / "events.jsonl").stat().st_size > 0

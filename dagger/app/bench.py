@@ -31,6 +31,7 @@ from dagger.config import load_config
 from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import cumulative, fleet_summary
+from dagger.provenance import record_start
 from dagger.vec_tasks import VecPointObstacle
 from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
 from workers.learner import Learner
@@ -215,9 +216,11 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
 def run_grid(cfg: Any, out: Path, methods: list[str], key: str, run: Callable[..., dict],
              progress: Callable[[dict], None] | None = None) -> list[dict]:
     """run(cfg, method, seed, out/runs/<method>-<seed>) for every method × seed in cfg.workers processes;
-    writes out/bench.json and out/results.csv (one row per run, in method then seed order)."""
+    writes out/bench.json, out/run.json (what produced it) and out/results.csv (one row per run, in method then seed
+    order)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(asdict(cfg), indent=2))
+    record_start(out)
     rows = []
     with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
         futures = [pool.submit(run, cfg, m, seed, out / "runs" / f"{m}-{seed}") for m in methods

@@ -24,6 +24,7 @@ from dagger.config import ConfigError, RunConfig, load_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
 from dagger.events import first_line
 from dagger.gates import GATES
+from dagger.provenance import record_start
 
 
 class UserError(Exception):
@@ -148,6 +149,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        record_start(run_dir)
     except OSError as err:
         if console is not None:
             console.close()
