@@ -10,39 +10,61 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
-from collections.abc import Callable
+import textwrap
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from dagger.checkpoint import CheckpointError, has_checkpoint
+from dagger.app.bench_cmd import cmd_bench, read_yaml
+from dagger.app.errors import UserError
+from dagger.app.start import TERMINATED, cmd_start
+from dagger.checkpoint import CheckpointError
 from dagger.config import ConfigError, RunConfig, load_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
 from dagger.events import first_line
 from dagger.gates import GATES
-from dagger.provenance import record_start
+
+START_EXAMPLES = """examples:
+  dagger start --robots 4                              the demo: Reacher, ensemble gate, a scripted operator
+  dagger start --task point --steps 4000 --in-process  a quick run without Ray
+  dagger start --operator keyboard --console           you take over with the keyboard in the console window
+  dagger start --gate auto gate.alpha=0.05             ask for help on about 5 % of steps
+  dagger start --resume --run-dir runs/20261125-101500 continue a stopped run
+"""
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for: one line, exit code 2, no traceback."""
+BENCH_EXAMPLES = """examples:
+  dagger bench configs/bench/gates.yaml --seeds 3      every gate family on the live loop
+  dagger bench configs/bench/fleet.yaml                allocators on a 100-robot fleet (IFL)
+  dagger bench                                         print what the default bench would run
+"""
+
+
+def setting_help(key: str, choices: str = "") -> str:
+    """A flag's help: the setting's docstring (dagger/config.py) and its default."""
+    from dagger.config_keys import config_keys
+
+    _, value, doc = next(k for k in config_keys(RunConfig()) if k[0] == key)
+    return f"{choices or doc} (default: {value}; setting {key})"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dagger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="run the loop: robots, gate, operators, buffer, learner")
-    start.add_argument("--robots", type=int)
-    start.add_argument("--operators", type=int)
-    start.add_argument("--task")
-    start.add_argument("--gate", help=" | ".join(GATES))
+    start = sub.add_parser("start", help="run the loop: robots, gate, operators, buffer, learner",
+                           description="Run the loop: robots act and ask for help when unsure, operators correct,\n"
+                           "the learner retrains and pushes weights back. Any setting can follow as\n"
+                           "key.sub=value; `dagger config --keys` lists them all.", epilog=START_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    start.add_argument("--robots", type=int, metavar="N", help=setting_help("robots"))
+    start.add_argument("--operators", type=int, metavar="M", help=setting_help("operators"))
+    start.add_argument("--task", help=setting_help("task"))
+    start.add_argument("--gate", help=setting_help("gate.name", " | ".join(GATES)))
     budget = start.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="fleet steps to run")
-    budget.add_argument("--minutes", type=float, help="wall-clock minutes to run")
-    start.add_argument("--seed", type=int)
+    budget.add_argument("--steps", type=int, help=setting_help("steps"))
+    budget.add_argument("--minutes", type=float, help=setting_help("minutes"))
+    start.add_argument("--seed", type=int, help=setting_help("seed"))
     start.add_argument("--run-dir", help="where to write the run (default runs/<time>)")
     start.add_argument("--config", help="a YAML file of settings (see configs/)")
     start.add_argument("--address", help="Ray cluster to join (default RAY_ADDRESS or a local Ray)")
@@ -51,12 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--init-from", metavar="CHECKPOINT",
                        help="start from a trained policy (a checkpoint file, checkpoints dir or run dir)")
     start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
-    start.add_argument("--operator", help="input per operator, comma-separated: scripted|gamepad|spacemouse|keyboard")
+    start.add_argument("--operator", help=setting_help("operator.kinds", "input per operator, comma-separated: "
+                                                       "scripted | gamepad | spacemouse | keyboard"))
     start.add_argument("--console", action="store_true", help="open the operator console window")
     start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    bench = sub.add_parser("bench", help="fleet benchmark: allocators x seeds, results.csv and plots")
-    bench.add_argument("config", nargs="?", help="a bench YAML (see configs/bench/)")
+    bench = sub.add_parser("bench", help="benchmark: allocators or gates x seeds, results.csv and plots",
+                           epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("config", nargs="?", help="a bench YAML (configs/bench/); without one, the plan of the "
+                       "default fleet bench is printed and nothing runs")
+    bench.add_argument("--yes", action="store_true", help="run the default fleet bench (no config given)")
     bench.add_argument("--seeds", type=int)
     bench.add_argument("--out", help="output directory (default bench/<time>)")
     bench.add_argument("overrides", nargs="*", metavar="key=value")
@@ -72,163 +98,15 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"first episode seed (default {EVAL_SEED_BASE}; training seeds all lie below it)")
     evaluate.add_argument("--video", metavar="PATH", help="also write the first 3 episodes as a GIF (or MP4)")
     evaluate.add_argument("--out", help="where to write eval.json (default: the run dir, or beside the file)")
+    config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
+    config.add_argument("--config", help="a YAML file of settings")
+    config.add_argument("--keys", action="store_true", help="every key, its default and its docstring")
+    config.add_argument("overrides", nargs="*", metavar="key.sub=value")
     report = sub.add_parser("report", help="a run's or a bench's metrics, recomputed from the event logs")
     report.add_argument("run_dir")
     report.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     report.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR (tensorboardX)")
     return parser
-
-
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
-             "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
-             "operator.kinds": args.operator.split(",") if args.operator else None,
-             "init_from": args.init_from}
-    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    return load_config(args.config, overrides)
-
-
-def check_run_dir(requested: str | None, resume: bool) -> Path:
-    """The run dir to use; refuses a non-empty one unless resuming. Creates nothing."""
-    run_dir = Path(requested or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run dir {run_dir} exists and is not a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
-        raise UserError(f"run dir {run_dir} is not empty; pass --resume to continue it or choose another")
-    if resume and not any((run_dir / name).exists() for name in ("events.jsonl", "checkpoints", "segments")):
-        raise UserError(f"--resume: {run_dir} holds no run to continue (no events.jsonl, checkpoints or segments); "
-                        "name a run's dir with --run-dir, or start without --resume")
-    return run_dir
-
-
-def check_screenshot(path: str | None) -> None:
-    """Refuses, before the run, a screenshot that could not be written after it."""
-    folder = Path(path).resolve().parent if path else None
-    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise UserError(f"--screenshot {path}: folder {folder} does not exist or cannot be written")
-
-
-def check_ray_address(address: str) -> None:
-    """A Ray address (or RAY_ADDRESS) that nothing answers at is one line before anything is written."""
-    from workers.ray_fleet import check_reachable
-
-    try:
-        check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
-    except ConnectionError as err:
-        raise UserError(f"Ray: {err}") from err
-
-
-def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
-    from dagger.tasks import make_task
-    from teleop_devices.human import open_devices
-
-    try:
-        return open_devices(cfg, make_task(cfg.task).act_dim)
-    except (OSError, ValueError) as err:
-        raise UserError(str(err).replace("\n", " ")) from err
-
-
-def cmd_start(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args)
-    run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
-    check_screenshot(args.screenshot)
-    if not args.in_process:
-        check_ray_address(cfg.address)
-    if cfg.init_from:
-        check_checkpoint(cfg.init_from, cfg)
-    if args.resume and has_checkpoint(run_dir):
-        check_checkpoint(run_dir, cfg)
-    devices = open_operator_devices(cfg)
-    console = None
-    if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
-        from dagger.app.console import OperatorConsole
-        from teleop_devices.human import KeyboardOperator
-
-        console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
-    cfg.run_dir = str(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        record_start(run_dir)
-    except OSError as err:
-        if console is not None:
-            console.close()
-        raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
-    from dagger.app.dashboard import Dashboard
-    from dagger.app.live import LiveStats
-    from dagger.app.summary import print_summary
-    from workers.launch import LocalFleet, run_loop
-
-    stats = LiveStats()
-    board = Dashboard(cfg, stats)
-    make_fleet: Any = LocalFleet
-    if not args.in_process:
-        from workers.ray_fleet import RayFleet, init_ray
-
-        print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
-        if cfg.task == "reacher":
-            from dagger.gl import configure_gl
-
-            configure_gl()  # decided once here; the robots' processes inherit MUJOCO_GL instead of probing
-        init_ray(cfg.address)
-        make_fleet = RayFleet
-
-    def on_status(status: dict) -> None:
-        board.update(status)
-        if console is not None:
-            console.update(status)
-
-    board.start()
-    stop_on_sigterm()
-    try:
-        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
-                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
-    finally:
-        board.stop()
-        if console is not None:
-            if args.screenshot:
-                try:
-                    console.save(args.screenshot)
-                except Exception as err:  # noqa: BLE001 - pygame.error; the run's results matter more than its picture
-                    print(f"dagger: the console screenshot was not saved: {first_line(err)}", file=sys.stderr)
-            console.close()
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary, run_dir, board.console)
-    from dagger.app.report import write_run_report
-    from dagger.events import read_events
-
-    events = read_events(run_dir / "events.jsonl")
-    write_run_report(run_dir, events)
-    print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
-    end = [e for e in events if e["ev"] == "run_end"][-1]
-    if end["reason"] == "failed":  # the run stopped because a component could not go on: say so, exit non-zero
-        print(f"dagger: error: the run stopped early: {end['error']} (events.jsonl has it; --resume continues "
-              "from the last checkpoint)", file=sys.stderr)
-        return 1
-    return 128 + TERMINATED[0] if end["reason"] == "interrupted" else 0  # 130 after Ctrl-C, 143 after SIGTERM
-
-
-TERMINATED = [signal.SIGINT]
-"""the signal that stopped the run (SIGINT unless stop_on_sigterm's handler saw a SIGTERM)"""
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (kill, timeout, systemd) stops the run as Ctrl-C does: cleanly, with run_end and a report. It replaces
-    Ray's handler, which exits at once with a traceback."""
-    def handler(signum: int, frame: Any) -> None:
-        TERMINATED[0] = signal.Signals(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
-    """Refuses, before anything starts, a checkpoint to start from that is unreadable or for another task or
-    network shape than this run's."""
-    from dagger.checkpoint import check_compatible, read_checkpoint, task_spaces
-    from dagger.tasks import make_task
-
-    check_compatible(read_checkpoint(path), task_spaces(make_task(cfg.task)), cfg.policy)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -266,104 +144,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.table import Table
+def cmd_config(args: argparse.Namespace) -> int:
+    """The resolved settings as YAML (what `dagger start` with the same --config and overrides would run), or with
+    --keys every key, its value and its docstring."""
+    from dagger.config_keys import config_keys
 
-    from dagger.allocators import ALLOCATORS
-    from dagger.app.bench import BenchConfig, run_bench
-    from dagger.app.bench_report import write_bench_report
-    from dagger.config import apply_settings
-
-    config, overrides = args.config, list(args.overrides)
-    if config and "=" in config:  # no file given: the first key=value landed in the file's place
-        config, overrides = None, [config, *overrides]
-    if config and "gates" in (_read_yaml(config) or {}):
-        return cmd_gate_bench(args, config, overrides)
-    cfg = BenchConfig()
-    apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
-    unknown = [a for a in cfg.allocators if a not in ALLOCATORS]
-    if unknown or cfg.seeds < 1 or cfg.humans < 1 or cfg.robots < cfg.humans:
-        raise UserError(f"bench config: unknown allocators {unknown}" if unknown else
-                        "bench config: need seeds >= 1 and 1 <= humans <= robots")
-    out = _bench_out(args)
-    console = _with_progress(
-        f"{len(cfg.allocators)} allocators x {cfg.seeds} seeds", len(cfg.allocators) * cfg.seeds,
-        lambda done: run_bench(cfg, out, progress=done),
-        lambda row: (f"{row['allocator']:>15} seed {row['seed']}: {row['successes']:.0f} successes, "
-                     f"{row['human_actions']:.0f} human actions, ROHE {row['rohe']:.1f} ({row['wall_s']} s)"))
-    means = write_bench_report(out)
-    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
-    table.add_column("allocator", no_wrap=True)
-    for head in ("successes", "violations", "human actions", "idle", "switches", "ROHE"):
-        table.add_column(head, justify="right")
-    for name in cfg.allocators:
-        mean = {k: means[name][k][0] for k in ("successes", "violations", "human_actions", "idle", "switches", "rohe")}
-        table.add_row(name, *(f"{mean[k]:.0f}" for k in ("successes", "violations", "human_actions", "idle",
-                                                          "switches")), f"{mean['rohe']:.1f}")
-    console.print(table)
-    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
-    return 0
-
-
-def _bench_out(args: argparse.Namespace) -> Path:
-    return check_run_dir(args.out or str(Path("bench") / time.strftime("%Y%m%d-%H%M%S")), resume=False)
-
-
-def _with_progress(title: str, total: int, run: Callable[[Callable[[dict], None]], object],
-                   line: Callable[[dict], str]) -> Any:
-    """Calls run(done) under a progress bar; done(row) prints line(row) and advances it. Returns the console."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console()
-    with Progress(console=console) as progress:
-        task = progress.add_task(title, total=total)
-
-        def done(row: dict) -> None:
-            progress.console.print(line(row))
-            progress.advance(task)
-
-        run(done)
-    return console
-
-
-def _read_yaml(path: str) -> Any:
-    try:
-        return yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"bench config {path}: {err}") from err
-
-
-def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) -> int:
-    """A bench config with `gates:`: the live loop in-process, gates x seeds."""
-    from rich.table import Table
-
-    from dagger.app.gate_bench import GateBenchConfig, run_config, run_gate_bench, write_gate_report
-    from dagger.config import apply_settings
-
-    cfg = GateBenchConfig()
-    apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
-    if cfg.seeds < 1 or not cfg.gates:
-        raise UserError("bench config: need seeds >= 1 and at least one gate")
-    for gate in cfg.gates:
-        run_config(cfg, gate, 0)  # a wrong gate or run setting fails before any run starts
-    out = _bench_out(args)
-    console = _with_progress(
-        f"{len(cfg.gates)} gates x {cfg.seeds} seeds", len(cfg.gates) * cfg.seeds,
-        lambda done: run_gate_bench(cfg, out, progress=done),
-        lambda row: (f"{row['gate']:>15} seed {row['seed']}: intervention rate {row['intervention_rate']:.3f}, "
-                     f"{row['takeovers']} takeovers, {row['successes']} successes, ROHE {row['rohe']:.1f} "
-                     f"({row['wall_s']} s)"))
-    means = write_gate_report(out)
-    keys = ("intervention_rate", "takeovers", "successes", "autonomous_successes", "rohe", "achieved_rate")
-    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
-    table.add_column("gate", no_wrap=True)
-    for key in keys:
-        table.add_column(key.replace("_", " "), justify="right")
-    for gate, m in means.items():
-        table.add_row(gate, *(f"{m[k][0]:.3g}" if k in m else "" for k in keys))
-    console.print(table)
-    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
+    cfg = load_config(args.config, args.overrides)
+    if not args.keys:
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    for key, value, doc in config_keys(cfg):
+        print(f"{key} = {json.dumps(value)}")
+        if doc:
+            print(textwrap.fill(doc, width=100, initial_indent="    ", subsequent_indent="    "))
     return 0
 
 
@@ -398,7 +191,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     path = run_dir / "events.jsonl"
     try:
-        gate_bench = (run_dir / "bench.json").is_file() and "gates" in _read_yaml(str(run_dir / "bench.json"))
+        gate_bench = (run_dir / "bench.json").is_file() and "gates" in read_yaml(str(run_dir / "bench.json"))
         if (run_dir / "results.csv").is_file() and gate_bench:
             from dagger.app.gate_bench import write_gate_report
 
@@ -441,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     try:
         commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
-                    "eval": cmd_eval}
+                    "eval": cmd_eval, "config": cmd_config}
         return commands[args.command](args)
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dagger config --keys | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # before a run's loop (which stops cleanly itself) or in another command
         print("dagger: interrupted", file=sys.stderr)
         return 128 + TERMINATED[0]

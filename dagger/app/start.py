@@ -1,0 +1,176 @@
+"""`dagger start`: checks everything a user gave before anything is written, then runs the loop with the
+dashboard (and the console window when an operator uses it) and writes the report.
+
+    dagger start --robots 4 --gate ensemble --steps 24000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dagger.app.errors import UserError
+from dagger.checkpoint import has_checkpoint
+from dagger.config import RunConfig, load_config, to_dict
+from dagger.events import first_line
+from dagger.provenance import record_start
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
+             "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
+             "operator.kinds": args.operator.split(",") if args.operator else None,
+             "init_from": args.init_from}
+    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    return load_config(args.config, overrides)
+
+
+def check_run_dir(requested: str | None, resume: bool) -> Path:
+    """The run dir to use; refuses a non-empty one unless resuming. Creates nothing."""
+    run_dir = Path(requested or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run dir {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
+        raise UserError(f"run dir {run_dir} is not empty; pass --resume to continue it or choose another")
+    if resume and not any((run_dir / name).exists() for name in ("events.jsonl", "checkpoints", "segments")):
+        raise UserError(f"--resume: {run_dir} holds no run to continue (no events.jsonl, checkpoints or segments); "
+                        "name a run's dir with --run-dir, or start without --resume")
+    return run_dir
+
+
+def check_screenshot(path: str | None) -> None:
+    """Refuses, before the run, a screenshot that could not be written after it."""
+    folder = Path(path).resolve().parent if path else None
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise UserError(f"--screenshot {path}: folder {folder} does not exist or cannot be written")
+
+
+def check_ray_address(address: str) -> None:
+    """A Ray address (or RAY_ADDRESS) that nothing answers at is one line before anything is written."""
+    from workers.ray_fleet import check_reachable
+
+    try:
+        check_reachable(address or os.environ.get("RAY_ADDRESS", ""))
+    except ConnectionError as err:
+        raise UserError(f"Ray: {err}") from err
+
+
+def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
+    from dagger.tasks import make_task
+    from teleop_devices.human import open_devices
+
+    try:
+        return open_devices(cfg, make_task(cfg.task).act_dim)
+    except (OSError, ValueError) as err:
+        raise UserError(str(err).replace("\n", " ")) from err
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    run_dir = check_run_dir(args.run_dir or cfg.run_dir or None, args.resume)
+    check_screenshot(args.screenshot)
+    if not args.in_process:
+        check_ray_address(cfg.address)
+    if cfg.init_from:
+        check_checkpoint(cfg.init_from, cfg)
+    if args.resume and has_checkpoint(run_dir):
+        check_checkpoint(run_dir, cfg)
+    devices = open_operator_devices(cfg)
+    console = None
+    if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
+        from dagger.app.console import OperatorConsole
+        from teleop_devices.human import KeyboardOperator
+
+        console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
+    cfg.run_dir = str(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        record_start(run_dir)
+    except OSError as err:
+        if console is not None:
+            console.close()
+        raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
+    from dagger.app.dashboard import Dashboard
+    from dagger.app.live import LiveStats
+    from dagger.app.summary import print_summary
+    from workers.launch import LocalFleet, run_loop
+
+    stats = LiveStats()
+    board = Dashboard(cfg, stats)
+    make_fleet: Any = LocalFleet
+    if not args.in_process:
+        from workers.ray_fleet import RayFleet, init_ray
+
+        print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
+        if cfg.task == "reacher":
+            from dagger.gl import configure_gl
+
+            configure_gl()  # decided once here; the robots' processes inherit MUJOCO_GL instead of probing
+        init_ray(cfg.address)
+        make_fleet = RayFleet
+
+    def on_status(status: dict) -> None:
+        board.update(status)
+        if console is not None:
+            console.update(status)
+
+    board.start()
+    stop_on_sigterm()
+    try:
+        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
+                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
+    finally:
+        board.stop()
+        if console is not None:
+            if args.screenshot:
+                try:
+                    console.save(args.screenshot)
+                except Exception as err:  # noqa: BLE001 - pygame.error; the run's results matter more than its picture
+                    print(f"dagger: the console screenshot was not saved: {first_line(err)}", file=sys.stderr)
+            console.close()
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_summary(summary, run_dir, board.console)
+    from dagger.app.report import write_run_report
+    from dagger.events import read_events
+
+    events = read_events(run_dir / "events.jsonl")
+    write_run_report(run_dir, events)
+    print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
+    end = [e for e in events if e["ev"] == "run_end"][-1]
+    if end["reason"] == "failed":  # the run stopped because a component could not go on: say so, exit non-zero
+        print(f"dagger: error: the run stopped early: {end['error']} (events.jsonl has it; --resume continues "
+              "from the last checkpoint)", file=sys.stderr)
+        return 1
+    return 128 + TERMINATED[0] if end["reason"] == "interrupted" else 0  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+TERMINATED = [signal.SIGINT]
+"""the signal that stopped the run (SIGINT unless stop_on_sigterm's handler saw a SIGTERM)"""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (kill, timeout, systemd) stops the run as Ctrl-C does: cleanly, with run_end and a report. It replaces
+    Ray's handler, which exits at once with a traceback."""
+    def handler(signum: int, frame: Any) -> None:
+        TERMINATED[0] = signal.Signals(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
+    """Refuses, before anything starts, a checkpoint to start from that is unreadable or for another task or
+    network shape than this run's."""
+    from dagger.checkpoint import check_compatible, read_checkpoint, task_spaces
+    from dagger.tasks import make_task
+
+    check_compatible(read_checkpoint(path), task_spaces(make_task(cfg.task)), cfg.policy)
