@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from teleop_devices.gamepad import GamepadMapping, SdlGamepad
@@ -36,19 +37,47 @@ class SpaceMouseOperator:
         return self.mouse.rate_hz()
 
 
+class FreshReadings:
+    """Readings per second with new input behind them, over the last window_s: a device's report rate.
+
+    A pad's state and a keyboard's keys are new each time SDL's events are read (not each time a key
+    moves), so a held key reports as often as the window is pumped, and a stalled window reads lower.
+    """
+
+    def __init__(self, window_s: float = 2.0):
+        self.window_s = window_s
+        self.times: deque[float] = deque()
+
+    def add(self, t: float) -> None:
+        """t: when the reading's input was current; a reading no newer than the last is not a new report."""
+        if not self.times or t > self.times[-1]:
+            self.times.append(t)
+
+    def rate_hz(self, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        while self.times and self.times[0] < now - self.window_s:
+            self.times.popleft()
+        if len(self.times) < 2 or now <= self.times[0]:
+            return 0.0
+        return (len(self.times) - 1) / (now - self.times[0])  # up to now: reads lower as soon as reports stop
+
+
 class GamepadOperator:
     def __init__(self, pad: SdlGamepad, mapping: GamepadMapping):
         self.pad, self.mapping = pad, mapping
         self.label = f"gamepad {pad.name()}"
+        self.fresh = FreshReadings()
 
     def reading(self) -> DeviceReading:
-        return self.mapping.reading(self.pad.state())
+        state = self.pad.state()
+        self.fresh.add(state.t)
+        return self.mapping.reading(state)
 
     def present(self) -> bool:
         return self.pad.attached()
 
-    def rate_hz(self) -> float:
-        return 0.0  # SDL keeps the pad's state; it is read every station tick
+    def rate_hz(self, now: float | None = None) -> float:
+        return self.fresh.rate_hz(now)
 
 
 class KeyboardOperator:
@@ -57,15 +86,17 @@ class KeyboardOperator:
     def __init__(self, keyboard: KeyboardTeleop):
         self.keyboard = keyboard
         self.label = "keyboard"
+        self.fresh = FreshReadings()
 
     def reading(self) -> DeviceReading:
+        self.fresh.add(self.keyboard.last_event_pump)
         return self.keyboard.reading()
 
     def present(self) -> bool:
         return True
 
-    def rate_hz(self) -> float:
-        return 0.0
+    def rate_hz(self, now: float | None = None) -> float:
+        return self.fresh.rate_hz(now)
 
 
 HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator
@@ -82,7 +113,9 @@ class DeviceSettings(Protocol):
 
 
 def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
-    """One device per non-scripted operator; the n-th SpaceMouse / gamepad goes to the n-th such operator."""
+    """One device per non-scripted operator; the n-th SpaceMouse / gamepad goes to the n-th such operator.
+
+    Raises OSError naming what is missing: a SpaceMouse or controller, or a window to type into."""
     kinds = cfg.operator.kinds
     devices: dict[int, HumanOperator] = {}
     counts = {"spacemouse": 0, "gamepad": 0}
@@ -93,6 +126,6 @@ def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
         elif kind == "gamepad":
             devices[op] = GamepadOperator(SdlGamepad.open(counts[kind]), GamepadMapping(cfg.gamepad, act_dim))
         elif kind == "keyboard":
-            devices[op] = KeyboardOperator(KeyboardTeleop(cfg.keyboard, act_dim))
+            devices[op] = KeyboardOperator(KeyboardTeleop.open(cfg.keyboard, act_dim))
         counts[kind] = counts.get(kind, 0) + 1
     return devices

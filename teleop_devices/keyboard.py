@@ -3,6 +3,9 @@
 A keyboard has no deadman switch: Space takes control and keeps it until Enter hands back or
 Escape (e-stop) stops every robot this operator controls. Keys held move the robot.
 
+A run opens it with KeyboardTeleop.open, which refuses where nobody could type into the window;
+tests that post events to a window under SDL's dummy driver construct it directly.
+
     kb = KeyboardTeleop(KeyboardConfig(), act_dim=2)
     for event in pygame.event.get(): kb.handle(event)
     reading = kb.reading()
@@ -10,6 +13,8 @@ Escape (e-stop) stops every robot this operator controls. Keys held move the rob
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +22,9 @@ import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
 from teleop_devices.reading import DeviceReading
+
+NO_WINDOW_DRIVERS = ("dummy", "offscreen")
+"""SDL video drivers that draw into memory: a window exists for pygame, but no person sees it or types into it"""
 
 
 @dataclass
@@ -39,6 +47,30 @@ class KeyboardConfig:
     """label the episode a failure"""
 
 
+def missing_window() -> str:
+    """Why nobody could type into the operator window here, or "" when a window can open.
+
+    Without a display SDL falls back to its offscreen driver and opens an invisible window: a keyboard
+    operator would never take over and the run would wait for them forever. Asking SDL leaves its
+    display initialized, as the console needs it next.
+    """
+    driver = os.environ.get("SDL_VIDEODRIVER", "").lower()
+    if driver in NO_WINDOW_DRIVERS:
+        return f"SDL_VIDEODRIVER={driver} draws into memory only; unset it"
+    displays = [f"{name}={os.environ[name]}" for name in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(name)]
+    if sys.platform == "linux" and not driver and not displays:
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset); start it from a desktop session"
+    import pygame
+
+    try:
+        pygame.display.init()
+    except pygame.error as err:
+        return f"SDL cannot open a window ({err})"
+    if pygame.display.get_driver() in NO_WINDOW_DRIVERS:
+        return f"no display answers at {' '.join(displays) or 'the default display'}"
+    return ""
+
+
 class KeyboardTeleop:
     def __init__(self, config: KeyboardConfig, act_dim: int):
         if act_dim > len(config.axis_keys):
@@ -49,6 +81,14 @@ class KeyboardTeleop:
         self.hand_back = self.e_stop = self.skip = False
         self.mark = ""
         self.last_event_pump = time.time()
+
+    @classmethod
+    def open(cls, config: KeyboardConfig, act_dim: int) -> KeyboardTeleop:
+        """The keyboard of a run; OSError (one line, what is missing) where nobody could type into the window."""
+        problem = missing_window()
+        if problem:
+            raise OSError(f"keyboard: no window to type into: {problem}")
+        return cls(config, act_dim)
 
     def handle(self, event: object) -> None:
         """Feeds one pygame event (others than KEYDOWN/KEYUP are ignored)."""

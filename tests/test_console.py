@@ -1,10 +1,12 @@
-"""The operator console under SDL's dummy video driver, saved to PNG and checked."""
+"""The operator console under SDL's dummy video driver: saved to PNG and checked, and the text it draws."""
 
 import numpy as np
 import pygame
+import pytest
 
-from dagger.app.console import OperatorConsole
+from dagger.app.console import OperatorConsole, reason_text
 from dagger.config import load_config
+from dagger.gates import GATES
 from dagger.tasks import make_task
 
 ROBOTS = {i: {"robot": i, "state": s, "uncertainty": 0.01 * (i + 1), "version": 9, "episode": 2, "episode_steps": 3,
@@ -44,3 +46,46 @@ def test_console_png_shows_the_queue_camera_and_device(tmp_path):
     image = pygame.surfarray.array3d(pygame.image.load(str(tmp_path / "console.png")))
     camera = image[358:678, 82:340]
     assert (np.abs(camera - np.array([60, 200, 90])).sum(-1) < 10).sum() > 20, "the camera shows the goal"
+
+
+def served(controller, devices=None):
+    robots = {0: ROBOTS[0] | {"operator": 0, "controller": controller}, 1: ROBOTS[1]}
+    return {"robots": robots, "frames": {}, "serving": {0: [0], 1: []}, "queue": [], "devices": devices or {}}
+
+
+@pytest.fixture
+def console():
+    cfg = load_config(None, ["task=point", "robots=2", "operators=2", "operator.kinds=[keyboard, gamepad]"])
+    console = OperatorConsole(cfg)
+    yield console
+    console.close()
+
+
+def test_a_robot_is_offered_until_its_operator_takes_over(console):
+    console.draw(served("policy"))
+    assert {"robot 0  offered to operator 0", "offered robot 0", "robot 0  ·  offered to operator 0  ·  v9"} <= set(
+        console.labels)
+    assert not [s for s in console.labels if "in control" in s]
+    console.draw(served("operator:0"))
+    assert {"robot 0  operator 0 in control", "in control of robot 0",
+            "robot 0  ·  operator 0 in control  ·  v9"} <= set(console.labels)
+    assert not [s for s in console.labels if "offered to" in s or s.startswith("offered")]
+
+
+def test_queue_reasons_are_words(console):
+    queue = [{"robot": 1, "reason": reason, "waiting_s": 1.0, "urgency": 1.0}
+             for reason in ("not_claimed", "stale_input", "ensemble", "human")]
+    console.draw(served("policy") | {"queue": queue})
+    assert {"offer timed out", "input went stale", "policy unsure", "operator stepped in"} <= set(console.labels)
+    assert not [s for s in console.labels if "_" in s]
+    stops = ("device_lost", "e_stop", "skipped", "not_claimed", "stale_input", "deadman_released")
+    for reason in (*GATES, *stops):  # every reason a robot asks with: its gate, or the safety stop that queued it
+        assert reason_text(reason) != reason and "_" not in reason_text(reason)
+
+
+def test_the_keyboard_shows_its_rate_and_no_deadman(console):
+    devices = {0: {"device": "keyboard", "present": True, "rate_hz": 50.0, "age_s": 0.004, "deadman": True},
+               1: {"device": "gamepad Xbox", "present": True, "rate_hz": 100.0, "age_s": 0.002, "deadman": False}}
+    console.draw(served("operator:0", devices))
+    assert {"50 Hz  ·  age 4 ms", "100 Hz  ·  age 2 ms"} <= set(console.labels)
+    assert [s for s in console.labels if s.startswith("deadman")] == ["deadman released"]  # the gamepad's only

@@ -6,6 +6,7 @@ import pytest
 
 from teleop_devices.axes import apply_deadzone, map_axes
 from teleop_devices.gamepad import AXES, BUTTONS, GamepadConfig, GamepadMapping, GamepadState
+from teleop_devices.human import GamepadOperator, KeyboardOperator
 from teleop_devices.keyboard import KeyboardConfig, KeyboardTeleop
 
 
@@ -21,10 +22,10 @@ def press(key, down=True):
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN if down else pygame.KEYUP, key=key, mod=0, unicode=""))
 
 
-def feed(kb):
+def feed(kb, t=None):
     for event in pygame.event.get():
         kb.handle(event)
-    kb.pumped()
+    kb.pumped(t)
 
 
 def test_keyboard_takes_over_moves_hands_back_and_stops(window):
@@ -57,6 +58,39 @@ def test_keyboard_reading_ages_when_the_window_is_not_pumped(window):
     kb = KeyboardTeleop(KeyboardConfig(), act_dim=2)
     kb.pumped(t=100.0)
     assert kb.reading(now=100.25).age_s == pytest.approx(0.25)
+
+
+def test_held_keys_report_as_often_as_the_window_is_pumped(window):
+    """The operator console pumps the window every station tick; each pump is a fresh report of the held keys."""
+    keyboard = KeyboardOperator(KeyboardTeleop(KeyboardConfig(), act_dim=2))
+    press(pygame.K_SPACE)
+    press(pygame.K_d)
+    for t in (100.00, 100.02, 100.04, 100.06, 100.08):  # held from the first pump on: no key events after it
+        feed(keyboard.keyboard, t)
+        keyboard.reading()
+        keyboard.reading()  # a second read of the same pump is no new report
+    assert keyboard.reading().action[0] == 0.5
+    assert keyboard.rate_hz(now=100.08) == pytest.approx(4 / 0.08)  # 50 Hz
+    assert keyboard.rate_hz(now=100.48) == pytest.approx(4 / 0.48)  # the window stalled: the rate drops at once
+    assert keyboard.rate_hz(now=102.5) == 0.0  # every report older than the 2 s window
+
+
+class RecordedPad:
+    def __init__(self, times):
+        self.states = iter(pad(t=t) for t in times)
+
+    def name(self):
+        return "recorded"
+
+    def state(self):
+        return next(self.states)
+
+
+def test_gamepad_rate_counts_state_reads():
+    gamepad = GamepadOperator(RecordedPad([10.00, 10.01, 10.02]), GamepadMapping(GamepadConfig(), act_dim=2))
+    for _ in range(3):
+        gamepad.reading()
+    assert gamepad.rate_hz(now=10.02) == pytest.approx(100.0)
 
 
 def pad(axes=None, buttons=(), t=10.0):

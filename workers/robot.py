@@ -116,7 +116,7 @@ class RobotWorker:
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
-                  "failure": self.failure}
+                  "controller": self.controller, "failure": self.failure}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
     # ---- the control loop ----

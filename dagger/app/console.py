@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
+from buffers.schema import POLICY
 from dagger.config import RunConfig
+from dagger.gates import GATES
 from teleop_devices.keyboard import KeyboardTeleop
 
 BG, PANEL, TEXT, DIM = (18, 20, 24), (32, 35, 42), (225, 228, 232), (130, 135, 145)
@@ -24,6 +26,31 @@ STATE_COLOR = {"autonomous": (90, 200, 120), "waiting": (240, 190, 60), "operato
                "resetting": (130, 135, 145), "starting": (130, 135, 145)}
 RED, GREEN = (235, 80, 80), (90, 200, 120)
 KEYS = "SPACE take over   TAB skip   ENTER hand back   ESC e-stop   WASD/QE/RF move   1/0 mark success/failure"
+REASONS = {"human": "operator stepped in", "random": "random spot check", "safe": "action likely wrong",
+           "lazy": "action likely wrong", "device_lost": "device lost", "e_stop": "emergency stop",
+           "skipped": "operator skipped", "not_claimed": "offer timed out", "stale_input": "input went stale",
+           "deadman_released": "deadman released"}
+"""why a robot is in the queue, in words: the gate that asked, or the safety stop that queued it again"""
+
+
+def reason_text(reason: str) -> str:
+    if reason in REASONS:
+        return REASONS[reason]
+    return "policy unsure" if reason in GATES else reason.replace("_", " ")  # the uncertainty gates
+
+
+def in_control(robot: dict[str, Any]) -> bool:
+    """An operator controls a robot only once they took over; until then the robot is offered to them."""
+    return robot.get("controller", POLICY) != POLICY
+
+
+def with_operator(robot: dict[str, Any], op: int) -> str:
+    return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
+
+
+def robot_state(robot: dict[str, Any]) -> str:
+    state = str(robot.get("state", "?"))
+    return with_operator(robot, robot.get("operator", -1)) if state == "operator" else state
 
 
 class OperatorConsole:
@@ -40,6 +67,7 @@ class OperatorConsole:
         self.font, self.small, self.big = (pygame.font.Font(None, s) for s in (22, 18, 28))
         self.trace: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=240))
         self.last_draw = 0.0
+        self.labels: list[str] = []  # the text of the last frame drawn, in drawing order
 
     def pump(self) -> None:
         """Reads the window's events on the main thread; closing the window stops the run like Ctrl-C."""
@@ -69,6 +97,7 @@ class OperatorConsole:
 
     # ---- drawing ----
     def text(self, s: str, pos: tuple[int, int], color: tuple[int, int, int] = TEXT, font: Any = None) -> None:
+        self.labels.append(s)
         self.screen.blit((font or self.font).render(s, True, color), pos)
 
     def panel(self, rect: tuple[int, int, int, int], title: str) -> None:
@@ -82,6 +111,7 @@ class OperatorConsole:
         return (served + queue + sorted(status["robots"]))[0] if status["robots"] else None
 
     def draw(self, status: dict[str, Any]) -> None:
+        self.labels = []
         self.screen.fill(BG)
         c = self.cfg
         self.text(f"dagger operator console  ·  {c.task}  ·  gate {c.gate.name}  ·  {c.robots} robots, "
@@ -95,12 +125,12 @@ class OperatorConsole:
     def draw_queue(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, w, _ = rect
         self.panel(rect, "help queue")
-        columns = (x + 10, x + 70, x + 180, x + 250)
+        columns = (x + 10, x + 50, x + 195, x + 255)
         for col, head in zip(columns, ("robot", "reason", "waiting", "urgency"), strict=True):
             self.text(head, (col, y + 32), DIM, self.small)
         row = y + 52
         for q in status.get("queue", [])[:14]:
-            cells = (str(q["robot"]), q["reason"], f"{q['waiting_s']:.1f} s", f"{q['urgency']:.2f}")
+            cells = (str(q["robot"]), reason_text(q["reason"]), f"{q['waiting_s']:.1f} s", f"{q['urgency']:.2f}")
             for col, cell in zip(columns, cells, strict=True):
                 self.text(cell, (col, row), STATE_COLOR["waiting"])
             row += 22
@@ -108,18 +138,20 @@ class OperatorConsole:
             self.text("no robot is waiting", (x + 10, row), DIM)
             row += 22
         row += 10
-        self.text("in control", (x + 10, row), DIM, self.small)
+        self.text("with an operator", (x + 10, row), DIM, self.small)
         row += 20
         for op, robots in status.get("serving", {}).items():
             for rid in robots:
-                self.text(f"robot {rid}  by operator {op}", (x + 10, row), STATE_COLOR["operator"])
+                robot = status["robots"].get(rid, {})
+                color = STATE_COLOR["operator"] if in_control(robot) else TEXT
+                self.text(f"robot {rid}  {with_operator(robot, op)}", (x + 10, row), color)
                 row += 22
 
     def draw_camera(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, w, h = rect
         rid = self.focus(status)
         robot = status["robots"].get(rid, {}) if rid is not None else {}
-        title = "camera" if rid is None else f"robot {rid}  ·  {robot.get('state', '?')}  ·  v{robot.get('version', 0)}"
+        title = "camera" if rid is None else f"robot {rid}  ·  {robot_state(robot)}  ·  v{robot.get('version', 0)}"
         self.panel(rect, title)
         frame = status.get("frames", {}).get(rid)
         view = (x + 10, y + 32, w - 20, h - 42)
@@ -128,7 +160,8 @@ class OperatorConsole:
             return
         surface = self.pygame.surfarray.make_surface(np.ascontiguousarray(np.asarray(frame).swapaxes(0, 1)))
         self.screen.blit(self.pygame.transform.smoothscale(surface, view[2:]), view[:2])
-        color = STATE_COLOR.get(robot.get("state", ""), DIM)
+        offered = robot.get("state") == "operator" and not in_control(robot)  # it holds until the takeover
+        color = STATE_COLOR["waiting"] if offered else STATE_COLOR.get(robot.get("state", ""), DIM)
         self.pygame.draw.rect(self.screen, color, view, width=3)
 
     def draw_trace(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
@@ -157,12 +190,18 @@ class OperatorConsole:
         kinds = self.cfg.operator.kinds
         for op in range(self.cfg.operators):
             kind = kinds[op % len(kinds)]
-            serving = status.get("serving", {}).get(op, [])
+            served = status.get("serving", {}).get(op, [])
+            controlled = [r for r in served if in_control(status["robots"].get(r, {}))]
+            offered = [r for r in served if r not in controlled]
             self.text(f"operator {op}  ({kind})", (x + 10, row), TEXT)
             row += 20
-            self.text("serving " + (", ".join(f"robot {r}" for r in serving) or "nobody"), (x + 20, row), DIM,
-                      self.small)
-            row += 18
+            for label, rids in (("in control of", controlled), ("offered", offered)):
+                if rids:
+                    self.text(f"{label} " + ", ".join(f"robot {r}" for r in rids), (x + 20, row), DIM, self.small)
+                    row += 18
+            if not served:
+                self.text("no robot offered", (x + 20, row), DIM, self.small)
+                row += 18
             health = devices.get(op)
             if health is not None:
                 age = "—" if health["age_s"] is None else f"{1000 * health['age_s']:.0f} ms"
@@ -175,9 +214,10 @@ class OperatorConsole:
                     row += 18
                 self.text(f"{health['rate_hz']:.0f} Hz  ·  age {age}", (x + 20, row), DIM, self.small)
                 row += 18
-                self.text("deadman held" if health["deadman"] else "deadman released", (x + 20, row),
-                          GREEN if health["deadman"] else DIM, self.small)
-                row += 18
+                if kind != "keyboard":  # Space takes control until Enter or Escape: no switch to hold
+                    self.text("deadman held" if health["deadman"] else "deadman released", (x + 20, row),
+                              GREEN if health["deadman"] else DIM, self.small)
+                    row += 18
                 if not ok:
                     self.text("DEVICE LOST", (x + 20, row), RED)
                     row += 20
