@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import importlib.util
 import json
 import math
 import types
@@ -26,6 +27,7 @@ from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
+from dagger.scalars import WRITERS
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
@@ -82,6 +84,17 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    writers: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
+    """where live scalars go while the run goes: jsonl (RUN_DIR/scalars.jsonl) | tensorboard (RUN_DIR/tb) | stdout |
+    wandb (needs `pip install wandb`)"""
+    every_s: float = 5.0
+    """seconds between two writes of the live scalars"""
+    wandb_project: str = "dagger"
+    """the Weights & Biases project runs are logged to"""
+
+
+@dataclass
 class RunConfig:
     robots: int = 4
     """number of robot workers"""
@@ -114,6 +127,7 @@ class RunConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -234,6 +248,7 @@ def validate(cfg: RunConfig) -> None:
                                                ("allocator", cfg.allocator, sorted(ALLOCATORS))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
     names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
+    names += [(f"log.writers[{i}]", name, list(WRITERS)) for i, name in enumerate(cfg.log.writers)]
     for key, value, valid in names:
         if value not in valid:
             raise ConfigError(f"config: {key!r} is {value!r}, not a known one{_suggest(value, valid)}")
@@ -274,6 +289,9 @@ def validate(cfg: RunConfig) -> None:
         (cfg.gate.window >= 1, "gate.window", "must be at least 1"),
         (bool(cfg.operator.kinds), "operator.kinds", "must name at least one kind"),
         (cfg.safety.max_age_s > 0, "safety.max_age_s", "must be positive"),
+        (cfg.log.every_s > 0, "log.every_s", "must be positive"),
+        ("wandb" not in cfg.log.writers or importlib.util.find_spec("wandb") is not None, "log.writers",
+         "names wandb, which is not installed (pip install wandb)"),
     ]
     checks += [(math.isfinite(value), key, "must be a finite number") for key, value in _numbers(cfg)]
     for ok, key, why in checks:

@@ -11,7 +11,7 @@ crash deep in a report.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +78,15 @@ class EventLog:
         self.path = path
         self.dropped = cut_torn_tail(path)
         self.file = path.open("a", encoding="utf-8")
+        self.listeners: list[Callable[[list[dict]], None]] = []  # e.g. the live scalars: each sees every event written
 
     def write(self, events: Iterable[dict]) -> None:
+        events = list(events)
         for event in events:
             self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
         self.file.flush()
+        for listener in self.listeners:
+            listener(events)
 
     def close(self) -> None:
         self.file.close()

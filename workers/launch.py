@@ -22,11 +22,12 @@ import torch
 
 from buffers.schema import DEMO, Segment
 from dagger.checkpoint import has_checkpoint, read_checkpoint
-from dagger.config import RunConfig
+from dagger.config import RunConfig, to_dict
 from dagger.core import Task
 from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
+from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
@@ -169,7 +170,11 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     task = make_task(cfg.task)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = EventLog(run_dir / "events.jsonl")  # a torn last line (a killed run) is cut off here
-    incarnation, logged = previous_runs(read_events(log.path))
+    earlier = read_events(log.path)
+    incarnation, logged = previous_runs(earlier)
+    scalars = ScalarLogger(make_writers(cfg.log.writers, run_dir, cfg.log.wandb_project, to_dict(cfg)), cfg.log.every_s)
+    scalars.absorb(earlier)  # a resumed run's numbers go on from where the killed one left them
+    log.listeners.append(scalars.add)
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
@@ -200,4 +205,5 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     log.write([{"ev": "run_end", "t": clock(), "reason": reason, **({"error": supervisor.failed} if reason == "failed"
                                                                       else {})}])
     log.close()
+    scalars.close()
     return summarize(read_events(run_dir / "events.jsonl"))
