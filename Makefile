@@ -8,7 +8,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench readme-tables clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/fleet_overhead.py
 	$(BIN)/python benchmarks/eval_cost.py
+
+readme-tables: install  # every measured table in README.md, from the current code (about 1.5 h; see --only)
+	$(BIN)/python benchmarks/readme_tables.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
