@@ -97,21 +97,21 @@ def human_share_by_quarter(segments: list[dict]) -> list[float]:
     return human_share_by_window(segments, QUARTERS)
 
 
-def _ask_rate(asks: float, policy_steps: float) -> float:
+def ask_rate(asks: float, policy_steps: float) -> float:
     return asks / max(1, policy_steps + asks)
 
 
 def achieved_rate(events: list[dict]) -> float:
     """A gate's achieved intervention rate: help requests / (policy-controlled steps + help requests)."""
     policy_steps = sum(e["steps"] for e in of_kind(events, "segment") if e["controller"] == "policy")
-    return _ask_rate(len(of_kind(events, "help_requested")), policy_steps)
+    return ask_rate(len(of_kind(events, "help_requested")), policy_steps)
 
 
 def achieved_rate_by_window(events: list[dict], windows: int) -> list[float]:
     segments = of_kind(events, "segment")
     asks = events_by_window(segments, of_kind(events, "help_requested"), windows)
     policy_steps = steps_by_window(segments, windows, human=False)
-    return [_ask_rate(a, p) for a, p in zip(asks, policy_steps, strict=True)]
+    return [ask_rate(a, p) for a, p in zip(asks, policy_steps, strict=True)]
 
 
 def run_series(events: list[dict], windows: int = WINDOWS) -> dict[str, Any]:

@@ -7,7 +7,8 @@
 
 The keys: fleet/… (steps, human steps, intervention rate, takeovers, help requests, episodes, success rates
 over the last WINDOW episodes), gate/threshold, learner/… (updates, loss, version), buffer/human_steps_stored,
-eval/… (success rate and its interval, version), robot/<i>/… and operator/<j>/…. The step axis is fleet
+eval/… (success rate and its interval, version), gate/target_alpha and gate/achieved_rate for gates tuned to a
+rate, robot/<i>/… and operator/<j>/…. The step axis is fleet
 steps. Everything is also recomputable from events.jsonl: `dagger report --tensorboard` replays it here.
 """
 
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+from dagger.metrics import ALPHA_GATES, ask_rate
 
 WINDOW = 20
 """episodes the fleet's success rates are averaged over"""
@@ -61,12 +64,14 @@ class ScalarLogger:
     def _take(self, e: dict) -> None:
         kind, v = e["ev"], self.values
         robot = f"robot/{e['robot']}/" if isinstance(e.get("robot"), int) and e["robot"] >= 0 else None
-        if kind == "segment" and e["controller"] != "demo":
+        if kind == "run_start" and e.get("gate") in ALPHA_GATES and isinstance(e.get("alpha"), float):
+            v["gate/target_alpha"] = e["alpha"]  # a gate tuned to ask on a fraction α of steps
+        elif kind == "segment" and e["controller"] != "demo":
             human = e["controller"] != "policy"
             self.step += e["steps"]
             self._count("fleet/steps", e["steps"])
             self._count("fleet/human_steps", e["steps"] * human)
-            v["fleet/intervention_rate"] = v["fleet/human_steps"] / v["fleet/steps"]
+            v["fleet/intervention_rate"] = v["fleet/human_steps"] / max(1.0, v["fleet/steps"])
             if robot:
                 self._count(robot + "steps", e["steps"])
                 self._count(robot + "human_steps", e["steps"] * human)
@@ -94,7 +99,11 @@ class ScalarLogger:
             v["learner/version"] = float(e["version"])
         elif kind == "stored":
             self._count("buffer/human_steps_stored", e["steps"])
-        elif kind == "eval":
+        if "gate/target_alpha" in v and kind in ("segment", "help_requested"):
+            asks = v.get("fleet/help_requests", 0.0)
+            policy = v.get("fleet/steps", 0.0) - v.get("fleet/human_steps", 0.0)
+            v["gate/achieved_rate"] = ask_rate(asks, policy)
+        if kind == "eval":
             v.update({"eval/success_rate": float(e["success_rate"]), "eval/version": float(e["version"]),
                       "eval/ci95_low": float(e["ci95"][0]), "eval/ci95_high": float(e["ci95"][1])})
 

@@ -102,7 +102,7 @@ def test_a_crashed_buffer_and_learner_are_restarted_with_their_state(ray_cluster
 
     import ray
 
-    from tests.conftest import point_config
+    from tests.conftest import point_config, wait_until
     from workers.launch import run_loop
     from workers.ray_fleet import RayFleet
 
@@ -113,8 +113,15 @@ def test_a_crashed_buffer_and_learner_are_restarted_with_their_state(ray_cluster
         fleets.append(RayFleet(*args))
         return fleets[-1]
 
-    killers = [threading.Timer(8.0, lambda: ray.kill(fleets[0].buffer.handle, no_restart=False)),
-               threading.Timer(14.0, lambda: ray.kill(fleets[0].learner_handle, no_restart=False))]
+    def kill_mid_run():  # once robots ship segments (a busy machine may take long to start), not during start-up
+        log = tmp_path / "events.jsonl"
+        wait_until(lambda: log.is_file() and b'"ev":"segment"' in log.read_bytes(), timeout=120, what="a segment")
+        time.sleep(2.0)
+        ray.kill(fleets[0].buffer.handle, no_restart=False)
+        time.sleep(6.0)
+        ray.kill(fleets[0].learner_handle, no_restart=False)
+
+    killers = [threading.Thread(target=kill_mid_run)]
     for killer in killers:
         killer.start()
     began = time.time()
@@ -136,3 +143,26 @@ def test_a_crashed_buffer_and_learner_are_restarted_with_their_state(ray_cluster
     stored = {s.key for s in map(decode_segment, SegmentLog.read(tmp_path / "segments"))}
     human = {f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment" and e["controller"] != "policy"}
     assert human and human <= stored
+
+
+@pytest.mark.parametrize("victim", ["buffer", "learner"])
+def test_a_buffer_or_learner_killed_during_start_up_is_waited_for(ray_cluster, tmp_path, victim):
+    """Killed before the loop runs (while the driver stores the demonstrations and pretrains), the actor is
+    restarted by Ray and the driver's start-up calls wait for it instead of ending the run."""
+    import ray
+
+    from tests.conftest import point_config
+    from workers.launch import run_loop
+    from workers.ray_fleet import RayFleet
+
+    cfg = point_config("steps=400", "robot.speed=10.0", "eval.every_versions=0")
+
+    def make_fleet(*args):
+        fleet = RayFleet(*args)
+        ray.kill(fleet.buffer.handle if victim == "buffer" else fleet.learner_handle, no_restart=False)
+        return fleet
+
+    summary = run_loop(cfg, tmp_path, make_fleet)
+    events = read_events(tmp_path / "events.jsonl")
+    assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget" and summary["steps"] >= 400
+    assert any(e["ev"] == "policy_start" and e["demo_episodes"] > 0 for e in events)

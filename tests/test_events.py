@@ -9,7 +9,7 @@ from hypothesis import given, settings
 
 from dagger.events import EventLog, cut_torn_tail, read_events
 
-EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["run_start", "help_requested", "note"]),
+EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["run_start", "weights_loaded", "note"]),
                                          "t": st.floats(0, 1e9, allow_nan=False),
                                          "note": st.text(max_size=20)}), min_size=1, max_size=8)
 
@@ -80,9 +80,9 @@ def fuzzed_event(kind: str, data) -> dict:
 def test_any_damaged_log_is_a_clear_error_or_a_report(tmp_path_factory, data):
     """A log of events with fields missing or of the wrong type, or lines that are not events: read_events
     names the first bad line, or everything it returns can be reported without a crash."""
-    from dagger.app.report import run_scalars
     from dagger.events import FIELDS
     from dagger.metrics import learning_curve, summarize
+    from dagger.scalars import replay
 
     kinds = st.sampled_from(sorted(FIELDS))
     lines = [json.dumps(fuzzed_event(kind, data)) for kind in data.draw(st.lists(kinds, max_size=12))]
@@ -96,7 +96,7 @@ def test_any_damaged_log_is_a_clear_error_or_a_report(tmp_path_factory, data):
     except ValueError as err:
         assert "\n" not in str(err) and "events.jsonl" in str(err)
         return
-    summarize(events), learning_curve(events), run_scalars(events)
+    summarize(events), learning_curve(events), replay(events, [])
     reached.append(len(events))
 
 

@@ -12,7 +12,6 @@ from matplotlib.image import imread
 
 from dagger.app.bench import BenchConfig, run_bench
 from dagger.app.bench_report import bench_scalars, intervention_by_window, load_runs
-from dagger.app.report import run_scalars
 from dagger.config import load_config
 from dagger.events import EventLog, read_events
 from dagger.metrics import (
@@ -133,7 +132,7 @@ def test_run_report_writes_pages_and_plots_from_the_event_log_alone(auto_run, tm
     shutil.copy(auto_run / "events.jsonl", run_dir / "events.jsonl")
     events = read_events(run_dir / "events.jsonl")
     assert json.loads(dagger_report(str(run_dir), "--json").stdout) == summarize(events)
-    for plot in ("intervention", "alpha"):
+    for plot in ("intervention", "alpha", "loss"):
         assert_a_real_plot(run_dir / "plots" / f"{plot}.png")
     md, page = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
     assert "(plots/intervention.png)" in md and "(plots/alpha.png)" in md and f"alpha={ALPHA}" in md
@@ -141,16 +140,20 @@ def test_run_report_writes_pages_and_plots_from_the_event_log_alone(auto_run, tm
     assert f"| takeovers | {sum(e['ev'] == 'takeover' for e in events)} |" in md
 
 
-def test_run_tensorboard_scalars_read_back_as_computed(auto_run, tmp_path):
+def test_run_tensorboard_scalars_read_back_as_the_reports_numbers(auto_run, tmp_path):
     dagger_report(str(auto_run), "--tensorboard", str(tmp_path / "tb"))
-    read, written = read_scalars(tmp_path / "tb"), run_scalars(read_events(auto_run / "events.jsonl"))
-    assert set(read) == {"fleet/intervention_rate", "fleet/takeovers", "episode/success", "gate/achieved_rate",
-                         "gate/target_alpha"} == set(written)
-    for tag, points in written.items():
-        assert_same_points(read[tag], points)
-    assert [v for _, v in read["gate/target_alpha"]] == pytest.approx([ALPHA] * 20)  # the α line, every window
-    assert sum(v for _, v in read["fleet/takeovers"]) == sum(e["ev"] == "takeover" for e in read_events(
-        auto_run / "events.jsonl"))
+    read, events = read_scalars(tmp_path / "tb"), read_events(auto_run / "events.jsonl")
+    summary = summarize(events)
+    assert {"fleet/steps", "fleet/intervention_rate", "fleet/takeovers", "fleet/autonomous_success_rate",
+            "learner/loss", "learner/updates", "gate/achieved_rate", "gate/target_alpha", "robot/0/steps"} <= set(read)
+    steps = [s for s, _ in read["fleet/steps"]]
+    assert steps == sorted(steps) and steps[-1] == summary["steps"]  # the step axis is the fleet's steps
+    last = {tag: points[-1][1] for tag, points in read.items()}
+    assert (last["fleet/steps"], last["fleet/human_steps"], last["fleet/takeovers"]) == (
+        summary["steps"], summary["human_steps"], summary["takeovers"])
+    assert last["learner/updates"] == summary["learner_updates"]
+    assert last["gate/achieved_rate"] == pytest.approx(achieved_rate(events), rel=1e-6)
+    assert [v for _, v in read["gate/target_alpha"]] == pytest.approx([ALPHA] * len(read["gate/target_alpha"]))
 
 
 def test_a_run_without_a_target_rate_has_no_alpha_plot(tmp_path):
@@ -161,13 +164,15 @@ def test_a_run_without_a_target_rate_has_no_alpha_plot(tmp_path):
     assert not (tmp_path / "plots" / "alpha.png").exists() and "alpha" not in (tmp_path / "report.md").read_text()
 
 
-def test_bench_report_plots_intervention_and_writes_scalars_per_run(tmp_path):
+def test_bench_report_draws_its_plots_from_the_events_and_writes_scalars_per_run(tmp_path):
     cfg = BenchConfig(robots=6, humans=2, steps=40, seeds=2, allocators=["cur", "random"], workers=1, demo_steps=5,
                       batch_size=32)
     run_bench(cfg, tmp_path)
+    shutil.rmtree(tmp_path / "plots")
     dagger_report(str(tmp_path), "--tensorboard", str(tmp_path / "tb"))
-    assert_a_real_plot(tmp_path / "plots" / "intervention.png")
-    assert "(plots/intervention.png)" in (tmp_path / "report.md").read_text()
+    for plot in ("intervention", "cumulative", "rohe"):
+        assert_a_real_plot(tmp_path / "plots" / f"{plot}.png")
+        assert f"(plots/{plot}.png)" in (tmp_path / "report.md").read_text()
     runs = load_runs(tmp_path)
     assert sorted(runs) == ["cur-0", "cur-1", "random-0", "random-1"]
     for name, events in runs.items():

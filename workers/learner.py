@@ -56,6 +56,7 @@ class Learner:
         self.side_losses: dict[str, float] = {}  # critic / classifier, when trained
         self.published: dict = self.policy.weights()
         self.lock = threading.Lock()
+        self.training = threading.Lock()  # held while the weights change: a training step, a restore
         self.events: list[dict] = []
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -63,6 +64,10 @@ class Learner:
 
     def train(self, n: int) -> float:
         """n gradient updates on freshly sampled batches; returns the mean loss."""
+        with self.training:  # the loop's thread and a call (start-up retried after a restart) never step at once
+            return self._train(n)
+
+    def _train(self, n: int) -> float:
         members, batch = self.cfg.policy.members, self.cfg.learner.batch_size
         data = self.buffer.call("sample", n * members * batch).result()
         if data is None:
@@ -159,19 +164,21 @@ class Learner:
         `trainer` its optimisers and update count; without, the normaliser stays the checkpoint's. Returns the
         version."""
         check_compatible(ckpt, self.task, self.cfg.policy)
-        self.policy.version = 0
-        self.policy.load(to_arrays(ckpt["weights"]))
-        if trainer:
-            state = ckpt["trainer"]
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.policy.critic.optimizer.load_state_dict(state["critic_optimizer"])
-            self.policy.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
-            with torch.no_grad():
-                for target, value in zip(self.policy.critic.target.parameters(), state["critic_target"], strict=True):
-                    target.copy_(value)
-            self.updates = self.updates_at_publish = int(state["updates"])
-        self.frozen_normalizer = not trainer
-        self.published = self.policy.weights()
+        with self.training:
+            self.policy.version = 0
+            self.policy.load(to_arrays(ckpt["weights"]))
+            if trainer:
+                state = ckpt["trainer"]
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.policy.critic.optimizer.load_state_dict(state["critic_optimizer"])
+                self.policy.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
+                targets = zip(self.policy.critic.target.parameters(), state["critic_target"], strict=True)
+                with torch.no_grad():
+                    for target, value in targets:
+                        target.copy_(value)
+                self.updates = self.updates_at_publish = int(state["updates"])
+            self.frozen_normalizer = not trainer
+            self.published = self.policy.weights()
         self._emit("restored", version=self.policy.version, updates=self.updates, path=ckpt["path"],
                    trainer=trainer)
         return self.policy.version

@@ -21,7 +21,7 @@ from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
-from workers.transport import Endpoint
+from workers.transport import Endpoint, settled
 
 RESTARTS = 5
 """how often Ray restarts a crashed buffer or learner actor within one run"""
@@ -122,6 +122,8 @@ _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS) 
 
 
 class RayFleet:
+    transient = RayLearner.transient  # a call to a crashed buffer or learner, which Ray is restarting
+
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg, self.clock = cfg, time.time
         buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
@@ -139,7 +141,8 @@ class RayFleet:
         self.evaluator: Endpoint = RayEndpoint(self.evaluator_handle)
 
     def start(self) -> None:
-        ray.get([h.start.remote() for h in self.robot_handles] + [self.learner_handle.start.remote()])
+        ray.get([h.start.remote() for h in self.robot_handles])
+        settled(self.learner, "start", transient=self.transient)
 
     def between(self) -> None:
         pass

@@ -93,6 +93,7 @@ class Supervisor:
         self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
                                  "waiting_s": now - self.waiting[r].t_requested} for r in self.unserved]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
+        self.status["thresholds"] = self.sent_thresholds  # a tuned gate's bars now (auto, thrifty), for the dashboard
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -48,6 +49,18 @@ class LocalEndpoint:
             return Done(getattr(self.target, method)(*args))
         except Exception as err:  # noqa: BLE001 - delivered to the caller like a remote error
             return Done(error=err)
+
+
+def settled(endpoint: Endpoint, method: str, *args: Any, transient: tuple[type[BaseException], ...] = (),
+            tries: int = 30) -> Any:
+    """A call's result, tried again a second later while it fails with a `transient` error (an actor that Ray is
+    restarting), up to `tries` times. Only for calls that are safe to repeat (start-up: demos, pretraining)."""
+    for _ in range(tries - 1):
+        try:
+            return endpoint.call(method, *args).result()
+        except transient:
+            time.sleep(1.0)
+    return endpoint.call(method, *args).result()
 
 
 def guard(fn: Callable[[], None], failed: Callable[[str], None]) -> Callable[[], None]:

@@ -25,12 +25,11 @@ import torch
 from buffers.labels import LabelBuffer
 from buffers.transitions import TransitionStore
 from dagger.allocators import FleetSignals, make_allocator
-from dagger.app.plots import plot_rohe
 from dagger.assignment import FleetAssigner
 from dagger.config import load_config
 from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
-from dagger.fleet_metrics import cumulative, fleet_summary
+from dagger.fleet_metrics import fleet_summary
 from dagger.provenance import record_start
 from dagger.vec_tasks import VecPointObstacle
 from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
@@ -238,33 +237,6 @@ def run_grid(cfg: Any, out: Path, methods: list[str], key: str, run: Callable[..
 
 
 def run_bench(cfg: BenchConfig, out: Path, progress: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every allocator × seed; writes results.csv, runs/<allocator>-<seed>/events.jsonl and plots/."""
-    rows = run_grid(cfg, out, cfg.allocators, "allocator", run_one, progress)
-    plot_bench(out, cfg)
-    return rows
-
-
-def plot_bench(out: Path, cfg: BenchConfig) -> None:
-    """plots/cumulative.png (successes and human actions over time) and plots/rohe.png (mean ± std)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    (out / "plots").mkdir(exist_ok=True)
-    fig, (ax_s, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
-    rohes = {}
-    for name in cfg.allocators:
-        runs = [read_events(out / "runs" / f"{name}-{seed}" / "events.jsonl") for seed in range(cfg.seeds)]
-        successes = np.mean([cumulative(r, "successes") for r in runs], axis=0)
-        humans = np.mean([cumulative(r, "human_actions") for r in runs], axis=0)
-        ax_s.plot(successes, label=name)
-        ax_h.plot(humans, successes, label=name)
-        rohes[name] = [fleet_summary(r)["rohe"] for r in runs]
-    ax_s.set(xlabel="fleet step", ylabel="cumulative successes", title=f"N={cfg.robots} robots, M={cfg.humans}")
-    ax_h.set(xlabel="cumulative human actions", ylabel="cumulative successes", title="return on human effort")
-    ax_s.legend()
-    fig.tight_layout()
-    fig.savefig(out / "plots" / "cumulative.png", dpi=110)
-    plt.close(fig)
-    plot_rohe(out / "plots" / "rohe.png", rohes)
+    """Every allocator × seed; writes results.csv and runs/<allocator>-<seed>/events.jsonl (the plots and the
+    report come from bench_report.write_bench_report, from those logs)."""
+    return run_grid(cfg, out, cfg.allocators, "allocator", run_one, progress)

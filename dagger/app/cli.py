@@ -183,10 +183,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """report.md, report.html and plots/ in the run or bench dir; the metrics on stdout; TensorBoard optionally."""
-    from dagger.app.plots import write_scalars
-    from dagger.app.report import run_scalars, write_run_report
-    from dagger.app.summary import print_summary
+    from dagger.app.bench_report import print_means
+    from dagger.app.report import print_run_report, write_run_report
     from dagger.events import read_events
+    from dagger.scalars import TensorBoardWriter, replay
 
     run_dir = Path(args.run_dir)
     path = run_dir / "events.jsonl"
@@ -196,7 +196,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             from dagger.app.gate_bench import write_gate_report
 
             bench = write_gate_report(run_dir)
-            print(json.dumps(bench, indent=2) if args.json else (run_dir / "report.md").read_text())
+            for log in sorted(run_dir.glob("runs/*/events.jsonl")) if args.tensorboard else []:
+                replay(read_events(log), [TensorBoardWriter(Path(args.tensorboard) / log.parent.name)])
+            print(json.dumps(bench, indent=2)) if args.json else print_means(run_dir, bench)
             return 0
         if (run_dir / "results.csv").is_file():
             from dagger.app.bench_report import write_bench_report, write_bench_scalars
@@ -204,14 +206,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             bench = write_bench_report(run_dir)
             if args.tensorboard:
                 write_bench_scalars(run_dir, Path(args.tensorboard))
-            print(json.dumps(bench, indent=2) if args.json else (run_dir / "report.md").read_text())
+            print(json.dumps(bench, indent=2)) if args.json else print_means(run_dir, bench)
             return 0
         if not path.is_file():
             raise UserError(f"{path} not found: is {args.run_dir} a run or bench dir?")
         events = read_events(path)
         summary = write_run_report(run_dir, events)
-        if args.tensorboard:
-            write_scalars(Path(args.tensorboard), run_scalars(events))
+        if args.tensorboard:  # the scalars the live run wrote (RUN_DIR/tb), again from events.jsonl alone
+            replay(events, [TensorBoardWriter(Path(args.tensorboard))])
     except ValueError as err:
         raise UserError(str(err)) from err
     except ImportError as err:
@@ -219,8 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print_summary(summary, run_dir)
-        print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
+        print_run_report(run_dir, summary)
     return 0
 
 

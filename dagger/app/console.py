@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from buffers.schema import POLICY
+from dagger.app.words import in_control, reason_text, with_operator
 from dagger.config import RunConfig
-from dagger.gates import GATES
 from teleop_devices.keyboard import KeyboardTeleop
 
 BG, PANEL, TEXT, DIM = (18, 20, 24), (32, 35, 42), (225, 228, 232), (130, 135, 145)
@@ -26,28 +25,6 @@ STATE_COLOR = {"autonomous": (90, 200, 120), "waiting": (240, 190, 60), "operato
                "resetting": (130, 135, 145), "starting": (130, 135, 145)}
 RED, GREEN = (235, 80, 80), (90, 200, 120)
 KEYS = "SPACE take over   TAB skip   ENTER hand back   ESC e-stop   WASD/QE/RF move   1/0 mark success/failure"
-REASONS = {"human": "operator stepped in", "random": "random spot check", "safe": "action likely wrong",
-           "lazy": "action likely wrong", "device_lost": "device lost", "e_stop": "emergency stop",
-           "skipped": "operator skipped", "not_claimed": "offer timed out", "stale_input": "input went stale",
-           "deadman_released": "deadman released"}
-"""why a robot is in the queue, in words: the gate that asked, or the safety stop that queued it again"""
-
-
-def reason_text(reason: str) -> str:
-    if reason in REASONS:
-        return REASONS[reason]
-    return "policy unsure" if reason in GATES else reason.replace("_", " ")  # the uncertainty gates
-
-
-def in_control(robot: dict[str, Any]) -> bool:
-    """An operator controls a robot only once they took over; until then the robot is offered to them."""
-    return robot.get("controller", POLICY) != POLICY
-
-
-def with_operator(robot: dict[str, Any], op: int) -> str:
-    return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
-
-
 def robot_state(robot: dict[str, Any]) -> str:
     state = str(robot.get("state", "?"))
     return with_operator(robot, robot.get("operator", -1)) if state == "operator" else state

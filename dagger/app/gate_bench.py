@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dagger.app.bench import run_grid
 from dagger.app.bench_report import mean_std
 from dagger.app.plots import plot_alpha_sweep, plot_intervention, plot_rohe
@@ -25,10 +23,8 @@ from dagger.app.report import write_pages
 from dagger.config import RunConfig, load_config
 from dagger.events import read_events
 from dagger.fleet_metrics import rohe
-from dagger.metrics import WINDOWS, achieved_rate, human_share_by_window, summarize, window_edges
+from dagger.metrics import ALPHA_GATES, WINDOWS, achieved_rate, human_share_by_window, summarize, window_edges
 
-#: gates whose threshold is tuned to a target rate alpha
-ALPHA_GATES = ("auto", "thrifty")
 COLUMNS = ("steps", "human_steps", "intervention_rate", "takeovers", "mean_steps_between_interventions",
            "episodes", "successes", "autonomous_successes", "rohe", "achieved_rate")
 
@@ -95,9 +91,9 @@ def write_gate_report(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
     for gate, seeds in runs.items():
         segments = [[e for e in events if e["ev"] == "segment"] for events in seeds]
         total = sum(s["steps"] for s in segments[0])
-        rates[gate] = (window_edges(total, WINDOWS)[1:],
-                       list(np.mean([human_share_by_window(s, WINDOWS) for s in segments], axis=0)))
-    plot_intervention(plots / "intervention.png", rates, title="human share of steps per window, mean over seeds")
+        rates[gate] = (window_edges(total, WINDOWS)[1:], [human_share_by_window(s, WINDOWS) for s in segments])
+    plot_intervention(plots / "intervention.png", rates, title="human share of steps per window: mean and range "
+                      "over seeds")
     plot_rohe(plots / "rohe.png", {gate: [float(r["rohe"]) for r in rs] for gate, rs in rows.items()})
     figures = {"intervention rate over time": "plots/intervention.png", "ROHE": "plots/rohe.png"}
     alphas = {gate: float(runs[gate][0][0]["alpha"]) for gate in runs if gate in ALPHA_GATES}

@@ -1,0 +1,34 @@
+"""What the console and the dashboard tell a person, in words: why a robot is in the queue, and whether an
+operator is only offered a robot or already in control of it.
+
+    reason_text("not_claimed")                       # 'offer timed out'
+    with_operator({"controller": "policy"}, 2)       # 'offered to operator 2'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buffers.schema import POLICY
+from dagger.gates import GATES
+
+REASONS = {"human": "operator stepped in", "random": "random spot check", "safe": "action likely wrong",
+           "lazy": "action likely wrong", "ensembledagger": "strays from the expert", "device_lost": "device lost",
+           "e_stop": "emergency stop", "skipped": "operator skipped it", "not_claimed": "offer timed out",
+           "stale_input": "input went stale", "deadman_released": "deadman released"}
+"""why a robot is in the queue: the gate that asked, or the safety stop that queued it again"""
+
+
+def reason_text(reason: str) -> str:
+    if reason in REASONS:
+        return REASONS[reason]
+    return "policy unsure" if reason in GATES else reason.replace("_", " ")  # the uncertainty gates
+
+
+def in_control(robot: dict[str, Any]) -> bool:
+    """An operator controls a robot only once they took over; until then the robot is offered to them."""
+    return robot.get("controller", POLICY) != POLICY
+
+
+def with_operator(robot: dict[str, Any], op: int) -> str:
+    return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
