@@ -60,8 +60,11 @@ def test_four_robots_each_get_a_row_with_why_they_asked_and_the_gate_rule():
 
 def test_thirty_robots_fit_80_by_24_with_counts_and_the_robots_that_need_a_person():
     status = fleet(30)
-    board = Dashboard(load_config(), stats_for(status), screen())
+    stats = stats_for(status)
+    stats.autonomy.extend([1.0] * 40)  # a long run's full sparkline
+    board = Dashboard(load_config(), stats, screen())
     text = draw(board, status)
+    assert "100% unaided in the last 10 episodes\n" in text  # whole, not cut at the edge
     lines = text.splitlines()
     assert len(lines) <= 24 and max(map(len, lines)) <= 80
     assert "15/30 robots shown · 8 waiting · 7 with an operator · 8 autonomous · 7 resetting" in text
@@ -118,7 +121,7 @@ def test_sparkline_follows_unaided_success_per_window_of_ten_episodes_and_eval_s
     stats.add([{"ev": "eval", "t": 2.0, "version": 7, "success_rate": 0.7, "ci95": [0.48, 0.85], "episodes": 20}])
     assert stats.autonomy == [0.0, 1.0, 0.5]
     text = draw(Dashboard(load_config(), stats, screen()), fleet(4))
-    assert "autonomy ▁█▅ 50% unaided success in the last 10 episodes" in text
+    assert "autonomy ▁█▅ 50% unaided in the last 10 episodes" in text
     assert "v7: 70% success (95% CI 48%–85%, 20 episodes)" in text
 
 

@@ -162,7 +162,7 @@ class Dashboard:
     def _success(self) -> tuple[str, str]:
         s, evals = self.stats, self.stats.evals
         if s.autonomy:
-            autonomy = (f"{sparkline(s.autonomy, 30)} {s.autonomy[-1]:.0%} unaided success"
+            autonomy = (f"{sparkline(s.autonomy, 30)} {s.autonomy[-1]:.0%} unaided"
                         f" in the last {EPISODES_PER_WINDOW} episodes")
         else:
             autonomy = f"first bar after {EPISODES_PER_WINDOW} episodes ({s.episodes} so far)"
