@@ -115,7 +115,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             from dagger.gl import configure_gl
 
             configure_gl()  # decided once here; the robots' processes inherit MUJOCO_GL instead of probing
-        init_ray(cfg.address)
+        try:
+            init_ray(cfg.address)
+        except (ConnectionError, ValueError, RuntimeError) as err:  # an address that answers but is no Ray head
+            raise UserError(f"Ray at {cfg.address or os.environ.get('RAY_ADDRESS')}: {first_line(err)}") from err
         make_fleet = RayFleet
 
     def on_status(status: dict) -> None:
