@@ -53,6 +53,15 @@ def test_report_command_reads_a_gate_bench(bench, capsys):
     assert set(json.loads(capsys.readouterr().out)) == {"lazy", "auto"}
 
 
+def test_tensorboard_for_a_gate_bench_writes_one_run_per_bench_run(bench, tmp_path, capsys):
+    out, _ = bench
+    assert main(["report", str(out), "--tensorboard", str(tmp_path / "tb")]) == 0
+    runs = sorted(p.name for p in (tmp_path / "tb").iterdir())
+    assert runs == ["auto-0", "auto-1", "lazy-0", "lazy-1"]
+    assert all(any((tmp_path / "tb" / r).glob("events.out.tfevents.*")) for r in runs)
+    assert "lazy" in capsys.readouterr().out  # the means, as a table
+
+
 def test_a_wrong_gate_is_named_before_any_run(tmp_path, capsys):
     config = tmp_path / "gates.yaml"
     config.write_text("gates: [lazy, lasy]\nseeds: 1\n")
