@@ -42,7 +42,8 @@ def start(run_dir: Path, seconds: float, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "dagger.app.cli", "start", "--task", "point", "--robots", "2", "--run-dir",
             str(run_dir), "--minutes", str(seconds / 60), "robot.speed=10", "operator.style=until_done",
             "learner.checkpoint_every=2", "gate.threshold=0.002", *extra]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    with (run_dir.parent / "driver.log").open("a") as log:  # what a driver that died said, to read afterwards
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
 
 
 def wait_for_takeover(events: Path, timeout: float) -> None:

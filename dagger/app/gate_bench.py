@@ -92,8 +92,7 @@ def write_gate_report(bench_dir: Path) -> dict[str, dict[str, list[float]]]:
         segments = [[e for e in events if e["ev"] == "segment"] for events in seeds]
         total = sum(s["steps"] for s in segments[0])
         rates[gate] = (window_edges(total, WINDOWS)[1:], [human_share_by_window(s, WINDOWS) for s in segments])
-    plot_intervention(plots / "intervention.png", rates, title="human share of steps per window: mean and range "
-                      "over seeds")
+    plot_intervention(plots / "intervention.png", rates, title="human share of steps per window, by gate")
     plot_rohe(plots / "rohe.png", {gate: [float(r["rohe"]) for r in rs] for gate, rs in rows.items()})
     figures = {"intervention rate over time": "plots/intervention.png", "ROHE": "plots/rohe.png"}
     alphas = {gate: float(runs[gate][0][0]["alpha"]) for gate in runs if gate in ALPHA_GATES}
