@@ -166,3 +166,31 @@ def test_a_buffer_or_learner_killed_during_start_up_is_waited_for(ray_cluster, t
     events = read_events(tmp_path / "events.jsonl")
     assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget" and summary["steps"] >= 400
     assert any(e["ev"] == "policy_start" and e["demo_episodes"] > 0 for e in events)
+
+
+def test_a_learner_killed_as_the_run_ends_is_waited_for_and_the_run_ends_cleanly(ray_cluster, tmp_path):
+    """The end of a run asks the learner for its final version; a learner Ray is restarting just then is waited
+    for (the fault benchmark found runs that ended without run_end)."""
+    import ray
+
+    from tests.conftest import point_config
+    from workers.launch import run_loop
+    from workers.ray_fleet import RayFleet
+
+    cfg = point_config("steps=600", "robot.speed=10.0", "learner.checkpoint_every=2", "eval.every_versions=1")
+    fleets, killed = [], []
+
+    def make_fleet(*args):
+        fleets.append(RayFleet(*args))
+        return fleets[-1]
+
+    def on_status(status):
+        done = sum(r["steps"] for r in status["robots"].values())
+        if done >= 550 and not killed:
+            ray.kill(fleets[0].learner_handle, no_restart=False)
+            killed.append(done)
+
+    run_loop(cfg, tmp_path, make_fleet, on_status=on_status)
+    events = read_events(tmp_path / "events.jsonl")
+    assert killed and events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget"
+    assert any(e["ev"] == "eval" for e in events)

@@ -190,7 +190,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
-                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator)
+                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator,
+                            transient=fleet.transient)
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)

@@ -158,9 +158,15 @@ class RayFleet:
         return self.robots[robot]
 
     def stop(self) -> list[dict]:
-        polls = ray.get([h.stop.remote() for h in self.robot_handles] + [self.learner_handle.stop.remote()])
-        polls.append(self.buffer.call("poll").result())
-        self.buffer.call("close").result()
+        polls = []
+        for ref in [h.stop.remote() for h in self.robot_handles]:
+            try:
+                polls.append(ray.get(ref))
+            except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
+                continue
+        polls.append(settled(self.learner, "stop", transient=self.transient))  # a learner restarting is waited for
+        polls.append(settled(self.buffer, "poll", transient=self.transient))
+        settled(self.buffer, "close", transient=self.transient)
         buffer_handle = self.buffer.handle  # type: ignore[attr-defined]
         for handle in [*self.robot_handles, self.learner_handle, self.evaluator_handle, buffer_handle]:
             ray.kill(handle)

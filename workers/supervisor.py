@@ -21,7 +21,7 @@ from dagger.events import EventLog, first_line
 from dagger.gates import AutoGate, make_gate
 from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
-from workers.transport import Endpoint, Pending
+from workers.transport import Endpoint, Pending, settled
 
 MAX_OUTAGE_POLLS = 300
 """polls in a row (30 s on Ray) a learner or buffer may miss before the run stops"""
@@ -31,9 +31,11 @@ class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
                  log: EventLog, on_events: Callable[[list[dict]], None] | None = None, clock: Any = time.time,
                  restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
-                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None):
+                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None,
+                 transient: tuple[type[BaseException], ...] = ()):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
+        self.transient = transient  # a call to a learner Ray is restarting: waited for where the answer is needed
         self.restart = restart
         self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
         self.on_events = on_events  # e.g. the dashboard's live numbers
@@ -148,7 +150,7 @@ class Supervisor:
             raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
         self.robots[robot] = self.restart(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
-        _, weights = self.learner.call("latest").result()
+        _, weights = settled(self.learner, "latest", transient=self.transient)
         self.robots[robot].call("set_weights", weights)
         self.robots[robot].call("set_thresholds", self.sent_thresholds)
 
@@ -191,8 +193,8 @@ class Supervisor:
         curve ends at the policy the run leaves behind (its last checkpoint)."""
         if self.evaluator is None:
             return
-        self.learner.call("halt").result()
-        version, weights = self.learner.call("latest").result()
+        settled(self.learner, "halt", transient=self.transient)
+        version, weights = settled(self.learner, "latest", transient=self.transient)
         if self.eval_pending is not None:
             self.eval_pending.result()
         if version > self.evaluated:
