@@ -16,6 +16,8 @@ from workers.transport import Done, LocalEndpoint
 class BrokenBuffer:
     """A buffer whose sampling raises, as a bug in training would."""
 
+    transient = ()
+
     def call(self, method, *args):
         if method == "sample":
             return Done(error=ZeroDivisionError("batch of 0"))

@@ -88,6 +88,8 @@ class NeverReady:
 class HungBuffer:
     """An endpoint whose calls are accepted and never answered (a buffer actor that hangs)."""
 
+    transient = ()
+
     def __init__(self):
         self.calls: list[tuple[str, list[Segment]]] = []
         self.waited: list[str] = []
@@ -170,6 +172,8 @@ def test_a_policy_only_batch_is_written_without_fsync(tmp_path, fsyncs):
 
 class SyncCheckingEndpoint:
     """The real buffer; on every add() notes whether the log was fsync'd at its full size before returning."""
+
+    transient = ()
 
     def __init__(self, buffer: BufferWorker, fsyncs: list[tuple[int, int]], log_file: Path):
         self.buffer, self.fsyncs, self.log_file = buffer, fsyncs, log_file

@@ -40,7 +40,6 @@ from workers.transport import Endpoint, LocalEndpoint, guard, settled
 
 
 class Fleet(Protocol):
-    transient: tuple[type[BaseException], ...]  # errors of a call to an actor being restarted (start-up retries them)
     robots: list[Endpoint]
     buffer: Endpoint
     learner: Endpoint
@@ -69,8 +68,6 @@ class SimClock:
 
 class LocalFleet:
     """Every component in this process, stepped in lockstep by the supervisor's loop on simulated time."""
-
-    transient: tuple[type[BaseException], ...] = ()  # nothing here restarts: an error is an error
 
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
@@ -147,18 +144,18 @@ def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resume
     learner, clock = fleet.learner, fleet.clock
     if resumed and has_checkpoint(run_dir):
         ckpt = read_checkpoint(run_dir)
-        settled(learner, "restore", ckpt, True, transient=fleet.transient)
+        settled(learner, "restore", ckpt, True)
         return {"ev": "policy_start", "t": clock(), "source": "resume", "path": ckpt["path"],
                 "version": int(ckpt["version"])}
     demos = collect_demos(cfg, task, clock)
-    settled(fleet.buffer, "add", demos, transient=fleet.transient)
+    settled(fleet.buffer, "add", demos)
     event = {"ev": "policy_start", "t": clock(), "demo_episodes": len(demos), "demo_steps": sum(map(len, demos))}
     if cfg.init_from:
         ckpt = read_checkpoint(cfg.init_from)
-        settled(learner, "restore", ckpt, False, transient=fleet.transient)
+        settled(learner, "restore", ckpt, False)
         event.update(source="init_from", path=ckpt["path"], version=int(ckpt["version"]))
     else:
-        settled(learner, "train", cfg.learner.pretrain_updates, transient=fleet.transient)
+        settled(learner, "train", cfg.learner.pretrain_updates)
         event.update(source="demos", version=0)
     return event
 
@@ -181,17 +178,16 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
-        log.write(settled(fleet.buffer, "unreported", logged, transient=fleet.transient))
+        log.write(settled(fleet.buffer, "unreported", logged))
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
     first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0)
-    settled(fleet.learner, "publish", transient=fleet.transient)
+    settled(fleet.learner, "publish")
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
-                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator,
-                            transient=fleet.transient)
+                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator)
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)

@@ -37,9 +37,6 @@ HOLDOUT = 10
 
 
 class Learner:
-    transient: tuple[type[BaseException], ...] = ()
-    """errors of a buffer that is restarting: training waits for it instead of failing (see workers.ray_fleet)"""
-
     def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint, clock: Any = time.time,
                  checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
@@ -127,7 +124,7 @@ class Learner:
             return
         try:
             data = self.buffer.call("stats").result()
-        except self.transient:
+        except self.buffer.transient:
             data = {}  # the buffer is restarting: the checkpoint goes without its counts
         config = to_dict(self.cfg)
         payload = {"version": self.published["version"], "task": self.task, "policy": config["policy"],
@@ -230,7 +227,7 @@ class Learner:
             began = time.perf_counter()
             try:
                 self.train(n)
-            except self.transient as err:
+            except self.buffer.transient as err:  # a buffer that is restarting: wait for it instead of failing
                 self._emit("buffer_unavailable", error=first_line(err, 200))
                 self.stopped.wait(0.5)
                 continue

@@ -69,6 +69,9 @@ class RayPending:
 class RayEndpoint:
     """Calls an actor's method with .remote(); the call never blocks the caller."""
 
+    transient: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,  # a restarting actor
+                                                  ray.exceptions.ActorUnavailableError)
+
     def __init__(self, handle: Any):
         self.handle = handle
 
@@ -79,8 +82,6 @@ class RayEndpoint:
 class RayLearner(Learner):
     """Publishes each weights version once into the object store; robots fetch it by reference. Restarted by Ray
     after a crash, it continues from the newest checkpoint."""
-
-    transient = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)  # the buffer is restarting
 
     def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer_name: str, checkpoints: Path):
         torch.set_num_threads(1)
@@ -122,8 +123,6 @@ _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS) 
 
 
 class RayFleet:
-    transient = RayLearner.transient  # a call to a crashed buffer or learner, which Ray is restarting
-
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg, self.clock = cfg, time.time
         buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
@@ -142,7 +141,7 @@ class RayFleet:
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles])
-        settled(self.learner, "start", transient=self.transient)
+        settled(self.learner, "start")
 
     def between(self) -> None:
         pass
@@ -164,9 +163,9 @@ class RayFleet:
                 polls.append(ray.get(ref))
             except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
                 continue
-        polls.append(settled(self.learner, "stop", transient=self.transient))  # a learner restarting is waited for
-        polls.append(settled(self.buffer, "poll", transient=self.transient))
-        settled(self.buffer, "close", transient=self.transient)
+        polls.append(settled(self.learner, "stop"))  # a learner restarting is waited for
+        polls.append(settled(self.buffer, "poll"))
+        settled(self.buffer, "close")
         buffer_handle = self.buffer.handle  # type: ignore[attr-defined]
         for handle in [*self.robot_handles, self.learner_handle, self.evaluator_handle, buffer_handle]:
             ray.kill(handle)

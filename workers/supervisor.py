@@ -31,11 +31,9 @@ class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
                  log: EventLog, on_events: Callable[[list[dict]], None] | None = None, clock: Any = time.time,
                  restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
-                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None,
-                 transient: tuple[type[BaseException], ...] = ()):
+                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None):
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
-        self.transient = transient  # a call to a learner Ray is restarting: waited for where the answer is needed
         self.restart = restart
         self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
         self.on_events = on_events  # e.g. the dashboard's live numbers
@@ -150,7 +148,7 @@ class Supervisor:
             raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
         self.robots[robot] = self.restart(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
-        _, weights = settled(self.learner, "latest", transient=self.transient)
+        _, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for
         self.robots[robot].call("set_weights", weights)
         self.robots[robot].call("set_thresholds", self.sent_thresholds)
 
@@ -193,8 +191,8 @@ class Supervisor:
         curve ends at the policy the run leaves behind (its last checkpoint)."""
         if self.evaluator is None:
             return
-        settled(self.learner, "halt", transient=self.transient)
-        version, weights = settled(self.learner, "latest", transient=self.transient)
+        settled(self.learner, "halt")
+        version, weights = settled(self.learner, "latest")
         if self.eval_pending is not None:
             self.eval_pending.result()
         if version > self.evaluated:

@@ -20,6 +20,9 @@ class Pending(Protocol):
 
 
 class Endpoint(Protocol):
+    transient: tuple[type[BaseException], ...]
+    """errors of a call to a component that is being restarted, worth trying again (none in-process)"""
+
     def call(self, method: str, *args: Any) -> Pending: ...
 
 
@@ -41,6 +44,8 @@ class Done:
 class LocalEndpoint:
     """Calls a plain object's method at once; errors surface at result(), as they would remotely."""
 
+    transient: tuple[type[BaseException], ...] = ()  # nothing in-process restarts: an error is an error
+
     def __init__(self, target: Any):
         self.target = target
 
@@ -51,14 +56,14 @@ class LocalEndpoint:
             return Done(error=err)
 
 
-def settled(endpoint: Endpoint, method: str, *args: Any, transient: tuple[type[BaseException], ...] = (),
-            tries: int = 30) -> Any:
-    """A call's result, tried again a second later while it fails with a `transient` error (an actor that Ray is
-    restarting), up to `tries` times. Only for calls that are safe to repeat (start-up: demos, pretraining)."""
+def settled(endpoint: Endpoint, method: str, *args: Any, tries: int = 30) -> Any:
+    """A call's result, tried again a second later while it fails with one of the endpoint's `transient` errors
+    (an actor that Ray is restarting), up to `tries` times. Only for calls that are safe to repeat (start-up:
+    demos, pretraining; the end of a run: halt, the final version, stop)."""
     for _ in range(tries - 1):
         try:
             return endpoint.call(method, *args).result()
-        except transient:
+        except endpoint.transient:
             time.sleep(1.0)
     return endpoint.call(method, *args).result()
 
