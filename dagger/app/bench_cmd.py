@@ -34,11 +34,10 @@ the 5 minutes it took on this project's 2-core machines"""
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.table import Table
 
     from dagger.allocators import ALLOCATORS
     from dagger.app.bench import BenchConfig, run_bench
-    from dagger.app.bench_report import write_bench_report
+    from dagger.app.bench_report import print_means, write_bench_report
     from dagger.config import apply_settings
 
     config, overrides = args.config, list(args.overrides)
@@ -62,17 +61,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lambda done: run_bench(cfg, out, progress=done),
         lambda row: (f"{row['allocator']:>15} seed {row['seed']}: {row['successes']:.0f} successes, "
                      f"{row['human_actions']:.0f} human actions, ROHE {row['rohe']:.1f} ({row['wall_s']} s)"))
-    means = write_bench_report(out)
-    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
-    table.add_column("allocator", no_wrap=True)
-    for head in ("successes", "violations", "human actions", "idle", "switches", "ROHE"):
-        table.add_column(head, justify="right")
-    for name in cfg.allocators:
-        mean = {k: means[name][k][0] for k in ("successes", "violations", "human_actions", "idle", "switches", "rohe")}
-        table.add_row(name, *(f"{mean[k]:.0f}" for k in ("successes", "violations", "human_actions", "idle",
-                                                          "switches")), f"{mean['rohe']:.1f}")
-    console.print(table)
-    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
+    print_means(out, write_bench_report(out), console)  # the table `dagger report` prints for it too
     return 0
 
 
@@ -107,8 +96,8 @@ def read_yaml(path: str) -> Any:
 
 def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) -> int:
     """A bench config with `gates:`: the live loop in-process, gates x seeds."""
-    from rich.table import Table
 
+    from dagger.app.bench_report import print_means
     from dagger.app.gate_bench import GateBenchConfig, run_config, run_gate_bench, write_gate_report
     from dagger.config import apply_settings
 
@@ -125,14 +114,5 @@ def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) 
         lambda row: (f"{row['gate']:>15} seed {row['seed']}: intervention rate {row['intervention_rate']:.3f}, "
                      f"{row['takeovers']} takeovers, {row['successes']} successes, ROHE {row['rohe']:.1f} "
                      f"({row['wall_s']} s)"))
-    means = write_gate_report(out)
-    keys = ("intervention_rate", "takeovers", "successes", "autonomous_successes", "rohe", "achieved_rate")
-    table = Table(title=f"mean over {cfg.seeds} seeds (results.csv has every run)")
-    table.add_column("gate", no_wrap=True)
-    for key in keys:
-        table.add_column(key.replace("_", " "), justify="right")
-    for gate, m in means.items():
-        table.add_row(gate, *(f"{m[k][0]:.3g}" if k in m else "" for k in keys))
-    console.print(table)
-    console.print(f"results: {out / 'results.csv'}  plots: {out / 'plots'}  report: {out / 'report.md'}")
+    print_means(out, write_gate_report(out), console)
     return 0

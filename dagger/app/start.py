@@ -101,7 +101,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
     from dagger.app.dashboard import Dashboard
     from dagger.app.live import LiveStats
-    from dagger.app.summary import print_summary
     from workers.launch import LocalFleet, run_loop
 
     stats = LiveStats()
@@ -141,13 +140,12 @@ def cmd_start(args: argparse.Namespace) -> int:
                     print(f"dagger: the console screenshot was not saved: {first_line(err)}", file=sys.stderr)
             console.close()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_summary(summary, run_dir, board.console)
-    from dagger.app.report import write_run_report
+    from dagger.app.report import print_run_report, write_run_report
     from dagger.events import read_events
 
     events = read_events(run_dir / "events.jsonl")
     write_run_report(run_dir, events)
-    print(f"report: {run_dir / 'report.md'}  plots: {run_dir / 'plots'}")
+    print_run_report(run_dir, summary, board.console)
     end = [e for e in events if e["ev"] == "run_end"][-1]
     if end["reason"] == "failed":  # the run stopped because a component could not go on: say so, exit non-zero
         print(f"dagger: error: the run stopped early: {end['error']} (events.jsonl has it; --resume continues "
