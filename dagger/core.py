@@ -34,7 +34,7 @@ class Policy(Protocol):
 
     version: int
 
-    def act(self, obs: np.ndarray) -> PolicyOutput: ...
+    def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput: ...  # image: image tasks
 
     def load(self, weights: dict) -> None: ...
 
@@ -59,6 +59,7 @@ class Task(Protocol):
     obs_dim: int
     act_dim: int
     dt: float  # seconds of task time per step: the robot's natural control period
+    image_shape: tuple[int, int, int] | None  # the policy's camera image (H, W, 3) uint8; None: state only
 
     def reset(self, seed: int | None = None) -> np.ndarray: ...
 
@@ -68,7 +69,7 @@ class Task(Protocol):
 
     def clip(self, action: np.ndarray) -> np.ndarray: ...
 
-    def render(self) -> np.ndarray: ...  # an RGB camera frame, uint8 [H, W, 3]
+    def render(self) -> np.ndarray: ...  # an RGB frame for people (the console, videos), uint8 [H, W, 3]
 
 
 class Gate(Protocol):

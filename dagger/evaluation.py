@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,27 +50,42 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (0.0 if successes == 0 else lo), (1.0 if successes == n else hi)  # exact at the ends, no rounding
 
 
+class Outcome(NamedTuple):
+    """One episode of the policy alone."""
+
+    success: bool  # on the last step
+    total: float  # return
+    length: int
+    violated: bool  # some step violated the task's constraint
+
+
 def run_episode(policy: Policy, task: Task, seed: int,
-                on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[bool, float, int]:
-    """One episode with the policy's mean action every step: (success on the last step, return, length)."""
-    obs, done, total, length, success = task.reset(seed=seed), False, 0.0, 0, False
+                on_frame: Callable[[np.ndarray], None] | None = None) -> Outcome:
+    """One episode with the policy's mean action every step (and its camera image, on an image task)."""
+    from dagger.tasks import camera_image
+
+    obs, done, total, length, success, violated = task.reset(seed=seed), False, 0.0, 0, False, False
     while not done:
         if on_frame is not None:
             on_frame(task.render())
-        res = task.step(policy.act(obs).action)
+        res = task.step(policy.act(obs, camera_image(task)).action)
         obs, done, success = res.obs, res.done, res.success
+        violated |= res.constraint
         total += res.reward
         length += 1
-    return bool(success), total, length
+    return Outcome(bool(success), total, length, bool(violated))
 
 
-def summarize_episodes(outcomes: Sequence[tuple[bool, float, int]]) -> dict:
+def summarize_episodes(outcomes: Sequence[Outcome]) -> dict:
+    """Success rate with its 95 % Wilson interval, the share of episodes with a constraint violation, mean return
+    and length."""
     n = len(outcomes)
-    wins = sum(s for s, _, _ in outcomes)
+    wins = sum(o.success for o in outcomes)
     lo, hi = wilson_interval(wins, n)
     return {"episodes": n, "successes": wins, "success_rate": wins / n if n else 0.0, "ci95": [lo, hi],
-            "mean_return": float(np.mean([r for _, r, _ in outcomes])) if n else 0.0,
-            "mean_length": float(np.mean([n_ for _, _, n_ in outcomes])) if n else 0.0}
+            "violation_rate": sum(o.violated for o in outcomes) / n if n else 0.0,
+            "mean_return": float(np.mean([o.total for o in outcomes])) if n else 0.0,
+            "mean_length": float(np.mean([o.length for o in outcomes])) if n else 0.0}
 
 
 def evaluate_policy(policy: Policy, task: Task, seeds: Sequence[int]) -> dict:

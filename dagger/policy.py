@@ -78,7 +78,7 @@ class EnsemblePolicy:
             twins = [critic.q(x, y.mean(0)).numpy() for critic in critics]
         return y.numpy() * self.act_std + self.act_mean, twins
 
-    def act(self, obs: np.ndarray) -> PolicyOutput:
+    def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
         obs = np.asarray(obs, np.float32)[None]
         members, (twins,) = self.assess(obs, (self.critic,))
         p_safe = float(self.classifier.p_safe(self.norm_obs(obs))[0])

@@ -1,7 +1,7 @@
 """`dagger eval`: a checkpoint's policy alone on held-out episodes, in parallel processes, with a video.
 
-    result = evaluate_checkpoint("runs/demo", episodes=100, processes=2)
-    write_video(ckpt, "reacher", seeds[:3], "rollouts.gif")
+    result = evaluate_checkpoint("runs/demo", TaskConfig("reacher"), eval_seeds(100), processes=2)
+    write_video(ckpt, TaskConfig("reacher"), seeds[:3], "rollouts.gif")
 """
 
 from __future__ import annotations
@@ -13,31 +13,28 @@ from pathlib import Path
 from typing import Any
 
 from dagger.checkpoint import policy_from, read_checkpoint
-from dagger.evaluation import run_episode, summarize_episodes
-from dagger.tasks import make_task
+from dagger.evaluation import Outcome, run_episode, summarize_episodes
+from dagger.tasks import TaskConfig, make_task
 
-Outcome = tuple[bool, float, int]
-
-
-def _episodes(path: str, task_name: str, seeds: list[int]) -> list[Outcome]:
+def _episodes(path: str, task_cfg: TaskConfig, seeds: list[int]) -> list[Outcome]:
     """One worker's share: its own task and policy, loaded from the file (nothing pickled across)."""
     import torch
 
     torch.set_num_threads(1)
-    task = make_task(task_name)
+    task = make_task(task_cfg)
     policy = policy_from(read_checkpoint(path), task)
     return [run_episode(policy, task, seed) for seed in seeds]
 
 
-def evaluate_checkpoint(path: str, task_name: str, seeds: list[int], processes: int = 1) -> dict:
+def evaluate_checkpoint(path: str, task: TaskConfig, seeds: list[int], processes: int = 1) -> dict:
     """Success rate with its 95 % Wilson interval, mean return and length; the same for any `processes`."""
     began = time.monotonic()
     if processes <= 1:
-        outcomes = _episodes(path, task_name, seeds)
+        outcomes = _episodes(path, task, seeds)
     else:
         shares = [seeds[i::processes] for i in range(processes)]
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_episodes, [path] * processes, [task_name] * processes, shares))
+            parts = list(pool.map(_episodes, [path] * processes, [task] * processes, shares))
         by_seed = {seed: outcome for share, part in zip(shares, parts, strict=True)
                    for seed, outcome in zip(share, part, strict=True)}
         outcomes = [by_seed[seed] for seed in seeds]
@@ -46,12 +43,12 @@ def evaluate_checkpoint(path: str, task_name: str, seeds: list[int], processes: 
     return result
 
 
-def write_video(path: str, task_name: str, seeds: list[int], out: Path, fps: int = 25) -> int:
+def write_video(path: str, task_cfg: TaskConfig, seeds: list[int], out: Path, fps: int = 25) -> int:
     """Renders one rollout per seed into an animated GIF, or an MP4 when imageio-ffmpeg is installed; returns
     the number of frames."""
     import imageio.v2 as imageio
 
-    task = make_task(task_name)
+    task = make_task(task_cfg)
     policy = policy_from(read_checkpoint(path), task)
     frames: list[Any] = []  # imageio wants a list of its own array-like type
     for seed in seeds:
