@@ -15,7 +15,7 @@ import lz4.frame
 import msgpack
 import numpy as np
 
-from buffers.schema import META_FIELDS, STEP_FIELDS, Segment
+from buffers.schema import META_FIELDS, NO_IMAGE, STEP_FIELDS, Segment
 
 #: first byte of every payload; bump when the layout changes.
 FORMAT_VERSION = 1
@@ -23,7 +23,8 @@ EXT_NDARRAY = 1
 EXT_NPSCALAR = 2
 #: numpy dtype kinds that round-trip as raw bytes: bool, signed, unsigned, float, complex.
 ARRAY_KINDS = "biufc"
-SEGMENT_TAG = "segment/1"
+SEGMENT_TAG = "segment/2"
+V1_TAG = "segment/1"  # before camera images: read as a segment whose steps have no image
 
 
 class CodecError(ValueError):
@@ -147,11 +148,12 @@ def _check_part(doc: dict[str, Any], part: str, expected: dict[str, Any]) -> dic
 def decode_segment(payload: bytes) -> Segment:
     """Decodes and validates a segment; anything else raises CodecError naming the problem."""
     doc = decode(payload)
-    if not isinstance(doc, dict) or doc.get("kind") != SEGMENT_TAG:
+    if not isinstance(doc, dict) or doc.get("kind") not in (SEGMENT_TAG, V1_TAG):
         got = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
         raise CodecError(f"payload is not a segment (kind {got!r}, expected {SEGMENT_TAG!r})")
+    v1 = doc["kind"] == V1_TAG
     meta = _check_part(doc, "meta", META_FIELDS)
-    steps = _check_part(doc, "steps", STEP_FIELDS)
+    steps = _check_part(doc, "steps", {k: v for k, v in STEP_FIELDS.items() if not (v1 and k == "image")})
     for name, kind in META_FIELDS.items():
         value = meta[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -163,6 +165,9 @@ def decode_segment(payload: bytes) -> Segment:
         if not isinstance(value, np.ndarray):
             raise CodecError(f"segment payload: step field {name!r} is {type(value).__name__}, "
                              f"expected an array")
+    if v1:
+        steps["image"] = np.zeros((len(steps["version"]) if isinstance(steps.get("version"), np.ndarray) else 0,
+                                   *NO_IMAGE.shape), np.uint8)
     seg = Segment(**meta, **steps)
     try:
         seg.validate()

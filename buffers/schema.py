@@ -30,11 +30,13 @@ STEP_FIELDS: dict[str, np.dtype] = {
     "done": np.dtype(np.bool_),  # the episode ended with this step
     "step": np.dtype(np.int64),  # step index within the episode
     "t_wall": np.dtype(np.float64),  # wall-clock time of the step (unix seconds)
+    "image": np.dtype(np.uint8),  # the policy's camera image, [T, H, W, 3] ([T, 0, 0, 0] on a state-only task)
 }
 
 
-#: step fields with a trailing feature axis; the others are one value per step.
+#: step fields with a trailing feature axis; the others are one value per step (but the image).
 FEATURE_FIELDS = ("obs", "action", "policy_action")
+NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # the image of a step of a state-only task
 
 #: the scalar (per-segment) fields and the Python type each must have.
 META_FIELDS: dict[str, type] = {
@@ -77,6 +79,7 @@ class Segment:
     done: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
     step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     t_wall: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    image: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0, 3), np.uint8))
 
     @property
     def key(self) -> str:
@@ -90,24 +93,27 @@ class Segment:
         return int(self.version.shape[0])
 
     @staticmethod
-    def empty(robot: int, seq: int, episode: int, controller: str, obs_dim: int, act_dim: int) -> Segment:
+    def empty(robot: int, seq: int, episode: int, controller: str, obs_dim: int, act_dim: int,
+              image_shape: tuple[int, int, int] = NO_IMAGE.shape) -> Segment:
         """A segment with no steps yet, its feature axes sized."""
         return Segment(robot, seq, episode, controller,
                        obs=np.zeros((0, obs_dim), np.float32),
                        action=np.zeros((0, act_dim), np.float32),
-                       policy_action=np.zeros((0, act_dim), np.float32))
+                       policy_action=np.zeros((0, act_dim), np.float32),
+                       image=np.zeros((0, *image_shape), np.uint8))
 
     @staticmethod
     def from_steps(robot: int, seq: int, episode: int, controller: str, reason: str,
                    t_closed: float, steps: list[dict[str, object]]) -> Segment:
-        """Builds a segment from a list of per-step dicts keyed by STEP_FIELDS."""
+        """Builds a segment from a list of per-step dicts keyed by STEP_FIELDS ("image" only on image tasks)."""
         arrays = {
-            name: np.asarray([s[name] for s in steps], dtype=dtype)
+            name: np.asarray([s.get(name, NO_IMAGE) if name == "image" else s[name] for s in steps], dtype=dtype)
             for name, dtype in STEP_FIELDS.items()
         }
         if not steps:  # no steps: no feature width to infer, keep the feature axis anyway
             for name in FEATURE_FIELDS:
                 arrays[name] = arrays[name].reshape(0, 0)
+            arrays["image"] = arrays["image"].reshape(0, *NO_IMAGE.shape)
         return Segment(robot, seq, episode, controller, reason, t_closed, **arrays)
 
     def meta(self) -> dict[str, object]:
@@ -138,10 +144,12 @@ class Segment:
             if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
                 got = getattr(arr, "dtype", type(arr).__name__)
                 raise ValueError(f"segment {self.key}: field {name!r} has dtype {got}, expected {dtype}")
-            ndim = 2 if name in FEATURE_FIELDS else 1
+            ndim = 2 if name in FEATURE_FIELDS else 4 if name == "image" else 1
             if arr.ndim != ndim:
                 raise ValueError(f"segment {self.key}: field {name!r} has shape {arr.shape}, "
                                  f"expected {ndim}-D")
+        if self.image.shape[3] != 3:
+            raise ValueError(f"segment {self.key}: field 'image' has shape {self.image.shape}, expected 3 channels")
         n = len(self)
         for name in STEP_FIELDS:
             arr = getattr(self, name)

@@ -5,7 +5,7 @@ behaviour cloning); policy segments are still counted.
 
     storage = ReplayStorage()
     idx = storage.add(seg)            # storage indices of its steps (empty if not stored)
-    batch = storage.get(idx)          # obs, action, human, segment
+    batch = storage.get(idx)          # obs, action, human, segment (and image, on an image task)
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class InvalidSegment(ValueError):
 class Column:
     """A growable numpy array (amortised doubling)."""
 
-    def __init__(self, dtype: type, width: int | None = None) -> None:
-        self.data: np.ndarray = np.zeros((16,) if width is None else (16, width), dtype)
+    def __init__(self, dtype: type, width: int | tuple[int, ...] | None = None) -> None:
+        shape = () if width is None else (width,) if isinstance(width, int) else width
+        self.data: np.ndarray = np.zeros((16, *shape), dtype)
         self.n = 0
 
     def extend(self, rows: np.ndarray) -> None:
@@ -80,6 +81,7 @@ class ReplayStorage:
         self.counts = {"segments": 0, "human_segments": 0, "steps": 0, "human_steps": 0}
         self._obs: Column | None = None
         self._action: Column | None = None
+        self._image: Column | None = None  # camera images (uint8), when the task has them
         self._human = Column(np.bool_)
         self._segment = Column(np.int64)
         self._intervention_idx = Column(np.int64)
@@ -111,6 +113,9 @@ class ReplayStorage:
                 if len(bad):
                     raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} is not finite "
                                                   f"at step {bad[0]}")
+            if self._image is not None and seg.image.shape[1:] != self._image.data.shape[1:]:
+                raise InvalidSegment(seg.key, f"segment {seg.key}: field 'image' has images of {seg.image.shape[1:]}, "
+                                              f"the replay storage holds {self._image.data.shape[1:]}")
             dims = (seg.obs.shape[1], seg.action.shape[1])
 
     def add(self, seg: Segment) -> np.ndarray:
@@ -127,6 +132,8 @@ class ReplayStorage:
             self.obs_dim, self.act_dim = seg.obs.shape[1], seg.action.shape[1]
             self._obs, self._action = Column(np.float32, self.obs_dim), Column(np.float32, self.act_dim)
             self._obs_moments, self._act_moments = Moments(self.obs_dim), Moments(self.act_dim)
+            if seg.image.size:
+                self._image = Column(np.uint8, seg.image.shape[1:])
         indices = np.arange(len(self), len(self) + n, dtype=np.int64)
         self.segment_keys.append(seg.key)
         if n == 0:
@@ -134,6 +141,8 @@ class ReplayStorage:
         assert self._obs and self._action and self._obs_moments and self._act_moments
         self._obs.extend(seg.obs)
         self._action.extend(seg.action)
+        if self._image is not None:
+            self._image.extend(seg.image)
         self._human.extend(np.full(n, seg.human))
         self._segment.extend(np.full(n, len(self.segment_keys) - 1, np.int64))
         self._labelled += n * int(seg.human)
@@ -157,11 +166,15 @@ class ReplayStorage:
         return self._labelled
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Copies of the steps at indices: obs, action, human, segment (index into segment_keys)."""
+        """Copies of the steps at indices: obs, action, human, segment (index into segment_keys), and image when
+        the steps have camera images."""
         if self._obs is None or self._action is None:
             raise IndexError("replay storage is empty")
-        return {"obs": self._obs.view()[indices], "action": self._action.view()[indices],
-                "human": self._human.view()[indices], "segment": self._segment.view()[indices]}
+        batch = {"obs": self._obs.view()[indices], "action": self._action.view()[indices],
+                 "human": self._human.view()[indices], "segment": self._segment.view()[indices]}
+        if self._image is not None:
+            batch["image"] = self._image.view()[indices]
+        return batch
 
     def normalizer(self, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs_mean, obs_std, act_mean, act_std) over labelled steps, float32; std floored at min_std."""

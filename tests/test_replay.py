@@ -217,3 +217,25 @@ def test_empty_buffer_cannot_sample(tmp_path: Path) -> None:
             buf.sample(4)
         assert buf.add([make_segment(0, 0, 0)]) == ["0:0"]  # an empty segment is fine, but stores nothing
         assert len(buf) == 0 and buf.stats()["segments"] == 1
+
+
+def with_images(seg: Segment) -> Segment:
+    """Each step's image is filled with a value derived from its obs, so a batch's pairing can be checked."""
+    codes = (np.abs(seg.obs[:, 0]) * 50).astype(np.uint8)
+    seg.image = np.broadcast_to(codes[:, None, None, None], (len(seg), 8, 8, 3)).copy()
+    return seg
+
+
+def test_camera_images_are_durable_replayed_and_sampled_with_their_steps(tmp_path: Path) -> None:
+    buf = ReplayBuffer(tmp_path, seed=1)
+    buf.add([with_images(make_segment(0, i, 6)) for i in range(3)])
+    buf.close()
+    again = ReplayBuffer(tmp_path, seed=1)  # a restarted buffer has the images back from the log
+    batch, _ = again.sample(40)
+    assert batch["image"].shape == (40, 8, 8, 3) and batch["image"].dtype == np.uint8
+    np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], (np.abs(batch["obs"][:, 0]) * 50).astype(np.uint8))
+    with pytest.raises(InvalidSegment, match="images of"):  # another camera size cannot join the storage
+        seg = make_segment(0, 9, 2)
+        seg.image = np.zeros((2, 4, 4, 3), np.uint8)
+        again.add([seg])
+    again.close()
