@@ -124,7 +124,8 @@ def describe(task: dict, policy: dict) -> str:
 
 
 def task_spaces(task: Task) -> dict:
-    return {"name": task.name, "obs_dim": task.obs_dim, "act_dim": task.act_dim}
+    spaces = {"name": task.name, "obs_dim": task.obs_dim, "act_dim": task.act_dim}
+    return spaces if task.image_shape is None else {**spaces, "image_shape": list(task.image_shape)}
 
 
 def check_compatible(ckpt: dict, want_task: dict, config: PolicyConfig) -> None:
@@ -144,6 +145,6 @@ def policy_from(ckpt: dict, task: Task) -> EnsemblePolicy:
     """The checkpoint's policy, ready to act on `task`."""
     config = policy_config(ckpt)
     check_compatible(ckpt, task_spaces(task), config)
-    policy = EnsemblePolicy(task.obs_dim, task.act_dim, config)
+    policy = EnsemblePolicy(task.obs_dim, task.act_dim, config, image_shape=task.image_shape)
     policy.load(to_arrays(ckpt["weights"]))
     return policy

@@ -32,3 +32,47 @@ class EnsembleMLP(nn.Module):
             if i < last:
                 x = torch.relu(x)
         return x
+
+
+class ImageEncoder(nn.Module):
+    """A small CNN ending in a spatial soft-argmax (Levine et al. 2016; robomimic and Diffusion Policy pool the
+    same way): where in the image each of `keypoints` feature maps is most active.
+
+        enc = ImageEncoder(keypoints=32); z = enc(images)    # uint8 [B, H, W, 3] -> [B, 2 * keypoints]
+    """
+
+    def __init__(self, keypoints: int = 32, seed: int = 0):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.conv = nn.Sequential(nn.Conv2d(3, 16, 5, stride=2), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2),
+                                      nn.ReLU(), nn.Conv2d(32, keypoints, 3))
+        self.out_dim = 2 * keypoints
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.conv(to_chw(images))
+        b, k, h, w = maps.shape
+        attention = torch.softmax(maps.reshape(b, k, h * w), -1).reshape(b, k, h, w)
+        ys, xs = torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)
+        return torch.cat([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], -1)
+
+
+def to_chw(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-0.5, 0.5] (a float input is taken as already converted)."""
+    if images.dtype != torch.uint8:
+        return images
+    return images.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+
+def random_shift(images: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ's augmentation (Kostrikov et al. 2020; Diffusion Policy crops likewise): pad each image by `pad` pixels
+    (edges repeated) and cut it back out at a random offset. uint8 [B, H, W, 3] -> float [B, 3, H, W]."""
+    x = to_chw(images)
+    b, _, h, w = x.shape
+    padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(b, 3, h, w + 2 * pad)
+    cropped = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(b, 3, h, w)
+    return cropped.gather(3, cols)

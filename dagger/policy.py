@@ -1,7 +1,8 @@
-"""The policy: an ensemble of K MLPs with observation/action normalisation.
+"""The policy: an ensemble of K MLPs with observation/action normalisation; on an image task, a CNN encoder
+shared by the members turns the camera image into features beside the (proprioceptive) observation.
 
-    policy = EnsemblePolicy(obs_dim=10, act_dim=2)
-    out = policy.act(obs)                    # mean action, ensemble spread, version
+    policy = EnsemblePolicy(obs_dim=10, act_dim=2)            # image_shape=(64, 64, 3) for an image task
+    out = policy.act(obs)                    # mean action, ensemble spread, version (act(obs, image): images)
     policy.load(other.weights())             # only a newer version is taken
 """
 
@@ -14,7 +15,7 @@ import torch
 
 from dagger.core import PolicyOutput
 from dagger.critics import DiscrepancyClassifier, GoalCritic
-from dagger.nets import EnsembleMLP
+from dagger.nets import EnsembleMLP, ImageEncoder, random_shift
 
 
 @dataclass
@@ -38,12 +39,16 @@ class EnsemblePolicy:
     discrepancy classifier; they stay at their initial weights unless the learner trains them.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0):
+    def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
+                 image_shape: tuple[int, int, int] | None = None):
         self.config = config or PolicyConfig()
-        sizes = [obs_dim] + [self.config.hidden] * self.config.layers + [act_dim]
+        self.encoder = ImageEncoder(seed=seed) if image_shape is not None else None
+        self.augment = torch.Generator().manual_seed(seed)  # the random shifts of training images
+        width = obs_dim + (self.encoder.out_dim if self.encoder is not None else 0)  # what the members see
+        sizes = [width] + [self.config.hidden] * self.config.layers + [act_dim]
         self.net = EnsembleMLP(self.config.members, sizes, seed)
-        self.critic = GoalCritic(obs_dim, act_dim, self.config.hidden, self.config.gamma, seed=seed)
-        self.classifier = DiscrepancyClassifier(obs_dim, self.config.hidden, seed=seed)
+        self.critic = GoalCritic(width, act_dim, self.config.hidden, self.config.gamma, seed=seed)
+        self.classifier = DiscrepancyClassifier(width, self.config.hidden, seed=seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.obs_mean = np.zeros(obs_dim, np.float32)
         self.obs_std = np.ones(obs_dim, np.float32)
@@ -65,28 +70,54 @@ class EnsemblePolicy:
         act = torch.as_tensor(act, dtype=torch.float32)
         return (act - torch.from_numpy(self.act_mean)) / torch.from_numpy(self.act_std)
 
-    def member_actions(self, obs: np.ndarray) -> np.ndarray:
-        """[B, obs_dim] -> [K, B, act_dim] in the task's action units."""
-        return self.assess(obs)[0]
+    def trainable(self) -> list[torch.nn.Parameter]:
+        """What behavior cloning trains: the members, and the image encoder they share."""
+        return [*self.net.parameters(), *(self.encoder.parameters() if self.encoder is not None else ())]
 
-    def assess(self, obs: np.ndarray, critics: tuple[GoalCritic, ...] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+    def features(self, obs: torch.Tensor, image: np.ndarray | torch.Tensor | None = None,
+                 augment: bool = False) -> torch.Tensor:
+        """What the members see: the normalised obs [..., obs_dim], with the image's encoding [..., F] before it
+        on an image task (image uint8 [..., H, W, 3]; `augment`: randomly shifted, for training)."""
+        if self.encoder is None:
+            return obs
+        if image is None:
+            raise ValueError("this policy sees camera images: act(obs, image) needs the task's image")
+        pixels = torch.as_tensor(image)
+        lead = pixels.shape[:-3]
+        flat = pixels.reshape(-1, *pixels.shape[-3:])
+        z = self.encoder(random_shift(flat, generator=self.augment) if augment else flat)
+        return torch.cat([z.reshape(*lead, -1), obs], -1)
+
+    def member_actions(self, obs: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+        """[B, obs_dim] (and images [B, H, W, 3]) -> [K, B, act_dim] in the task's action units."""
+        return self.assess(obs, image=image)[0]
+
+    def assess(self, obs: np.ndarray, critics: tuple[GoalCritic, ...] = (),
+               image: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """One ensemble pass: the members' actions [K, B, act_dim] in action units, and each critic's twins
         [2, B] at the mean action."""
-        x = self.norm_obs(obs)
+        with torch.no_grad():
+            x = self.features(self.norm_obs(obs), image)
+        return self._assess(x, critics)
+
+    def _assess(self, x: torch.Tensor, critics: tuple[GoalCritic, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
         with torch.no_grad():
             y = self.net(x)
             twins = [critic.q(x, y.mean(0)).numpy() for critic in critics]
         return y.numpy() * self.act_std + self.act_mean, twins
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
-        obs = np.asarray(obs, np.float32)[None]
-        members, (twins,) = self.assess(obs, (self.critic,))
-        p_safe = float(self.classifier.p_safe(self.norm_obs(obs))[0])
+        with torch.no_grad():
+            x = self.features(self.norm_obs(np.asarray(obs, np.float32)[None]),
+                              None if image is None else np.asarray(image)[None])
+        members, (twins,) = self._assess(x, (self.critic,))
+        p_safe = float(self.classifier.p_safe(x)[0])
         return PolicyOutput(members[:, 0].mean(0), float(members[:, 0].var(0).mean()), self.version,
                             safety=float(twins[:, 0].min()), p_safe=p_safe, train_gap=self.train_gap)
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """Normalised obs [B, obs_dim] -> the ensemble's mean action [B, act_dim], normalised, no gradient."""
+        """What the members see [B, width] (see features) -> their mean action [B, act_dim], normalised, no
+        gradient."""
         with torch.no_grad():
             return self.net(obs).mean(0)
 
@@ -97,10 +128,11 @@ class EnsemblePolicy:
         return critic.update(obs, self.norm_act(batch["action"]), torch.from_numpy(batch["reward"]), next_obs,
                              self.mean_action(next_obs), torch.from_numpy(batch["terminal"]))
 
-    def loss(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean squared error in normalised units; obs/act are [K, B, dim], one batch per member;
-        weight [K, B] (optional) weighs the samples."""
-        err = ((self.net(self.norm_obs(obs)) - self.norm_act(act)) ** 2).mean(-1)
+    def loss(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None,
+             image: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean squared error in normalised units; obs/act are [K, B, dim], one batch per member (image
+        [K, B, H, W, 3], randomly shifted here); weight [K, B] (optional) weighs the samples."""
+        err = ((self.net(self.features(self.norm_obs(obs), image, augment=True)) - self.norm_act(act)) ** 2).mean(-1)
         return err.mean() if weight is None else (err * weight).sum() / weight.sum().clamp(min=1.0)
 
     def weights(self) -> dict:
@@ -110,6 +142,7 @@ class EnsemblePolicy:
             "params": [p.detach().numpy().copy() for p in self.net.parameters()],
             "critic": [p.detach().numpy().copy() for p in self.critic.net.parameters()],
             "classifier": [p.detach().numpy().copy() for p in self.classifier.net.parameters()],
+            "encoder": [p.detach().numpy().copy() for p in self.encoder.parameters()] if self.encoder else [],
             "normalizer": [self.obs_mean, self.obs_std, self.act_mean, self.act_std],
             "train_gap": self.train_gap,
         }
@@ -118,7 +151,8 @@ class EnsemblePolicy:
         if weights["version"] <= self.version:
             return
         with torch.no_grad():
-            for net, key in ((self.net, "params"), (self.critic.net, "critic"), (self.classifier.net, "classifier")):
+            nets = [(self.net, "params"), (self.critic.net, "critic"), (self.classifier.net, "classifier")]
+            for net, key in nets + ([(self.encoder, "encoder")] if self.encoder is not None else []):
                 for p, value in zip(net.parameters(), weights[key], strict=True):
                     p.copy_(torch.from_numpy(np.asarray(value)))
         self.set_normalizer(*weights["normalizer"])

@@ -1,7 +1,7 @@
 """Tasks: gymnasium-API environments with a success signal and a scripted expert.
 
     task = make_task("reacher")      # MuJoCo Reacher-v5, 2 joints, 50 steps
-    task = make_task("point")        # tiny numpy point mass, for fast tests
+    task = make_task(TaskConfig("point"))        # tiny numpy point mass, for fast tests
 """
 
 from __future__ import annotations
@@ -9,21 +9,36 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from dagger.core import StepResult, Task
 
+DISTRACTOR_MODES = ("train", "aligned", "random")
 FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of a robot's camera frame
 TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
 """Reacher's camera: straight down on the arm and target (gymnasium's default shows the arena small, from afar)"""
+
+
+@dataclass
+class TaskConfig:
+    name: str = "reacher"
+    """the task the robots run: reacher (MuJoCo) | point (numpy); `task=point` is short for `task.name=point`"""
+    camera_jitter: float = 0.0
+    """image tasks: each episode the policy's camera moves from its pose by up to this many cm and turns by up to
+    this many degrees (0: a fixed camera)"""
+    distractor: str = "train"
+    """point-distractor: where its marker sits: train (on the goal in training episodes, at random on evaluation
+    seeds) | aligned (always on the goal) | random"""
 
 
 class PointTask:
     """A 2-D point mass pushed towards a goal; pure numpy, ~1 µs a step."""
 
     name = "point"
+    image_shape: tuple[int, int, int] | None = None  # state observations only
     obs_dim = 6  # position, velocity, goal - position
     act_dim = 2
     dt = 0.05
@@ -81,6 +96,7 @@ class ReacherTask:
     """
 
     name = "reacher"
+    image_shape: tuple[int, int, int] | None = None
     obs_dim = 10
     act_dim = 2
     success_radius = 0.02
@@ -149,10 +165,26 @@ def _close_if_alive(env_ref: weakref.ref[Any]) -> None:
         env.close()
 
 
-TASKS: dict[str, Callable[[], Task]] = {"point": PointTask, "reacher": ReacherTask}
+TASKS: dict[str, Callable[[TaskConfig], Task]] = {"point": lambda _: PointTask(), "reacher": lambda _: ReacherTask()}
+MUJOCO_TASKS = {"reacher"}
+TASK_IMAGES: dict[str, tuple[int, int, int]] = {}
+"""image tasks and their camera images' shape (what a learner needs to know without making the task)"""
+"""tasks that step MuJoCo (and render through OpenGL)"""
 
 
-def make_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
-    return TASKS[name]()
+def make_task(cfg: TaskConfig | str) -> Task:
+    """A task from its settings, or from its name with default settings."""
+    cfg = TaskConfig(cfg) if isinstance(cfg, str) else cfg
+    if cfg.name not in TASKS:
+        raise ValueError(f"unknown task {cfg.name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[cfg.name](cfg)
+
+
+def camera_image(task: Task) -> np.ndarray | None:
+    """The policy's camera image [H, W, 3] uint8 in the task's current state; None for a state-only task."""
+    return None if task.image_shape is None else task.image()  # type: ignore[attr-defined]
+
+
+def with_name(cfg: TaskConfig, name: str | None) -> TaskConfig:
+    """cfg for another task (the same settings), or cfg itself when name is None."""
+    return cfg if name is None else replace(cfg, name=name)

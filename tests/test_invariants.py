@@ -287,7 +287,7 @@ def test_a_waiting_robot_holds_still(tmp_path):
     robot = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")))
     acts = []
     real_act = robot.policy.act
-    robot.policy.act = lambda obs: acts.append(obs) or real_act(obs)
+    robot.policy.act = lambda obs, image=None: acts.append(obs) or real_act(obs, image)
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "other")))
     robot.tick()  # loads, starts an episode, asks for help in its first state
     assert robot.state is State.WAITING and len(acts) == 1

@@ -34,7 +34,8 @@ class Evaluator:
 
     def evaluate(self, weights: dict) -> int:
         """Scores one published version; returns it."""
-        policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, self.cfg.policy)
+        policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, self.cfg.policy,
+                                image_shape=self.task.image_shape)
         policy.load(weights)
         began = self.clock()
         result = evaluate_policy(policy, self.task, self.seeds)

@@ -28,7 +28,7 @@ from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
 from dagger.scalars import ScalarLogger, make_writers
-from dagger.tasks import make_task
+from dagger.tasks import camera_image, make_task
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
@@ -118,11 +118,12 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
         while not done:
             action = expert.read().action
             assert action is not None
+            image = camera_image(task)
             res = task.step(action)
             steps.append({"obs": obs, "action": action, "policy_action": np.zeros(task.act_dim),
                           "version": 0, "spread": 0.0, "threshold": 0.0, "reward": res.reward,
                           "success": res.success, "constraint": res.constraint, "done": res.done,
-                          "step": len(steps), "t_wall": clock()})
+                          "step": len(steps), "t_wall": clock(), **({} if image is None else {"image": image})})
             obs, done = res.obs, res.done
         demos.append(Segment.from_steps(-1, episode, episode, DEMO, "episode_end", clock(), steps))
     return demos
@@ -180,7 +181,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
         log.write(settled(fleet.buffer, "unreported", logged))
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
-                "task": cfg.task, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
+                "task": cfg.task.name, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
     first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0)
     settled(fleet.learner, "publish")

@@ -30,10 +30,14 @@ from dagger.events import first_line
 from dagger.gates import GATES
 from dagger.gates.safe import discrepancy
 from dagger.policy import EnsemblePolicy
+from dagger.tasks import TASK_IMAGES
 from workers.transport import Endpoint, start_loop
 
 #: with a classifier to train, every HOLDOUT-th stored segment is kept from the ensemble for it
 HOLDOUT = 10
+#: on an image task, one fetch from the buffer carries at most this many bytes of images (a long train() fetches
+#: in several parts)
+IMAGE_FETCH_BYTES = 64 << 20
 
 
 class Learner:
@@ -41,11 +45,15 @@ class Learner:
                  checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.buffer, self.clock, self.checkpoints = cfg, buffer, clock, checkpoints
-        self.task = {"name": cfg.task, "obs_dim": obs_dim, "act_dim": act_dim}
+        image_shape = TASK_IMAGES.get(cfg.task.name)
+        self.task: dict[str, Any] = {"name": cfg.task.name, "obs_dim": obs_dim, "act_dim": act_dim,
+                                     **({"image_shape": list(image_shape)} if image_shape else {})}
         self.frozen_normalizer = False  # a policy started from another run's checkpoint keeps its normaliser
         self.numbering = True  # may publish: it knows the next version number
-        self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed)
-        self.optimizer = torch.optim.Adam(self.policy.net.parameters(), lr=cfg.policy.lr)
+        self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed, image_shape=image_shape)
+        self.optimizer = torch.optim.Adam(self.policy.trainable(), lr=cfg.policy.lr)
+        per_update = cfg.policy.members * cfg.learner.batch_size * int(np.prod(image_shape or (0,)))
+        self.per_fetch = max(1, IMAGE_FETCH_BYTES // per_update) if per_update else 1 << 30  # updates per fetch
         self.needs = GATES[cfg.gate.name].needs
         self.updates = 0
         self.updates_at_publish = 0
@@ -62,7 +70,9 @@ class Learner:
     def train(self, n: int) -> float:
         """n gradient updates on freshly sampled batches; returns the mean loss."""
         with self.training:  # the loop's thread and a call (start-up retried after a restart) never step at once
-            return self._train(n)
+            parts = [self._train(min(self.per_fetch, n - done)) for done in range(0, n, self.per_fetch)]
+        finite = [loss for loss in parts if math.isfinite(loss)]
+        return float(np.mean(finite)) if finite else float("nan")
 
     def _train(self, n: int) -> float:
         members, batch = self.cfg.policy.members, self.cfg.learner.batch_size
@@ -73,6 +83,8 @@ class Learner:
             self.policy.set_normalizer(*data["normalizer"])
         obs = torch.from_numpy(data["obs"]).reshape(n, members, batch, -1)
         act = torch.from_numpy(data["action"]).reshape(n, members, batch, -1)
+        images = torch.from_numpy(data["image"]).reshape(n, members, batch, *data["image"].shape[1:]) \
+            if "image" in data else None
         transitions = self.buffer.call("sample_transitions", n * batch).result() if "critic" in self.needs else None
         held = None
         if "classifier" in self.needs and "segment" in data:
@@ -80,7 +92,8 @@ class Learner:
         losses: dict[str, list[float]] = {"critic": [], "classifier": []}
         bc = []
         for i in range(n):
-            loss = self.policy.loss(obs[i], act[i], None if held is None else (~held[i]).float())
+            loss = self.policy.loss(obs[i], act[i], None if held is None else (~held[i]).float(),
+                                    None if images is None else images[i])
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
@@ -90,16 +103,19 @@ class Learner:
                                                                    for k, v in transitions.items()}))
             if held is not None and held[i].any():
                 losses["classifier"].append(self._classifier_step(obs[i][held[i]], act[i][held[i]]))
-        self.policy.train_gap = float(((self._units(obs[-1, 0]) - act[-1, 0]) ** 2).sum(-1).mean())
+        last = self._units(obs[-1, 0], None if images is None else images[-1, 0])
+        self.policy.train_gap = float(((last - act[-1, 0]) ** 2).sum(-1).mean())
         self.updates += n
         self.loss = float(np.mean(bc))
         self.side_losses = {k: float(np.mean(v)) for k, v in losses.items() if v}
         return self.loss
 
-    def _units(self, obs: torch.Tensor) -> torch.Tensor:
+    def _units(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """The ensemble's mean action in the task's units, no gradient."""
         p = self.policy
-        return p.mean_action(p.norm_obs(obs)) * torch.from_numpy(p.act_std) + torch.from_numpy(p.act_mean)
+        with torch.no_grad():
+            x = p.features(p.norm_obs(obs), image)
+        return p.mean_action(x) * torch.from_numpy(p.act_std) + torch.from_numpy(p.act_mean)
 
     def _classifier_step(self, obs: torch.Tensor, act: torch.Tensor) -> float:
         """Label: the current policy's action is within tau_sup of the human's in that state."""

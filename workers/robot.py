@@ -24,7 +24,7 @@ from dagger.core import PolicyOutput, StepResult
 from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
 from dagger.policy import EnsemblePolicy
-from dagger.tasks import make_task
+from dagger.tasks import camera_image, make_task
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
 from workers.transport import Endpoint, Pending, start_loop
@@ -47,7 +47,8 @@ class RobotWorker:
                  incarnation: int = 0):
         self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
         self.task = make_task(cfg.task)
-        self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy)
+        self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy,
+                                     image_shape=self.task.image_shape)
         self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
         self.period = self.task.dt / cfg.robot.speed
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -58,6 +59,8 @@ class RobotWorker:
         self.seq = incarnation * INCARNATION_STRIDE
         self.episode = self.seq - 1
         self.obs = np.zeros(self.task.obs_dim, np.float32)
+        self.image: np.ndarray | None = None  # the policy's camera image of this state, on an image task
+        self.camera_ms = 0.0  # the camera's cost per step (moving average), on an image task
         # HG-DAgger: an operator watches this robot and decides when to step in
         self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
@@ -116,7 +119,7 @@ class RobotWorker:
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
-                  "controller": self.controller, "failure": self.failure}
+                  "controller": self.controller, "failure": self.failure, "camera_ms": round(self.camera_ms, 3)}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
     # ---- the control loop ----
@@ -213,11 +216,19 @@ class RobotWorker:
         self.episode += 1
         self.episodes += 1
         self.obs = self.task.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode))
+        self._look()
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS
 
+    def _look(self) -> None:
+        """The camera image of the current state (an image task only), timed."""
+        began = time.perf_counter()
+        self.image = camera_image(self.task)
+        if self.image is not None:
+            self.camera_ms += 0.05 * (1000 * (time.perf_counter() - began) - self.camera_ms)
+
     def _autonomous_step(self) -> None:
-        out = self.policy.act(self.obs)
+        out = self.policy.act(self.obs, self.image)
         self.last_spread, self.last_safety = out.spread, out.safety
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
@@ -255,7 +266,7 @@ class RobotWorker:
 
     def _operator_step(self) -> None:
         assert self.operator is not None
-        out = self.policy.act(self.obs)
+        out = self.policy.act(self.obs, self.image)
         self.last_spread, self.last_safety = out.spread, out.safety
         now = self.clock()
         if isinstance(self.operator, RemoteOperator):
@@ -308,9 +319,11 @@ class RobotWorker:
             "obs": self.obs, "action": self.last_action, "policy_action": out.action,
             "version": self.policy.version, "spread": out.spread, "threshold": self.gate.threshold,
             "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
-            "step": self.ep_stats["steps"], "t_wall": now,
+            "step": self.ep_stats["steps"], "t_wall": now, **({} if self.image is None else {"image": self.image}),
         })
         self.obs = res.obs
+        if not res.done:
+            self._look()
         self.total_steps += 1
         self.ep_stats["steps"] += 1
         self.ep_stats["human_steps"] += self.controller != POLICY

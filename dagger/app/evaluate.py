@@ -16,6 +16,7 @@ from dagger.checkpoint import policy_from, read_checkpoint
 from dagger.evaluation import Outcome, run_episode, summarize_episodes
 from dagger.tasks import TaskConfig, make_task
 
+
 def _episodes(path: str, task_cfg: TaskConfig, seeds: list[int]) -> list[Outcome]:
     """One worker's share: its own task and policy, loaded from the file (nothing pickled across)."""
     import torch
