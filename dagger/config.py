@@ -28,6 +28,7 @@ from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from dagger.scalars import WRITERS
+from dagger.tasks import DISTRACTOR_MODES, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
@@ -100,8 +101,7 @@ class RunConfig:
     """number of robot workers"""
     operators: int = 1
     """number of (simulated) operators serving the robots"""
-    task: str = "reacher"
-    """reacher (MuJoCo) | point (numpy)"""
+    task: TaskConfig = field(default_factory=TaskConfig)
     steps: int = 30000
     """fleet steps to run (all robots together); ignored when minutes > 0"""
     minutes: float = 0.0
@@ -174,6 +174,8 @@ def _apply(obj: Any, data: dict, where: str, prefix: str = "") -> None:
             valid = [f"{prefix}{k}" for k in types_]
             raise ConfigError(f"{where}: unknown key {path!r}{_suggest(path, valid)}")
         current = getattr(obj, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, str) and "name" in _field_types(type(current)):
+            value = {"name": value}  # `task: point` is short for `task: {name: point}`
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {path!r} is a section; expected a mapping, got {value!r}")
@@ -239,11 +241,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+def task_config(saved: dict | str | None, overrides: list[str]) -> TaskConfig:
+    """A checkpoint's task settings (`saved`, from its run's config) with `task.*` overrides on top."""
+    holder = RunConfig()
+    if saved is not None:
+        _apply(holder, {"task": saved}, "checkpoint config")
+    for text in overrides:
+        if not text.split("=", 1)[0].strip().startswith("task"):
+            raise ConfigError(f"override {_shown(text)}: only task settings apply here (task.name, task.camera_jitter, "
+                              "...)")
+    apply_settings(holder, None, overrides)
+    validate(holder)
+    return holder.task
+
+
 def validate(cfg: RunConfig) -> None:
     """Names and ranges that types alone cannot check."""
-    from dagger.tasks import TASKS
-
-    names: list[tuple[str, str, list[str]]] = [("task", cfg.task, sorted(TASKS)),
+    names: list[tuple[str, str, list[str]]] = [("task.name", cfg.task.name, sorted(TASKS)),
+                                               ("task.distractor", cfg.task.distractor, list(DISTRACTOR_MODES)),
                                                ("gate.name", cfg.gate.name, sorted(GATES)),
                                                ("allocator", cfg.allocator, sorted(ALLOCATORS))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
@@ -261,6 +276,10 @@ def validate(cfg: RunConfig) -> None:
         (cfg.aging_s >= 0, "aging_s", "must not be negative"),
         (1 <= cfg.demos <= MAX_COUNT, "demos", f"must be in [1, {MAX_COUNT}] (the policy starts from demonstrations)"),
         (cfg.robot.speed > 0, "robot.speed", "must be positive"),
+        (0 <= cfg.task.camera_jitter <= 90, "task.camera_jitter", "must be in [0, 90] (cm and degrees)"),
+        (cfg.task.name not in TASK_IMAGES or not GATES[cfg.gate.name].needs, "gate.name",
+         f"{cfg.gate.name!r} trains a {'/'.join(GATES[cfg.gate.name].needs)} on state transitions, which an image task "
+         f"({cfg.task.name}) does not store; use a gate without one, e.g. ensemble"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
         (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
         (cfg.gate.threshold >= 0, "gate.threshold", "must not be negative"),

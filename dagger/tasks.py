@@ -25,7 +25,8 @@ TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.
 @dataclass
 class TaskConfig:
     name: str = "reacher"
-    """the task the robots run: reacher (MuJoCo) | point (numpy); `task=point` is short for `task.name=point`"""
+    """the task the robots run: reacher (MuJoCo) | reacher-image (through a camera) | point (numpy) | ...; `task=point`
+    is short for `task.name=point`"""
     camera_jitter: float = 0.0
     """image tasks: each episode the policy's camera moves from its pose by up to this many cm and turns by up to
     this many degrees (0: a fixed camera)"""
@@ -159,15 +160,72 @@ class ReacherTask:
         return frame
 
 
+class ReacherImageTask(ReacherTask):
+    """Reacher through a camera: the target's position is only in the policy's 64×64 top-view image; the
+    observation keeps the arm's own state (cos, sin and velocity of both joints). The target sphere is drawn at
+    2 cm radius (from 0.9 cm; it has no contacts, so physics is unchanged) to span a few pixels.
+
+    With `camera_jitter` j, every episode moves the camera by up to j cm (its look-at point, in the table's plane),
+    turns it by up to j degrees about the vertical and tilts it by up to j degrees: a camera shift.
+    """
+
+    name = "reacher-image"
+    obs_dim = 6
+    image_shape: tuple[int, int, int] | None = (64, 64, 3)
+    state = [0, 1, 2, 3, 6, 7]  # of Reacher-v5's observation: cos q, sin q, dq (not the target)
+
+    def __init__(self, camera_jitter: float = 0.0) -> None:
+        super().__init__()
+        import mujoco
+
+        self.jitter = camera_jitter
+        model = self.sim.model
+        model.geom_size[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "target"), 0] = 0.02
+        self.camera = mujoco.MjvCamera()
+        self.renderer: Any = None  # made in the thread that renders first (a GL context belongs to its thread)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs = super().reset(seed)
+        rng = np.random.default_rng(None if seed is None else [seed, 1])
+        j = self.jitter
+        shift = rng.uniform(-1, 1, 2) * j / 100 / np.sqrt(2)  # up to j cm
+        self.camera.lookat[:] = [shift[0], shift[1], 0.0]  # the arm's base, moved
+        self.camera.distance = 0.7  # the whole reach (0.21 m) in view, with a margin for a moved camera
+        self.camera.azimuth = 90.0 + rng.uniform(-j, j)  # TOP_VIEW's, turned
+        self.camera.elevation = -90.0 + rng.uniform(0, j)  # straight down, tilted
+        return obs[self.state]
+
+    def step(self, action: np.ndarray) -> StepResult:
+        res = super().step(action)
+        res.obs = res.obs[self.state]
+        return res
+
+    def image(self) -> np.ndarray:
+        """The policy's camera, offscreen (uint8 [64, 64, 3])."""
+        if self.gl_backend is None:
+            raise RuntimeError("reacher-image needs OpenGL for its camera (tried egl, osmesa; or MUJOCO_GL=disable)")
+        if self.renderer is None:
+            import mujoco
+
+            self.renderer = mujoco.Renderer(self.sim.model, *self.image_shape[:2])  # type: ignore[index]
+            atexit.register(_close_if_alive, weakref.ref(self.renderer))
+        self.renderer.update_scene(self.sim.data, camera=self.camera)
+        return np.asarray(self.renderer.render(), np.uint8).copy()
+
+
 def _close_if_alive(env_ref: weakref.ref[Any]) -> None:
     env = env_ref()  # a weak reference: the hook must not keep every task ever made alive
     if env is not None:
         env.close()
 
 
-TASKS: dict[str, Callable[[TaskConfig], Task]] = {"point": lambda _: PointTask(), "reacher": lambda _: ReacherTask()}
-MUJOCO_TASKS = {"reacher"}
-TASK_IMAGES: dict[str, tuple[int, int, int]] = {}
+TASKS: dict[str, Callable[[TaskConfig], Task]] = {
+    "point": lambda _: PointTask(),
+    "reacher": lambda _: ReacherTask(),
+    "reacher-image": lambda cfg: ReacherImageTask(cfg.camera_jitter),
+}
+MUJOCO_TASKS = {"reacher", "reacher-image"}
+TASK_IMAGES: dict[str, tuple[int, int, int]] = {"reacher-image": (64, 64, 3)}
 """image tasks and their camera images' shape (what a learner needs to know without making the task)"""
 """tasks that step MuJoCo (and render through OpenGL)"""
 

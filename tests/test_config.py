@@ -1,6 +1,6 @@
 import pytest
 
-from dagger.config import ConfigError, RunConfig, load_config, parse_override
+from dagger.config import ConfigError, RunConfig, load_config, parse_override, task_config
 
 
 def test_defaults_need_no_file():
@@ -12,7 +12,7 @@ def test_defaults_need_no_file():
 def test_overrides_reach_nested_fields_and_coerce_ints_to_floats():
     cfg = load_config(None, ["gate.threshold=1", "robots=2", "operator.noise=0.0", "task=point"])
     assert cfg.gate.threshold == 1.0 and isinstance(cfg.gate.threshold, float)
-    assert cfg.robots == 2 and cfg.operator.noise == 0.0 and cfg.task == "point"
+    assert cfg.robots == 2 and cfg.operator.noise == 0.0 and cfg.task.name == "point"
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -60,3 +60,29 @@ def test_shipped_configs_load():
     assert files, "configs/ should ship at least one YAML file"
     for path in files:
         load_config(path)
+
+
+def test_a_task_is_named_in_short_or_configured_in_full(tmp_path):
+    (tmp_path / "c.yaml").write_text("task: point\n")
+    assert load_config(tmp_path / "c.yaml").task.name == "point"
+    cfg = load_config(None, ["task=reacher", "task.camera_jitter=4", "task.distractor=aligned"])
+    assert (cfg.task.name, cfg.task.camera_jitter, cfg.task.distractor) == ("reacher", 4.0, "aligned")
+    with pytest.raises(ConfigError, match="'task.distractor' is 'sometimes'"):
+        load_config(None, ["task.distractor=sometimes"])
+    with pytest.raises(ConfigError, match="'task.camera_jitter' must be in"):
+        load_config(None, ["task.camera_jitter=-1"])
+
+
+def test_eval_takes_the_checkpoints_task_settings_and_task_overrides_only():
+    assert task_config("point", []).name == "point"
+    saved = {"name": "reacher", "camera_jitter": 1.0, "distractor": "train"}
+    got = task_config(saved, ["task.camera_jitter=8"])
+    assert (got.name, got.camera_jitter) == ("reacher", 8.0)
+    with pytest.raises(ConfigError, match="only task settings"):
+        task_config(saved, ["robots=3"])
+
+
+def test_an_image_task_refuses_a_gate_that_needs_state_transitions():
+    with pytest.raises(ConfigError, match="'thrifty' trains a critic on state transitions"):
+        load_config(None, ["task=reacher-image", "gate.name=thrifty"])
+    assert load_config(None, ["task=reacher-image", "gate.name=ensemble"]).task.name == "reacher-image"
