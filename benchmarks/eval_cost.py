@@ -22,6 +22,7 @@ from dagger.checkpoint import read_checkpoint, write_checkpoint
 from dagger.config import load_config
 from dagger.evaluation import eval_seeds
 from dagger.events import read_events
+from dagger.tasks import TaskConfig
 from workers.launch import run_loop
 from workers.ray_fleet import RayFleet, init_ray
 
@@ -80,8 +81,8 @@ def main() -> None:
     print(f"checkpoint read (torch.load weights_only)   {1000 * timed(lambda: read_checkpoint(file)):6.1f} ms, "
           f"{Path(file).stat().st_size / 1024:.0f} KiB")
     seeds = eval_seeds(args.episodes)
-    one = timed(lambda: evaluate_checkpoint(file, args.task, seeds, 1), repeat=1)
-    two = timed(lambda: evaluate_checkpoint(file, args.task, seeds, 2), repeat=1)
+    one = timed(lambda: evaluate_checkpoint(file, TaskConfig(args.task), seeds, 1), repeat=1)
+    two = timed(lambda: evaluate_checkpoint(file, TaskConfig(args.task), seeds, 2), repeat=1)
     print(f"dagger eval, {args.episodes} episodes: 1 process {one:5.1f} s, 2 processes {two:5.1f} s "
           f"({one / two:.2f}x)")
 

@@ -337,7 +337,8 @@ class RobotWorker:
     def _end_episode(self, res: StepResult) -> None:
         self._close_segment("episode_end")
         self.successes += res.success
-        self._emit("episode_end", episode=self.episode, success=bool(res.success), **self.ep_stats)
+        camera = {} if self.image is None else {"camera_ms": round(self.camera_ms, 3)}  # per step, on image tasks
+        self._emit("episode_end", episode=self.episode, success=bool(res.success), **self.ep_stats, **camera)
         if self.operator is not None:
             self._release_operator("episode_end", segment_reason="episode_end")  # the segment is already closed
         self.state = State.RESETTING

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from dagger.app.bench_cmd import cmd_bench, read_yaml
 from dagger.app.errors import UserError
 from dagger.app.start import TERMINATED, cmd_start
 from dagger.checkpoint import CheckpointError
-from dagger.config import ConfigError, RunConfig, load_config, to_dict
+from dagger.config import ConfigError, RunConfig, load_config, task_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
 from dagger.events import first_line
 from dagger.gates import GATES
@@ -37,6 +38,7 @@ START_EXAMPLES = """examples:
 BENCH_EXAMPLES = """examples:
   dagger bench configs/bench/gates.yaml --seeds 3      every gate family on the live loop
   dagger bench configs/bench/fleet.yaml                allocators on a 100-robot fleet (IFL)
+  dagger bench configs/bench/failure_modes.yaml        DAgger against behavior cloning, per failure mode
   dagger bench                                         print what the default bench would run
 """
 
@@ -59,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     start.add_argument("--robots", type=int, metavar="N", help=setting_help("robots"))
     start.add_argument("--operators", type=int, metavar="M", help=setting_help("operators"))
-    start.add_argument("--task", help=setting_help("task"))
+    start.add_argument("--task", help=setting_help("task.name"))
     start.add_argument("--gate", help=setting_help("gate.name", " | ".join(GATES)))
     budget = start.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help=setting_help("steps"))
@@ -78,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--console", action="store_true", help="open the operator console window")
     start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")
-    bench = sub.add_parser("bench", help="benchmark: allocators or gates x seeds, results.csv and plots",
+    bench = sub.add_parser("bench", help="benchmark: allocators, gates or failure modes x seeds, results.csv and plots",
                            epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("config", nargs="?", help="a bench YAML (configs/bench/); without one, the plan of the "
                        "default fleet bench is printed and nothing runs")
@@ -98,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"first episode seed (default {EVAL_SEED_BASE}; training seeds all lie below it)")
     evaluate.add_argument("--video", metavar="PATH", help="also write the first 3 episodes as a GIF (or MP4)")
     evaluate.add_argument("--out", help="where to write eval.json (default: the run dir, or beside the file)")
+    evaluate.add_argument("overrides", nargs="*", metavar="task.key=value",
+                          help="task settings to evaluate under, e.g. task.camera_jitter=4 (default: the checkpoint's)")
     config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
     config.add_argument("--config", help="a YAML file of settings")
     config.add_argument("--keys", action="store_true", help="every key, its default and its docstring")
@@ -114,25 +118,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dagger.app.evaluate import evaluate_checkpoint, print_result, write_video
     from dagger.checkpoint import check_compatible, policy_config, read_checkpoint, task_spaces
     from dagger.evaluation import eval_seeds
-    from dagger.tasks import TASKS, make_task
+    from dagger.tasks import make_task
 
     if args.episodes < 1 or args.robots < 1:
         raise UserError("eval: --episodes and --robots must be at least 1")
     ckpt = read_checkpoint(args.checkpoint)
-    task_name = args.task or ckpt["task"]["name"]
-    if task_name not in TASKS:
-        raise UserError(f"unknown task {task_name!r}; choose one of {sorted(TASKS)}")
-    check_compatible(ckpt, task_spaces(make_task(task_name)), policy_config(ckpt))
+    saved = ckpt.get("config", {}).get("task", ckpt["task"]["name"])
+    task = task_config(saved, ([f"task.name={args.task}"] if args.task else []) + args.overrides)
+    check_compatible(ckpt, task_spaces(make_task(task)), policy_config(ckpt))
     try:
         seeds = eval_seeds(args.episodes, args.seed_base)
     except ValueError as err:
         raise UserError(str(err)) from err
     file = Path(ckpt["path"])
-    result = {"checkpoint": str(file), "version": int(ckpt["version"]), "task": task_name, "seed_base": seeds[0],
-              **evaluate_checkpoint(str(file), task_name, seeds, args.robots)}
+    result = {"checkpoint": str(file), "version": int(ckpt["version"]), "task": task.name,
+              "task_config": dataclasses.asdict(task), "seed_base": seeds[0],
+              **evaluate_checkpoint(str(file), task, seeds, args.robots)}
     if args.video:
         try:
-            result["video_frames"] = write_video(str(file), task_name, seeds[:3], Path(args.video))
+            result["video_frames"] = write_video(str(file), task, seeds[:3], Path(args.video))
         except (RuntimeError, ValueError, ImportError) as err:
             raise UserError(f"--video {args.video}: {first_line(err)}") from err
         result["video"] = args.video
@@ -191,14 +195,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     path = run_dir / "events.jsonl"
     try:
-        gate_bench = (run_dir / "bench.json").is_file() and "gates" in read_yaml(str(run_dir / "bench.json"))
-        if (run_dir / "results.csv").is_file() and gate_bench:
+        kind = read_yaml(str(run_dir / "bench.json")) if (run_dir / "bench.json").is_file() else {}
+        if (run_dir / "results.csv").is_file() and ("gates" in kind or "experiments" in kind):
+            from dagger.app.failure_bench import print_failure_table, write_failure_report
             from dagger.app.gate_bench import write_gate_report
 
-            bench = write_gate_report(run_dir)
+            write, show = (write_gate_report, print_means) if "gates" in kind else (write_failure_report,
+                                                                                     print_failure_table)
+            bench = write(run_dir)
             for log in sorted(run_dir.glob("runs/*/events.jsonl")) if args.tensorboard else []:
                 replay(read_events(log), [TensorBoardWriter(Path(args.tensorboard) / log.parent.name)])
-            print(json.dumps(bench, indent=2)) if args.json else print_means(run_dir, bench)
+            print(json.dumps(bench, indent=2)) if args.json else show(run_dir, bench)
             return 0
         if (run_dir / "results.csv").is_file():
             from dagger.app.bench_report import write_bench_report, write_bench_scalars

@@ -91,7 +91,7 @@ class OperatorConsole:
         self.labels = []
         self.screen.fill(BG)
         c = self.cfg
-        self.text(f"dagger operator console  ·  {c.task}  ·  gate {c.gate.name}  ·  {c.robots} robots, "
+        self.text(f"dagger operator console  ·  {c.task.name}  ·  gate {c.gate.name}  ·  {c.robots} robots, "
                   f"{c.operators} operator(s)", (16, 12), TEXT, self.big)
         self.draw_queue(status, (16, 50, 320, 440))
         self.draw_camera(status, (348, 50, 340, 300))

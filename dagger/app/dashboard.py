@@ -180,7 +180,7 @@ class Dashboard:
         s, buffer = self.stats, status.get("buffer", {})
         counts, table = self._robots(status, self.console.height - LINES)
         autonomy, scored = self._success()
-        top = [line("dagger ", f"{self.cfg.task} · {len(status['robots'])} robots · {self._budget(status)}"),
+        top = [line("dagger ", f"{self.cfg.task.name} · {len(status['robots'])} robots · {self._budget(status)}"),
                line("gate     ", f"{self.cfg.gate.name} {self._gate(status)}")]
         bottom = [line("autonomy ", autonomy), line("eval     ", scored),
                   line("fleet    ", f"intervention rate (last {s.window_s:.0f}s) {s.intervention_rate():.2f}"

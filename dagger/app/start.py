@@ -22,10 +22,11 @@ from dagger.checkpoint import has_checkpoint
 from dagger.config import RunConfig, load_config, to_dict
 from dagger.events import first_line
 from dagger.provenance import record_start
+from dagger.tasks import MUJOCO_TASKS, make_task
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    flags = {"robots": args.robots, "operators": args.operators, "task": args.task, "gate.name": args.gate,
+    flags = {"robots": args.robots, "operators": args.operators, "task.name": args.task, "gate.name": args.gate,
              "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
              "operator.kinds": args.operator.split(",") if args.operator else None,
              "init_from": args.init_from}
@@ -64,7 +65,6 @@ def check_ray_address(address: str) -> None:
 
 
 def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
-    from dagger.tasks import make_task
     from teleop_devices.human import open_devices
 
     try:
@@ -109,8 +109,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not args.in_process:
         from workers.ray_fleet import RayFleet, init_ray
 
-        print(f"starting Ray and {cfg.robots} robots ({cfg.task}, gate {cfg.gate.name}) → {run_dir}", flush=True)
-        if cfg.task == "reacher":
+        print(f"starting Ray and {cfg.robots} robots ({cfg.task.name}, gate {cfg.gate.name}) → {run_dir}", flush=True)
+        if cfg.task.name in MUJOCO_TASKS:
             from dagger.gl import configure_gl
 
             configure_gl()  # decided once here; the robots' processes inherit MUJOCO_GL instead of probing
@@ -172,6 +172,5 @@ def check_checkpoint(path: str | Path, cfg: RunConfig) -> None:
     """Refuses, before anything starts, a checkpoint to start from that is unreadable or for another task or
     network shape than this run's."""
     from dagger.checkpoint import check_compatible, read_checkpoint, task_spaces
-    from dagger.tasks import make_task
 
     check_compatible(read_checkpoint(path), task_spaces(make_task(cfg.task)), cfg.policy)
