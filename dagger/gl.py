@@ -10,10 +10,15 @@ that processes started later (Ray workers) inherit it without probing again.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+import numpy as np
 
 HEADLESS = ("egl", "osmesa")  # EGL first: Mesa's libegl-mesa0 is common and renders on the CPU too
 DISABLED = ("disable", "disabled", "off", "false", "0")  # mujoco's own words for "no GLContext"
@@ -72,3 +77,30 @@ def configure_gl(env: MutableMapping[str, str] | None = None,
     if env is os.environ:
         _configured, _backend = True, backend
     return backend
+
+
+def offscreen_frame(env: Any) -> np.ndarray:
+    """env.render() of a gymnasium MuJoCo env in rgb_array mode, right with several envs in one process.
+
+    gymnasium makes a renderer's GL context current only when it is created; closing or collecting
+    another env's renderer afterwards leaves no context current, and every later frame is black.
+    """
+    viewer = env.unwrapped.mujoco_renderer.viewer  # None until the first frame makes it (and its context)
+    if viewer is not None:
+        viewer.make_context_current()
+    return np.asarray(env.render(), np.uint8)
+
+
+def close_at_exit(env: Any) -> None:
+    """Closes env at exit if it is still alive: call after its first render has made the GL context.
+
+    mujoco's EGL registered eglTerminate at exit when the context was made; hooks run last-in
+    first-out, so this one frees the context before that (else tracebacks at exit).
+    """
+    atexit.register(_close_if_alive, weakref.ref(env))
+
+
+def _close_if_alive(env_ref: weakref.ref[Any]) -> None:
+    env = env_ref()  # a weak reference: the hook must not keep every task ever made alive
+    if env is not None:
+        env.close()

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -15,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from dagger.core import StepResult, Task
+from dagger.gl import close_at_exit, offscreen_frame
+from dagger.metaworld_tasks import METAWORLD_TASKS, MetaWorldTask  # imports no physics until a task is made
 
 DISTRACTOR_MODES = ("train", "aligned", "random")
 FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of a robot's camera frame
@@ -25,8 +25,9 @@ TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.
 @dataclass
 class TaskConfig:
     name: str = "reacher"
-    """the task the robots run: reacher (MuJoCo) | reacher-image (through a camera) | point (numpy) | ...; `task=point`
-    is short for `task.name=point`"""
+    """the task the robots run: reacher | reacher-image (its target seen by a camera only) | reach | push | pick-place
+    | drawer-open (Meta-World) | point | point-obstacle | point-distractor (numpy); `task=point` is short for
+    `task.name=point`"""
     camera_jitter: float = 0.0
     """image tasks: each episode the policy's camera moves from its pose by up to this many cm and turns by up to
     this many degrees (0: a fixed camera)"""
@@ -151,11 +152,9 @@ class ReacherTask:
         """The default camera, offscreen (a few ms a frame with Mesa on the CPU)."""
         if self.gl_backend is None:  # the robot worker turns this into a render_failed event
             raise RuntimeError("no OpenGL backend for MuJoCo (tried egl, osmesa; or MUJOCO_GL disables it)")
-        frame = np.asarray(self.env.render(), np.uint8)
+        frame = offscreen_frame(self.env)
         if not self.closes_at_exit:
-            # The first render made the GL context, and mujoco's EGL registered eglTerminate at exit; hooks
-            # run last-in first-out, so this one frees the context before that (else tracebacks at exit).
-            atexit.register(_close_if_alive, weakref.ref(self.env))
+            close_at_exit(self.env)
             self.closes_at_exit = True
         return frame
 
@@ -208,23 +207,38 @@ class ReacherImageTask(ReacherTask):
             import mujoco
 
             self.renderer = mujoco.Renderer(self.sim.model, *self.image_shape[:2])  # type: ignore[index]
-            atexit.register(_close_if_alive, weakref.ref(self.renderer))
+            close_at_exit(self.renderer)
         self.renderer.update_scene(self.sim.data, camera=self.camera)
         return np.asarray(self.renderer.render(), np.uint8).copy()
 
 
-def _close_if_alive(env_ref: weakref.ref[Any]) -> None:
-    env = env_ref()  # a weak reference: the hook must not keep every task ever made alive
-    if env is not None:
-        env.close()
+def _point_obstacle(_: TaskConfig) -> Task:
+    from dagger.failure_tasks import PointObstacleTask  # a subclass of PointTask: imported once this module is
+
+    return PointObstacleTask()
+
+
+def _point_distractor(cfg: TaskConfig) -> Task:
+    from dagger.failure_tasks import PointDistractorTask
+
+    return PointDistractorTask(cfg.distractor)
+
+
+def _metaworld(env_name: str) -> Callable[[TaskConfig], Task]:
+    def make(_: TaskConfig) -> Task:
+        return MetaWorldTask(env_name)
+    return make
 
 
 TASKS: dict[str, Callable[[TaskConfig], Task]] = {
     "point": lambda _: PointTask(),
+    "point-obstacle": _point_obstacle,
+    "point-distractor": _point_distractor,
     "reacher": lambda _: ReacherTask(),
     "reacher-image": lambda cfg: ReacherImageTask(cfg.camera_jitter),
+    **{name: _metaworld(env) for name, env in METAWORLD_TASKS.items()},
 }
-MUJOCO_TASKS = {"reacher", "reacher-image"}
+MUJOCO_TASKS = {"reacher", "reacher-image", *METAWORLD_TASKS}
 TASK_IMAGES: dict[str, tuple[int, int, int]] = {"reacher-image": (64, 64, 3)}
 """image tasks and their camera images' shape (what a learner needs to know without making the task)"""
 """tasks that step MuJoCo (and render through OpenGL)"""
