@@ -1,9 +1,10 @@
 """Camera images in the loop: what a step costs, what the log stores, and the control rate 4 image robots keep.
 
 Runs the live loop on Ray (4 robots, 1 scripted operator) on reacher-image and on reacher (state only) for the
-same time, then reads everything from the runs' files: achieved steps/s per robot against the target rate,
-the camera's ms per step (from `episode_end` events), bytes per logged step and the log's write rate. Before
-that, a bare loop (task step + camera image + policy with its CNN, one process) gives the floor.
+same time, then reads everything from the runs' files: the control rate each robot kept while it stepped
+(steps / time within its segments: a robot holding for an operator takes no steps, and that is not a slow
+loop), the camera's ms per step (from `episode_end` events), bytes per logged step and the log's write rate.
+Before that, a bare loop (task step + camera image + policy with its CNN, one process) gives the floor.
 
     python benchmarks/image_robots.py [--robots 4] [--seconds 60] [--speed 1]
 """
@@ -49,9 +50,10 @@ def live(task_name: str, robots: int, seconds: float, speed: float, out: Path) -
     events = read_events(run_dir / "events.jsonl")
     segments = [e for e in events if e["ev"] == "segment"]
     steps = sum(e["steps"] for e in segments)
-    t0 = min(e["t_start"] for e in segments)
-    span = max(e["t_end"] for e in segments) - t0
-    per_robot = [sum(e["steps"] for e in segments if e["robot"] == r) / span for r in range(robots)]
+    span = max(e["t_end"] for e in segments) - min(e["t_start"] for e in segments)
+    per_robot = [sum(e["steps"] - 1 for e in segments if e["robot"] == r and e["steps"] > 1)
+                 / sum(e["t_end"] - e["t_start"] for e in segments if e["robot"] == r and e["steps"] > 1)
+                 for r in range(robots)]
     log_bytes = sum(p.stat().st_size for p in (run_dir / "segments").glob("*.log"))
     camera = [e["camera_ms"] for e in events if e["ev"] == "episode_end" and "camera_ms" in e]
     return {"target_hz": speed / make_task(task_name).dt, "hz": float(np.mean(per_robot)), "hz_min": min(per_robot),
