@@ -1,6 +1,6 @@
 """Tasks: gymnasium-API environments with a success signal and a scripted expert.
 
-    task = make_task("reacher")      # MuJoCo Reacher-v5, 2 joints, 50 steps
+    task = make_task("reach")        # Meta-World reach-v3: a Sawyer arm to a goal (the demo)
     task = make_task(TaskConfig("point"))        # tiny numpy point mass, for fast tests
 """
 
@@ -24,10 +24,10 @@ TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.
 
 @dataclass
 class TaskConfig:
-    name: str = "reacher"
-    """the task the robots run: reacher | reacher-image (its target seen by a camera only) | reach | push | pick-place
-    | drawer-open (Meta-World) | point | point-obstacle | point-distractor (numpy); `task=point` is short for
-    `task.name=point`"""
+    name: str = "reach"
+    """the task the robots run: reach | push | pick-place | drawer-open (Meta-World; reach is the demo) | reacher |
+    reacher-image (its target seen by a camera only) | point | point-obstacle | point-distractor (numpy);
+    `task=point` is short for `task.name=point`"""
     camera_jitter: float = 0.0
     """image tasks: each episode the policy's camera moves from its pose by up to this many cm and turns by up to
     this many degrees (0: a fixed camera)"""

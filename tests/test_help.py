@@ -8,7 +8,7 @@ from tests.conftest import run_dagger
 def test_start_help_shows_each_flags_meaning_default_and_examples():
     out = " ".join(run_dagger("start", "--help").stdout.split())  # as read, whatever the terminal's width
     assert "number of robot workers (default: 4; setting robots)" in out
-    assert "(default: reacher; setting task.name)" in out and "(default: 0; setting seed)" in out
+    assert "(default: reach; setting task.name)" in out and "(default: 0; setting seed)" in out
     assert "examples:" in out and "dagger start --robots 4" in out
 
 
@@ -27,7 +27,7 @@ def test_config_prints_the_settings_a_start_would_run(tmp_path):
     out = run_dagger("config", "--config", str(tmp_path / "c.yaml"), "gate.alpha=0.2")
     cfg = yaml.safe_load(out.stdout)
     got = (cfg["robots"], cfg["gate"]["name"], cfg["gate"]["alpha"], cfg["task"]["name"])
-    assert got == (7, "auto", 0.2, "reacher")
+    assert got == (7, "auto", 0.2, "reach")
     bad = run_dagger("config", "robots=0")
     assert bad.returncode == 2 and "'robots' must be in [1, 1000]" in bad.stderr
 

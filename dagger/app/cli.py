@@ -27,7 +27,7 @@ from dagger.events import first_line
 from dagger.gates import GATES
 
 START_EXAMPLES = """examples:
-  dagger start --robots 4                              the demo: Reacher, ensemble gate, a scripted operator
+  dagger start --robots 4                              the demo: Meta-World reach, ensemble gate, a scripted operator
   dagger start --task point --steps 4000 --in-process  a quick run without Ray
   dagger start --operator keyboard --console           you take over with the keyboard in the console window
   dagger start --gate auto gate.alpha=0.05             ask for help on about 5 % of steps
