@@ -9,6 +9,7 @@ closest valid key.
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
 import difflib
 import importlib.util
@@ -28,7 +29,7 @@ from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
 from dagger.policy import PolicyConfig
 from dagger.scalars import WRITERS
-from dagger.tasks import DISTRACTOR_MODES, TASK_IMAGES, TASKS, TaskConfig
+from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.remote import SafetyConfig
@@ -235,7 +236,11 @@ def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | Non
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: RunConfig | None = None) -> RunConfig:
+    """base (default RunConfig()), then the chosen task's own defaults (TASK_DEFAULTS), the file and the overrides."""
+    probe = copy.deepcopy(base) if base is not None else RunConfig()
+    apply_settings(probe, path, overrides)
     cfg = base or RunConfig()
+    apply_settings(cfg, None, TASK_DEFAULTS.get(probe.task.name, []))
     apply_settings(cfg, path, overrides)
     validate(cfg)
     return cfg

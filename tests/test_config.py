@@ -86,3 +86,12 @@ def test_an_image_task_refuses_a_gate_that_needs_state_transitions():
     with pytest.raises(ConfigError, match="'thrifty' trains a critic on state transitions"):
         load_config(None, ["task=reacher-image", "gate.name=thrifty"])
     assert load_config(None, ["task=reacher-image", "gate.name=ensemble"]).task.name == "reacher-image"
+
+
+def test_a_task_brings_its_own_defaults_and_the_user_still_wins(tmp_path):
+    cfg = load_config(None, ["task=reacher-image"])
+    assert (cfg.robot.speed, cfg.learner.batch_size) == (1.0, 16)
+    assert load_config(None, ["task=reacher-image", "robot.speed=2"]).robot.speed == 2.0
+    (tmp_path / "c.yaml").write_text("task: reacher-image\nlearner: {batch_size: 8}\n")
+    assert load_config(tmp_path / "c.yaml").learner.batch_size == 8
+    assert load_config(None, ["task=reacher"]).learner.batch_size == RunConfig().learner.batch_size
