@@ -1,11 +1,12 @@
-"""Transitions for the goal critic: every step, the policy's and the humans', with reward 1 at success.
+"""Transitions for the critics: every step, the policy's and the humans', with reward 1 at success (the goal
+critic) and whether the step violated the task's constraint (the hazard critic).
 
 A segment's last step gets its next observation from the robot's next segment of the same episode;
 a step whose successor never arrives (the run stopped) is left out.
 
     store = TransitionStore(obs_dim=10, act_dim=2)
     store.add_segment(seg)                        # or store.add(obs, act, reward, next_obs, terminal)
-    batch = store.sample(256, rng)                # obs, action, reward, next_obs, terminal
+    batch = store.sample(256, rng)                # obs, action, reward, next_obs, terminal, violation
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class TransitionStore:
     def __init__(self, obs_dim: int, act_dim: int):
         self.obs, self.next_obs = Column(np.float32, obs_dim), Column(np.float32, obs_dim)
         self.action = Column(np.float32, act_dim)
-        self.reward, self.terminal = Column(np.float32), Column(np.float32)
+        self.reward, self.terminal, self.violation = Column(np.float32), Column(np.float32), Column(np.float32)
         self.positives = Column(np.int64)
         self.open: dict[int, Segment] = {}  # robot -> its segment whose last step waits for a next observation
 
@@ -31,8 +32,9 @@ class TransitionStore:
         return self.obs.n
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
-            terminal: np.ndarray) -> None:
+            terminal: np.ndarray, violation: np.ndarray | None = None) -> None:
         self.positives.extend(len(self) + np.flatnonzero(reward > 0))
+        self.violation.extend(np.zeros(len(obs), np.float32) if violation is None else violation)
         self.obs.extend(obs)
         self.action.extend(action)
         self.reward.extend(reward)
@@ -55,7 +57,8 @@ class TransitionStore:
         success = seg.success[rows].astype(np.float32)
         obs = seg.obs[rows]
         nxt = np.concatenate([next_obs, obs[len(next_obs):]])[:len(obs)]  # a final step's next_obs is unused
-        self.add(obs, seg.action[rows], success, nxt, np.maximum(success, seg.done[rows].astype(np.float32)))
+        self.add(obs, seg.action[rows], success, nxt, np.maximum(success, seg.done[rows].astype(np.float32)),
+                 seg.constraint[rows].astype(np.float32))
 
     def sample(self, count: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
         """count transitions, POSITIVE_FRACTION of them successes when any exist; None while empty."""
@@ -65,4 +68,5 @@ class TransitionStore:
         idx = np.concatenate([rng.integers(0, len(self), count - n_pos),
                               self.positives.view()[rng.integers(0, max(1, self.positives.n), n_pos)]])
         return {"obs": self.obs.view()[idx], "action": self.action.view()[idx], "reward": self.reward.view()[idx],
-                "next_obs": self.next_obs.view()[idx], "terminal": self.terminal.view()[idx]}
+                "next_obs": self.next_obs.view()[idx], "terminal": self.terminal.view()[idx],
+                "violation": self.violation.view()[idx]}

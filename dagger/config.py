@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from dagger.allocators import ALLOCATORS
+from dagger.allocators import ALLOCATORS, READS_RISK
 from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
@@ -285,12 +285,16 @@ def validate(cfg: RunConfig) -> None:
         (cfg.task.name not in TASK_IMAGES or not GATES[cfg.gate.name].needs, "gate.name",
          f"{cfg.gate.name!r} trains a {'/'.join(GATES[cfg.gate.name].needs)} on state transitions, which an image task "
          f"({cfg.task.name}) does not store; use a gate without one, e.g. ensemble"),
+        (cfg.task.name not in TASK_IMAGES or cfg.allocator not in READS_RISK, "allocator",
+         f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
+         "does not store; use e.g. priority"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
         (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
         (cfg.gate.threshold >= 0, "gate.threshold", "must not be negative"),
         (cfg.gate.tau_sup > 0, "gate.tau_sup", "must be positive"),
         (0 < cfg.gate.tau_auto <= 1, "gate.tau_auto", "must be in (0, 1]"),
         (0 < cfg.policy.gamma < 1, "policy.gamma", "must be in (0, 1)"),
+        (0 < cfg.policy.risk_gamma < 1, "policy.risk_gamma", "must be in (0, 1)"),
         (2 <= cfg.policy.members <= 64, "policy.members", "must be in [2, 64] (the spread needs an ensemble)"),
         (1 <= cfg.learner.batch_size <= 65536, "learner.batch_size", "must be in [1, 65536]"),
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),

@@ -23,6 +23,7 @@ class PolicyOutput:
     safety: float = 1.0  # goal critic's min(q1, q2) at the mean action: higher is safer (ThriftyDAgger)
     p_safe: float = 1.0  # discrepancy classifier: P(the action is within tau_sup of a human's) (SafeDAgger)
     train_gap: float = 0.0  # mean ‖π(o) − a‖² over the training labels (ThriftyDAgger's hand-back bar)
+    risk: float = 0.0  # hazard critic's max(q1, q2): the chance of a constraint violation soon (Fleet-DAgger's C.U.R.)
 
 
 class Policy(Protocol):

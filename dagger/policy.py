@@ -30,13 +30,16 @@ class PolicyConfig:
     """Adam learning rate"""
     gamma: float = 0.9999
     """goal critic's discount (ThriftyDAgger's value): Q estimates the chance of reaching success"""
+    risk_gamma: float = 0.9
+    """hazard critic's discount (Fleet-DAgger's): Q estimates the chance of a constraint violation soon"""
 
 
 class EnsemblePolicy:
     """Mean action of the ensemble; spread = mean over action dims of the members' variance.
 
-    It carries the gates' learned signals too: a goal critic (safety of the mean action) and a
-    discrepancy classifier; they stay at their initial weights unless the learner trains them.
+    It carries the gates' and allocators' learned signals too: a goal critic (safety of the mean action), a
+    hazard critic (risk of a constraint violation) and a discrepancy classifier; they stay at their initial
+    weights unless the learner trains them.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
@@ -48,6 +51,7 @@ class EnsemblePolicy:
         sizes = [width] + [self.config.hidden] * self.config.layers + [act_dim]
         self.net = EnsembleMLP(self.config.members, sizes, seed)
         self.critic = GoalCritic(width, act_dim, self.config.hidden, self.config.gamma, seed=seed)
+        self.hazard = GoalCritic(width, act_dim, self.config.hidden, self.config.risk_gamma, seed=seed + 2)
         self.classifier = DiscrepancyClassifier(width, self.config.hidden, seed=seed)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.obs_mean = np.zeros(obs_dim, np.float32)
@@ -110,10 +114,11 @@ class EnsemblePolicy:
         with torch.no_grad():
             x = self.features(self.norm_obs(np.asarray(obs, np.float32)[None]),
                               None if image is None else np.asarray(image)[None])
-        members, (twins,) = self._assess(x, (self.critic,))
+        members, (twins, hazard) = self._assess(x, (self.critic, self.hazard))
         p_safe = float(self.classifier.p_safe(x)[0])
         return PolicyOutput(members[:, 0].mean(0), float(members[:, 0].var(0).mean()), self.version,
-                            safety=float(twins[:, 0].min()), p_safe=p_safe, train_gap=self.train_gap)
+                            safety=float(twins[:, 0].min()), p_safe=p_safe, train_gap=self.train_gap,
+                            risk=float(hazard[:, 0].max()))
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """What the members see [B, width] (see features) -> their mean action [B, act_dim], normalised, no
@@ -127,6 +132,11 @@ class EnsemblePolicy:
         obs, next_obs = self.norm_obs(batch["obs"]), self.norm_obs(batch["next_obs"])
         return critic.update(obs, self.norm_act(batch["action"]), torch.from_numpy(batch["reward"]), next_obs,
                              self.mean_action(next_obs), torch.from_numpy(batch["terminal"]))
+
+    def update_hazard(self, batch: dict[str, np.ndarray]) -> float:
+        """One Bellman step of the hazard critic: reward 1 at a violation, which ends the backup like an episode end."""
+        ends = np.maximum(batch["violation"], batch["terminal"])
+        return self.update_critic({**batch, "reward": batch["violation"], "terminal": ends}, self.hazard)
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor, weight: torch.Tensor | None = None,
              image: torch.Tensor | None = None) -> torch.Tensor:
@@ -142,6 +152,7 @@ class EnsemblePolicy:
             "params": [p.detach().numpy().copy() for p in self.net.parameters()],
             "critic": [p.detach().numpy().copy() for p in self.critic.net.parameters()],
             "classifier": [p.detach().numpy().copy() for p in self.classifier.net.parameters()],
+            "hazard": [p.detach().numpy().copy() for p in self.hazard.net.parameters()],
             "encoder": [p.detach().numpy().copy() for p in self.encoder.parameters()] if self.encoder else [],
             "normalizer": [self.obs_mean, self.obs_std, self.act_mean, self.act_std],
             "train_gap": self.train_gap,
@@ -151,8 +162,11 @@ class EnsemblePolicy:
         if weights["version"] <= self.version:
             return
         with torch.no_grad():
-            nets = [(self.net, "params"), (self.critic.net, "critic"), (self.classifier.net, "classifier")]
+            nets = [(self.net, "params"), (self.critic.net, "critic"), (self.classifier.net, "classifier"),
+                    (self.hazard.net, "hazard")]
             for net, key in nets + ([(self.encoder, "encoder")] if self.encoder is not None else []):
+                if key == "hazard" and key not in weights:
+                    continue  # a checkpoint from before the hazard critic: it stays untrained
                 for p, value in zip(net.parameters(), weights[key], strict=True):
                     p.copy_(torch.from_numpy(np.asarray(value)))
         self.set_normalizer(*weights["normalizer"])

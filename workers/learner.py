@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dagger.allocators import READS_RISK
 from dagger.checkpoint import check_compatible, has_checkpoint, read_checkpoint, to_arrays, to_tensors, write_checkpoint
 from dagger.config import RunConfig, to_dict
 from dagger.events import first_line
@@ -54,7 +55,7 @@ class Learner:
         self.optimizer = torch.optim.Adam(self.policy.trainable(), lr=cfg.policy.lr)
         per_update = cfg.policy.members * cfg.learner.batch_size * int(np.prod(image_shape or (0,)))
         self.per_fetch = max(1, IMAGE_FETCH_BYTES // per_update) if per_update else 1 << 30  # updates per fetch
-        self.needs = GATES[cfg.gate.name].needs
+        self.needs = GATES[cfg.gate.name].needs + (("hazard",) if cfg.allocator in READS_RISK else ())
         self.updates = 0
         self.updates_at_publish = 0
         self.loss = float("nan")
@@ -85,11 +86,12 @@ class Learner:
         act = torch.from_numpy(data["action"]).reshape(n, members, batch, -1)
         images = torch.from_numpy(data["image"]).reshape(n, members, batch, *data["image"].shape[1:]) \
             if "image" in data else None
-        transitions = self.buffer.call("sample_transitions", n * batch).result() if "critic" in self.needs else None
+        critics = [name for name in ("critic", "hazard") if name in self.needs]
+        transitions = self.buffer.call("sample_transitions", n * batch).result() if critics else None
         held = None
         if "classifier" in self.needs and "segment" in data:
             held = torch.from_numpy(data["segment"] % HOLDOUT == 0).reshape(n, members, batch)
-        losses: dict[str, list[float]] = {"critic": [], "classifier": []}
+        losses: dict[str, list[float]] = {"critic": [], "hazard": [], "classifier": []}
         bc = []
         for i in range(n):
             loss = self.policy.loss(obs[i], act[i], None if held is None else (~held[i]).float(),
@@ -99,8 +101,10 @@ class Learner:
             self.optimizer.step()
             bc.append(loss.item())
             if transitions is not None:
-                losses["critic"].append(self.policy.update_critic({k: v[i * batch:(i + 1) * batch]
-                                                                   for k, v in transitions.items()}))
+                part = {k: v[i * batch:(i + 1) * batch] for k, v in transitions.items()}
+                for name in critics:
+                    losses[name].append(self.policy.update_critic(part) if name == "critic" else
+                                        self.policy.update_hazard(part))
             if held is not None and held[i].any():
                 losses["classifier"].append(self._classifier_step(obs[i][held[i]], act[i][held[i]]))
         last = self._units(obs[-1, 0], None if images is None else images[-1, 0])
@@ -165,11 +169,12 @@ class Learner:
         self.numbering = True
 
     def trainer_state(self) -> dict:
-        """What training needs besides the published weights: optimisers, the critic's target, counters."""
+        """What training needs besides the published weights: optimisers, the critics' targets, counters."""
         p = self.policy
         return {"updates": self.updates, "optimizer": self.optimizer.state_dict(),
-                "critic_target": [t.detach().clone() for t in p.critic.target.parameters()],
-                "critic_optimizer": p.critic.optimizer.state_dict(),
+                **{f"{name}_{part}": value for name, critic in (("critic", p.critic), ("hazard", p.hazard))
+                   for part, value in (("target", [t.detach().clone() for t in critic.target.parameters()]),
+                                       ("optimizer", critic.optimizer.state_dict()))},
                 "classifier_optimizer": p.classifier.optimizer.state_dict()}
 
     def restore(self, ckpt: dict, trainer: bool = True) -> int:
@@ -183,12 +188,14 @@ class Learner:
             if trainer:
                 state = ckpt["trainer"]
                 self.optimizer.load_state_dict(state["optimizer"])
-                self.policy.critic.optimizer.load_state_dict(state["critic_optimizer"])
                 self.policy.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
-                targets = zip(self.policy.critic.target.parameters(), state["critic_target"], strict=True)
-                with torch.no_grad():
-                    for target, value in targets:
-                        target.copy_(value)
+                for name, critic in (("critic", self.policy.critic), ("hazard", self.policy.hazard)):
+                    if f"{name}_target" not in state:
+                        continue  # a checkpoint from before the hazard critic
+                    critic.optimizer.load_state_dict(state[f"{name}_optimizer"])
+                    with torch.no_grad():
+                        for target, value in zip(critic.target.parameters(), state[f"{name}_target"], strict=True):
+                            target.copy_(value)
                 self.updates = self.updates_at_publish = int(state["updates"])
             self.frozen_normalizer = not trainer
             self.published = self.policy.weights()

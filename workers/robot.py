@@ -77,7 +77,7 @@ class RobotWorker:
         self.total_steps = 0
         self.episodes = 0
         self.successes = 0
-        self.last_spread, self.last_safety, self.last_constraint = 0.0, 1.0, False
+        self.last_spread, self.last_safety, self.last_constraint, self.last_risk = 0.0, 1.0, False, 0.0
         self.frame_every_s, self.last_frame = 0.0, 0.0
         self.frame: np.ndarray | None = None
         self.stopped = threading.Event()
@@ -115,7 +115,7 @@ class RobotWorker:
             events, self.events = self.events, []
             states, self.states = self.states, []
         frame, self.frame = self.frame, None
-        status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread,
+        status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread, "risk": self.last_risk,
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
@@ -229,7 +229,7 @@ class RobotWorker:
 
     def _autonomous_step(self) -> None:
         out = self.policy.act(self.obs, self.image)
-        self.last_spread, self.last_safety = out.spread, out.safety
+        self.last_spread, self.last_safety, self.last_risk = out.spread, out.safety, out.risk
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
         elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
@@ -267,7 +267,7 @@ class RobotWorker:
     def _operator_step(self) -> None:
         assert self.operator is not None
         out = self.policy.act(self.obs, self.image)
-        self.last_spread, self.last_safety = out.spread, out.safety
+        self.last_spread, self.last_safety, self.last_risk = out.spread, out.safety, out.risk
         now = self.clock()
         if isinstance(self.operator, RemoteOperator):
             reading = self.operator.read(now)

@@ -232,7 +232,7 @@ class Supervisor:
         served = set().union(*self.serving.values())
         return FleetSignals(
             uncertainty=np.array([s.get("uncertainty", 0.0) for s in status]),
-            risk=np.zeros(n),  # no violation critic in the live loop
+            risk=np.array([s.get("risk", 0.0) for s in status]),  # the hazard critic's, trained when read (READS_RISK)
             td_risk=1.0 - np.array([s.get("safety", 1.0) for s in status]),
             constraint=np.array([bool(s.get("constraint", False)) for s in status]),
             waiting_s=np.array([0.0 if w is None else now - w.t_requested for w in waiting]),

@@ -26,10 +26,14 @@ ALLOCATORS: dict[str, Callable[..., FleetAllocator]] = {
 }
 
 
+READS_RISK = {"cur"}
+"""allocators that read the violation risk: in the live loop the learner then trains the policy's hazard critic"""
+
+
 def make_allocator(name: str, humans: int, seed: int = 0, **options: float) -> FleetAllocator:
     if name not in ALLOCATORS:
         raise ValueError(f"unknown allocator {name!r}; choose one of {sorted(ALLOCATORS)}")
     return ALLOCATORS[name](humans, seed=seed, **options)
 
 
-__all__ = ["ALLOCATORS", "FleetAllocator", "FleetSignals", "make_allocator"]
+__all__ = ["ALLOCATORS", "READS_RISK", "FleetAllocator", "FleetSignals", "make_allocator"]
