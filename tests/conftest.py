@@ -28,6 +28,17 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """As run_loop does: tiny networks run far faster on one thread than contending for two."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def point_config(*overrides: str) -> RunConfig:
     """A small, fast configuration on the numpy point task."""
     base = ["task=point", "robots=2", "steps=1500", "demos=2", "learner.pretrain_updates=50",

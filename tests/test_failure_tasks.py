@@ -15,12 +15,7 @@ from dagger.tasks import FRAME_SHAPE
 SEEDS = list(range(20)) + eval_seeds(20)  # training-side and evaluation seeds
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def expert_episode(task: Task, seed: int) -> tuple[bool, bool, list[np.ndarray]]:

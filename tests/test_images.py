@@ -49,6 +49,7 @@ def test_the_expert_solves_the_image_task():
     assert wins >= 9
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_the_cnn_policy_learns_where_a_square_is():
     """Action = the column of a bright square, obs all zeros: only the image carries it."""
     torch.manual_seed(0)

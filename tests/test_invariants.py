@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from buffers.codec import decode_segment
 from buffers.replay import ReplayBuffer
@@ -34,13 +33,7 @@ from workers.transport import LocalEndpoint
 # ---------------------------------------------------------------- helpers
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """As run_loop does: tiny networks run far faster on one thread than contending for two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def first_weights(cfg, buffer_worker: BufferWorker) -> dict:
