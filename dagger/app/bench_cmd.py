@@ -43,8 +43,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config, overrides = args.config, list(args.overrides)
     if config and "=" in config:  # no file given: the first key=value landed in the file's place
         config, overrides = None, [config, *overrides]
-    if config and "gates" in (read_yaml(config) or {}):
+    kind = (read_yaml(config) or {}) if config else {}
+    if "gates" in kind:
         return cmd_gate_bench(args, config, overrides)
+    if "experiments" in kind:
+        return cmd_failure_bench(args, config, overrides)
     cfg = BenchConfig()
     apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
     if not (config or overrides or args.yes):
@@ -115,4 +118,31 @@ def cmd_gate_bench(args: argparse.Namespace, config: str, overrides: list[str]) 
                      f"{row['takeovers']} takeovers, {row['successes']} successes, ROHE {row['rohe']:.1f} "
                      f"({row['wall_s']} s)"))
     print_means(out, write_gate_report(out), console)
+    return 0
+
+
+def cmd_failure_bench(args: argparse.Namespace, config: str, overrides: list[str]) -> int:
+    """A bench config with `experiments:`: per failure mode, DAgger against behavior cloning on as many labels."""
+
+    from dagger.app.failure_bench import (
+        FailureBenchConfig,
+        experiments,
+        print_failure_table,
+        run_failure_bench,
+        write_failure_report,
+    )
+    from dagger.config import apply_settings
+
+    cfg = FailureBenchConfig()
+    apply_settings(cfg, config, overrides + ([f"seeds={args.seeds}"] if args.seeds else []))
+    if cfg.seeds < 1 or cfg.episodes < 1 or not cfg.experiments:
+        raise UserError("bench config: need seeds >= 1, episodes >= 1 and at least one experiment")
+    names = [e.name for e in experiments(cfg)]  # a wrong experiment fails before any run starts
+    out = _bench_out(args)
+    console = _with_progress(
+        f"{len(names)} experiments x {cfg.seeds} seeds (dagger, then bc)", len(names) * cfg.seeds,
+        lambda done: run_failure_bench(cfg, out, progress=done),
+        lambda row: (f"{row['experiment']:>15} seed {row['seed']}: {row['labels']} labels, success dagger "
+                     f"{row['dagger']:.2f}, bc {row['bc']:.2f} (mean over conditions; {row['wall_s']} s)"))
+    print_failure_table(out, write_failure_report(out), console)
     return 0

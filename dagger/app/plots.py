@@ -7,6 +7,8 @@
     plot_loss(run_dir / "plots" / "loss.png", [{"updates": 200, "wall_s": 3.0, "loss": 0.07}])
     plot_cumulative(Path("cumulative.png"), {"cumulative successes": {"cur": [seed_0, seed_1]}})
     plot_alpha_sweep(Path("alpha.png"), {"auto": [(0.01, 0.012), (0.05, 0.04)]})
+    plot_bars(Path("success.png"), ["reach", "avoid"], {"bc": [[0.4, 0.5], [0.1, 0.2]]}, "success rate")
+    plot_sweep(Path("jitter.png"), [0, 4, 8], {"bc": [[0.9, 0.5, 0.2], [0.8, 0.4, 0.1]]}, "camera jitter", "success")
     write_scalars(Path("tb"), {"fleet/intervention_rate": [(500, 0.12), (1000, 0.08)]})
 
 Curves over seeds are drawn as their mean with the seeds' min–max shaded; legends sit outside the axes.
@@ -181,6 +183,39 @@ def plot_rohe(path: Path, rohes: Mapping[str, Sequence[float]], title: str = "")
     seeds = max(len(v) for v in rohes.values())
     ax.set(ylabel="ROHE (successes per 1000 human actions)",
            title=f"{title}\nmean ± std over {seeds} seeds" if title else f"mean ± std over {seeds} seeds")
+    _save(fig, path)
+
+
+def plot_bars(path: Path, groups: Sequence[str], values: Mapping[str, Sequence[Sequence[float]]], ylabel: str,
+              title: str = "", ylim: tuple[float, float] | None = None) -> None:
+    """Grouped bars: in each group one bar per label, at the mean of its values (one per seed), with their min–max as
+    an error bar and each value a dot."""
+    fig, ax = _pyplot().subplots(figsize=(max(6.0, 0.5 * len(groups) * len(values) + 2), 4))
+    width, x = 0.8 / len(values), np.arange(len(groups))
+    for i, (label, per_group) in enumerate(values.items()):
+        at = x - 0.4 + width * (i + 0.5)
+        means = np.array([np.mean(v) for v in per_group])
+        spread = [means - [min(v) for v in per_group], [max(v) for v in per_group] - means]
+        ax.bar(at, means, width, yerr=spread, capsize=3, alpha=0.8, label=label)
+        for where, points in zip(at, per_group, strict=True):
+            ax.plot([where] * len(points), points, "k.", markersize=4)
+    seeds = max(len(v) for per_group in values.values() for v in per_group)
+    crowded = sum(map(len, groups)) > 50  # the labels would run into each other
+    ax.set_xticks(x, groups, rotation=30 if crowded else 0, ha="right" if crowded else "center")
+    note = f"mean, min–max over {seeds} seeds"
+    ax.set(ylabel=ylabel, ylim=ylim, title=f"{title}\n{note}" if title else note)
+    _legend(ax)
+    _save(fig, path)
+
+
+def plot_sweep(path: Path, x: Sequence[float], lines: Mapping[str, ArrayLike], xlabel: str, ylabel: str,
+               title: str = "", ylim: tuple[float, float] | None = None) -> None:
+    """One line per label against a setting's values: the mean of its rows (one per seed), their min–max shaded."""
+    fig, ax = _pyplot().subplots(figsize=(6, 3.8))
+    seeds = max(_mean_band(ax, x, ys, label) for label, ys in lines.items())
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=ylim)
+    ax.grid(alpha=0.3)
+    _legend(ax, seeds)
     _save(fig, path)
 
 
