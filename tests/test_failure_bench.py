@@ -88,7 +88,7 @@ def test_the_table_from_a_hand_written_results_csv(tmp_path):
     assert summary["corrections fix it?"] == "yes"  # 0.8 - 0.3 >= 0.1 and 0.7 > 0.4
     md = (tmp_path / "report.md").read_text()
     assert "| shift | a moved camera | as trained | dagger | 101 | 0.80 (0.70–0.90) | 0.10 (0.00–0.20) | yes |" in md
-    assert "| shift | a moved camera | as trained | bc | 101 | 0.30 (0.20–0.40) | 0.10 (0.00–0.20) |  |" in md
+    assert "| shift |  | as trained | bc | 101 | 0.30 (0.20–0.40) | 0.10 (0.00–0.20) |  |" in md  # said once
 
 
 @pytest.mark.parametrize(("entry", "named"), [

@@ -282,13 +282,17 @@ def _cell(value: list[float]) -> str:
 
 
 def failure_table(summary: dict, shows: dict[str, str]) -> tuple[list[str], list[list[str]]]:
-    """The report's table: one row per experiment × condition × method; the verdict on DAgger's rows."""
+    """The report's table: one row per experiment × condition × method; the failure on an experiment's first row,
+    the verdict on DAgger's rows."""
     head = ["experiment", "failure it shows", "condition", "method", "labels", "success rate", "violation rate",
             "corrections fix it?"]
-    rows = [[name, shows.get(name, ""), condition, method, f"{m['labels']:.0f}", _cell(m["success_rate"]),
+    rows = [[name, "", condition, method, f"{m['labels']:.0f}", _cell(m["success_rate"]),
              _cell(m["violation_rate"]), per_method["corrections fix it?"] if method == "dagger" else ""]
             for name, per_condition in summary.items() for condition, per_method in per_condition.items()
             for method, m in per_method.items() if method in METHODS]
+    for i, row in enumerate(rows):
+        if i == 0 or rows[i - 1][0] != row[0]:
+            row[1] = shows.get(row[0], "")
     return head, rows
 
 
