@@ -109,4 +109,5 @@ def test_a_wrong_experiment_is_named_in_one_line_before_any_run(tmp_path, capsys
 def test_the_shipped_config_is_valid():
     cfg = FailureBenchConfig()
     apply_settings(cfg, ROOT / "configs/bench/failure_modes.yaml", [])
-    assert [e.name for e in experiments(cfg)] == ["camera-shift", "multimodal", "spurious", "compounding"]
+    assert [e.name for e in experiments(cfg)] == ["camera-shift", "multimodal", "spurious", "compounding",
+                                                   "compounding-arm"]
