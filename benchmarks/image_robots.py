@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from dagger.config import load_config
+from dagger.core import camera_image
 from dagger.events import read_events
 from dagger.policy import EnsemblePolicy
-from dagger.tasks import camera_image, make_task
+from dagger.tasks import make_task
 from workers.launch import run_loop
 from workers.ray_fleet import RayFleet, init_ray
 

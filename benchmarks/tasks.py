@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from dagger.core import Task
-from dagger.tasks import TASKS, camera_image, make_task
+from dagger.core import Task, camera_image
+from dagger.tasks import TASKS, make_task
 
 
 def expert_run(task: Task, seeds: int) -> tuple[int, int, list[int], float]:

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of the frame a task renders for people (Task.render)
+
 
 @dataclass
 class PolicyOutput:
@@ -71,6 +73,11 @@ class Task(Protocol):
     def clip(self, action: np.ndarray) -> np.ndarray: ...
 
     def render(self) -> np.ndarray: ...  # an RGB frame for people (the console, videos), uint8 [H, W, 3]
+
+
+def camera_image(task: Task) -> np.ndarray | None:
+    """The policy's camera image [H, W, 3] uint8 in the task's current state; None for a state-only task."""
+    return None if task.image_shape is None else task.image()  # type: ignore[attr-defined]
 
 
 class Gate(Protocol):

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dagger.core import Policy, Task
+from dagger.core import Policy, Task, camera_image
 
 EVAL_SEED_BASE = 2**40
 MAX_RUN_SEED = 100_000
@@ -62,8 +62,6 @@ class Outcome(NamedTuple):
 def run_episode(policy: Policy, task: Task, seed: int,
                 on_frame: Callable[[np.ndarray], None] | None = None) -> Outcome:
     """One episode with the policy's mean action every step (and its camera image, on an image task)."""
-    from dagger.tasks import camera_image
-
     obs, done, total, length, success, violated = task.reset(seed=seed), False, 0.0, 0, False, False
     while not done:
         if on_frame is not None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dagger.core import StepResult
+from dagger.core import FRAME_SHAPE, StepResult
 from dagger.gl import close_at_exit, offscreen_frame
 
 METAWORLD_TASKS = {"reach": "reach-v3", "push": "push-v3", "pick-place": "pick-place-v3",
@@ -44,7 +44,6 @@ class MetaWorldTask:
 
     def __init__(self, env_name: str) -> None:
         from dagger.gl import configure_gl
-        from dagger.tasks import FRAME_SHAPE
 
         self.gl_backend = configure_gl()  # before mujoco is imported: it reads MUJOCO_GL once, at import
 

@@ -18,7 +18,7 @@ from dagger.checkpoint import CheckpointError, policy_from, read_checkpoint, wri
 from dagger.evaluation import EVAL_SEED_BASE, demo_seed, episode_seed, eval_seeds, wilson_interval
 from dagger.events import read_events
 from dagger.metrics import learning_curve
-from dagger.tasks import PointTask
+from dagger.point_tasks import PointTask
 from tests.conftest import ROOT, point_config, run_dagger, wait_until
 from workers.launch import run_loop
 
@@ -85,7 +85,7 @@ def test_writing_is_atomic_and_keeps_the_newest(tmp_path):
 
 def test_a_checkpoint_for_another_task_or_shape_is_refused_in_one_line(trained, tmp_path):
     _, run_dir = trained
-    from dagger.tasks import ReacherTask
+    from dagger.reacher_tasks import ReacherTask
 
     with pytest.raises(CheckpointError) as err:
         policy_from(read_checkpoint(run_dir), ReacherTask())

@@ -10,8 +10,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import dagger.tasks
+from dagger.core import FRAME_SHAPE
 from dagger.envs import TaskEnv, env_id, register_envs
-from dagger.tasks import FRAME_SHAPE, TASKS, PointTask
+from dagger.point_tasks import PointTask
+from dagger.tasks import TASKS
 
 INFINITE_BOUNDS = ".*observation space m[a-z]+ value is -?infinity"  # the checker's opinion; state has no bounds
 

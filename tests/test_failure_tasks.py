@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dagger.core import Task
+from dagger.core import FRAME_SHAPE, Task
 from dagger.evaluation import EVAL_SEED_BASE, demo_seed, eval_seeds
-from dagger.failure_tasks import PointDistractorTask, PointObstacleTask
+from dagger.point_tasks import PointDistractorTask, PointObstacleTask
 from dagger.policy import EnsemblePolicy
-from dagger.tasks import FRAME_SHAPE
 
 SEEDS = list(range(20)) + eval_seeds(20)  # training-side and evaluation seeds
 

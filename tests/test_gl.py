@@ -175,7 +175,7 @@ def test_without_any_gl_the_task_runs_and_render_raises() -> None:
 
 
 def test_reacher_expert_succeeds() -> None:
-    from dagger.tasks import ReacherTask
+    from dagger.reacher_tasks import ReacherTask
 
     task = ReacherTask()
     for seed in range(5):

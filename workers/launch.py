@@ -23,12 +23,12 @@ import torch
 from buffers.schema import DEMO, Segment
 from dagger.checkpoint import has_checkpoint, read_checkpoint
 from dagger.config import RunConfig, to_dict
-from dagger.core import Task
+from dagger.core import Task, camera_image
 from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
 from dagger.scalars import ScalarLogger, make_writers
-from dagger.tasks import camera_image, make_task
+from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker

@@ -20,11 +20,11 @@ import numpy as np
 
 from buffers.schema import POLICY, Segment
 from dagger.config import RunConfig
-from dagger.core import PolicyOutput, StepResult
+from dagger.core import PolicyOutput, StepResult, camera_image
 from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
 from dagger.policy import EnsemblePolicy
-from dagger.tasks import camera_image, make_task
+from dagger.tasks import make_task
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
 from workers.transport import Endpoint, Pending, start_loop

@@ -1,5 +1,7 @@
-"""Point-mass tasks that make two failures of behaviour cloning visible: mode averaging and a shortcut.
+"""Numpy point-mass tasks: the plain reach (fast tests) and two failures of behaviour cloning made visible, mode
+averaging and a shortcut.
 
+    task = PointTask()                            # a point mass to a goal, ~1 µs a step
     task = PointObstacleTask()                    # the expert passes a round obstacle on a hidden, random side
     task = PointDistractorTask(distractor="train")  # a marker on the goal in training episodes only
 """
@@ -8,16 +10,69 @@ from __future__ import annotations
 
 import numpy as np
 
-from dagger.core import StepResult
+from dagger.core import FRAME_SHAPE, StepResult
 from dagger.evaluation import EVAL_SEED_BASE
-from dagger.tasks import DISTRACTOR_MODES, FRAME_SHAPE, PointTask
+
+DISTRACTOR_MODES = ("train", "aligned", "random")
 
 
 def _square(frame: np.ndarray, xy: np.ndarray, color: tuple[int, int, int], r: int) -> None:
-    """Paints a square around a point of the [-1.2, 1.2]² arena, as PointTask.render does."""
+    """Paints a square around a point of the [-1.2, 1.2]² arena."""
     h, w = FRAME_SHAPE[:2]
     cx, cy = int((xy[0] + 1.2) / 2.4 * w), int((1.2 - xy[1]) / 2.4 * h)
     frame[max(0, cy - r):cy + r, max(0, cx - r):cx + r] = color
+
+
+class PointTask:
+    """A 2-D point mass pushed towards a goal; pure numpy, ~1 µs a step."""
+
+    name = "point"
+    image_shape: tuple[int, int, int] | None = None  # state observations only
+    obs_dim = 6  # position, velocity, goal - position
+    act_dim = 2
+    dt = 0.05
+    horizon = 40
+    success_radius = 0.05
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+        self.pos = np.zeros(2)
+        self.vel = np.zeros(2)
+        self.goal = np.zeros(2)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.pos, self.vel, self.goal - self.pos]).astype(np.float32)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.pos = self.rng.uniform(-1, 1, 2)
+        self.vel = np.zeros(2)
+        self.goal = self.rng.uniform(-1, 1, 2)
+        self.t = 0
+        return self._obs()
+
+    def step(self, action: np.ndarray) -> StepResult:
+        a = self.clip(action)
+        self.vel = 0.9 * self.vel + a * self.dt * 4.0
+        self.pos = self.pos + self.vel * self.dt
+        self.t += 1
+        dist = float(np.linalg.norm(self.goal - self.pos))
+        return StepResult(self._obs(), -dist, dist < self.success_radius, False, self.t >= self.horizon)
+
+    def expert_action(self) -> np.ndarray:
+        return self.clip(4.0 * (self.goal - self.pos) - 1.5 * self.vel)
+
+    def render(self) -> np.ndarray:
+        """A top view: goal in green, point in white."""
+        frame = np.full(FRAME_SHAPE, 30, np.uint8)
+        _square(frame, self.goal, (60, 200, 90), 5)
+        _square(frame, self.pos, (240, 240, 240), 3)
+        return frame
+
+    def clip(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
 
 
 class PointObstacleTask(PointTask):
