@@ -117,9 +117,12 @@ def test_a_run_dir_that_cannot_be_written_is_one_line(tmp_path):
 def test_a_stopped_run_ends_cleanly_and_exits_128_plus_the_signal(tmp_path, sig, code):
     run = tmp_path / "run"
     env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    # A shell's background job (`make test &`) starts with SIGINT ignored, and Python then never turns it into
+    # KeyboardInterrupt: the child gets the default disposition back, as a terminal's foreground command has.
     proc = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", "start", "--in-process", "--task", "point",
                              "--steps", "1000000", "--run-dir", str(run)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_until(lambda: (run / "events.jsonl").is_file() and b'"ev":"segment"' in (run / "events.jsonl").read_bytes(),
                timeout=120, what="the run's first segment")
     proc.send_signal(sig)
