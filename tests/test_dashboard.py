@@ -159,3 +159,16 @@ def test_plain_status_line_when_not_a_terminal(capsys):
     board.stop()
     out = capsys.readouterr().out.strip()
     assert out.count("\n") == 0 and "0/30,000 steps (0%) · ETA …" in out and "0:auto 1:wait 2:oper 3:rese" in out
+
+
+def test_risk_gets_a_column_when_the_allocator_reads_it_and_image_robots_show_their_camera_cost():
+    status = fleet(4)
+    for rid, r in status["robots"].items():
+        r["risk"], r["camera_ms"] = 0.25 * rid, 4.0 + rid
+    plain = draw(Dashboard(load_config(), stats_for(status), screen()), status)
+    assert " risk " not in plain and "camera   5.5 ms per step" in plain  # mean of 4, 5, 6 and 7 ms
+    text = draw(Dashboard(load_config(None, ["allocator=cur"]), stats_for(status), screen()), status)
+    header = next(line for line in text.splitlines() if "spread" in line)
+    assert "risk" in header and max(map(len, text.splitlines())) <= 80
+    row3 = next(line for line in text.splitlines() if line.lstrip().startswith("3 "))
+    assert "0.75" in row3

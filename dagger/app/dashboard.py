@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from dagger.allocators import READS_RISK
 from dagger.app.live import EPISODES_PER_WINDOW, LiveStats
 from dagger.app.words import with_operator
 from dagger.config import RunConfig
@@ -148,16 +149,28 @@ class Dashboard:
                            "".join(f" · {n} {'with an operator' if s == 'operator' else s}"
                                    for s, n in per_state.items() if n))]
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for name, justify in (("#", "right"), ("state", "left"), ("asked because", "left"),
-                              ("spread", "right"), ("weights", "right"), ("solved", "right")):
-            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+        risk = self.cfg.allocator in READS_RISK  # the hazard critic is trained (and worth a column) only then
+        columns = (("#", "right", 2), ("state", "left", 21), ("asked because", "left", 0), ("spread", "right", 6),
+                   *([("risk", "right", 4)] if risk else []), ("weights", "right", 7), ("solved", "right", 6))
+        reason = self.console.width - sum(w for _, _, w in columns) - 2 * (len(columns) - 1)  # gives way when short
+        for name, justify, width in columns:
+            table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
+                             max_width=width or max(reason, 13))
         for rid in shown:
             r = robots[rid]
             label = Text(state_label(r, waited.get(rid), assigned.get(rid)), style=STATE_STYLE[r["state"]])
             asked = self.stats.asked.get(rid, "") if r["state"] in ("waiting", "operator") else ""
-            table.add_row(str(rid), label, asked, f"{r['uncertainty']:.4f}", f"v{r['version']}",
+            table.add_row(str(rid), label, asked, f"{r['uncertainty']:.4f}",
+                          *([f"{r.get('risk', 0.0):.2f}"] if risk else []), f"v{r['version']}",
                           f"{r['successes']}/{r['episode']}")
         return counts, table
+
+    @staticmethod
+    def _camera(status: dict[str, Any]) -> list[Text]:
+        """On an image task, a line with what the policy's camera costs the robots per step (their mean)."""
+        costs = [r["camera_ms"] for r in status["robots"].values() if r.get("camera_ms")]
+        return [line("camera   ", f"{sum(costs) / len(costs):.1f} ms per step to render the policy's image")] \
+            if costs else []
 
     def _success(self) -> tuple[str, str]:
         s, evals = self.stats, self.stats.evals
@@ -178,7 +191,8 @@ class Dashboard:
 
     def render(self, status: dict[str, Any]) -> Group:
         s, buffer = self.stats, status.get("buffer", {})
-        counts, table = self._robots(status, self.console.height - LINES)
+        camera = self._camera(status)
+        counts, table = self._robots(status, self.console.height - LINES - len(camera))
         autonomy, scored = self._success()
         top = [line("dagger ", f"{self.cfg.task.name} · {len(status['robots'])} robots · {self._budget(status)}"),
                line("gate     ", f"{self.cfg.gate.name} {self._gate(status)}")]
@@ -189,7 +203,7 @@ class Dashboard:
                                     f" · weights v{s.version} · staleness {self._staleness(status)}"),
                   line("buffer   ", f"{buffer.get('steps', 0)} steps · {buffer.get('labelled_steps', 0)} labelled"
                                     f" · episodes {s.episodes} · successes {s.successes}")]
-        return Group(*top, *counts, table, *bottom)
+        return Group(*top, *counts, table, *bottom, *camera)
 
     def plain(self, status: dict[str, Any]) -> str:
         s = self.stats
