@@ -63,6 +63,7 @@ class Task(Protocol):
     act_dim: int
     dt: float  # seconds of task time per step: the robot's natural control period
     image_shape: tuple[int, int, int] | None  # the policy's camera image (H, W, 3) uint8; None: state only
+    ends_on_success: bool  # an episode ends at its first success (else it runs to its time limit)
 
     def reset(self, seed: int | None = None) -> np.ndarray: ...
 

@@ -23,8 +23,8 @@ class TaskEnv(gymnasium.Env):
     """A dagger Task behind gymnasium's API.
 
     Observations are the task's state (float32), or {"state", "image"} for a task with a policy camera;
-    info says "success" and "constraint" each step. terminated: the episode ended in success (or in a
-    violation, for a task whose `terminal_constraint` is True); truncated: it ended otherwise (the time limit).
+    info says "success" and "constraint" each step. terminated: the episode ended at a success, on a task whose
+    episodes end there (`ends_on_success`); truncated: it ended otherwise (the time limit).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
@@ -36,7 +36,7 @@ class TaskEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.task.dt)}
         state = spaces.Box(-np.inf, np.inf, (self.task.obs_dim,), np.float32)
-        self.image_shape = getattr(self.task, "image_shape", None)
+        self.image_shape = self.task.image_shape
         if self.image_shape is None:
             self.observation_space: spaces.Space = state
         else:
@@ -56,8 +56,7 @@ class TaskEnv(gymnasium.Env):
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
         res = self.task.step(np.asarray(action))
-        ended = res.success or (res.constraint and getattr(self.task, "terminal_constraint", False))
-        terminated = bool(res.done and ended)
+        terminated = bool(res.done and res.success and self.task.ends_on_success)
         info = {"success": bool(res.success), "constraint": bool(res.constraint)}
         return self._obs(res.obs), float(res.reward), terminated, bool(res.done and not terminated), info
 

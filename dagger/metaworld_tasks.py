@@ -41,6 +41,7 @@ class MetaWorldTask:
     obs_dim = 39
     act_dim = 4  # hand velocity xyz and gripper effort, each in [-1, 1]
     image_shape: tuple[int, int, int] | None = None  # state observations only
+    ends_on_success = True
 
     def __init__(self, env_name: str) -> None:
         from dagger.gl import configure_gl

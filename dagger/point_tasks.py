@@ -28,6 +28,7 @@ class PointTask:
 
     name = "point"
     image_shape: tuple[int, int, int] | None = None  # state observations only
+    ends_on_success = False
     obs_dim = 6  # position, velocity, goal - position
     act_dim = 2
     dt = 0.05
@@ -86,6 +87,7 @@ class PointObstacleTask(PointTask):
     name = "point-obstacle"
     obs_dim = 8  # position, velocity, goal - position, obstacle centre - position
     horizon = 80
+    ends_on_success = True
     success_radius = 0.1
     obstacle_radius = 0.45
     clearance = 0.2  # the expert's waypoints lie this far outside the obstacle
