@@ -166,8 +166,7 @@ def decode_segment(payload: bytes) -> Segment:
             raise CodecError(f"segment payload: step field {name!r} is {type(value).__name__}, "
                              f"expected an array")
     if v1:
-        steps["image"] = np.zeros((len(steps["version"]) if isinstance(steps.get("version"), np.ndarray) else 0,
-                                   *NO_IMAGE.shape), np.uint8)
+        steps["image"] = np.zeros((len(steps["version"]), *NO_IMAGE.shape), np.uint8)
     seg = Segment(**meta, **steps)
     try:
         seg.validate()

@@ -30,7 +30,7 @@ STEP_FIELDS: dict[str, np.dtype] = {
     "done": np.dtype(np.bool_),  # the episode ended with this step
     "step": np.dtype(np.int64),  # step index within the episode
     "t_wall": np.dtype(np.float64),  # wall-clock time of the step (unix seconds)
-    "image": np.dtype(np.uint8),  # the policy's camera image, [T, H, W, 3] ([T, 0, 0, 0] on a state-only task)
+    "image": np.dtype(np.uint8),  # the policy's camera image, [T, H, W, 3] ([T, 0, 0, 3] on a state-only task)
 }
 
 
@@ -93,14 +93,12 @@ class Segment:
         return int(self.version.shape[0])
 
     @staticmethod
-    def empty(robot: int, seq: int, episode: int, controller: str, obs_dim: int, act_dim: int,
-              image_shape: tuple[int, int, int] = NO_IMAGE.shape) -> Segment:
+    def empty(robot: int, seq: int, episode: int, controller: str, obs_dim: int, act_dim: int) -> Segment:
         """A segment with no steps yet, its feature axes sized."""
         return Segment(robot, seq, episode, controller,
                        obs=np.zeros((0, obs_dim), np.float32),
                        action=np.zeros((0, act_dim), np.float32),
-                       policy_action=np.zeros((0, act_dim), np.float32),
-                       image=np.zeros((0, *image_shape), np.uint8))
+                       policy_action=np.zeros((0, act_dim), np.float32))
 
     @staticmethod
     def from_steps(robot: int, seq: int, episode: int, controller: str, reason: str,
