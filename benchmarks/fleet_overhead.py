@@ -18,7 +18,7 @@ import torch
 from dagger.config import load_config
 from dagger.events import read_events
 from dagger.gates import make_gate
-from dagger.policy import EnsemblePolicy
+from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from workers.launch import run_loop
 from workers.ray_fleet import RayFleet, init_ray

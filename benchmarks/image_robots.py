@@ -22,7 +22,7 @@ import torch
 from dagger.config import load_config
 from dagger.core import camera_image
 from dagger.events import read_events
-from dagger.policy import EnsemblePolicy
+from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from workers.launch import run_loop
 from workers.ray_fleet import RayFleet, init_ray

@@ -30,7 +30,10 @@ class LabelBuffer:
         self.obs_moments.update(obs)
         self.act_moments.update(action)
 
-    def sample(self, count: int) -> dict | None:
+    def sample(self, count: int, horizon: int = 1, history: int = 1) -> dict | None:
+        if horizon > 1 or history > 1:
+            raise ValueError("a LabelBuffer holds single steps, not the action chunks or observation histories a "
+                             f"policy of horizon {horizon} / history {history} trains on: use a ReplayBuffer")
         if not len(self):
             return None
         idx = self.rng.integers(0, len(self), count)

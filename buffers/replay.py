@@ -122,13 +122,14 @@ class ReplayBuffer:
         with self._lock:
             return None if self.transitions is None else self.transitions.sample(count, self._rng)
 
-    def sample(self, batch_size: int) -> tuple[dict[str, np.ndarray], list[str]]:
-        """A batch (obs, action, human, segment) and the keys of segments sampled for the first time."""
+    def sample(self, batch_size: int, horizon: int = 1, history: int = 1) -> tuple[dict[str, np.ndarray], list[str]]:
+        """A batch (obs, action, human, segment; with horizon/history, action and observation sequences: see
+        ReplayStorage.get) and the keys of segments sampled for the first time."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         with self._lock:
             indices = self.sampler.sample(self.storage, batch_size, self._rng)
-            batch = self.storage.get(indices)
+            batch = self.storage.get(indices, horizon, history)
             first = [int(i) for i in np.unique(batch["segment"]) if int(i) not in self._sampled]
             self._sampled.update(first)
             return batch, [self.storage.segment_keys[i] for i in first]

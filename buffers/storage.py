@@ -6,6 +6,7 @@ behaviour cloning); policy segments are still counted.
     storage = ReplayStorage()
     idx = storage.add(seg)            # storage indices of its steps (empty if not stored)
     batch = storage.get(idx)          # obs, action, human, segment (and image, on an image task)
+    batch = storage.get(idx, horizon=8, history=2)   # action [B, 8, A] and pad, obs [B, 2, O]: within each segment
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class ReplayStorage:
         self._image: Column | None = None  # camera images (uint8), when the task has them
         self._human = Column(np.bool_)
         self._segment = Column(np.int64)
+        self._bounds = Column(np.int64, 2)  # stored segment index -> [first, end) storage index of its steps
         self._intervention_idx = Column(np.int64)
         self._labelled = 0
         self._obs_moments: Moments | None = None
@@ -136,6 +138,7 @@ class ReplayStorage:
                 self._image = Column(np.uint8, seg.image.shape[1:])
         indices = np.arange(len(self), len(self) + n, dtype=np.int64)
         self.segment_keys.append(seg.key)
+        self._bounds.extend(np.array([[len(self), len(self) + n]], np.int64))
         if n == 0:
             return indices
         assert self._obs and self._action and self._obs_moments and self._act_moments
@@ -165,16 +168,35 @@ class ReplayStorage:
         """Stored steps with a human (operator or demonstration) label."""
         return self._labelled
 
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    def get(self, indices: np.ndarray, horizon: int = 1, history: int = 1) -> dict[str, np.ndarray]:
         """Copies of the steps at indices: obs, action, human, segment (index into segment_keys), and image when
-        the steps have camera images."""
+        the steps have camera images.
+
+        With horizon > 1, action is [B, horizon, A]: the step's action and the next ones of its segment, the last
+        repeated past the segment's end, where `pad` [B, horizon] is True. With history > 1, obs is
+        [B, history, O]: the earlier observations of its segment and the step's own last, the first repeated
+        before the segment's start (as Diffusion Policy pads)."""
         if self._obs is None or self._action is None:
             raise IndexError("replay storage is empty")
-        batch = {"obs": self._obs.view()[indices], "action": self._action.view()[indices],
-                 "human": self._human.view()[indices], "segment": self._segment.view()[indices]}
+        segment = self._segment.view()[indices]
+        first, end = self._bounds.view()[segment].T
+        batch = {"obs": self._obs.view()[self._window(indices, first, end, np.arange(1 - history, 1))],
+                 "action": self._action.view()[self._window(indices, first, end, np.arange(horizon))],
+                 "human": self._human.view()[indices], "segment": segment}
+        if horizon > 1:
+            batch["pad"] = (indices[:, None] + np.arange(horizon)) >= end[:, None]
+        else:
+            batch["action"] = batch["action"][:, 0]
+        if history == 1:
+            batch["obs"] = batch["obs"][:, 0]
         if self._image is not None:
             batch["image"] = self._image.view()[indices]
         return batch
+
+    @staticmethod
+    def _window(indices: np.ndarray, first: np.ndarray, end: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """[B, len(offsets)] storage indices index + offsets, clipped into each step's segment [first, end)."""
+        return np.clip(indices[:, None] + offsets, first[:, None], end[:, None] - 1)
 
     def normalizer(self, min_std: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(obs_mean, obs_std, act_mean, act_std) over labelled steps, float32; std floored at min_std."""

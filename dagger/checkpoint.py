@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,10 @@ import torch
 
 from dagger.core import Task
 from dagger.events import first_line
-from dagger.policy import EnsemblePolicy, PolicyConfig
+from dagger.policies import POLICIES, BasePolicy, PolicyConfig, make_policy, trained_family
 
 FORMAT = "dagger-checkpoint/1"
 LATEST = "latest"
-SHAPE_KEYS = ("members", "hidden", "layers")
-"""policy settings that fix the networks' shapes"""
 
 
 class CheckpointError(ValueError):
@@ -119,8 +118,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def describe(task: dict, policy: dict) -> str:
-    return (f"task {task['name']} (obs {task['obs_dim']}, act {task['act_dim']}), ensemble of {policy.get('members')} "
-            f"MLPs {policy.get('layers')}x{policy.get('hidden')}")
+    shape = ", ".join(f"{k} {v}" for k, v in policy.items() if k != "type")
+    return f"task {task['name']} (obs {task['obs_dim']}, act {task['act_dim']}), a {policy['type']} policy ({shape})"
 
 
 def task_spaces(task: Task) -> dict:
@@ -130,21 +129,30 @@ def task_spaces(task: Task) -> dict:
 
 def check_compatible(ckpt: dict, want_task: dict, config: PolicyConfig) -> None:
     """One line naming both sides when the checkpoint was trained for another task or network shape."""
-    want_policy = {k: getattr(config, k) for k in SHAPE_KEYS}
-    have_policy = {k: ckpt["policy"].get(k) for k in SHAPE_KEYS}
+    want_policy = shape(asdict(trained_family(config)))
+    have_policy = shape(ckpt["policy"])
     if ckpt["task"] != want_task or have_policy != want_policy:
         raise CheckpointError(f"{ckpt['path']} holds {describe(ckpt['task'], have_policy)}; "
                               f"this run needs {describe(want_task, want_policy)}")
 
 
+def shape(policy: dict) -> dict:
+    """The family and its settings that fix the networks' shapes, of `policy` (a PolicyConfig as a dict; a checkpoint
+    from before a setting existed has its default)."""
+    settings = {**asdict(PolicyConfig()), **policy}
+    family = settings["type"]
+    keys = POLICIES[family].shape_keys if family in POLICIES else ()
+    return {"type": family, **{k: settings[k] for k in keys}}
+
+
 def policy_config(ckpt: dict) -> PolicyConfig:
-    return PolicyConfig(**ckpt["policy"])
+    return trained_family(PolicyConfig(**ckpt["policy"]))
 
 
-def policy_from(ckpt: dict, task: Task) -> EnsemblePolicy:
-    """The checkpoint's policy, ready to act on `task`."""
+def policy_from(ckpt: dict, task: Task) -> BasePolicy:
+    """The checkpoint's policy, ready to act on `task` (for a run with a remote policy: the family it served)."""
     config = policy_config(ckpt)
     check_compatible(ckpt, task_spaces(task), config)
-    policy = EnsemblePolicy(task.obs_dim, task.act_dim, config, image_shape=task.image_shape)
+    policy = make_policy(config, task.obs_dim, task.act_dim, image_shape=task.image_shape)
     policy.load(to_arrays(ckpt["weights"]))
     return policy

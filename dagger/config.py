@@ -27,7 +27,7 @@ from dagger.allocators import ALLOCATORS, READS_RISK
 from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
-from dagger.policy import PolicyConfig
+from dagger.policies import POLICIES, PolicyConfig
 from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -265,7 +265,9 @@ def validate(cfg: RunConfig) -> None:
     names: list[tuple[str, str, list[str]]] = [("task.name", cfg.task.name, sorted(TASKS)),
                                                ("task.distractor", cfg.task.distractor, list(DISTRACTOR_MODES)),
                                                ("gate.name", cfg.gate.name, sorted(GATES)),
-                                               ("allocator", cfg.allocator, sorted(ALLOCATORS))]
+                                               ("allocator", cfg.allocator, sorted(ALLOCATORS)),
+                                               ("policy.type", cfg.policy.type, [*POLICIES, "remote"]),
+                                               ("policy.serve", cfg.policy.serve, list(POLICIES))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
     names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
     names += [(f"log.writers[{i}]", name, list(WRITERS)) for i, name in enumerate(cfg.log.writers)]
@@ -308,6 +310,18 @@ def validate(cfg: RunConfig) -> None:
         (cfg.learner.pretrain_updates >= 0, "learner.pretrain_updates", "must not be negative"),
         (cfg.learner.max_updates_per_s >= 0, "learner.max_updates_per_s", "must not be negative (0: no cap)"),
         (cfg.policy.lr > 0, "policy.lr", "must be positive"),
+        (1 <= cfg.policy.chunk <= 256, "policy.chunk", "must be in [1, 256]"),
+        (1 <= cfg.policy.execute <= cfg.policy.chunk, "policy.execute", "must be in [1, policy.chunk]"),
+        (1 <= cfg.policy.obs_steps <= 16, "policy.obs_steps", "must be in [1, 16]"),
+        (2 <= cfg.policy.samples <= 1024, "policy.samples", "must be in [2, 1024] (a spread needs samples)"),
+        (2 <= cfg.policy.denoise_steps <= 1000, "policy.denoise_steps", "must be in [2, 1000]"),
+        (1 <= cfg.policy.inference_steps <= cfg.policy.denoise_steps, "policy.inference_steps",
+         "must be in [1, policy.denoise_steps]"),
+        (1 <= cfg.policy.negatives <= 8192, "policy.negatives", "must be in [1, 8192]"),
+        (cfg.policy.deadline_ms > 0, "policy.deadline_ms", "must be positive"),
+        (not cfg.policy.address or ":" in cfg.policy.address, "policy.address", "must be host:port"),
+        (not cfg.policy.address or bool(cfg.policy.token_file), "policy.token_file",
+         "must name the policy server's secret when policy.address is set"),
         (1 <= cfg.policy.hidden <= 65536, "policy.hidden", "must be in [1, 65536]"),
         (1 <= cfg.policy.layers <= 64, "policy.layers", "must be in [1, 64]"),
         (cfg.operator.attention >= 1, "operator.attention", "must be at least 1 (else no robot is ever served)"),

@@ -17,15 +17,20 @@ FRAME_SHAPE = (120, 160, 3)  # height, width, RGB of the frame a task renders fo
 
 @dataclass
 class PolicyOutput:
-    """What the policy says in one state: the mean action and the ensemble's spread."""
+    """What the policy says in one state: the action, the family's uncertainty and the samples behind it."""
 
     action: np.ndarray
-    spread: float  # mean over action dims of the members' variance (ThriftyDAgger's novelty)
+    spread: float  # the family's uncertainty, e.g. the members' variance over action dims (ThriftyDAgger's novelty)
     version: int
     safety: float = 1.0  # goal critic's min(q1, q2) at the mean action: higher is safer (ThriftyDAgger)
     p_safe: float = 1.0  # discrepancy classifier: P(the action is within tau_sup of a human's) (SafeDAgger)
     train_gap: float = 0.0  # mean ‖π(o) − a‖² over the training labels (ThriftyDAgger's hand-back bar)
     risk: float = 0.0  # hazard critic's max(q1, q2): the chance of a constraint violation soon (Fleet-DAgger's C.U.R.)
+    samples: np.ndarray | None = None  # [S, act_dim]: member predictions / sampled actions in this state (task units)
+
+
+class PolicyTimeout(TimeoutError):
+    """A served policy's answer did not come within the control deadline: the robot holds this step."""
 
 
 class Policy(Protocol):
@@ -38,6 +43,8 @@ class Policy(Protocol):
     version: int
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput: ...  # image: image tasks
+
+    def reset(self) -> None: ...  # a new episode: forget queued actions and past observations
 
     def load(self, weights: dict) -> None: ...
 
@@ -59,6 +66,7 @@ class Task(Protocol):
     """
 
     name: str
+    instruction: str  # what to do, in words (a language-conditioned policy reads it)
     obs_dim: int
     act_dim: int
     dt: float  # seconds of task time per step: the robot's natural control period

@@ -61,8 +61,9 @@ class Outcome(NamedTuple):
 
 def run_episode(policy: Policy, task: Task, seed: int,
                 on_frame: Callable[[np.ndarray], None] | None = None) -> Outcome:
-    """One episode with the policy's mean action every step (and its camera image, on an image task)."""
+    """One episode with the policy's action every step (and its camera image, on an image task)."""
     obs, done, total, length, success, violated = task.reset(seed=seed), False, 0.0, 0, False, False
+    policy.reset()
     while not done:
         if on_frame is not None:
             on_frame(task.render())

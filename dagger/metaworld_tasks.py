@@ -22,6 +22,10 @@ METAWORLD_TASKS = {"reach": "reach-v3", "push": "push-v3", "pick-place": "pick-p
 HORIZONS = {"reach-v3": 80, "push-v3": 90, "pick-place-v3": 80, "drawer-open-v3": 110}
 """Steps per episode: the expert's slowest of 100 seeds took 89 / 210 / 63 / 93 (99th percentile 73 / 76 / 62 / 93)"""
 
+INSTRUCTIONS = {"reach-v3": "reach the goal with the gripper", "push-v3": "push the puck to the goal",
+                "pick-place-v3": "pick up the puck and place it at the goal", "drawer-open-v3": "open the drawer"}
+"""what each task asks, in words (for language-conditioned policies)"""
+
 CAMERA = "corner"  # the whole table, the arm and the goal marker; Meta-World's other corners crop or shrink it
 CARRIED = ("pick-place-v3",)  # tasks whose object is carried through the air: dropping it violates a constraint
 LIFTED, LANDED = 0.03, 0.01  # metres above the object's start height: carried above LIFTED, back down below LANDED
@@ -73,6 +77,7 @@ class MetaWorldTask:
         self.policy = policy_cls()
         self.name = re.sub(r"-v\d+$", "", env_name)
         self.env_name = env_name
+        self.instruction = INSTRUCTIONS.get(env_name, self.name.replace("-", " "))
         self.dt = float(env.dt)
         self.horizon = HORIZONS.get(env_name, env.max_path_length)
         self.checks_drop = env_name in CARRIED

@@ -27,6 +27,7 @@ class PointTask:
     """A 2-D point mass pushed towards a goal; pure numpy, ~1 µs a step."""
 
     name = "point"
+    instruction = "move the point to the goal"
     image_shape: tuple[int, int, int] | None = None  # state observations only
     ends_on_success = False
     obs_dim = 6  # position, velocity, goal - position
@@ -85,6 +86,7 @@ class PointObstacleTask(PointTask):
     """
 
     name = "point-obstacle"
+    instruction = "move the point to the goal around the obstacle"
     obs_dim = 8  # position, velocity, goal - position, obstacle centre - position
     horizon = 80
     ends_on_success = True
@@ -160,6 +162,7 @@ class PointDistractorTask(PointTask):
     """
 
     name = "point-distractor"
+    instruction = "move the point to the goal, not to the marker"
     obs_dim = 8  # position, velocity, observed goal - position, marker - position
     success_radius = 0.1
     goal_noise = 0.06

@@ -25,6 +25,7 @@ class ReacherTask:
     """
 
     name = "reacher"
+    instruction = "touch the target with the fingertip"
     image_shape: tuple[int, int, int] | None = None
     ends_on_success = False  # success is judged on the last step of 50
     obs_dim = 10

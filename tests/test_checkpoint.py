@@ -93,7 +93,8 @@ def test_a_checkpoint_for_another_task_or_shape_is_refused_in_one_line(trained, 
     result = dagger("start", "--in-process", "--task", "point", "--run-dir", str(tmp_path / "r"), "--init-from",
                     str(run_dir), "policy.hidden=32")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "ensemble of 5 MLPs 2x64;" in result.stderr and "ensemble of 5 MLPs 2x32" in result.stderr
+    assert "mlp-ensemble policy (members 5, hidden 64, layers 2);" in result.stderr
+    assert "mlp-ensemble policy (members 5, hidden 32, layers 2)" in result.stderr
     shutil.copytree(run_dir / "checkpoints", tmp_path / "old" / "checkpoints")
     resumed = dagger("start", "--in-process", "--task", "reacher", "--run-dir", str(tmp_path / "old"), "--resume")
     assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1

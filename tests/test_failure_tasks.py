@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dagger.core import FRAME_SHAPE, Task
 from dagger.evaluation import EVAL_SEED_BASE, demo_seed, eval_seeds
 from dagger.point_tasks import PointDistractorTask, PointObstacleTask
-from dagger.policy import EnsemblePolicy
+from dagger.policies import EnsemblePolicy
 
 SEEDS = list(range(20)) + eval_seeds(20)  # training-side and evaluation seeds
 
@@ -42,18 +41,13 @@ def demonstrations(task: Task, episodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def clone(obs: np.ndarray, act: np.ndarray, updates: int = 1000, batch: int = 128) -> EnsemblePolicy:
-    """Behaviour cloning as the learner does it: the data's normaliser, then Adam on each member's own batch."""
+    """Behaviour cloning as the learner does it: the data's normaliser, then a step on each member's own batch."""
     policy = EnsemblePolicy(obs.shape[1], act.shape[1], seed=0)
     policy.set_normalizer(obs.mean(0), obs.std(0), act.mean(0), act.std(0))
-    optimizer = torch.optim.Adam(policy.net.parameters(), lr=policy.config.lr)
     rng = np.random.default_rng(0)
-    obs_t, act_t = torch.from_numpy(obs), torch.from_numpy(act)
     for _ in range(updates):
-        idx = torch.from_numpy(rng.integers(0, len(obs), (policy.config.members, batch)))
-        loss = policy.loss(obs_t[idx], act_t[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        idx = rng.integers(0, len(obs), (policy.members, batch))
+        policy.update({"obs": obs[idx], "action": act[idx]})
     return policy
 
 

@@ -20,7 +20,7 @@ from buffers.replay import ReplayBuffer
 from buffers.schema import Segment
 from buffers.segment_log import SegmentLog, file_name
 from dagger.events import EventLog
-from dagger.policy import EnsemblePolicy
+from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from tests.conftest import make_segment, point_config
 from workers.buffer import BufferWorker

@@ -66,10 +66,10 @@ def test_every_import_runs_one_way() -> None:
 @pytest.mark.parametrize(("module", "source", "ok"), [
     ("teleop_devices.gamepad", "from dagger.core import DeviceReading\n", False),
     ("buffers.codec", "import workers.transport\n", False),
-    ("dagger.policy", "def f():\n    from workers.learner import Learner\n", False),
+    ("dagger.policies.base", "def f():\n    from workers.learner import Learner\n", False),
     ("dagger.metrics", "from dagger.app.plots import plot_alpha\n", False),
     ("workers.supervisor", "from dagger.app.live import LiveStats\n", False),
-    ("workers.robot", "from dagger.policy import EnsemblePolicy\nimport buffers.schema\n", True),
+    ("workers.robot", "from dagger.policies import EnsemblePolicy\nimport buffers.schema\n", True),
     ("dagger.app.cli", "from workers.launch import run_loop\n", True),
 ])
 def test_the_check_catches_an_import_against_the_direction(module: str, source: str, ok: bool) -> None:

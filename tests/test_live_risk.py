@@ -6,7 +6,7 @@ import torch
 
 from dagger.checkpoint import policy_from, read_checkpoint
 from dagger.config import load_config
-from dagger.policy import EnsemblePolicy
+from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from workers.launch import run_loop
 

@@ -21,6 +21,8 @@ steps = 8+2+6+4+10+6+6+2+4 = 48; human (operator) steps = C+D+G = 6+4+6 = 16; po
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from dagger.fleet_metrics import TOTALS, cumulative, fleet_summary, rohe
@@ -348,3 +350,15 @@ def staleness_of(events):
     from dagger.metrics import run_staleness
 
     return run_staleness(events)
+
+
+def test_auroc_is_the_share_of_positive_negative_pairs_ranked_right():
+    from dagger.uncertainty import auroc
+
+    # positives 0.9, 0.4; negatives 0.5, 0.1: pairs (0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1) -> 3 of 4
+    assert auroc([0.9, 0.5, 0.4, 0.1], [True, False, True, False]) == 0.75
+    # a tie between a positive and a negative counts half: (1 + 0.5) / 2
+    assert auroc([0.3, 0.3, 0.7], [False, True, True]) == 0.75
+    assert auroc([1.0, 2.0, 3.0], [False, False, True]) == 1.0
+    assert auroc([1.0, 2.0, 3.0], [True, False, False]) == 0.0
+    assert math.isnan(auroc([1.0, 2.0], [True, True]))

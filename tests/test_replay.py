@@ -239,3 +239,23 @@ def test_camera_images_are_durable_replayed_and_sampled_with_their_steps(tmp_pat
         seg.image = np.zeros((2, 4, 4, 3), np.uint8)
         again.add([seg])
     again.close()
+
+
+def test_action_chunks_and_observation_histories_stay_within_their_segment() -> None:
+    """Segments of 3 and 4 steps, stored back to back: windows are cut at each segment's ends and edge-padded."""
+    storage = ReplayStorage()
+    first, second = make_segment(0, 0, 3), make_segment(0, 1, 4)
+    storage.add(first)
+    storage.add(second)
+    batch = storage.get(np.array([1, 2, 3]), horizon=3, history=2)
+    act, obs = np.r_[first.action, second.action], np.r_[first.obs, second.obs]
+    # step 1: actions 1, 2 and step 2 again (its segment ends at 3); observations 0, 1
+    np.testing.assert_array_equal(batch["action"][0], act[[1, 2, 2]])
+    np.testing.assert_array_equal(batch["obs"][0], obs[[0, 1]])
+    # step 2: the last of its segment, repeated; step 3: the first of the next, its past is itself
+    np.testing.assert_array_equal(batch["action"][1], act[[2, 2, 2]])
+    np.testing.assert_array_equal(batch["action"][2], act[[3, 4, 5]])
+    np.testing.assert_array_equal(batch["obs"][2], obs[[3, 3]])
+    assert batch["pad"].tolist() == [[False, False, True], [False, True, True], [False, False, False]]
+    single = storage.get(np.array([1]))
+    assert single["action"].shape == (1, 2) and single["obs"].shape == (1, 3) and "pad" not in single

@@ -29,12 +29,13 @@ class BufferWorker:
         with self.lock:
             return self.replay.add(segments)
 
-    def sample(self, count: int) -> dict[str, Any] | None:
-        """count labelled steps (None while there are none), plus the current normalizer."""
+    def sample(self, count: int, horizon: int = 1, history: int = 1) -> dict[str, Any] | None:
+        """count labelled steps (None while there are none), plus the current normalizer; horizon/history: action
+        and observation sequences (ReplayStorage.get)."""
         with self.lock:
             if len(self.replay) == 0:
                 return None
-            batch, first = self.replay.sample(count)
+            batch, first = self.replay.sample(count, horizon, history)
             now = self.clock()
             self.events.extend({"ev": "segment_trained", "t": now, "key": key} for key in first)
             return {**batch, "normalizer": self.replay.normalizer()}

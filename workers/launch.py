@@ -27,6 +27,8 @@ from dagger.core import Task, camera_image
 from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
+from dagger.policies import make_policy, trained_family
+from dagger.policies.remote import PolicyServer, RemotePolicy, new_token, read_token
 from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
@@ -129,6 +131,17 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
     return demos
 
 
+def clone_from_demos(cfg: RunConfig, task: Task, directory: Path, updates: int) -> Learner:
+    """Behaviour cloning in this process: cfg.demos scripted demonstrations into a replay buffer in `directory`, then
+    `updates` learner updates and a published version (how benchmarks train a policy family)."""
+    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed)
+    buffer.add(collect_demos(cfg, task))
+    learner = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer))
+    learner.train(updates)
+    learner.publish()
+    return learner
+
+
 FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
 
 
@@ -161,6 +174,24 @@ def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resume
     return event
 
 
+def serve_policy(cfg: RunConfig, run_dir: Path, task: Task) -> tuple[RunConfig, PolicyServer | RemotePolicy | None]:
+    """For `policy.type=remote`: where the weights go — a client of the server `policy.address` names, or a server
+    started here on loopback hosting `policy.serve` (its secret in run_dir/policy_token) — and the config the robots
+    get, which names it. Other policy types: (cfg, None)."""
+    if cfg.policy.type != "remote":
+        return cfg, None
+    if cfg.policy.address:
+        return cfg, RemotePolicy(cfg.policy.address, read_token(cfg.policy.token_file), deadline_ms=10_000)
+    token, path = new_token(), run_dir / "policy_token"
+    path.touch(mode=0o600)
+    path.write_text(token.hex())
+    family = trained_family(cfg.policy)
+    server = PolicyServer(lambda: make_policy(family, task.obs_dim, task.act_dim, cfg.seed, task.image_shape),
+                          token).start()
+    served = dataclasses.replace(cfg.policy, address=server.address, token_file=str(path))
+    return dataclasses.replace(cfg, policy=served), server
+
+
 def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
              on_status: Callable[[dict], None] | None = None,
              on_events: Callable[[list[dict]], None] | None = None,
@@ -176,19 +207,21 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     scalars = ScalarLogger(make_writers(cfg.log.writers, run_dir, cfg.log.wandb_project, to_dict(cfg)), cfg.log.every_s)
     scalars.absorb(earlier)  # a resumed run's numbers go on from where the killed one left them
     log.listeners.append(scalars.add)
+    cfg, served = serve_policy(cfg, run_dir, task)
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
         log.write(settled(fleet.buffer, "unreported", logged))
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
-                "task": cfg.task.name, "gate": cfg.gate.name, "alpha": cfg.gate.alpha, "seed": cfg.seed,
+                "task": cfg.task.name, "policy": cfg.policy.type, "gate": cfg.gate.name, "alpha": cfg.gate.alpha,
+                "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
     first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0)
     settled(fleet.learner, "publish")
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
-                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator)
+                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator, served=served)
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)
@@ -203,6 +236,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
             supervisor.handle(result)
         else:
             supervisor.record(result["events"])
+    if served is not None:
+        served.close()
     log.write([{"ev": "run_end", "t": clock(), "reason": reason, **({"error": supervisor.failed} if reason == "failed"
                                                                       else {})}])
     log.close()

@@ -1,10 +1,10 @@
-"""Learner: trains the ensemble continuously on sampled batches and publishes versioned weights.
+"""Learner: trains the policy continuously on sampled batches and publishes versioned weights.
 
-Each member gets its own batch (online bootstrap), so members disagree where data is thin. When the
-gate needs them, the goal critic (on every step's transition) and the discrepancy classifier train
-alongside, one step each per ensemble update. The classifier learns where the policy errs, so it
-trains on human segments the ensemble never sees (every HOLDOUT-th stored segment, as SafeDAgger
-holds out a set for it).
+The training math is the policy family's (dagger.policies: `policy.update(batch)`); the learner fetches
+what the family asks for — one batch per ensemble member (online bootstrap), action chunks, observation
+histories — and, when the gate or the allocator needs them, transitions for the critics. The classifier
+learns where the policy errs, so it trains on human segments the policy never sees (every HOLDOUT-th
+stored segment, as SafeDAgger holds out a set for it).
 
 Every `learner.checkpoint_every` published versions, and when it stops, it writes a checkpoint
 (dagger.checkpoint) to its checkpoint dir; `restore` continues from one.
@@ -29,13 +29,10 @@ from dagger.checkpoint import check_compatible, has_checkpoint, read_checkpoint,
 from dagger.config import RunConfig, to_dict
 from dagger.events import first_line
 from dagger.gates import GATES
-from dagger.gates.safe import discrepancy
-from dagger.policy import EnsemblePolicy
+from dagger.policies import make_policy, trained_family
 from dagger.tasks import TASK_IMAGES
 from workers.transport import Endpoint, start_loop
 
-#: with a classifier to train, every HOLDOUT-th stored segment is kept from the ensemble for it
-HOLDOUT = 10
 #: on an image task, one fetch from the buffer carries at most this many bytes of images (a long train() fetches
 #: in several parts)
 IMAGE_FETCH_BYTES = 64 << 20
@@ -51,9 +48,8 @@ class Learner:
                                      **({"image_shape": list(image_shape)} if image_shape else {})}
         self.frozen_normalizer = False  # a policy started from another run's checkpoint keeps its normaliser
         self.numbering = True  # may publish: it knows the next version number
-        self.policy = EnsemblePolicy(obs_dim, act_dim, cfg.policy, seed=cfg.seed, image_shape=image_shape)
-        self.optimizer = torch.optim.Adam(self.policy.trainable(), lr=cfg.policy.lr)
-        per_update = cfg.policy.members * cfg.learner.batch_size * int(np.prod(image_shape or (0,)))
+        self.policy = make_policy(trained_family(cfg.policy), obs_dim, act_dim, seed=cfg.seed, image_shape=image_shape)
+        per_update = self.policy.members * cfg.learner.batch_size * int(np.prod(image_shape or (0,)))
         self.per_fetch = max(1, IMAGE_FETCH_BYTES // per_update) if per_update else 1 << 30  # updates per fetch
         self.needs = GATES[cfg.gate.name].needs + (("hazard",) if cfg.allocator in READS_RISK else ())
         self.updates = 0
@@ -76,55 +72,26 @@ class Learner:
         return float(np.mean(finite)) if finite else float("nan")
 
     def _train(self, n: int) -> float:
-        members, batch = self.cfg.policy.members, self.cfg.learner.batch_size
-        data = self.buffer.call("sample", n * members * batch).result()
+        p, batch = self.policy, self.cfg.learner.batch_size
+        data = self.buffer.call("sample", n * p.members * batch, p.horizon, p.history).result()
         if data is None:
             return float("nan")
         if not self.frozen_normalizer:
-            self.policy.set_normalizer(*data["normalizer"])
-        obs = torch.from_numpy(data["obs"]).reshape(n, members, batch, -1)
-        act = torch.from_numpy(data["action"]).reshape(n, members, batch, -1)
-        images = torch.from_numpy(data["image"]).reshape(n, members, batch, *data["image"].shape[1:]) \
-            if "image" in data else None
+            p.set_normalizer(*data["normalizer"])
+        parts = {k: v.reshape(n, p.members, batch, *v.shape[1:]) for k, v in data.items() if k != "normalizer"}
         critics = [name for name in ("critic", "hazard") if name in self.needs]
         transitions = self.buffer.call("sample_transitions", n * batch).result() if critics else None
-        held = None
-        if "classifier" in self.needs and "segment" in data:
-            held = torch.from_numpy(data["segment"] % HOLDOUT == 0).reshape(n, members, batch)
-        losses: dict[str, list[float]] = {"critic": [], "hazard": [], "classifier": []}
-        bc = []
+        losses: dict[str, list[float]] = {}
         for i in range(n):
-            loss = self.policy.loss(obs[i], act[i], None if held is None else (~held[i]).float(),
-                                    None if images is None else images[i])
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            bc.append(loss.item())
-            if transitions is not None:
-                part = {k: v[i * batch:(i + 1) * batch] for k, v in transitions.items()}
-                for name in critics:
-                    losses[name].append(self.policy.update_critic(part) if name == "critic" else
-                                        self.policy.update_hazard(part))
-            if held is not None and held[i].any():
-                losses["classifier"].append(self._classifier_step(obs[i][held[i]], act[i][held[i]]))
-        last = self._units(obs[-1, 0], None if images is None else images[-1, 0])
-        self.policy.train_gap = float(((last - act[-1, 0]) ** 2).sum(-1).mean())
+            part = {k: v[i * batch:(i + 1) * batch] for k, v in transitions.items()} if transitions else None
+            step = p.update({k: v[i] for k, v in parts.items()}, part, self.needs, self.cfg.gate.tau_sup)
+            for name, value in step.items():
+                losses.setdefault(name, []).append(value)
+        p.measure_gap({k: v[-1] for k, v in parts.items()})
         self.updates += n
-        self.loss = float(np.mean(bc))
-        self.side_losses = {k: float(np.mean(v)) for k, v in losses.items() if v}
+        self.loss = float(np.mean(losses.pop("bc")))
+        self.side_losses = {k: float(np.mean(v)) for k, v in losses.items()}
         return self.loss
-
-    def _units(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        """The ensemble's mean action in the task's units, no gradient."""
-        p = self.policy
-        with torch.no_grad():
-            x = p.features(p.norm_obs(obs), image)
-        return p.mean_action(x) * torch.from_numpy(p.act_std) + torch.from_numpy(p.act_mean)
-
-    def _classifier_step(self, obs: torch.Tensor, act: torch.Tensor) -> float:
-        """Label: the current policy's action is within tau_sup of the human's in that state."""
-        safe = (discrepancy(self._units(obs), act) < self.cfg.gate.tau_sup).float()
-        return self.policy.classifier.update(self.policy.norm_obs(obs), safe)
 
     def publish(self) -> int:
         """Freezes the current weights as the next version."""
@@ -147,7 +114,8 @@ class Learner:
         except self.buffer.transient:
             data = {}  # the buffer is restarting: the checkpoint goes without its counts
         config = to_dict(self.cfg)
-        payload = {"version": self.published["version"], "task": self.task, "policy": config["policy"],
+        policy = {**config["policy"], "type": self.policy.family}  # for `remote`: the family it serves
+        payload = {"version": self.published["version"], "task": self.task, "policy": policy,
                    "config": config, "weights": to_tensors(self.published), "trainer": self.trainer_state(),
                    "data": data, "saved_at": self.clock()}
         path = write_checkpoint(self.checkpoints, payload, keep=self.cfg.learner.checkpoint_keep)
@@ -170,12 +138,7 @@ class Learner:
 
     def trainer_state(self) -> dict:
         """What training needs besides the published weights: optimisers, the critics' targets, counters."""
-        p = self.policy
-        return {"updates": self.updates, "optimizer": self.optimizer.state_dict(),
-                **{f"{name}_{part}": value for name, critic in (("critic", p.critic), ("hazard", p.hazard))
-                   for part, value in (("target", [t.detach().clone() for t in critic.target.parameters()]),
-                                       ("optimizer", critic.optimizer.state_dict()))},
-                "classifier_optimizer": p.classifier.optimizer.state_dict()}
+        return {"updates": self.updates, **self.policy.trainer_state()}
 
     def restore(self, ckpt: dict, trainer: bool = True) -> int:
         """Continues from a checkpoint (see dagger.checkpoint.read_checkpoint): its weights and version, and with
@@ -187,15 +150,7 @@ class Learner:
             self.policy.load(to_arrays(ckpt["weights"]))
             if trainer:
                 state = ckpt["trainer"]
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.policy.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
-                for name, critic in (("critic", self.policy.critic), ("hazard", self.policy.hazard)):
-                    if f"{name}_target" not in state:
-                        continue  # a checkpoint from before the hazard critic
-                    critic.optimizer.load_state_dict(state[f"{name}_optimizer"])
-                    with torch.no_grad():
-                        for target, value in zip(critic.target.parameters(), state[f"{name}_target"], strict=True):
-                            target.copy_(value)
+                self.policy.load_trainer_state(state)
                 self.updates = self.updates_at_publish = int(state["updates"])
             self.frozen_normalizer = not trainer
             self.published = self.policy.weights()

@@ -20,10 +20,10 @@ import numpy as np
 
 from buffers.schema import POLICY, Segment
 from dagger.config import RunConfig
-from dagger.core import PolicyOutput, StepResult, camera_image
+from dagger.core import PolicyOutput, PolicyTimeout, StepResult, camera_image
 from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
-from dagger.policy import EnsemblePolicy
+from dagger.policies import robot_policy
 from dagger.tasks import make_task
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
@@ -47,8 +47,10 @@ class RobotWorker:
                  incarnation: int = 0):
         self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
         self.task = make_task(cfg.task)
-        self.policy = EnsemblePolicy(self.task.obs_dim, self.task.act_dim, cfg.policy,
-                                     image_shape=self.task.image_shape)
+        self.policy = robot_policy(cfg.policy, self.task, robot_id)
+        self.served = cfg.policy.type == "remote"  # a policy server acts for this robot: it takes no weights
+        self.last_out: PolicyOutput | None = None  # the policy's newest answer
+        self.late = 0  # steps in a row a served policy missed its deadline (the robot held)
         self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
         self.period = self.task.dt / cfg.robot.speed
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -192,8 +194,9 @@ class RobotWorker:
             except queue.Empty:
                 return
             if kind == "weights" and value["version"] > self.policy.version:
-                self.policy.load(value)
-                self._emit("weights_loaded", version=self.policy.version)
+                if not self.served:  # the supervisor gives a policy server its weights
+                    self.policy.load(value)
+                    self._emit("weights_loaded", version=self.policy.version)
                 if self.state is State.STARTING:
                     self.state = State.RESETTING
             elif kind == "thresholds":
@@ -216,6 +219,7 @@ class RobotWorker:
         self.episode += 1
         self.episodes += 1
         self.obs = self.task.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode))
+        self.policy.reset()
         self._look()
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS
@@ -227,9 +231,26 @@ class RobotWorker:
         if self.image is not None:
             self.camera_ms += 0.05 * (1000 * (time.perf_counter() - began) - self.camera_ms)
 
-    def _autonomous_step(self) -> None:
-        out = self.policy.act(self.obs, self.image)
+    def _consult(self) -> PolicyOutput | None:
+        """The policy's answer in this state; None when a served policy missed its deadline (the robot holds)."""
+        try:
+            out = self.policy.act(self.obs, self.image)
+        except PolicyTimeout as err:
+            self.late += 1
+            if self.late == 1:
+                self._emit("policy_late", error=str(err)[:200])
+            return None
+        if self.late:
+            self._emit("policy_back", held_steps=self.late)
+            self.late = 0
+        self.last_out = out
         self.last_spread, self.last_safety, self.last_risk = out.spread, out.safety, out.risk
+        return out
+
+    def _autonomous_step(self) -> None:
+        out = self._consult()
+        if out is None:
+            return  # no answer in time: hold, ask again next step
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
         elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
@@ -266,8 +287,10 @@ class RobotWorker:
 
     def _operator_step(self) -> None:
         assert self.operator is not None
-        out = self.policy.act(self.obs, self.image)
-        self.last_spread, self.last_safety, self.last_risk = out.spread, out.safety, out.risk
+        fresh = self._consult()
+        out = fresh or self.last_out  # a late served policy: the operator drives on, nothing is handed back
+        if out is None:
+            return
         now = self.clock()
         if isinstance(self.operator, RemoteOperator):
             reading = self.operator.read(now)
@@ -293,7 +316,7 @@ class RobotWorker:
                        wait_s=now - self.request["t"], latency_s=now - t_input,
                        reaction_s=max(0.0, t_input - self.request.get("assigned", self.request["t"])))
         done = self._step(action, out)
-        if not done and (reading.hand_back or self.gate.should_hand_back(reading.action, out)):
+        if not done and (reading.hand_back or (fresh is not None and self.gate.should_hand_back(reading.action, out))):
             self._hand_back("released")
 
     def _stop_and_requeue(self, reason: str, out: PolicyOutput) -> None:

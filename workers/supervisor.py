@@ -31,7 +31,9 @@ class Supervisor:
     def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
                  log: EventLog, on_events: Callable[[list[dict]], None] | None = None, clock: Any = time.time,
                  restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
-                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None):
+                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None,
+                 served: Any = None):
+        self.served = served  # policy.type=remote: the policy server (or a client of it) that takes the weights
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
@@ -170,6 +172,12 @@ class Supervisor:
             except Exception as err:  # noqa: BLE001 - the learner went away between poll and fetch
                 self.unavailable("learner", err)
                 return
+            if self.served is not None:  # before the robots leave their start: the server acts for them
+                try:
+                    self.served.load(weights)
+                except Exception as err:  # noqa: BLE001 - a server that refuses weights (a frozen one) serves on
+                    self.record([{"ev": "policy_server_refused", "t": self.clock(), "version": version,
+                                  "error": first_line(err, 200)}])
             for r in self.robots:
                 r.call("set_weights", weights)
             self.sent_version = version

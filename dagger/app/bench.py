@@ -30,6 +30,7 @@ from dagger.config import load_config
 from dagger.critics import GoalCritic
 from dagger.events import EventLog, read_events
 from dagger.fleet_metrics import fleet_summary
+from dagger.policies import EnsemblePolicy
 from dagger.provenance import record_start
 from dagger.vec_tasks import VecPointObstacle
 from teleop_devices.scripted import Fatigue, HumanTraits, reaction_steps
@@ -173,7 +174,8 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
     waiting = np.zeros(cfg.robots)
     for step in range(cfg.steps):
         obs = task.obs()
-        members, (goal, violation) = learner.policy.assess(obs, (learner.policy.critic, safety))
+        assert isinstance(learner.policy, EnsemblePolicy)  # the bench runs the default family
+        members, goal, violation = assess(learner.policy, obs, safety)
         uncertainty = members.var(0).mean(1)  # the action box [-1, 1] has maximum variance 1
         stuck = task.stuck.copy()
         asking = (uncertainty > cfg.ask_threshold) | stuck
@@ -210,6 +212,14 @@ def run_one(cfg: BenchConfig, allocator_name: str, seed: int, run_dir: Path) -> 
     log.close()
     return {"allocator": allocator_name, "seed": seed, **fleet_summary(read_events(run_dir / "events.jsonl")),
             "wall_s": round(time.time() - began, 1)}
+
+
+def assess(policy: EnsemblePolicy, obs: np.ndarray, safety: GoalCritic) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The members' actions [K, B, A] (task units), and the goal and safety critics' twins [2, B] at the mean action."""
+    with torch.no_grad():
+        x = policy.norm_obs(obs)
+        members = policy.member_actions(x)
+        return policy.units(members), policy.critic.q(x, members.mean(0)).numpy(), safety.q(x, members.mean(0)).numpy()
 
 
 def run_grid(cfg: Any, out: Path, methods: list[str], key: str, run: Callable[..., dict],

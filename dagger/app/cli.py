@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -31,6 +32,7 @@ START_EXAMPLES = """examples:
   dagger start --task point --steps 4000 --in-process  a quick run without Ray
   dagger start --operator keyboard --console           you take over with the keyboard in the console window
   dagger start --gate auto gate.alpha=0.05             ask for help on about 5 % of steps
+  dagger start --policy diffusion --gate auto          another policy family (chunking, implicit, remote)
   dagger start --resume --run-dir runs/20261125-101500 continue a stopped run
 """
 
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--operators", type=int, metavar="M", help=setting_help("operators"))
     start.add_argument("--task", help=setting_help("task.name"))
     start.add_argument("--gate", help=setting_help("gate.name", " | ".join(GATES)))
+    start.add_argument("--policy", help=setting_help("policy.type"))
     budget = start.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help=setting_help("steps"))
     budget.add_argument("--minutes", type=float, help=setting_help("minutes"))
@@ -102,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="where to write eval.json (default: the run dir, or beside the file)")
     evaluate.add_argument("overrides", nargs="*", metavar="task.key=value",
                           help="task settings to evaluate under, e.g. task.camera_jitter=4 (default: the checkpoint's)")
+    serve = sub.add_parser("serve", help="serve a trained policy to robots over the network (policy.type=remote)")
+    serve.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=7000, help="port to listen on (0: any free one)")
+    serve.add_argument("--token-file", required=True,
+                       help="the shared secret as hex; made (mode 600) when the file does not exist")
+    serve.add_argument("--accept-weights", action="store_true",
+                       help="let a run's learner push newer weights (default: serve the checkpoint as it is)")
     config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
     config.add_argument("--config", help="a YAML file of settings")
     config.add_argument("--keys", action="store_true", help="every key, its default and its docstring")
@@ -111,6 +122,34 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the metrics as JSON only")
     report.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard scalars to DIR (tensorboardX)")
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Hosts the checkpoint's policy, one copy per robot that connects, until interrupted."""
+    from dagger.checkpoint import policy_from, read_checkpoint
+    from dagger.policies.remote import PolicyServer, new_token, read_token
+    from dagger.tasks import make_task
+
+    ckpt = read_checkpoint(args.checkpoint)
+    task = make_task(task_config(ckpt.get("config", {}).get("task", ckpt["task"]["name"]), []))
+    token_file = Path(args.token_file)
+    if not token_file.exists():
+        token_file.touch(mode=0o600)
+        token_file.write_text(new_token().hex())
+    try:
+        server = PolicyServer(lambda: policy_from(ckpt, task), read_token(token_file), args.host, args.port,
+                              accept_weights=args.accept_weights)
+    except (OSError, ValueError) as err:
+        raise UserError(f"serve: {err}") from err
+    with server:
+        print(f"serving {ckpt['path']} (v{ckpt['version']}, {task.name}) at {server.address}; robots: dagger start "
+              f"--task {task.name} --policy remote policy.address={server.address} policy.token_file={token_file}",
+              flush=True)
+        try:
+            signal.pause()  # the server's threads answer; Ctrl-C ends it
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -242,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     try:
         commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
-                    "eval": cmd_eval, "config": cmd_config}
+                    "eval": cmd_eval, "config": cmd_config, "serve": cmd_serve}
         return commands[args.command](args)
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)

@@ -27,6 +27,7 @@ from dagger.tasks import MUJOCO_TASKS, make_task
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     flags = {"robots": args.robots, "operators": args.operators, "task.name": args.task, "gate.name": args.gate,
+             "policy.type": args.policy,
              "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
              "operator.kinds": args.operator.split(",") if args.operator else None,
              "init_from": args.init_from}

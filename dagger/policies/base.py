@@ -1,0 +1,314 @@
+"""What every policy family shares: the normaliser, the version, the weights, the training step's frame and the
+learned signals the gates read (goal critic, hazard critic, discrepancy classifier).
+
+A family subclasses BasePolicy and supplies its networks and its math:
+
+    nets()                     -> {"policy": module, ...}     (the weights, besides the encoder and the signals)
+    bc_loss(batch, weight)     -> a scalar loss on a normalised batch (see `update`)
+    propose(obs, image)        -> Proposal: this step's action, sampled actions, uncertainty (normalised units)
+    greedy(obs, image)         -> [B, act_dim] normalised actions, no gradient (critic targets, labels)
+    reset()                    -> forget the episode (queued chunks, observation history)
+
+    policy = make_policy(PolicyConfig(type="diffusion"), obs_dim=10, act_dim=2)
+    out = policy.act(obs)                          # out.action, out.spread (the family's uncertainty), out.samples
+    losses = policy.update(batch)                  # one training step; the learner calls it
+    policy.load(other.weights())                   # only a newer version is taken
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dagger.core import PolicyOutput
+from dagger.critics import DiscrepancyClassifier, GoalCritic
+from dagger.gates.safe import discrepancy
+from dagger.nets import ImageEncoder, random_shift
+
+#: with a classifier to train, every HOLDOUT-th stored segment is kept from behaviour cloning for it (SafeDAgger
+#: holds out a set of demonstrations the same way)
+HOLDOUT = 10
+
+
+@dataclass
+class PolicyConfig:
+    type: str = "mlp-ensemble"
+    """the policy family: mlp-ensemble | chunking | diffusion | implicit | remote"""
+    members: int = 5
+    """mlp-ensemble: MLPs in the ensemble (ThriftyDAgger uses 5); chunking: output heads"""
+    hidden: int = 64
+    """width of each hidden layer (the critics' too)"""
+    layers: int = 2
+    """number of hidden layers"""
+    lr: float = 3e-3
+    """learning rate"""
+    gamma: float = 0.9999
+    """goal critic's discount (ThriftyDAgger's value): Q estimates the chance of reaching success"""
+    risk_gamma: float = 0.9
+    """hazard critic's discount (Fleet-DAgger's): Q estimates the chance of a constraint violation soon"""
+    chunk: int = 8
+    """chunking, diffusion: actions predicted at once (ACT's chunk size, Diffusion Policy's horizon)"""
+    execute: int = 4
+    """diffusion: actions executed from each sampled sequence before sampling again"""
+    obs_steps: int = 2
+    """diffusion: observations the denoiser is conditioned on (the newest and those before it)"""
+    samples: int = 8
+    """diffusion, implicit: action sequences / actions sampled per decision for the uncertainty"""
+    denoise_steps: int = 100
+    """diffusion: DDPM noise levels in training"""
+    inference_steps: int = 8
+    """diffusion: DDIM steps when sampling (the reference low-dim configuration's 8)"""
+    negatives: int = 64
+    """implicit: counter-example actions per sample in the InfoNCE loss (the reference uses 1024; 256 makes an update
+    at batch 128 take ~60 ms here, 64 keeps the learner near 100 updates/s)"""
+    serve: str = "mlp-ensemble"
+    """remote: the family the policy server hosts when the run starts its own server (no address)"""
+    address: str = ""
+    """remote: host:port of a policy server to use (empty: start one on loopback)"""
+    token_file: str = ""
+    """remote: file holding the server's shared secret (empty with no address: a fresh random one)"""
+    deadline_ms: float = 100.0
+    """remote: the answer must come within this; otherwise the robot holds and asks again next step"""
+
+
+@dataclass
+class Proposal:
+    """A family's decision in one state, in normalised action units."""
+
+    action: torch.Tensor  # [act_dim]: what the robot executes
+    samples: torch.Tensor  # [S, act_dim]: the member predictions / sampled actions behind it
+    spread: float | None = None  # the family's uncertainty; None: the samples' variance in the task's units
+
+
+class BasePolicy:
+    """The frame of a policy family; see the module docstring for what a family supplies."""
+
+    family = "base"
+    members = 1  # independent batches per training step (an ensemble's online bootstrap)
+    horizon = 1  # actions per training sample (a chunk): batch["action"] is [M, B, horizon, act_dim] when > 1
+    history = 1  # observations per sample: batch["obs"] is [M, B, history, obs_dim] when > 1
+    shape_keys: tuple[str, ...] = ("hidden",)  # the PolicyConfig fields that fix the networks' shapes
+
+    def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig, seed: int = 0,
+                 image_shape: tuple[int, int, int] | None = None):
+        self.config, self.obs_dim, self.act_dim, self.seed = config, obs_dim, act_dim, seed
+        self.encoder = ImageEncoder(seed=seed) if image_shape is not None else None
+        self.augment = torch.Generator().manual_seed(seed)  # the random shifts of training images
+        self.width = obs_dim + (self.encoder.out_dim if self.encoder is not None else 0)  # what the nets see
+        # the signals see the state only: the gates that read them refuse image tasks (dagger.config)
+        self.critic = GoalCritic(obs_dim, act_dim, config.hidden, config.gamma, seed=seed)
+        self.hazard = GoalCritic(obs_dim, act_dim, config.hidden, config.risk_gamma, seed=seed + 2)
+        self.classifier = DiscrepancyClassifier(obs_dim, config.hidden, seed=seed)
+        self.obs_mean = np.zeros(obs_dim, np.float32)
+        self.obs_std = np.ones(obs_dim, np.float32)
+        self.act_mean = np.zeros(act_dim, np.float32)
+        self.act_std = np.ones(act_dim, np.float32)
+        self.train_gap = 0.0  # mean ‖π(o) − a‖² over recent training labels (ThriftyDAgger's hand-back bar)
+        self.version = 0
+        self.recent: deque[torch.Tensor] = deque(maxlen=self.history)  # this episode's last normalised obs
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    # -- what a family supplies -------------------------------------------------------------------------------
+    def nets(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def bc_loss(self, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
+        raise NotImplementedError
+
+    def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """A new episode: forget the observation history (a family with queued actions forgets those too)."""
+        self.recent.clear()
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.trainable(), lr=self.config.lr)
+
+    # -- shared ------------------------------------------------------------------------------------------------
+    def trainable(self) -> list[nn.Parameter]:
+        """What behaviour cloning trains: the family's networks and the image encoder they share."""
+        modules = [*self.nets().values(), *([self.encoder] if self.encoder is not None else [])]
+        return [p for module in modules for p in module.parameters()]
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            self._optimizer = self.make_optimizer()
+        return self._optimizer
+
+    def set_normalizer(self, obs_mean: np.ndarray, obs_std: np.ndarray,
+                       act_mean: np.ndarray, act_std: np.ndarray) -> None:
+        self.obs_mean, self.obs_std = obs_mean.astype(np.float32), np.maximum(obs_std, 1e-3).astype(np.float32)
+        self.act_mean, self.act_std = act_mean.astype(np.float32), np.maximum(act_std, 1e-3).astype(np.float32)
+
+    def norm_obs(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        obs = torch.as_tensor(obs, dtype=torch.float32)
+        return (obs - torch.from_numpy(self.obs_mean)) / torch.from_numpy(self.obs_std)
+
+    def norm_act(self, act: np.ndarray | torch.Tensor) -> torch.Tensor:
+        act = torch.as_tensor(act, dtype=torch.float32)
+        return (act - torch.from_numpy(self.act_mean)) / torch.from_numpy(self.act_std)
+
+    def units(self, act: torch.Tensor) -> np.ndarray:
+        """Normalised actions -> the task's units (numpy)."""
+        return act.detach().numpy() * self.act_std + self.act_mean
+
+    def features(self, obs: torch.Tensor, image: np.ndarray | torch.Tensor | None = None,
+                 augment: bool = False) -> torch.Tensor:
+        """What the nets see: normalised obs [..., obs_dim] (the newest, when obs carries a history axis
+        [..., history, obs_dim] the caller keeps), with the image's encoding [..., F] before it on an image task
+        (image uint8 [..., H, W, 3]; `augment`: randomly shifted, for training)."""
+        if self.encoder is None:
+            return obs
+        if image is None:
+            raise ValueError("this policy sees camera images: act(obs, image) needs the task's image")
+        pixels = torch.as_tensor(image)
+        lead = pixels.shape[:-3]
+        flat = pixels.reshape(-1, *pixels.shape[-3:])
+        z = self.encoder(random_shift(flat, generator=self.augment) if augment else flat)
+        return torch.cat([z.reshape(*lead, -1), obs], -1)
+
+    def with_history(self, obs: torch.Tensor) -> torch.Tensor:
+        """[B, obs_dim] -> [B, history, obs_dim] by repeating the one observation (a state with no past, as at
+        an episode's start); unchanged when the family sees one observation."""
+        return obs if self.history == 1 else obs[:, None].expand(-1, self.history, -1)
+
+    def act(self, obs: np.ndarray, image: np.ndarray | None = None, instruction: str = "") -> PolicyOutput:
+        """This step's action with the family's uncertainty and the signals the gates read; obs in task units. The
+        families here are not language-conditioned: a policy server hands them the task's instruction, they ignore
+        it."""
+        x = self.norm_obs(np.asarray(obs, np.float32))
+        self.recent.append(x)
+        while len(self.recent) < self.history:
+            self.recent.appendleft(self.recent[0])
+        seen = torch.stack(list(self.recent))[None] if self.history > 1 else x[None]
+        pixels = None if image is None else torch.as_tensor(np.asarray(image))[None]
+        with torch.no_grad():
+            proposal = self.propose(seen, pixels)
+            action = proposal.action[None]
+            twins = [critic.q(x[None], action).numpy() for critic in (self.critic, self.hazard)]
+            p_safe = float(self.classifier.p_safe(x[None])[0])
+        samples = self.units(proposal.samples)
+        spread = float(samples.var(0).mean()) if proposal.spread is None else float(proposal.spread)
+        return PolicyOutput(self.units(proposal.action), spread, self.version, safety=float(twins[0][:, 0].min()),
+                            p_safe=p_safe, train_gap=self.train_gap, risk=float(twins[1][:, 0].max()),
+                            samples=samples)
+
+    def update(self, batch: dict[str, Any], transitions: dict[str, np.ndarray] | None = None,
+               needs: tuple[str, ...] = (), tau_sup: float = 0.008) -> dict[str, float]:
+        """One training step on a batch in task units — obs [M, B, (history,) obs_dim], action
+        [M, B, (horizon,) act_dim], pad [M, B, horizon] (True: past its segment's end), segment [M, B], image
+        [M, B, H, W, 3] — with M = `members`. With `transitions`, one Bellman step of each critic in `needs`
+        ("critic", "hazard"); with "classifier" in `needs`, every HOLDOUT-th segment trains the classifier
+        (label: the policy's action within `tau_sup` of the human's) instead of the policy.
+        Returns the losses by name ("bc", "critic", "hazard", "classifier")."""
+        held = torch.as_tensor(batch["segment"]) % HOLDOUT == 0 if "classifier" in needs else None
+        normed = {"obs": self.norm_obs(batch["obs"]), "action": self.norm_act(batch["action"])}
+        for key in ("pad", "image"):
+            if key in batch:
+                normed[key] = torch.as_tensor(batch[key])
+        loss = self.bc_loss(normed, None if held is None else (~held).float())
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        losses = {"bc": loss.item()}
+        for name in ("critic", "hazard"):
+            if transitions is not None and name in needs:
+                losses[name] = self.update_critic(transitions) if name == "critic" else self.update_hazard(transitions)
+        if held is not None and bool(held.any()):
+            now = self.newest(normed["obs"])[held]
+            with torch.no_grad():
+                mine = self.units(self.greedy(self.with_history(now)))
+            label = self.newest_action(np.asarray(batch["action"])[held.numpy()])
+            safe = torch.from_numpy((discrepancy(mine, label) < tau_sup).astype(np.float32))
+            losses["classifier"] = self.classifier.update(now, safe)
+        return losses
+
+    def newest(self, obs: Any) -> Any:
+        """The newest observation of each sample, [..., obs_dim], from a batch's obs."""
+        return obs[..., -1, :] if self.history > 1 else obs
+
+    def newest_action(self, act: Any) -> Any:
+        """The label of the step itself (a chunk's first action), [..., act_dim], from a batch's action."""
+        return act[..., 0, :] if self.horizon > 1 else act
+
+    def measure_gap(self, batch: dict[str, Any]) -> float:
+        """Sets train_gap: the mean ‖π(o) − a‖² (task units) over one member's part of a training batch."""
+        obs = self.norm_obs(batch["obs"][0])
+        image = torch.as_tensor(batch["image"][0]) if "image" in batch else None
+        with torch.no_grad():
+            mine = self.units(self.greedy(obs, image))
+        self.train_gap = float(((mine - self.newest_action(batch["action"][0])) ** 2).sum(-1).mean())
+        return self.train_gap
+
+    def update_critic(self, batch: dict[str, np.ndarray], critic: GoalCritic | None = None) -> float:
+        """One Bellman step of `critic` (default: the goal critic) on transitions; the next action is π's."""
+        critic = critic or self.critic
+        obs, next_obs = self.norm_obs(batch["obs"]), self.norm_obs(batch["next_obs"])
+        with torch.no_grad():
+            next_act = self.greedy(self.with_history(next_obs))
+        return critic.update(obs, self.norm_act(batch["action"]), torch.from_numpy(batch["reward"]), next_obs,
+                             next_act, torch.from_numpy(batch["terminal"]))
+
+    def update_hazard(self, batch: dict[str, np.ndarray]) -> float:
+        """One Bellman step of the hazard critic: reward 1 at a violation, which ends the backup like an episode end."""
+        ends = np.maximum(batch["violation"], batch["terminal"])
+        return self.update_critic({**batch, "reward": batch["violation"], "terminal": ends}, self.hazard)
+
+    def all_nets(self) -> dict[str, nn.Module]:
+        """Every network whose parameters are in the weights."""
+        return {**self.nets(), "critic": self.critic.net, "hazard": self.hazard.net,
+                "classifier": self.classifier.net, **({"encoder": self.encoder} if self.encoder is not None else {})}
+
+    def weights(self) -> dict:
+        """A picklable, msgpack-able snapshot: numpy arrays per network, the normaliser, the version."""
+        nets = self.all_nets().items()
+        return {"version": self.version, "family": self.family,
+                **{name: [p.detach().numpy().copy() for p in net.parameters()] for name, net in nets},
+                "normalizer": [self.obs_mean, self.obs_std, self.act_mean, self.act_std],
+                "train_gap": self.train_gap}
+
+    def load(self, weights: dict) -> None:
+        """Takes newer weights (an older or equal version is ignored); another family's raise ValueError."""
+        if weights["version"] <= self.version:
+            return
+        family = weights.get("family", "mlp-ensemble")
+        if family != self.family:
+            raise ValueError(f"weights of a {family!r} policy cannot load into a {self.family!r} policy")
+        with torch.no_grad():
+            for name, net in self.all_nets().items():
+                if name == "hazard" and name not in weights:
+                    continue  # a checkpoint from before the hazard critic: it stays untrained
+                for p, value in zip(net.parameters(), weights[name], strict=True):
+                    p.copy_(torch.from_numpy(np.asarray(value)))
+        self.set_normalizer(*weights["normalizer"])
+        self.train_gap = float(weights["train_gap"])
+        self.version = int(weights["version"])
+
+    def trainer_state(self) -> dict:
+        """What training needs besides the weights: the optimisers and the critics' targets."""
+        return {"optimizer": self.optimizer.state_dict(),
+                **{f"{name}_{part}": value for name, critic in (("critic", self.critic), ("hazard", self.hazard))
+                   for part, value in (("target", [t.detach().clone() for t in critic.target.parameters()]),
+                                       ("optimizer", critic.optimizer.state_dict()))},
+                "classifier_optimizer": self.classifier.optimizer.state_dict()}
+
+    def load_trainer_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.classifier.optimizer.load_state_dict(state["classifier_optimizer"])
+        for name, critic in (("critic", self.critic), ("hazard", self.hazard)):
+            if f"{name}_target" not in state:
+                continue  # a checkpoint from before the hazard critic
+            critic.optimizer.load_state_dict(state[f"{name}_optimizer"])
+            with torch.no_grad():
+                for target, value in zip(critic.target.parameters(), state[f"{name}_target"], strict=True):
+                    target.copy_(value)

@@ -1,0 +1,131 @@
+"""Every policy family in the live loop: trained by the continuous learner, acting in the robots with gates that read
+its uncertainty and the learned signals, checkpointed and evaluated alone; and a served policy (policy.type=remote)
+through `dagger serve`, with a robot that holds while its policy server is late."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dagger.checkpoint import policy_from, read_checkpoint
+from dagger.core import PolicyOutput
+from dagger.evaluation import evaluate_policy
+from dagger.events import read_events
+from dagger.metrics import of_kind
+from dagger.policies import POLICIES, EnsemblePolicy, PolicyConfig
+from dagger.policies.remote import PolicyServer, new_token
+from dagger.tasks import make_task
+from tests.conftest import ROOT, point_config
+from workers.buffer import BufferWorker
+from workers.launch import run_loop
+from workers.robot import RobotWorker, State
+from workers.transport import LocalEndpoint
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL = ["steps=400", "learner.pretrain_updates=30", "learner.batch_size=16", "learner.publish_every=10",
+         "policy.chunk=4", "policy.execute=2", "policy.samples=4", "policy.denoise_steps=20",
+         "policy.inference_steps=4", "policy.negatives=16", "learner.checkpoint_every=0", "eval.every_versions=0"]
+
+
+@pytest.mark.parametrize("gate", ["auto", "thrifty", "lazy"])
+@pytest.mark.parametrize("family", sorted(POLICIES))
+def test_each_family_runs_the_loop_with_a_gate(tmp_path, family, gate):
+    """auto reads the family's uncertainty, thrifty the goal critic, lazy the discrepancy classifier."""
+    cfg = point_config(*SMALL, f"policy.type={family}", f"gate.name={gate}")
+    summary = run_loop(cfg, tmp_path)
+    events = read_events(tmp_path / "events.jsonl")
+    assert of_kind(events, "run_start")[0]["policy"] == family
+    assert summary["steps"] >= cfg.steps and summary["takeovers"] > 0  # the gate asked on the family's signals
+    assert summary["learner_updates"] > cfg.learner.pretrain_updates and summary["weights_published"] > 1
+    ckpt = read_checkpoint(tmp_path)
+    assert ckpt["policy"]["type"] == family
+    task = make_task(cfg.task)
+    policy = policy_from(ckpt, task)
+    assert type(policy) is POLICIES[family] and policy.version == ckpt["version"] > 1
+    result = evaluate_policy(policy, task, [900_000, 900_001])
+    assert result["episodes"] == 2
+
+
+def test_a_checkpoint_of_one_family_is_refused_by_another(tmp_path):
+    cfg = point_config(*SMALL, "policy.type=implicit", "gate.name=never")
+    run_loop(cfg, tmp_path)
+    ckpt = read_checkpoint(tmp_path)
+    ckpt["policy"]["type"] = "mlp-ensemble"  # as if the file said so: its weights are an implicit policy's
+    with pytest.raises(ValueError, match="'implicit' policy cannot load into a 'mlp-ensemble'"):
+        policy_from(ckpt, make_task(cfg.task))
+
+
+class Slow:
+    """A hosted policy that answers after `delay` seconds (a policy server on a busy GPU)."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner, self.delay = EnsemblePolicy(6, 2, PolicyConfig(members=2, hidden=8)), delay
+        self.version = 0
+
+    def act(self, obs: np.ndarray, image: np.ndarray | None = None, instruction: str = "") -> PolicyOutput:
+        time.sleep(self.delay)
+        return self.inner.act(obs)
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def load(self, weights: dict) -> None:
+        self.inner.load(weights)
+
+
+def test_a_robot_holds_while_its_policy_server_is_late(tmp_path):
+    token = new_token()
+    (tmp_path / "token").write_text(token.hex())
+    slow = Slow(0.3)
+    with PolicyServer(lambda: slow, token) as server:
+        cfg = point_config("policy.type=remote", f"policy.address={server.address}",
+                           f"policy.token_file={tmp_path / 'token'}", "policy.deadline_ms=50")
+        buffer = BufferWorker(tmp_path / "segments")
+        robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+        robot.set_weights({"version": 1})  # a served robot takes no weights: it leaves its start
+        robot.tick()  # the episode starts; the answer is late: no step
+        began = time.perf_counter()
+        robot.tick()
+        held_s = time.perf_counter() - began
+        assert robot.total_steps == 0 and robot.state is State.AUTONOMOUS and held_s < 0.25
+        assert [e["ev"] for e in robot.poll()["events"]].count("policy_late") == 1
+        slow.delay = 0.0
+        deadline = time.monotonic() + 5
+        while robot.total_steps == 0 and time.monotonic() < deadline:
+            robot.tick()
+        assert robot.total_steps == 1  # answered in time again: it moves
+        assert "policy_back" in [e["ev"] for e in robot.poll()["events"]]
+        buffer.close()
+
+
+def test_dagger_serve_hosts_a_checkpoint_for_a_run_of_robots(tmp_path):
+    trained = tmp_path / "trained"
+    run_loop(point_config(*SMALL, "gate.name=never"), trained)
+    serve = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", "serve", str(trained), "--port", "0",
+                              "--token-file", str(tmp_path / "token")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        found = re.search(r"at (127\.0\.0\.1:\d+)", line)
+        assert found, line
+        assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+        run = tmp_path / "served"
+        cfg = point_config("steps=300", "gate.name=never", "policy.type=remote", f"policy.address={found[1]}",
+                           f"policy.token_file={tmp_path / 'token'}", "policy.deadline_ms=2000")
+        summary = run_loop(cfg, run)
+        events = read_events(run / "events.jsonl")
+        assert summary["steps"] >= 300
+        # the served checkpoint is frozen: the run's learner pushed its weights and was refused, and the robots
+        # report the server's version, never their own
+        assert of_kind(events, "policy_server_refused")
+        versions = {v for s in of_kind(events, "segment") if s["controller"] == "policy" for v, _ in s["versions"]}
+        assert versions == {read_checkpoint(trained)["version"]}
+    finally:
+        serve.terminate()
+        serve.wait(10)
