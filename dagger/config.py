@@ -27,7 +27,7 @@ from dagger.allocators import ALLOCATORS, READS_RISK
 from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
-from dagger.policies import POLICIES, PolicyConfig
+from dagger.policies import POLICIES, PolicyConfig, trained_family
 from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -236,11 +236,14 @@ def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | Non
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: RunConfig | None = None) -> RunConfig:
-    """base (default RunConfig()), then the chosen task's own defaults (TASK_DEFAULTS), the file and the overrides."""
+    """base (default RunConfig()), then the chosen task's and policy family's own defaults (TASK_DEFAULTS,
+    BasePolicy.defaults), the file and the overrides."""
     probe = copy.deepcopy(base) if base is not None else RunConfig()
     apply_settings(probe, path, overrides)
     cfg = base or RunConfig()
     apply_settings(cfg, None, TASK_DEFAULTS.get(probe.task.name, []))
+    family = POLICIES.get(trained_family(probe.policy).type)
+    apply_settings(cfg, None, list(family.defaults) if family is not None else [])
     apply_settings(cfg, path, overrides)
     validate(cfg)
     return cfg
@@ -312,6 +315,8 @@ def validate(cfg: RunConfig) -> None:
         (cfg.policy.lr > 0, "policy.lr", "must be positive"),
         (1 <= cfg.policy.chunk <= 256, "policy.chunk", "must be in [1, 256]"),
         (1 <= cfg.policy.execute <= cfg.policy.chunk, "policy.execute", "must be in [1, policy.chunk]"),
+        (trained_family(cfg.policy).type != "diffusion" or cfg.policy.chunk % 2 == 0, "policy.chunk",
+         "must be even for a diffusion policy (its U-Net halves the action horizon once)"),
         (1 <= cfg.policy.obs_steps <= 16, "policy.obs_steps", "must be in [1, 16]"),
         (2 <= cfg.policy.samples <= 1024, "policy.samples", "must be in [2, 1024] (a spread needs samples)"),
         (2 <= cfg.policy.denoise_steps <= 1000, "policy.denoise_steps", "must be in [2, 1000]"),

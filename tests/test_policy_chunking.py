@@ -19,13 +19,13 @@ W = np.random.default_rng(1).normal(0.0, 0.5, (K, ACT, OBS)).astype(np.float32)
 
 def chunk_batch(rng: np.random.Generator, b: int) -> dict[str, np.ndarray]:
     """obs uniform in [-1, 1]; each sample's segment ends after 1..K steps, the rest edge-padded (as stored)."""
-    obs = rng.uniform(-1, 1, (M, b, OBS)).astype(np.float32)
+    obs = rng.uniform(-1, 1, (1, b, OBS)).astype(np.float32)
     action = np.einsum("kao,mbo->mbka", W, obs)
-    live = rng.integers(1, K + 1, (M, b))
+    live = rng.integers(1, K + 1, (1, b))
     pad = np.arange(K) >= live[..., None]
     last = np.take_along_axis(action, (live - 1)[..., None, None], 2)
     return {"obs": obs, "action": np.where(pad[..., None], last, action).astype(np.float32), "pad": pad,
-            "segment": np.arange(M * b).reshape(M, b)}
+            "segment": np.arange(b).reshape(1, b)}
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +74,29 @@ def test_padded_steps_and_held_out_samples_do_not_change_the_loss():
     policy = ChunkingPolicy(OBS, ACT, CONFIG, seed=3)
     batch = chunk_batch(np.random.default_rng(2), 16)
     normed = {key: torch.as_tensor(batch[key]) for key in ("obs", "action", "pad")}
-    weight = torch.ones(M, 16)
+    weight = torch.ones(1, 16)
     weight[:, :4] = 0.0
+    drawn = policy.bootstrap.get_state()
     loss = policy.bc_loss(normed, weight)
-    with torch.no_grad():  # by hand: the mean L1 over the counted steps (live and not held out)
-        err = (policy.net.per_head(normed["obs"]) - normed["action"]).abs().mean(-1)
-    counted = ~normed["pad"] & (weight[..., None] > 0)
+    policy.bootstrap.set_state(drawn)
+    mine = torch.rand(M, 16, generator=policy.bootstrap) < 0.5  # the half of the batch each head learns from
+    assert 0 < mine.sum() < M * 16
+    with torch.no_grad():  # by hand: the mean L1 over the counted steps (live, not held out, the head's own)
+        err = (policy.net(normed["obs"][0]) - normed["action"][0]).abs().mean(-1)  # [M, 16, K]
+    counted = ~normed["pad"][0] & (weight[0, :, None] > 0) & mine[..., None]
     assert loss.item() == pytest.approx(err[counted].mean().item(), rel=1e-5)
+
+    def same_draw(actions: torch.Tensor) -> float:
+        policy.bootstrap.set_state(drawn)
+        return policy.bc_loss({**normed, "action": actions}, weight).item()
+
     garbage = normed["action"].clone()
     garbage[normed["pad"]] = 100.0  # past the segment's end
     garbage[:, :4] = -100.0  # held out
-    assert policy.bc_loss({**normed, "action": garbage}, weight).item() == pytest.approx(loss.item(), rel=1e-6)
+    assert same_draw(garbage) == pytest.approx(loss.item(), rel=1e-6)
     live = normed["action"].clone()
-    live[counted] += 10.0  # the counted steps: the loss must see them
-    assert policy.bc_loss({**normed, "action": live}, weight).item() > loss.item() + 5.0
+    live[0][counted.any(0)] += 10.0  # the steps some head counts: the loss must see them
+    assert same_draw(live) > loss.item() + 5.0
 
 
 def test_reset_forgets_the_chunks_and_the_queue_keeps_k(trained):
@@ -122,7 +131,7 @@ def test_image_policy_trains_and_round_trips():
     shape = (32, 32, 3)
     rng = np.random.default_rng(5)
     policy = ChunkingPolicy(OBS, ACT, CONFIG, seed=1, image_shape=shape)
-    batch = {**chunk_batch(rng, 8), "image": rng.integers(0, 256, (M, 8, *shape), dtype=np.uint8)}
+    batch = {**chunk_batch(rng, 8), "image": rng.integers(0, 256, (1, 8, *shape), dtype=np.uint8)}
     before = policy.update(batch)["bc"]
     for _ in range(10):
         after = policy.update(batch)["bc"]

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from dagger.checkpoint import policy_from, read_checkpoint
 from dagger.core import PolicyOutput
@@ -18,6 +19,7 @@ from dagger.evaluation import evaluate_policy
 from dagger.events import read_events
 from dagger.metrics import of_kind
 from dagger.policies import POLICIES, EnsemblePolicy, PolicyConfig
+from dagger.policies.diffusion import DiffusionPolicy
 from dagger.policies.remote import PolicyServer, new_token
 from dagger.tasks import make_task
 from tests.conftest import ROOT, point_config
@@ -129,3 +131,48 @@ def test_dagger_serve_hosts_a_checkpoint_for_a_run_of_robots(tmp_path):
     finally:
         serve.terminate()
         serve.wait(10)
+
+
+def test_weights_of_another_network_size_are_refused_and_change_nothing():
+    five, one = EnsemblePolicy(6, 2, PolicyConfig(members=5)), EnsemblePolicy(6, 2, PolicyConfig(members=1))
+    before = [p.detach().clone() for p in five.net.parameters()]
+    with pytest.raises(ValueError, match=r"params\[0\] have shape \(1, 6, 64\).*\(5, 6, 64\)"):
+        five.load({**one.weights(), "version": 3})
+    assert five.version == 0 and all(torch.equal(a, b) for a, b in zip(before, five.net.parameters(), strict=True))
+
+
+def test_diffusion_leaves_actions_past_a_segments_end_out_of_its_loss():
+    """A segment ends at every hand-back: what the edge padding says there ("stay") is no label."""
+    policy = DiffusionPolicy(3, 2, PolicyConfig(type="diffusion", chunk=4, obs_steps=1), seed=0)
+    rng = np.random.default_rng(0)
+    batch = {"obs": torch.from_numpy(rng.normal(size=(1, 8, 3)).astype(np.float32)),
+             "action": torch.from_numpy(rng.normal(size=(1, 8, 4, 2)).astype(np.float32)),
+             "pad": torch.from_numpy(np.arange(4) >= rng.integers(1, 5, (1, 8, 1)))}
+    drawn = policy.noise.get_state()
+
+    def loss(actions: torch.Tensor) -> float:
+        policy.noise.set_state(drawn)
+        return policy.bc_loss({**batch, "action": actions}, None).item()
+
+    with torch.no_grad():  # by hand: the same noise, the ε error at the live positions only
+        policy.noise.set_state(drawn)
+        t = torch.randint(0, len(policy.alpha_bar), (8,), generator=policy.noise)
+        eps = torch.randn((8, 4, 2), generator=policy.noise)
+        alpha = policy.alpha_bar[t][:, None, None]
+        noisy = alpha.sqrt() * batch["action"][0] + (1 - alpha).sqrt() * eps
+        err = ((policy.net(noisy, t, policy.condition(batch["obs"], None).reshape(8, -1)) - eps) ** 2).mean(-1)
+    live = ~batch["pad"][0]
+    assert not live.all() and live.any()
+    assert loss(batch["action"]) == pytest.approx(err[live].mean().item(), rel=1e-5)
+    assert abs(err.mean().item() - err[live].mean().item()) > 1e-4  # the mask matters here
+
+
+def test_a_run_serving_its_own_policy_gives_the_server_each_version(tmp_path):
+    cfg = point_config(*SMALL, "policy.type=remote", "policy.serve=chunking", "gate.name=auto")
+    summary = run_loop(cfg, tmp_path)
+    events = read_events(tmp_path / "events.jsonl")
+    assert summary["steps"] >= cfg.steps and not of_kind(events, "policy_server_refused")
+    assert (tmp_path / "policy_token").stat().st_mode & 0o777 == 0o600
+    assert read_checkpoint(tmp_path)["policy"]["type"] == "chunking"  # what the learner trained and served
+    served = {v for s in of_kind(events, "segment") if s["controller"] == "policy" for v, _ in s["versions"]}
+    assert max(served) > 1  # the robots acted on versions the supervisor pushed to the server

@@ -304,3 +304,32 @@ def test_tokens(tmp_path):
         (tmp_path / "bad").write_text(text)
         with pytest.raises(ValueError, match="hex, at least 16 bytes"):
             read_token(tmp_path / "bad")
+
+
+def test_a_robot_retrying_after_a_timeout_advances_the_served_policy_once():
+    """The robot held (same observation, no answer counted): the server answers the retry with the late answer
+    instead of acting again, so a policy with episode state (Counter: steps since reset) stays in step."""
+    token = new_token()
+    with PolicyServer(Counter, token) as server:
+        remote = RemotePolicy(server.address, token, deadline_ms=50)
+        slow = np.array([0.2])  # obs[0]: seconds the act takes
+        with pytest.raises(PolicyTimeout):
+            remote.act(slow)
+        time.sleep(0.3)
+        assert remote.act(slow).action[0] == 1.0  # the late answer, not a second step
+        assert remote.act(np.array([0.0])).action[0] == 2.0  # the robot moved on: a new step
+        assert server.policies[0].steps == 2
+        remote.reset()
+        assert remote.act(np.array([0.0])).action[0] == 1.0
+
+
+def test_an_answer_a_robot_cannot_move_on_is_refused():
+    token = new_token()
+    with PolicyServer(Counter, token) as server:
+        with pytest.raises(RemotePolicyError, match="not 2 finite numbers"):
+            RemotePolicy(server.address, token, deadline_ms=1000, act_dim=2).act(np.zeros(1))  # Counter acts in 1-d
+    nan = Counter()
+    nan.act = lambda obs, image=None: PolicyOutput(np.array([np.nan]), 0.0, 0)  # type: ignore[method-assign]
+    with PolicyServer(lambda: nan, token) as server:
+        with pytest.raises(RemotePolicyError, match="finite"):
+            RemotePolicy(server.address, token, deadline_ms=1000, act_dim=1).act(np.zeros(1))

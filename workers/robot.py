@@ -24,6 +24,7 @@ from dagger.core import PolicyOutput, PolicyTimeout, StepResult, camera_image
 from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
 from dagger.policies import robot_policy
+from dagger.policies.remote import RemotePolicyError
 from dagger.tasks import make_task
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
@@ -220,6 +221,7 @@ class RobotWorker:
         self.episodes += 1
         self.obs = self.task.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode))
         self.policy.reset()
+        self.last_out = None
         self._look()
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS
@@ -235,7 +237,7 @@ class RobotWorker:
         """The policy's answer in this state; None when a served policy missed its deadline (the robot holds)."""
         try:
             out = self.policy.act(self.obs, self.image)
-        except PolicyTimeout as err:
+        except (PolicyTimeout, RemotePolicyError) as err:  # no answer, or none a robot may move on
             self.late += 1
             if self.late == 1:
                 self._emit("policy_late", error=str(err)[:200])

@@ -13,6 +13,7 @@ from dataclasses import replace
 from dagger.core import Policy, Task
 from dagger.policies.base import HOLDOUT, BasePolicy, PolicyConfig, Proposal
 from dagger.policies.chunking import ChunkingPolicy
+from dagger.policies.diffusion import DiffusionPolicy
 from dagger.policies.ensemble import EnsemblePolicy
 from dagger.policies.implicit import ImplicitPolicy
 from dagger.policies.remote import RemotePolicy, read_token
@@ -20,6 +21,7 @@ from dagger.policies.remote import RemotePolicy, read_token
 POLICIES: dict[str, type[BasePolicy]] = {
     "mlp-ensemble": EnsemblePolicy,
     "chunking": ChunkingPolicy,
+    "diffusion": DiffusionPolicy,
     "implicit": ImplicitPolicy,
 }
 
@@ -35,9 +37,9 @@ def make_policy(config: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0,
 def robot_policy(config: PolicyConfig, task: Task, robot: int = 0) -> Policy:
     """What a robot acts with: its own copy of the family, or for `remote` a client of the policy server."""
     if config.type != "remote":
-        return make_policy(config, task.obs_dim, task.act_dim, image_shape=task.image_shape)
+        return make_policy(config, task.obs_dim, task.act_dim, seed=robot, image_shape=task.image_shape)  # own draws
     return RemotePolicy(config.address, read_token(config.token_file), config.deadline_ms, robot=robot,
-                        instruction=task.instruction)
+                        instruction=task.instruction, act_dim=task.act_dim)
 
 
 def trained_family(config: PolicyConfig) -> PolicyConfig:

@@ -93,6 +93,10 @@ class BasePolicy:
     horizon = 1  # actions per training sample (a chunk): batch["action"] is [M, B, horizon, act_dim] when > 1
     history = 1  # observations per sample: batch["obs"] is [M, B, history, obs_dim] when > 1
     shape_keys: tuple[str, ...] = ("hidden",)  # the PolicyConfig fields that fix the networks' shapes
+    #: settings a run with this family starts from (a config file and overrides still win): the ensemble gate's
+    #: threshold in the family's own uncertainty units, about the 92nd percentile of its uncertainty over the
+    #: states a freshly cloned policy visits on Meta-World reach, where the mlp-ensemble's default 0.02 lies
+    defaults: tuple[str, ...] = ()
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
@@ -284,12 +288,16 @@ class BasePolicy:
         family = weights.get("family", "mlp-ensemble")
         if family != self.family:
             raise ValueError(f"weights of a {family!r} policy cannot load into a {self.family!r} policy")
+        pairs = [(f"{name}[{i}]", p, np.asarray(value)) for name, net in self.all_nets().items()
+                 if name != "hazard" or name in weights  # a checkpoint from before the hazard critic: untrained
+                 for i, (p, value) in enumerate(zip(net.parameters(), weights[name], strict=True))]
+        for where, p, value in pairs:  # all checked before any is copied: a wrong set changes nothing
+            if value.shape != tuple(p.shape):
+                raise ValueError(f"weights {where} have shape {value.shape}, this {self.family} policy's "
+                                 f"{tuple(p.shape)}: another network size")
         with torch.no_grad():
-            for name, net in self.all_nets().items():
-                if name == "hazard" and name not in weights:
-                    continue  # a checkpoint from before the hazard critic: it stays untrained
-                for p, value in zip(net.parameters(), weights[name], strict=True):
-                    p.copy_(torch.from_numpy(np.asarray(value)))
+            for _, p, value in pairs:
+                p.copy_(torch.from_numpy(value))
         self.set_normalizer(*weights["normalizer"])
         self.train_gap = float(weights["train_gap"])
         self.version = int(weights["version"])

@@ -53,6 +53,7 @@ class ImplicitPolicy(BasePolicy):
     family = "implicit"
     members = 2  # IIFL's exactly two models
     shape_keys = ("hidden", "layers")
+    defaults = ("gate.threshold=7.0",)  # nats
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):

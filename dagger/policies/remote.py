@@ -36,6 +36,7 @@ from dagger.core import Policy, PolicyOutput, PolicyTimeout
 MAX_BYTES = 64 << 20  # the longest body either side reads; a longer length is refused before reading it
 HEADER = 4 + 32  # body length + HMAC-SHA256
 KINDS = ("act", "reset", "load", "hello")
+IDLE_S = 60.0  # the server hangs up on a connection silent this long (a robot reconnects on its next call)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class PolicyServer:
                  accept_weights: bool = True):
         self.make, self.token, self.accept_weights = make, checked_token(token), accept_weights
         self.policies: dict[int, Policy] = {}
+        # robot -> (its answers this episode when asked, the observation, the answer): a request repeated after a
+        # timeout (the robot held: same count, same observation) gets the same answer, so a policy with episode
+        # state (queued chunks, past observations) advances once per robot step, not once per try
+        self.answered: dict[int, tuple[int, np.ndarray, dict]] = {}
         self.weights: dict | None = None  # the newest weights loaded: a robot's policy made later takes them
         self.lock = threading.Lock()
         self.conns: set[socket.socket] = set()
@@ -192,6 +197,7 @@ class PolicyServer:
             self.conns.add(conn)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(IDLE_S)  # a peer that stalls (mid-frame, or silent) does not hold a thread for ever
             while True:
                 try:
                     message = self.receive(conn)
@@ -246,15 +252,23 @@ class PolicyServer:
                                                       if hasattr(policy, k)}}
             if kind == "reset" or message.get("reset"):
                 policy.reset()
+                self.answered.pop(robot, None)
             if kind == "reset":
                 return {}
+            t, obs = message.get("t"), np.asarray(message["obs"])
+            last = self.answered.get(robot)
+            if t is not None and last is not None and last[0] == t and np.array_equal(last[1], obs):
+                return last[2]
             image = message.get("image")
             # a language-conditioned policy takes act(obs, image, instruction=...); others are never passed one
             extra: dict[str, Any] = {"instruction": message["instruction"]} if message.get("instruction") else {}
-            out = policy.act(np.asarray(message["obs"]), None if image is None else np.asarray(image), **extra)
-        return {"action": np.asarray(out.action), "spread": out.spread, "version": out.version,
-                "samples": None if out.samples is None else np.asarray(out.samples), "safety": out.safety,
-                "p_safe": out.p_safe, "risk": out.risk, "train_gap": out.train_gap}
+            out = policy.act(obs, None if image is None else np.asarray(image), **extra)
+            answer = {"action": np.asarray(out.action), "spread": out.spread, "version": out.version,
+                      "samples": None if out.samples is None else np.asarray(out.samples), "safety": out.safety,
+                      "p_safe": out.p_safe, "risk": out.risk, "train_gap": out.train_gap}
+            if t is not None:
+                self.answered[robot] = (t, obs, answer)
+        return answer
 
 
 class RemotePolicy:
@@ -264,11 +278,12 @@ class RemotePolicy:
     next call reconnects. `timeout_s` bounds load and hello, which are not on the control loop."""
 
     def __init__(self, address: str, token: bytes, deadline_ms: float, robot: int = 0, instruction: str = "",
-                 timeout_s: float = 10.0):
+                 timeout_s: float = 10.0, act_dim: int | None = None):
         host, _, port = address.rpartition(":")
         self.address, self.host, self.port = address, host.strip("[]"), int(port)
         self.token, self.deadline_ms, self.robot = checked_token(token), deadline_ms, robot
-        self.instruction, self.timeout_s = instruction, timeout_s
+        self.instruction, self.timeout_s, self.act_dim = instruction, timeout_s, act_dim
+        self.answered = 0  # answers to act this episode: a retry after a timeout repeats it (see PolicyServer)
         self.version = 0  # the version of the last answer
         self.sock: socket.socket | None = None
         self.inbox = bytearray()  # bytes received that are not a whole frame yet
@@ -279,7 +294,7 @@ class RemotePolicy:
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
         """The server's answer within deadline_ms, else PolicyTimeout (the robot holds this step)."""
-        request: dict[str, Any] = {"kind": "act", "robot": self.robot, "obs": np.asarray(obs)}
+        request: dict[str, Any] = {"kind": "act", "robot": self.robot, "obs": np.asarray(obs), "t": self.answered}
         if image is not None:
             request["image"] = np.asarray(image)
         if self.instruction:
@@ -288,17 +303,32 @@ class RemotePolicy:
             request["reset"] = True
         a = self.call(request, self.deadline_ms / 1000)
         self.reset_due = False
-        return PolicyOutput(np.asarray(a["action"]), float(a["spread"]), int(a["version"]), safety=float(a["safety"]),
-                            p_safe=float(a["p_safe"]), train_gap=float(a["train_gap"]), risk=float(a["risk"]),
-                            samples=None if a["samples"] is None else np.asarray(a["samples"]))
+        self.answered += 1
+        return self.checked(a)
+
+    def checked(self, a: dict) -> PolicyOutput:
+        """The answer as a PolicyOutput; RemotePolicyError when it is not one a robot may move on (a missing field,
+        an action of the wrong size, not finite)."""
+        try:
+            action = np.asarray(a["action"], np.float64)
+            out = PolicyOutput(action, float(a["spread"]), int(a["version"]), safety=float(a["safety"]),
+                               p_safe=float(a["p_safe"]), train_gap=float(a["train_gap"]), risk=float(a["risk"]),
+                               samples=None if a["samples"] is None else np.asarray(a["samples"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RemotePolicyError(f"policy server {self.address}: not an answer to act ({type(e).__name__}: {e})") \
+                from e
+        if action.shape != (self.act_dim or action.size,) or not np.isfinite(action).all():
+            raise RemotePolicyError(f"policy server {self.address}: action {action.tolist()} is not "
+                                    f"{self.act_dim or 'some'} finite numbers")
+        return out
 
     def reset(self) -> None:
         """A new episode for this robot's policy on the server. Best effort within the deadline; if unconfirmed,
         the next act asks the server to reset first, so an episode never starts on the last one's queued actions."""
-        self.reset_due = True
+        self.reset_due, self.answered = True, 0
         try:
             self.call({"kind": "reset", "robot": self.robot}, self.deadline_ms / 1000)
-        except PolicyTimeout:
+        except (PolicyTimeout, RemotePolicyError):
             return
         self.reset_due = False
 
