@@ -20,7 +20,8 @@ from dagger.events import read_events
 from dagger.metrics import of_kind
 from dagger.policies import POLICIES, EnsemblePolicy, PolicyConfig
 from dagger.policies.diffusion import DiffusionPolicy
-from dagger.policies.remote import PolicyServer, new_token
+from dagger.policies.remote import PolicyServer
+from dagger.policies.wire import new_token
 from dagger.tasks import make_task
 from tests.conftest import ROOT, point_config
 from workers.buffer import BufferWorker

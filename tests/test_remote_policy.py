@@ -16,20 +16,10 @@ import numpy as np
 import pytest
 
 from buffers.codec import encode
-from dagger.core import PolicyOutput
+from dagger.core import PolicyOutput, PolicyTimeout
 from dagger.policies import EnsemblePolicy, PolicyConfig
-from dagger.policies.remote import (
-    HEADER,
-    PolicyServer,
-    PolicyTimeout,
-    RemotePolicy,
-    RemotePolicyError,
-    frame,
-    new_token,
-    open_frame,
-    read_token,
-    recv_exact,
-)
+from dagger.policies.remote import PolicyServer, RemotePolicy, RemotePolicyError
+from dagger.policies.wire import HEADER, frame, new_token, open_frame, read_token, recv_exact
 
 CONFIG = PolicyConfig(members=3, hidden=16)
 OBS, ACT = 4, 2

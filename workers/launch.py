@@ -28,7 +28,8 @@ from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
 from dagger.policies import make_policy, trained_family
-from dagger.policies.remote import PolicyServer, RemotePolicy, new_token, read_token
+from dagger.policies.remote import PolicyServer, RemotePolicy
+from dagger.policies.wire import new_token, read_token
 from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator

@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Hosts the checkpoint's policy, one copy per robot that connects, until interrupted."""
     from dagger.checkpoint import policy_from, read_checkpoint
-    from dagger.policies.remote import PolicyServer, new_token, read_token
+    from dagger.policies.remote import PolicyServer
+    from dagger.policies.wire import new_token, read_token
     from dagger.tasks import make_task
 
     ckpt = read_checkpoint(args.checkpoint)

@@ -16,7 +16,8 @@ from dagger.policies.chunking import ChunkingPolicy
 from dagger.policies.diffusion import DiffusionPolicy
 from dagger.policies.ensemble import EnsemblePolicy
 from dagger.policies.implicit import ImplicitPolicy
-from dagger.policies.remote import RemotePolicy, read_token
+from dagger.policies.remote import RemotePolicy
+from dagger.policies.wire import read_token
 
 POLICIES: dict[str, type[BasePolicy]] = {
     "mlp-ensemble": EnsemblePolicy,
