@@ -12,6 +12,8 @@ on held-out evaluation seeds (dagger.uncertainty). On point-obstacle the expert 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +31,11 @@ DEMOS = {"point-obstacle": 20, "reacher": 20, "reach": 10}
 """demonstrations per task (point-obstacle's 20 hold both detours)"""
 
 
+def shown(auroc: float) -> str:
+    """Two decimals; "—" where one class never occurred (every episode ended the same way)."""
+    return "—" if math.isnan(auroc) else f"{auroc:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=50)
@@ -37,8 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     began, root = time.time(), Path(tempfile.mkdtemp(prefix="uncertainty-"))
-    print(f"{args.updates} updates from scripted demonstrations, {args.episodes} held-out episodes per family and task")
-    print()
+    print(f"{args.updates} updates from scripted demonstrations, {args.episodes} held-out episodes per family and task",
+          file=sys.stderr)
     print("| task | family | success | far from expert | AUROC (step) | AUROC (episode) |")
     print("|---|---|---:|---:|---:|---:|")
     for name in args.tasks.split(","):
@@ -48,9 +55,8 @@ def main() -> None:
             learner = clone_from_demos(cfg, task, root / f"{name}-{family}", args.updates)
             q = uncertainty_quality(learner.policy, task, eval_seeds(args.episodes), cfg.gate.tau_sup)
             print(f"| {name} | {family} | {1 - q['failure_share']:.2f} | {q['far_share']:.2f} of {q['steps']} steps "
-                  f"| {q['step_auroc']:.2f} | {q['episode_auroc']:.2f} |", flush=True)
-    print()
-    print(f"({time.time() - began:.0f} s)")
+                  f"| {shown(q['step_auroc'])} | {shown(q['episode_auroc'])} |", flush=True)
+    print(f"({time.time() - began:.0f} s)", file=sys.stderr)
 
 
 if __name__ == "__main__":
