@@ -35,7 +35,7 @@ def trained() -> ChunkingPolicy:
     policy = ChunkingPolicy(OBS, ACT, CONFIG, seed=0)
     policy.set_normalizer(np.zeros(OBS), np.full(OBS, 3 ** -0.5), np.zeros(ACT), np.full(ACT, 0.6))
     for _ in range(400):
-        policy.update(chunk_batch(rng, 64))
+        policy.update(chunk_batch(rng, 128))
     policy.version = 1
     return policy
 
