@@ -56,6 +56,7 @@ class Learner:
         self.updates_at_publish = 0
         self.loss = float("nan")
         self.side_losses: dict[str, float] = {}  # critic / classifier, when trained
+        self.last_part: dict[str, Any] | None = None  # one member's part of the newest training batch
         self.published: dict = self.policy.weights()
         self.lock = threading.Lock()
         self.training = threading.Lock()  # held while the weights change: a training step, a restore
@@ -87,7 +88,7 @@ class Learner:
             step = p.update({k: v[i] for k, v in parts.items()}, part, self.needs, self.cfg.gate.tau_sup)
             for name, value in step.items():
                 losses.setdefault(name, []).append(value)
-        p.measure_gap({k: v[-1] for k, v in parts.items()})
+        self.last_part = {k: v[-1] for k, v in parts.items()}  # what publish() measures the train gap on
         self.updates += n
         self.loss = float(np.mean(losses.pop("bc")))
         self.side_losses = {k: float(np.mean(v)) for k, v in losses.items()}
@@ -95,6 +96,8 @@ class Learner:
 
     def publish(self) -> int:
         """Freezes the current weights as the next version."""
+        if self.last_part is not None:  # once per version: with a sampling family's greedy, it costs
+            self.policy.measure_gap(self.last_part)
         self.policy.version += 1
         self.updates_at_publish = self.updates
         self.published = self.policy.weights()
