@@ -146,11 +146,12 @@ def shape(policy: dict) -> dict:
 
 
 def policy_config(ckpt: dict) -> PolicyConfig:
-    return trained_family(PolicyConfig(**ckpt["policy"]))
+    return PolicyConfig(**ckpt["policy"])
 
 
 def policy_from(ckpt: dict, task: Task) -> BasePolicy:
-    """The checkpoint's policy, ready to act on `task` (for a run with a remote policy: the family it served)."""
+    """The checkpoint's policy, ready to act on `task` (for a run with a remote policy: the family it served; the
+    learner writes that family's name into the checkpoint)."""
     config = policy_config(ckpt)
     check_compatible(ckpt, task_spaces(task), config)
     policy = make_policy(config, task.obs_dim, task.act_dim, image_shape=task.image_shape)

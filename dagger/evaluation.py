@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dagger.core import Policy, Task, camera_image
+from dagger.core import Policy, PolicyOutput, Task, camera_image
 
 EVAL_SEED_BASE = 2**40
 MAX_RUN_SEED = 100_000
@@ -59,15 +59,19 @@ class Outcome(NamedTuple):
     violated: bool  # some step violated the task's constraint
 
 
-def run_episode(policy: Policy, task: Task, seed: int,
-                on_frame: Callable[[np.ndarray], None] | None = None) -> Outcome:
-    """One episode with the policy's action every step (and its camera image, on an image task)."""
+def run_episode(policy: Policy, task: Task, seed: int, on_frame: Callable[[np.ndarray], None] | None = None,
+                on_act: Callable[[PolicyOutput], None] | None = None) -> Outcome:
+    """One episode with the policy's action every step (and its camera image, on an image task); `on_act` sees each
+    answer before the task steps."""
     obs, done, total, length, success, violated = task.reset(seed=seed), False, 0.0, 0, False, False
     policy.reset()
     while not done:
         if on_frame is not None:
             on_frame(task.render())
-        res = task.step(policy.act(obs, camera_image(task)).action)
+        out = policy.act(obs, camera_image(task))
+        if on_act is not None:
+            on_act(out)
+        res = task.step(out.action)
         obs, done, success = res.obs, res.done, res.success
         violated |= res.constraint
         total += res.reward

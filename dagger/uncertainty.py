@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dagger.core import Policy, Task, camera_image
+from dagger.core import Policy, PolicyOutput, Task
+from dagger.evaluation import run_episode
 from dagger.gates.safe import discrepancy
 
 
@@ -35,17 +36,16 @@ def uncertainty_quality(policy: Policy, task: Task, seeds: Sequence[int], tau: f
     far: list[bool] = []
     episode_spread: list[float] = []
     failed: list[bool] = []
+
+    def look(out: PolicyOutput) -> None:  # before the step: the expert's action in the same state
+        spreads.append(out.spread)
+        far.append(bool(discrepancy(out.action, task.expert_action()) > tau))
+
     for seed in seeds:
-        obs, done, start = task.reset(seed=seed), False, len(spreads)
-        policy.reset()
-        while not done:
-            out = policy.act(obs, camera_image(task))
-            spreads.append(out.spread)
-            far.append(bool(discrepancy(out.action, task.expert_action()) > tau))
-            res = task.step(out.action)
-            obs, done = res.obs, res.done
+        start = len(spreads)
+        outcome = run_episode(policy, task, seed, on_act=look)
         episode_spread.append(float(np.mean(spreads[start:])))
-        failed.append(not res.success)
+        failed.append(not outcome.success)
     return {"steps": len(spreads), "far_share": float(np.mean(far)), "step_auroc": auroc(spreads, far),
             "episodes": len(seeds), "failure_share": float(np.mean(failed)),
             "episode_auroc": auroc(episode_spread, failed)}

@@ -17,7 +17,7 @@ from typing import Any
 
 from dagger.config import RunConfig
 from dagger.evaluation import eval_seeds, evaluate_policy
-from dagger.policies import make_policy, trained_family
+from dagger.policies import make_policy
 from dagger.tasks import make_task
 
 
@@ -34,8 +34,7 @@ class Evaluator:
 
     def evaluate(self, weights: dict) -> int:
         """Scores one published version; returns it."""
-        policy = make_policy(trained_family(self.cfg.policy), self.task.obs_dim, self.task.act_dim,
-                             image_shape=self.task.image_shape)
+        policy = make_policy(self.cfg.policy, self.task.obs_dim, self.task.act_dim, image_shape=self.task.image_shape)
         policy.load(weights)
         began = self.clock()
         result = evaluate_policy(policy, self.task, self.seeds)

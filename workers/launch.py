@@ -27,9 +27,9 @@ from dagger.core import Task, camera_image
 from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
-from dagger.policies import make_policy, trained_family
+from dagger.policies import make_policy
 from dagger.policies.remote import PolicyServer, RemotePolicy
-from dagger.policies.wire import new_token, read_token
+from dagger.policies.wire import new_token_file, read_token
 from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
 from teleop_devices.scripted import ScriptedOperator
@@ -183,11 +183,9 @@ def serve_policy(cfg: RunConfig, run_dir: Path, task: Task) -> tuple[RunConfig, 
         return cfg, None
     if cfg.policy.address:
         return cfg, RemotePolicy(cfg.policy.address, read_token(cfg.policy.token_file), deadline_ms=10_000)
-    token, path = new_token(), run_dir / "policy_token"
-    path.touch(mode=0o600)
-    path.write_text(token.hex())
-    family = trained_family(cfg.policy)
-    server = PolicyServer(lambda: make_policy(family, task.obs_dim, task.act_dim, cfg.seed, task.image_shape),
+    path = run_dir / "policy_token"
+    token = new_token_file(path)
+    server = PolicyServer(lambda: make_policy(cfg.policy, task.obs_dim, task.act_dim, cfg.seed, task.image_shape),
                           token).start()
     served = dataclasses.replace(cfg.policy, address=server.address, token_file=str(path))
     return dataclasses.replace(cfg, policy=served), server

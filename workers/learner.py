@@ -29,7 +29,7 @@ from dagger.checkpoint import check_compatible, has_checkpoint, read_checkpoint,
 from dagger.config import RunConfig, to_dict
 from dagger.events import first_line
 from dagger.gates import GATES
-from dagger.policies import make_policy, trained_family
+from dagger.policies import make_policy
 from dagger.tasks import TASK_IMAGES
 from workers.transport import Endpoint, start_loop
 
@@ -48,7 +48,7 @@ class Learner:
                                      **({"image_shape": list(image_shape)} if image_shape else {})}
         self.frozen_normalizer = False  # a policy started from another run's checkpoint keeps its normaliser
         self.numbering = True  # may publish: it knows the next version number
-        self.policy = make_policy(trained_family(cfg.policy), obs_dim, act_dim, seed=cfg.seed, image_shape=image_shape)
+        self.policy = make_policy(cfg.policy, obs_dim, act_dim, seed=cfg.seed, image_shape=image_shape)
         per_update = self.policy.members * cfg.learner.batch_size * int(np.prod(image_shape or (0,)))
         self.per_fetch = max(1, IMAGE_FETCH_BYTES // per_update) if per_update else 1 << 30  # updates per fetch
         self.needs = GATES[cfg.gate.name].needs + (("hazard",) if cfg.allocator in READS_RISK else ())

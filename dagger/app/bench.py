@@ -219,7 +219,8 @@ def assess(policy: EnsemblePolicy, obs: np.ndarray, safety: GoalCritic) -> tuple
     with torch.no_grad():
         x = policy.norm_obs(obs)
         members = policy.member_actions(x)
-        return policy.units(members), policy.critic.q(x, members.mean(0)).numpy(), safety.q(x, members.mean(0)).numpy()
+        mean = members.mean(0)
+        return policy.units(members), policy.critic.q(x, mean).numpy(), safety.q(x, mean).numpy()
 
 
 def run_grid(cfg: Any, out: Path, methods: list[str], key: str, run: Callable[..., dict],

@@ -128,17 +128,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Hosts the checkpoint's policy, one copy per robot that connects, until interrupted."""
     from dagger.checkpoint import policy_from, read_checkpoint
     from dagger.policies.remote import PolicyServer
-    from dagger.policies.wire import new_token, read_token
+    from dagger.policies.wire import new_token_file, read_token
     from dagger.tasks import make_task
 
     ckpt = read_checkpoint(args.checkpoint)
     task = make_task(task_config(ckpt.get("config", {}).get("task", ckpt["task"]["name"]), []))
     token_file = Path(args.token_file)
-    if not token_file.exists():
-        token_file.touch(mode=0o600)
-        token_file.write_text(new_token().hex())
     try:
-        server = PolicyServer(lambda: policy_from(ckpt, task), read_token(token_file), args.host, args.port,
+        token = read_token(token_file) if token_file.exists() else new_token_file(token_file)
+        server = PolicyServer(lambda: policy_from(ckpt, task), token, args.host, args.port,
                               accept_weights=args.accept_weights)
     except (OSError, ValueError) as err:
         raise UserError(f"serve: {err}") from err

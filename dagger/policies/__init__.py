@@ -29,7 +29,9 @@ POLICIES: dict[str, type[BasePolicy]] = {
 
 def make_policy(config: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0,
                 image_shape: tuple[int, int, int] | None = None) -> BasePolicy:
-    """The configured family's policy; `type` must be one of POLICIES."""
+    """The configured family's policy (for `remote`: the family its server hosts, which the learner trains and
+    checkpoints hold); the type must be one of POLICIES."""
+    config = trained_family(config)
     if config.type not in POLICIES:
         raise ValueError(f"unknown policy type {config.type!r}; choose one of {sorted(POLICIES)}")
     return POLICIES[config.type](obs_dim, act_dim, config, seed=seed, image_shape=image_shape)

@@ -30,6 +30,14 @@ def new_token() -> bytes:
     return secrets.token_bytes(32)
 
 
+def new_token_file(path: str | Path) -> bytes:
+    """A fresh secret written to `path` as hex, readable by its owner only; returns it."""
+    token, path = new_token(), Path(path)
+    path.touch(mode=0o600)
+    path.write_text(token.hex())
+    return token
+
+
 def read_token(path: str | Path) -> bytes:
     """The shared secret in a file, as hex (`python -c "import secrets; print(secrets.token_hex(32))" > token`)."""
     text = Path(path).read_text().strip()
