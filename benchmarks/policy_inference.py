@@ -22,8 +22,8 @@ from dagger.config import load_config
 from dagger.core import Policy, Task, camera_image
 from dagger.policies import POLICIES, make_policy
 from dagger.policies.remote import PolicyServer, RemotePolicy
-from dagger.policies.wire import new_token
 from dagger.tasks import make_task
+from dagger.wire import new_token
 from workers.buffer import BufferWorker
 from workers.launch import collect_demos
 from workers.learner import Learner

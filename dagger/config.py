@@ -52,6 +52,11 @@ class RobotConfig:
     """a segment closes after this many steps even without a controller change"""
     ship_every_s: float = 0.25
     """how often finished policy segments are sent to the buffer (human ones go at once)"""
+    agents: list[str] = field(default_factory=list)
+    """HOST:PORT of a `dagger robot-agent` for each robot (robot i drives agents[i]); empty: every robot steps its
+    own simulator in its own process"""
+    token_file: str = ""
+    """the robot agents' shared secret, as hex (default: the DAGGER_ROBOT_TOKEN environment variable)"""
 
 
 @dataclass

@@ -58,12 +58,8 @@ class StepResult:
     done: bool  # the episode is over (time limit or termination)
 
 
-class Task(Protocol):
-    """A gymnasium-style task with a success signal and a scripted expert.
-
-        obs = task.reset(seed=0)
-        res = task.step(task.expert_action())
-    """
+class TaskSpec(Protocol):
+    """What a task is, as policies see it (a Task, and a robot running one, have these)."""
 
     name: str
     instruction: str  # what to do, in words (a language-conditioned policy reads it)
@@ -72,6 +68,14 @@ class Task(Protocol):
     dt: float  # seconds of task time per step: the robot's natural control period
     image_shape: tuple[int, int, int] | None  # the policy's camera image (H, W, 3) uint8; None: state only
     ends_on_success: bool  # an episode ends at its first success (else it runs to its time limit)
+
+
+class Task(TaskSpec, Protocol):
+    """A gymnasium-style task with a success signal and a scripted expert.
+
+        obs = task.reset(seed=0)
+        res = task.step(task.expert_action())
+    """
 
     def reset(self, seed: int | None = None) -> np.ndarray: ...
 

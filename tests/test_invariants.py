@@ -124,7 +124,7 @@ def test_every_step_records_the_version_that_acted_and_changes_at_the_exact_tick
     # the recorded policy action is the one that version's weights give in the recorded state
     policies = {}
     for weights in (w1, w2):
-        policies[weights["version"]] = EnsemblePolicy(robot.task.obs_dim, robot.task.act_dim, cfg.policy)
+        policies[weights["version"]] = EnsemblePolicy(robot.robot.obs_dim, robot.robot.act_dim, cfg.policy)
         policies[weights["version"]].load(weights)
     obs = np.concatenate([s.obs for s in segments])
     acted = np.concatenate([s.policy_action for s in segments])
@@ -284,14 +284,14 @@ def test_a_waiting_robot_holds_still(tmp_path):
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "other")))
     robot.tick()  # loads, starts an episode, asks for help in its first state
     assert robot.state is State.WAITING and len(acts) == 1
-    pos, vel, t, obs = robot.task.pos.copy(), robot.task.vel.copy(), robot.task.t, robot.obs.copy()
+    pos, vel, t, obs = robot.robot.task.pos.copy(), robot.robot.task.vel.copy(), robot.robot.task.t, robot.obs.copy()
     for _ in range(50):
         robot.tick()
     assert robot.state is State.WAITING
     assert len(acts) == 1  # the policy was not asked to act while the robot waited
-    assert robot.total_steps == 0 and robot.steps == [] and robot.task.t == t == 0
-    np.testing.assert_array_equal(robot.task.pos, pos)
-    np.testing.assert_array_equal(robot.task.vel, vel)
+    assert robot.total_steps == 0 and robot.steps == [] and robot.robot.task.t == t == 0
+    np.testing.assert_array_equal(robot.robot.task.pos, pos)
+    np.testing.assert_array_equal(robot.robot.task.vel, vel)
     np.testing.assert_array_equal(robot.obs, obs)
     kinds = [e["ev"] for e in robot.poll()["events"]]
     assert kinds.count("help_requested") == 1 and "segment" not in kinds

@@ -67,7 +67,7 @@ def robot_with_weights(tmp_path, *overrides):
     cfg = point_config(*overrides)
     buffer = BufferWorker(tmp_path / "segments")
     robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
-    learner = Learner(cfg, robot.task.obs_dim, robot.task.act_dim, LocalEndpoint(buffer))
+    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, LocalEndpoint(buffer))
     learner.publish()
     robot.set_weights(learner.latest()[1])
     return robot, buffer

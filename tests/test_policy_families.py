@@ -21,8 +21,8 @@ from dagger.metrics import of_kind
 from dagger.policies import POLICIES, EnsemblePolicy, PolicyConfig
 from dagger.policies.diffusion import DiffusionPolicy
 from dagger.policies.remote import PolicyServer
-from dagger.policies.wire import new_token
 from dagger.tasks import make_task
+from dagger.wire import new_token
 from tests.conftest import ROOT, point_config
 from workers.buffer import BufferWorker
 from workers.launch import run_loop

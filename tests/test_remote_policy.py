@@ -19,7 +19,7 @@ from buffers.codec import encode
 from dagger.core import PolicyOutput, PolicyTimeout
 from dagger.policies import EnsemblePolicy, PolicyConfig
 from dagger.policies.remote import PolicyServer, RemotePolicy, RemotePolicyError
-from dagger.policies.wire import HEADER, frame, new_token, open_frame, read_token, recv_exact
+from dagger.wire import HEADER, frame, new_token, open_frame, read_token, recv_exact
 
 CONFIG = PolicyConfig(members=3, hidden=16)
 OBS, ACT = 4, 2

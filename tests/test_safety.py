@@ -25,7 +25,7 @@ def robot(tmp_path):
     buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
     clock = Clock()
     robot = RobotWorker(0, cfg, buffer, clock=clock)
-    learner = Learner(cfg, robot.task.obs_dim, robot.task.act_dim, buffer)
+    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
     learner.publish()
     robot.set_weights(learner.latest()[1])
     robot.tick()

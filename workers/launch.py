@@ -29,9 +29,9 @@ from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
 from dagger.policies import make_policy
 from dagger.policies.remote import PolicyServer, RemotePolicy
-from dagger.policies.wire import new_token_file, read_token
 from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
+from dagger.wire import new_token_file, read_token
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker

@@ -20,12 +20,12 @@ import numpy as np
 
 from buffers.schema import POLICY, Segment
 from dagger.config import RunConfig
-from dagger.core import PolicyOutput, PolicyTimeout, StepResult, camera_image
+from dagger.core import PolicyOutput, PolicyTimeout
 from dagger.evaluation import episode_seed
 from dagger.gates import make_gate
 from dagger.policies import robot_policy
 from dagger.policies.remote import RemotePolicyError
-from dagger.tasks import make_task
+from dagger.robots import Observation, RobotLate, make_robot
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
 from workers.transport import Endpoint, Pending, start_loop
@@ -47,13 +47,13 @@ class RobotWorker:
     def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time,
                  incarnation: int = 0):
         self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
-        self.task = make_task(cfg.task)
-        self.policy = robot_policy(cfg.policy, self.task, robot_id)
+        self.robot = make_robot(cfg.task, cfg.robot.agents, cfg.robot.token_file, robot_id)
+        self.policy = robot_policy(cfg.policy, self.robot, robot_id)
         self.served = cfg.policy.type == "remote"  # a policy server acts for this robot: it takes no weights
         self.last_out: PolicyOutput | None = None  # the policy's newest answer
-        self.late = 0  # steps in a row a served policy missed its deadline (the robot held)
+        self.late = {"policy": 0, "robot": 0}  # periods in a row the policy / the robot missed its deadline (held)
         self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
-        self.period = self.task.dt / cfg.robot.speed
+        self.period = 0.0 if self.robot.paced else self.robot.dt / cfg.robot.speed  # a paced robot keeps time
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.events: list[dict] = []
@@ -61,15 +61,15 @@ class RobotWorker:
         self.state = State.STARTING
         self.seq = incarnation * INCARNATION_STRIDE
         self.episode = self.seq - 1
-        self.obs = np.zeros(self.task.obs_dim, np.float32)
+        self.obs = np.zeros(self.robot.obs_dim, np.float32)
         self.image: np.ndarray | None = None  # the policy's camera image of this state, on an image task
-        self.camera_ms = 0.0  # the camera's cost per step (moving average), on an image task
+        self.acted = False  # this control period commanded the robot (else it holds)
         # HG-DAgger: an operator watches this robot and decides when to step in
         self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
         self.controller = POLICY
         self.operator: ScriptedOperator | RemoteOperator | None = None
-        self.last_action = np.zeros(self.task.act_dim)
+        self.last_action = np.zeros(self.robot.act_dim)
         self.operator_id = -1
         self.request: dict = {}
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
@@ -118,11 +118,13 @@ class RobotWorker:
             events, self.events = self.events, []
             states, self.states = self.states, []
         frame, self.frame = self.frame, None
+        io = self.robot.health()
         status = {"robot": self.id, "state": self.state.value, "uncertainty": self.last_spread, "risk": self.last_risk,
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
-                  "controller": self.controller, "failure": self.failure, "camera_ms": round(self.camera_ms, 3)}
+                  "controller": self.controller, "failure": self.failure, "io": io,
+                  "camera_ms": io.get("camera_ms", 0.0)}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
     # ---- the control loop ----
@@ -144,6 +146,7 @@ class RobotWorker:
         if self.thread is not None:
             self.thread.join()
         self._close_segment("stop")
+        self.robot.disconnect()
         self._ship(force=True)
         for pending, _ in self.in_flight:
             pending.result()
@@ -164,12 +167,15 @@ class RobotWorker:
     def tick(self) -> None:
         """One control period: mailbox, then at most one task step, then shipping."""
         self._read_mailbox()
+        self.acted = False
         if self.state is State.RESETTING:
             self._new_episode()
         if self.state is State.AUTONOMOUS:
             self._autonomous_step()
         elif self.state is State.OPERATOR:
             self._operator_step()
+        if not self.acted:
+            self._hold()
         due = self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s
         if due and self.state is not State.STARTING:
             self._render()
@@ -179,7 +185,7 @@ class RobotWorker:
         """In the loop's thread: a GL context belongs to the thread that made it."""
         self.last_frame = time.perf_counter()
         try:
-            self.frame = self.task.render()
+            self.frame = self.robot.render()
         except Exception as err:  # noqa: BLE001 - no GL here: the console shows no camera, the robot runs on
             self.frame_every_s = 0.0
             self._emit("render_failed", error=str(err)[:300])
@@ -214,37 +220,56 @@ class RobotWorker:
 
     def _operator(self, operator_id: int, strain: float = 1.0, switching: bool = False) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
-        return ScriptedOperator(self.cfg.operator, self.task, operator_id, seed, self.task.dt, strain, switching)
+        return ScriptedOperator(self.cfg.operator, self.robot, operator_id, seed, self.robot.dt, strain, switching)
 
     def _new_episode(self) -> None:
+        try:
+            self._see(self.robot.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode + 1)))
+        except RobotLate as err:
+            self._late("robot", err)
+            return  # tried again next period
+        self._on_time("robot")
         self.episode += 1
         self.episodes += 1
-        self.obs = self.task.reset(seed=episode_seed(self.cfg.seed, self.id, self.episode))
         self.policy.reset()
         self.last_out = None
-        self._look()
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.state = State.AUTONOMOUS
 
-    def _look(self) -> None:
-        """The camera image of the current state (an image task only), timed."""
-        began = time.perf_counter()
-        self.image = camera_image(self.task)
-        if self.image is not None:
-            self.camera_ms += 0.05 * (1000 * (time.perf_counter() - began) - self.camera_ms)
+    def _see(self, obs: Observation) -> None:
+        self.obs, self.image = obs.obs, obs.image
+
+    def _hold(self) -> None:
+        """A period without a command: the robot holds (a paced robot's observation keeps the loop's time)."""
+        self.robot.hold()
+        if self.state is State.STARTING and not self.robot.paced:
+            return
+        try:
+            obs = self.robot.get_observation()
+        except RobotLate:
+            return  # counted by the robot; nothing moved on this side
+        if self.state is not State.STARTING:
+            self._see(obs)
+
+    def _late(self, what: str, err: Exception) -> None:
+        """The policy or the robot missed its deadline: the robot holds; the first period of a run is an event."""
+        self.late[what] += 1
+        if self.late[what] == 1:
+            self._emit(f"{what}_late", error=str(err)[:200])
+
+    def _on_time(self, what: str) -> None:
+        if self.late[what]:
+            self._emit(f"{what}_back", held_steps=self.late[what])
+            self.late[what] = 0
 
     def _consult(self) -> PolicyOutput | None:
         """The policy's answer in this state; None when a served policy missed its deadline (the robot holds)."""
         try:
             out = self.policy.act(self.obs, self.image)
         except (PolicyTimeout, RemotePolicyError) as err:  # no answer, or none a robot may move on
-            self.late += 1
-            if self.late == 1:
-                self._emit("policy_late", error=str(err)[:200])
+            self._late("policy", err)
             return None
-        if self.late:
-            self._emit("policy_back", held_steps=self.late)
-            self.late = 0
+        self._on_time("policy")
         self.last_out = out
         self.last_spread, self.last_safety, self.last_risk = out.spread, out.safety, out.risk
         return out
@@ -255,7 +280,7 @@ class RobotWorker:
             return  # no answer in time: hold, ask again next step
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
-        elif self.gate.should_request_help(out, self.task.expert_action() if self.gate.needs_expert else None):
+        elif self.gate.should_request_help(out, self.robot.expert_action() if self.gate.needs_expert else None):
             self._ask_for_help(out, self.gate.name)
         else:
             self._observed(out)
@@ -281,7 +306,7 @@ class RobotWorker:
         if self.state is not State.WAITING:
             self._emit("assign_refused", operator=operator_id, state=self.state.value)
             return
-        self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.task.act_dim, self.clock()) if remote
+        self.operator = (RemoteOperator(operator_id, self.cfg.safety, self.robot.act_dim, self.clock()) if remote
                          else self._operator(operator_id, strain, switching))
         self.operator_id = operator_id
         self.state = State.OPERATOR
@@ -337,8 +362,16 @@ class RobotWorker:
         self.operator, self.operator_id, self.controller = None, -1, POLICY
 
     def _step(self, action: np.ndarray, out: PolicyOutput) -> bool:
-        res: StepResult = self.task.step(action)
-        self.last_action, self.last_constraint = self.task.clip(action), bool(res.constraint)
+        """Commands the robot for one period and records the step; False when the robot did not answer in time."""
+        self.acted = True
+        try:
+            executed = self.robot.send_action(action)
+            res = self.robot.get_observation()
+        except RobotLate as err:
+            self._late("robot", err)
+            return False
+        self._on_time("robot")
+        self.last_action, self.last_constraint = executed, bool(res.constraint)
         now = self.clock()
         self.steps.append({
             "obs": self.obs, "action": self.last_action, "policy_action": out.action,
@@ -346,9 +379,7 @@ class RobotWorker:
             "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
             "step": self.ep_stats["steps"], "t_wall": now, **({} if self.image is None else {"image": self.image}),
         })
-        self.obs = res.obs
-        if not res.done:
-            self._look()
+        self._see(res)
         self.total_steps += 1
         self.ep_stats["steps"] += 1
         self.ep_stats["human_steps"] += self.controller != POLICY
@@ -359,10 +390,11 @@ class RobotWorker:
             self._close_segment("size")
         return res.done
 
-    def _end_episode(self, res: StepResult) -> None:
+    def _end_episode(self, res: Observation) -> None:
         self._close_segment("episode_end")
         self.successes += res.success
-        camera = {} if self.image is None else {"camera_ms": round(self.camera_ms, 3)}  # per step, on image tasks
+        camera_ms = self.robot.health().get("camera_ms", 0.0)
+        camera = {"camera_ms": camera_ms} if self.robot.image_shape is not None else {}  # per step, image tasks
         self._emit("episode_end", episode=self.episode, success=bool(res.success), **self.ep_stats, **camera)
         if self.operator is not None:
             self._release_operator("episode_end", segment_reason="episode_end")  # the segment is already closed

@@ -128,8 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Hosts the checkpoint's policy, one copy per robot that connects, until interrupted."""
     from dagger.checkpoint import policy_from, read_checkpoint
     from dagger.policies.remote import PolicyServer
-    from dagger.policies.wire import new_token_file, read_token
     from dagger.tasks import make_task
+    from dagger.wire import new_token_file, read_token
 
     ckpt = read_checkpoint(args.checkpoint)
     task = make_task(task_config(ckpt.get("config", {}).get("task", ckpt["task"]["name"]), []))

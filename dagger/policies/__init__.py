@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dagger.core import Policy, Task
+from dagger.core import Policy, TaskSpec
 from dagger.policies.base import HOLDOUT, BasePolicy, PolicyConfig, Proposal
 from dagger.policies.chunking import ChunkingPolicy
 from dagger.policies.diffusion import DiffusionPolicy
 from dagger.policies.ensemble import EnsemblePolicy
 from dagger.policies.implicit import ImplicitPolicy
 from dagger.policies.remote import RemotePolicy
-from dagger.policies.wire import read_token
+from dagger.wire import read_token
 
 POLICIES: dict[str, type[BasePolicy]] = {
     "mlp-ensemble": EnsemblePolicy,
@@ -37,7 +37,7 @@ def make_policy(config: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0,
     return POLICIES[config.type](obs_dim, act_dim, config, seed=seed, image_shape=image_shape)
 
 
-def robot_policy(config: PolicyConfig, task: Task, robot: int = 0) -> Policy:
+def robot_policy(config: PolicyConfig, task: TaskSpec, robot: int = 0) -> Policy:
     """What a robot acts with: its own copy of the family, or for `remote` a client of the policy server."""
     if config.type != "remote":
         return make_policy(config, task.obs_dim, task.act_dim, seed=robot, image_shape=task.image_shape)  # own draws

@@ -6,7 +6,7 @@ the robot holds that step.
     policy = RemotePolicy(server.address, token, deadline_ms=100, robot=0)   # on the robot
     out = policy.act(obs, image)                                             # or PolicyTimeout: hold this step
 
-Wire (dagger.policies.wire): authenticated msgpack frames, each a map with a "kind": act | reset | load | hello.
+Wire (dagger.wire): authenticated msgpack frames, each a map with a "kind": act | reset | load | hello.
 Reference (../shared/REFERENCES.md, "Large pretrained (VLA) policies"): LeRobot's async inference serves policies
 over gRPC but unpickles its input and has no watchdog; DROID serves them over websocket + msgpack. The HMAC
 authenticates, it neither encrypts nor stops a replay by someone on the path: keep the link on a trusted network
@@ -26,14 +26,14 @@ from typing import Any, cast
 import numpy as np
 
 from dagger.core import Policy, PolicyOutput, PolicyTimeout
-from dagger.policies.wire import (
+from dagger.wire import (
     HEADER,
     MAX_BYTES,
     BadFrame,
     checked_token,
     frame,
     open_frame,
-    recv_exact,
+    read_frame,
     too_large,
 )
 
@@ -159,16 +159,9 @@ class PolicyServer:
                 self.conns.discard(conn)
 
     def receive(self, conn: socket.socket) -> dict | None:
-        header = recv_exact(conn, HEADER)
-        if header is None:
+        message = read_frame(conn, self.token)
+        if message is None:
             return None
-        size = int.from_bytes(header[:4], "big")
-        if size > MAX_BYTES:
-            raise too_large(size)
-        body = recv_exact(conn, size)
-        if body is None:
-            return None
-        message = open_frame(self.token, header[4:], body)
         if message.get("kind") not in KINDS:
             raise BadFrame(f"unknown kind {message.get('kind')!r}: expected one of {', '.join(KINDS)}")
         return message
