@@ -248,8 +248,11 @@ class RobotWorker:
             obs = self.robot.get_observation()
         except RobotLate:
             return  # counted by the robot; nothing moved on this side
-        if self.state is not State.STARTING:
-            self._see(obs)
+        if self.state is State.STARTING:
+            return
+        self._see(obs)
+        if obs.done and self.state is not State.RESETTING:  # a late command ended the episode
+            self._end_episode(obs)
 
     def _late(self, what: str, err: Exception) -> None:
         """The policy or the robot missed its deadline: the robot holds; the first period of a run is an event."""
@@ -369,6 +372,7 @@ class RobotWorker:
             res = self.robot.get_observation()
         except RobotLate as err:
             self._late("robot", err)
+            self.acted = False  # this period holds; its observation catches up with the robot
             return False
         self._on_time("robot")
         self.last_action, self.last_constraint = executed, bool(res.constraint)

@@ -80,6 +80,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     check_screenshot(args.screenshot)
     if not args.in_process:
         check_ray_address(cfg.address)
+    elif cfg.robot.agents:
+        raise UserError("robot.agents: robots behind robot agents keep real time, which an in-process run (one "
+                        "thread, a simulated clock) cannot; run without --in-process")
     if cfg.init_from:
         check_checkpoint(cfg.init_from, cfg)
     if args.resume and has_checkpoint(run_dir):

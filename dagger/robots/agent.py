@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,8 +75,9 @@ class _Link:
 
 class RobotAgent:
     def __init__(self, robot: Robot, token: bytes, host: str = "127.0.0.1", port: int = 0,
-                 period: float | None = None, watchdog_periods: float = 3.0, max_age_s: float = 0.5):
-        self.robot, self.token, self.max_age_s = robot, checked_token(token), max_age_s
+                 period: float | None = None, watchdog_periods: float = 3.0, max_age_s: float = 0.5,
+                 clock: Callable[[], float] = time.time):
+        self.robot, self.token, self.max_age_s, self.clock = robot, checked_token(token), max_age_s, clock
         self.period = period or robot.dt
         self.deadline = watchdog_periods * self.period
         self.listener = socket.create_server((host, port))
@@ -132,7 +134,7 @@ class RobotAgent:
     def _serve(self, conn: socket.socket, peer: Any) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(HANDSHAKE_S)
-        link = _Link(conn, Session(self.token, self.max_age_s))
+        link = _Link(conn, Session(self.token, self.max_age_s, self.clock))
         try:
             nonce = secrets.token_bytes(16)
             link.send({"kind": "challenge", "nonce": nonce})
@@ -160,9 +162,11 @@ class RobotAgent:
         """An authenticated controller: it replaces the one before (a reconnect after a link that died half-open)."""
         with self.lock:
             old, self.controller, self.command = self.controller, link, None
+            self.applied = 0  # commands are numbered per connection: none of this one's executed yet
             self.counts["connects"] += 1
+            latest = None if self.latest is None else {**self.latest, "cmd": 0}
             link.send({"kind": "welcome", "client_nonce": client_nonce, "spec": spec_of(self.robot, self.period),
-                       "episode": self.episode, "obs": self.latest})
+                       "episode": self.episode, "obs": latest})
         if old is not None:
             old.close()
 
@@ -208,17 +212,19 @@ class RobotAgent:
         with self.lock:
             link, command, reset = self.controller, self.command, self.reset_to
             self.reset_to = None
+        executed = None  # the sequence number of the command this period carried out
         if reset is not None and reset[1] != self.episode:
             self.robot.reset(reset[0])
-            self.episode, self.applied, self.moving = reset[1], reset[2], False
+            self.episode, self.moving, executed = reset[1], False, reset[2]
             with self.lock:
-                self.command = None  # the new episode starts held
+                if self.command is command:
+                    self.command = None  # the new episode starts held
         elif self._executes(command):
             assert command is not None
             if command["seq"] == self.applied:
                 self.counts["repeats"] += 1  # the controller is late: the last setpoint holds one more period
             self.robot.send_action(command["action"])
-            self.applied, self.moving = command["seq"], True
+            self.moving, executed = True, command["seq"]
         else:
             stopped = command is None or (command["kind"] == "act" and not self.robot.get_observation().done)
             if self.moving and stopped:  # the controller went quiet or away while the robot moved
@@ -228,14 +234,15 @@ class RobotAgent:
             self.moving = False
             self.robot.hold()
             if command is not None and command["kind"] == "hold":
-                self.applied = command["seq"]
+                executed = command["seq"]
         self.tick += 1
-        if self.episode >= 0:
-            latest = self._observation()
-            with self.lock:
-                self.latest = latest
-            if link is not None:
-                link.send(latest)
+        with self.lock:
+            if executed is not None and self.controller is link:  # numbers of a controller that left mean nothing
+                self.applied = executed
+            self.latest = self._observation() if self.episode >= 0 else None
+            latest, current = self.latest, self.controller
+        if latest is not None and current is not None and current is link:
+            link.send(latest)
 
     def _executes(self, command: dict | None) -> bool:
         """An act the robot may execute now: fresh (within the watchdog deadline), in a running episode."""

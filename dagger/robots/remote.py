@@ -254,9 +254,11 @@ class RemoteRobot:
                 "agent": self.agent_health}
 
     def expert_action(self) -> np.ndarray:
-        if self.newest is None or self.newest[0].expert is None:
-            raise RuntimeError(f"robot {self.address}: the agent reports no expert action (a real robot has none)")
-        return self.newest[0].expert
+        """The agent's scripted expert in the newest state (a simulator's); none at an episode's end: stand still."""
+        if not self.spec.get("expert"):
+            raise RuntimeError(f"robot {self.address}: the agent has no scripted expert (a real robot has none)")
+        expert = None if self.newest is None else self.newest[0].expert
+        return np.zeros(self.act_dim) if expert is None else expert
 
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
