@@ -15,6 +15,7 @@ import difflib
 import importlib.util
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -299,6 +300,11 @@ def validate(cfg: RunConfig) -> None:
          f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
          "does not store; use e.g. priority"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
+        (len(cfg.robot.agents) in (0, 1, cfg.robots), "robot.agents",
+         f"gives {len(cfg.robot.agents)} agents for {cfg.robots} robots: give one per robot, or one HOST:PORT "
+         "(robot i at PORT+i)"),
+        (all(re.fullmatch(r"[^\s:]+:\d{1,5}", a) for a in cfg.robot.agents), "robot.agents",
+         f"{cfg.robot.agents}: each must be HOST:PORT"),
         (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
         (cfg.gate.threshold >= 0, "gate.threshold", "must not be negative"),
         (cfg.gate.tau_sup > 0, "gate.tau_sup", "must be positive"),

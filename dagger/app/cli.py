@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from dagger.app import robot_agent
 from dagger.app.bench_cmd import cmd_bench, read_yaml
 from dagger.app.errors import UserError
 from dagger.app.start import TERMINATED, cmd_start
@@ -113,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the shared secret as hex; made (mode 600) when the file does not exist")
     serve.add_argument("--accept-weights", action="store_true",
                        help="let a run's learner push newer weights (default: serve the checkpoint as it is)")
+    robot_agent.add_parser(sub)
     config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
     config.add_argument("--config", help="a YAML file of settings")
     config.add_argument("--keys", action="store_true", help="every key, its default and its docstring")
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     try:
         commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
-                    "eval": cmd_eval, "config": cmd_config, "serve": cmd_serve}
+                    "eval": cmd_eval, "config": cmd_config, "serve": cmd_serve,
+                    "robot-agent": robot_agent.cmd_robot_agent}
         return commands[args.command](args)
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)
