@@ -19,6 +19,7 @@ import pytest
 from buffers.codec import decode_segment
 from buffers.segment_log import SegmentLog
 from dagger.config import load_config
+from dagger.events import EventLog, read_events
 from dagger.policies import make_policy
 from dagger.robots.agent import RobotAgent
 from dagger.robots.base import RobotLate, SimRobot
@@ -27,6 +28,7 @@ from dagger.tasks import make_task
 from dagger.wire import Session, frame, new_token
 from workers.buffer import BufferWorker
 from workers.robot import RobotWorker
+from workers.supervisor import Supervisor
 from workers.transport import LocalEndpoint
 
 TOKEN = new_token()
@@ -239,3 +241,22 @@ def test_robot_agent_command_serves_and_reports(tmp_path):
         out, _ = proc.communicate(timeout=10)
     health = json.loads(out.strip().splitlines()[-1])
     assert health["robot"] == 0 and health["connects"] == 1 and health["episode"] == 0 and health["ticks"] > 20
+
+
+def test_the_supervisor_measures_each_robots_clock_and_logs_on_its_own(tmp_path):
+    """A robot on another host keeps its own wall clock: its events are logged on the supervisor's, and an operator's
+    readings reach it on its own (the stale-input rule compares them with its clock)."""
+    cfg = load_config(None, ["task=point", "robots=1"])
+    buffer = LocalEndpoint(BufferWorker(str(tmp_path / "segments"), 0.0, 0))
+    robot = RobotWorker(0, cfg, buffer, clock=lambda: time.time() + 50.0)  # 50 s ahead of ours
+    log = EventLog(tmp_path / "events.jsonl")
+    supervisor = Supervisor(cfg, [LocalEndpoint(robot)], buffer, None, log)
+    assert abs(supervisor.offsets[0] - 50.0) < 0.01
+    robot._emit("probe")
+    supervisor.handle(robot.poll())
+    log.close()
+    probe = next(e for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "probe")
+    assert abs(probe["t"] - time.time()) < 1.0
+    supervisor.send(0, "operator_input", {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
+    _, reading = robot.inbox.get_nowait()
+    assert abs(reading["t_report"] - 1050.0) < 0.01 and abs(reading["t_input"] - 1049.0) < 0.01

@@ -112,6 +112,10 @@ class RobotWorker:
         """The operator's device disappeared."""
         self.inbox.put(("lost", operator_id))
 
+    def now(self) -> float:
+        """This robot's clock (the supervisor measures its offset from its own)."""
+        return self.clock()
+
     def poll(self) -> dict:
         """Drains the outbox: events, robot-controlled states, and a status line for the dashboard."""
         with self.lock:

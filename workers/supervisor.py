@@ -59,6 +59,9 @@ class Supervisor:
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
         self.steps = 0
+        # robot -> its clock minus ours: on a cluster each robot's host keeps its own wall clock; its events are
+        # logged on ours and an operator's readings reach it on its own (the stale-input rule compares them)
+        self.offsets = [self.clock_offset(robot) for robot in range(len(robots))]
 
     def poll(self) -> dict[str, Any]:
         """One round of the control plane; returns the latest status of every component."""
@@ -99,7 +102,25 @@ class Supervisor:
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
 
+    def clock_offset(self, robot: int) -> float:
+        """Robot `robot`'s clock minus ours, from the quickest of three round trips (as NTP does); logged."""
+        samples = []
+        try:
+            for _ in range(3):
+                t0 = self.clock()
+                t = self.robots[robot].call("now").result()
+                t1 = self.clock()
+                samples.append((t1 - t0, t - (t0 + t1) / 2))
+        except Exception:  # noqa: BLE001 - a robot that does not answer is found lost at its first poll
+            return 0.0
+        rtt, offset = min(samples)
+        self.record([{"ev": "clock_offset", "t": self.clock(), "robot": robot, "offset_s": offset, "rtt_s": rtt}])
+        return offset
+
     def send(self, robot: int, method: str, arg: Any) -> None:
+        if method == "operator_input":  # the station's times, on the robot's clock
+            arg = {**arg, "t_report": arg["t_report"] + self.offsets[robot],
+                   "t_input": arg["t_input"] + self.offsets[robot]}
         self.robots[robot].call(method, arg)
 
     def record(self, events: list[dict]) -> None:
@@ -111,9 +132,12 @@ class Supervisor:
                 print(f"dagger: warning: segment log {e['file']}@{e['offset']}: {e['what']}", file=sys.stderr)
 
     def handle(self, result: dict) -> None:
-        """Takes one robot's poll: logs its events and updates queue, operators and fleet gate."""
-        self.record(result["events"])
+        """Takes one robot's poll: logs its events (on our clock) and updates queue, operators and fleet gate."""
         status = result["status"]
+        offset = self.offsets[status["robot"]]
+        for event in result["events"] if offset else ():
+            event["t"] -= offset
+        self.record(result["events"])
         self.status["robots"][status["robot"]] = status
         if result.get("frame") is not None:
             self.status["frames"][status["robot"]] = result["frame"]
@@ -150,6 +174,7 @@ class Supervisor:
             raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
         self.robots[robot] = self.restart(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
+        self.offsets[robot] = self.clock_offset(robot)
         _, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for
         self.robots[robot].call("set_weights", weights)
         self.robots[robot].call("set_thresholds", self.sent_thresholds)
