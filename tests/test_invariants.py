@@ -211,7 +211,7 @@ def test_a_robot_ships_policy_and_human_segments_together_and_the_batch_is_durab
     human_adds = [ok for controllers, ok in endpoint.adds if "operator:0" in controllers]
     assert ["policy", "operator:0"] in [c for c, _ in endpoint.adds], endpoint.adds
     assert len(human_adds) == 3 and all(human_adds), endpoint.adds
-    assert not robot.unacked
+    assert not robot.shipper.unacked
     buffer.close()
 
 
@@ -235,8 +235,8 @@ def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
     assert max(per_tick) == 1  # at most one add per tick, and only on ticks that close a segment
     # 40-step episodes: segments close every 5 steps and at each episode end; ticks 5, 10, ..., 100
     assert [i + 1 for i, n in enumerate(per_tick) if n] == list(range(5, 101, 5))
-    in_flight = [s for _, batch in robot.in_flight for s in batch]
-    assert len(robot.in_flight) == 20 and sum(len(s) for s in in_flight) == 100
+    in_flight = [s for _, batch in robot.shipper.in_flight for s in batch]
+    assert len(robot.shipper.in_flight) == 20 and sum(len(s) for s in in_flight) == 100
 
 
 def test_shipping_waits_for_ship_every_s_and_never_for_the_buffer(tmp_path):
@@ -248,7 +248,7 @@ def test_shipping_waits_for_ship_every_s_and_never_for_the_buffer(tmp_path):
         robot.tick()
     assert robot.total_steps == 100 and hung.waited == []
     assert len(hung.calls) <= 1  # at most the very first segment; the rest wait for ship_every_s
-    outbox_steps = sum(len(s) for s in robot.outbox)
+    outbox_steps = sum(len(s) for s in robot.shipper.outbox)
     shipped = sum(len(s) for c in hung.calls for s in c[1])
     assert outbox_steps + shipped == 100
 
@@ -272,7 +272,7 @@ def test_human_segments_stay_with_a_robot_whose_buffer_hangs(tmp_path):
     assert hung.waited == []
     shipped = [s for c in hung.calls for s in c[1]]
     assert [s.controller for s in shipped] == ["operator:0"] * 10
-    assert sorted(robot.unacked) == sorted(s.key for s in shipped)  # none acknowledged: all kept
+    assert sorted(robot.shipper.unacked) == sorted(s.key for s in shipped)  # none acknowledged: all kept
 
 
 def test_a_waiting_robot_holds_still(tmp_path):

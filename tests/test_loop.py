@@ -120,16 +120,16 @@ class FlakyBuffer:
 def test_a_human_segment_is_kept_until_the_buffer_acknowledges_it(tmp_path):
     robot, buffer = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.0",
                                        "operator.correction_steps=3", "robot.ship_every_s=3600")
-    robot.buffer = LocalEndpoint(FlakyBuffer(buffer))
+    robot.shipper.buffer = LocalEndpoint(FlakyBuffer(buffer))
     robot.tick()  # asks for help: the (empty) policy segment is not shipped
     robot.assign(0)
     for _ in range(3):
         robot.tick()  # three operator steps, then the operator hands back
-    assert list(robot.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 0
+    assert list(robot.shipper.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 0
     robot.tick()  # the failed send is retried at once, not after ship_every_s
-    assert list(robot.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 3
+    assert list(robot.shipper.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 3
     robot.tick()  # the acknowledgement arrives
-    assert not robot.unacked
+    assert not robot.shipper.unacked
     assert [e["ev"] for e in robot.poll()["events"]].count("ship_failed") == 2
 
 

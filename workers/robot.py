@@ -1,8 +1,10 @@
-"""RobotWorker: steps one task with its own policy copy at its own rate.
+"""RobotWorker: drives one robot (dagger.robots: its own simulator, or a robot agent's over the network) with its
+own policy copy at the robot's rate.
 
-Nothing inside a step waits on another process: commands (weights, thresholds, operator
-assignments) arrive in a mailbox read between steps; segments leave in batches through a
-non-blocking endpoint; events wait in an outbox until the supervisor polls.
+Nothing inside a step waits on another process but the robot itself: commands (weights, thresholds, operator
+assignments) arrive in a mailbox read between steps; segments leave through a Shipper (workers.shipping) that never
+blocks; events wait in an outbox until the supervisor polls. A remote robot's observation is waited for within its
+watchdog deadline; a late one holds the robot that period.
 
     robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
     robot.set_weights(learner.latest()); robot.tick()      # or robot.start() for its own thread
@@ -28,7 +30,8 @@ from dagger.policies.remote import RemotePolicyError
 from dagger.robots import Observation, RobotLate, make_robot
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
-from workers.transport import Endpoint, Pending, start_loop
+from workers.shipping import Shipper
+from workers.transport import Endpoint, start_loop
 
 
 class State(StrEnum):
@@ -46,7 +49,7 @@ INCARNATION_STRIDE = 1_000_000
 class RobotWorker:
     def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time,
                  incarnation: int = 0):
-        self.id, self.cfg, self.buffer, self.clock = robot_id, cfg, buffer, clock
+        self.id, self.cfg, self.clock = robot_id, cfg, clock
         self.robot = make_robot(cfg.task, cfg.robot.agents, cfg.robot.token_file, robot_id)
         self.policy = robot_policy(cfg.policy, self.robot, robot_id)
         self.served = cfg.policy.type == "remote"  # a policy server acts for this robot: it takes no weights
@@ -73,10 +76,7 @@ class RobotWorker:
         self.operator_id = -1
         self.request: dict = {}
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
-        self.outbox: list[Segment] = []
-        self.unacked: dict[str, Segment] = {}
-        self.in_flight: list[tuple[Pending, list[Segment]]] = []
-        self.last_ship = 0.0
+        self.shipper = Shipper(buffer, cfg.robot.ship_every_s, clock, self._emit)
         self.total_steps = 0
         self.episodes = 0
         self.successes = 0
@@ -151,10 +151,7 @@ class RobotWorker:
             self.thread.join()
         self._close_segment("stop")
         self.robot.disconnect()
-        self._ship(force=True)
-        for pending, _ in self.in_flight:
-            pending.result()
-        self._collect_acks()
+        self.shipper.flush()
         return self.poll()
 
     def run(self) -> None:
@@ -183,7 +180,7 @@ class RobotWorker:
         due = self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s
         if due and self.state is not State.STARTING:
             self._render()
-        self._ship()
+        self.shipper.ship()
 
     def _render(self) -> None:
         """In the loop's thread: a GL context belongs to the thread that made it."""
@@ -416,35 +413,4 @@ class RobotWorker:
         self.steps = []
         with self.lock:
             self.events.append({**seg.event(), "t": self.clock()})
-        self.outbox.append(seg)
-        if seg.human:
-            self.unacked[seg.key] = seg
-            self._ship(force=True)
-
-    def _ship(self, force: bool = False) -> None:
-        force = self._collect_acks() or force
-        now = self.clock()
-        if self.outbox and (force or now - self.last_ship >= self.cfg.robot.ship_every_s):
-            batch, self.outbox = self.outbox, []
-            self.in_flight.append((self.buffer.call("add", batch), batch))
-            self.last_ship = now
-
-    def _collect_acks(self) -> bool:
-        """Drops acknowledged human segments; True when a failed send must be retried now."""
-        retry = False
-        still: list[tuple[Pending, list[Segment]]] = []
-        for pending, batch in self.in_flight:
-            if not pending.ready():
-                still.append((pending, batch))
-                continue
-            try:
-                for key in pending.result():
-                    seg = self.unacked.pop(key, None)
-                    if seg is not None:  # the operator's steps are durable: what the fault benchmark counts
-                        self._emit("stored", seq=seg.seq, steps=len(seg))
-            except Exception as err:  # noqa: BLE001 - the buffer failed: keep human segments, resend
-                self._emit("ship_failed", error=str(err)[:200], segments=len(batch))
-                self.outbox.extend(s for s in batch if s.key in self.unacked)
-                retry = True
-        self.in_flight = still
-        return retry
+        self.shipper.add(seg)
