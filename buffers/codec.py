@@ -23,6 +23,7 @@ EXT_NDARRAY = 1
 EXT_NPSCALAR = 2
 #: numpy dtype kinds that round-trip as raw bytes: bool, signed, unsigned, float, complex.
 ARRAY_KINDS = "biufc"
+MAX_DECODED = 1 << 30  # the most a payload may inflate to: a hostile 64 MB frame could otherwise claim terabytes
 SEGMENT_TAG = "segment/2"
 V1_TAG = "segment/1"  # before camera images: read as a segment whose steps have no image
 
@@ -112,10 +113,14 @@ def decode(payload: bytes) -> Any:
         raise CodecError("empty payload")
     if payload[0] != FORMAT_VERSION:
         raise CodecError(f"unknown codec format {payload[0]} (expected {FORMAT_VERSION})")
+    inflate = lz4.frame.LZ4FrameDecompressor()
     try:
-        packed = lz4.frame.decompress(payload[1:])
+        packed = inflate.decompress(payload[1:], max_length=MAX_DECODED)
     except Exception as e:
         raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: {e}") from e
+    if not inflate.eof:  # cut short, or a small payload that would inflate without bound
+        why = "is cut short" if inflate.needs_input else f"inflates past {MAX_DECODED} bytes"
+        raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: it {why}")
     try:
         return msgpack.unpackb(packed, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except CodecError:

@@ -191,3 +191,15 @@ def test_truncated_or_corrupted_segment_raises_codec_error(data: st.DataObject) 
 def test_malformed_inner_msgpack_raises_codec_error(inner: bytes) -> None:
     with pytest.raises(CodecError):
         decode(b"\x01" + lz4.frame.compress(inner))
+
+
+def test_a_payload_that_inflates_past_the_limit_is_refused_before_it_is_unpacked(monkeypatch):
+    import buffers.codec
+
+    payload = encode({"zeros": np.zeros(1 << 16, np.uint8)})
+    assert len(payload) < 1000  # zeros compress ~250-fold
+    monkeypatch.setattr(buffers.codec, "MAX_DECODED", 1 << 12)
+    with pytest.raises(CodecError, match="inflates past 4096 bytes"):
+        decode(payload)
+    with pytest.raises(CodecError, match="cut short"):
+        decode(payload[:len(payload) // 2])
