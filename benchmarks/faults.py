@@ -34,7 +34,7 @@ from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 
 MARKER = "DAGGER_FAULT_TRIAL"
-FAULTS = {"robot": "ray::RayRobot", "buffer": "ray::BufferWorker", "learner": "ray::RayLearner", "driver": ""}
+FAULTS = {"robot": "ray::RayRobot", "buffer": "ray::RayBuffer", "learner": "ray::RayLearner", "driver": ""}
 
 
 def start(run_dir: Path, seconds: float, *extra: str) -> subprocess.Popen:

@@ -40,6 +40,10 @@ from teleop_devices.spacemouse import SpaceMouseConfig
 MAX_COUNT = 1000
 """most robots, operators or demonstrations a run takes (each robot is a process)"""
 
+_LABEL_PART = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+NODE_LABEL = re.compile(rf"([A-Za-z0-9.-]+/)?{_LABEL_PART}={_LABEL_PART}")
+"""a Ray node label as `ray start --labels` takes one: key=value, the key with an optional prefix/"""
+
 
 class ConfigError(ValueError):
     """A user's configuration mistake; the message says what and where."""
@@ -53,6 +57,9 @@ class RobotConfig:
     """a segment closes after this many steps even without a controller change"""
     ship_every_s: float = 0.25
     """how often finished policy segments are sent to the buffer (human ones go at once)"""
+    node_label: str = ""
+    """on a Ray cluster, run the robots only on nodes with this label, key=value as `ray start --labels` gave it
+    (e.g. role=robots; empty: any node)"""
     agents: list[str] = field(default_factory=list)
     """HOST:PORT of a `dagger robot-agent` for each robot (robot i drives agents[i]); empty: every robot steps its
     own simulator in its own process"""
@@ -78,6 +85,9 @@ class LearnerConfig:
     """write RUN_DIR/checkpoints/ every this many published versions, and at the end (0: only at the end)"""
     checkpoint_keep: int = 3
     """how many checkpoint files to keep (the newest)"""
+    node_label: str = ""
+    """on a Ray cluster, run the learner and the replay buffer only on nodes with this label, key=value as
+    `ray start --labels` gave it (e.g. role=learner; empty: any node)"""
 
 
 @dataclass
@@ -351,6 +361,10 @@ def validate(cfg: RunConfig) -> None:
         ("wandb" not in cfg.log.writers or importlib.util.find_spec("wandb") is not None, "log.writers",
          "names wandb, which is not installed (pip install wandb)"),
     ]
+    checks += [(not label or bool(NODE_LABEL.fullmatch(label)), key,
+                f"must be a Ray node label, key=value (e.g. role=robots; empty: any node), not {_shown(label)}")
+               for key, label in (("robot.node_label", cfg.robot.node_label),
+                                  ("learner.node_label", cfg.learner.node_label))]
     checks += [(math.isfinite(value), key, "must be a finite number") for key, value in _numbers(cfg)]
     for ok, key, why in checks:
         if not ok:

@@ -35,8 +35,8 @@ def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, t
     jobs = [j["JobID"] for j in ray._private.state.jobs() if str(run) in j.get("Entrypoint", "")]
     assert len(jobs) == 1, "the run's driver never joined the session's Ray cluster"
     actors = Counter(a["ActorClassName"] for a in ray._private.state.actors().values() if a["JobID"] == jobs[0])
-    assert {name: actors[name] for name in ("RayRobot", "RayLearner", "BufferWorker")} == {
-        "RayRobot": 2, "RayLearner": 1, "BufferWorker": 1}
+    assert {name: actors[name] for name in ("RayRobot", "RayLearner", "RayBuffer")} == {
+        "RayRobot": 2, "RayLearner": 1, "RayBuffer": 1}
 
     events = read_events(run / "events.jsonl")
     # the summary's counts, recomputed here from the durable segment log and the raw events

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,8 +18,11 @@ from typing import Any
 
 import ray
 import torch
+from ray._private import ray_constants
+from ray._private.authentication.authentication_token_setup import _enable_token_auth
 
-from dagger.config import RunConfig
+from dagger.config import ConfigError, RunConfig
+from dagger.events import first_line
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
@@ -27,21 +33,42 @@ RESTARTS = 5
 """how often Ray restarts a crashed buffer or learner actor within one run"""
 
 
+LOOPBACK = ("127.0.0.1", "localhost")
+TOKEN_HOW = ("put the cluster's token (`ray get-auth-token` on its head prints it) in ~/.ray/auth_token, in a file "
+             "named by RAY_AUTH_TOKEN_PATH, or in RAY_AUTH_TOKEN")
+
+
 def init_ray(address: str = "", num_cpus: int | None = None) -> None:
-    """Joins `address` (or RAY_ADDRESS); otherwise starts an embedded local Ray once."""
+    """Joins `address` (or RAY_ADDRESS) sending Ray's token; otherwise starts an embedded local Ray once, with Ray's
+    token authentication (its default) and every port on loopback."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
-    if address:  # the program checks it is reachable first (check_reachable), before it writes anything
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    # Ray's one-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read when ray is imported, hence set here): the
+    # node's IP is 127.0.0.1, and Ray's servers then bind it instead of all interfaces. A cluster at a loopback
+    # address (another process's local Ray) is joined the same way, or Ray would look for it at the machine's IP.
+    cluster = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = cluster and bool(address) and address.rpartition(":")[0] not in LOOPBACK
+    try:
+        if address:  # the program checks it is reachable, and its token, first (check_reachable)
+            if "RAY_AUTH_MODE" not in os.environ:  # else Ray sends no token to an address it is given
+                _enable_token_auth()
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ray.exceptions.AuthenticationError as err:  # e.g. no token at all, for `auto`
+                raise ConnectionError(f"{first_line(err).split('. ')[0]}: {TOKEN_HOW}") from err
+        else:
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Raises ConnectionError at once for an address that is not one, or a host:port nothing listens on (Ray
-    would retry for 20 s and print its own RPC errors); "" (a local Ray), auto and ray:// are left to Ray."""
+    """Raises ConnectionError at once for an address that is not one, a host:port nothing listens on (Ray
+    would retry for 20 s and print its own RPC errors), or a cluster this process may not join: one that wants a
+    token this process lacks, or one without token authentication unless RAY_AUTH_MODE=disabled says to join it
+    (then it warns). "" (a local Ray), auto and ray:// are left to Ray."""
     if not address or address == "auto" or address.startswith("ray://"):
         return
     host, _, port = address.rpartition(":")
@@ -51,6 +78,79 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as err:
         raise ConnectionError(f"nothing answers at {address} ({err.strerror or err})") from err
+    is_open, has_token, accepted = auth_probe(address, 2 * timeout_s)
+    disabled = os.environ.get("RAY_AUTH_MODE") == "disabled"
+    if is_open and not disabled:
+        raise ConnectionError(f"the cluster at {address} runs without token authentication (anyone who reaches it "
+                              "can run code on it): restart it with RAY_AUTH_MODE=token, or set RAY_AUTH_MODE=disabled "
+                              "to join it anyway")
+    if is_open:
+        print(f"dagger: warning: joining {address} without token authentication (RAY_AUTH_MODE=disabled)",
+              file=sys.stderr)
+    elif disabled:
+        raise ConnectionError(f"the cluster at {address} wants its token, and RAY_AUTH_MODE=disabled sends none: "
+                              "unset RAY_AUTH_MODE")
+    elif not has_token:
+        raise ConnectionError(f"the cluster at {address} wants its token, and this process has none: {TOKEN_HOW}")
+    elif not accepted:
+        raise ConnectionError(f"the cluster at {address} refused this process's token: {TOKEN_HOW}")
+
+
+AUTH_PROBE = """
+import json, os, sys
+from ray._raylet import AuthenticationTokenLoader, Config, GcsClient
+from ray.exceptions import AuthenticationError
+
+def answers(mode):
+    os.environ["RAY_AUTH_MODE"] = mode
+    Config.initialize("")
+    try:
+        GcsClient(address=sys.argv[1])
+    except AuthenticationError:
+        return False
+    return True
+
+token = AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
+print(json.dumps([answers("disabled"), token, token and answers("token")]))
+"""
+"""Asks a Ray head once without a token and once with this process's (Ray's token mode is per process, hence a
+process of its own; Ray's client would also crash in token mode without a token)"""
+
+
+def auth_probe(address: str, timeout_s: float) -> tuple[bool, bool, bool]:
+    """(the cluster answers without a token, this process has one, the cluster accepts it); no answer within
+    timeout_s: not a Ray head."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", AUTH_PROBE, address], capture_output=True, text=True,
+                               timeout=timeout_s)
+    except subprocess.TimeoutExpired as err:
+        raise ConnectionError(f"{address} answers, but not as a Ray cluster (no Ray reply in {timeout_s:g} s)") from err
+    if probe.returncode != 0:
+        raise ConnectionError(f"{address}: {(probe.stderr.strip().splitlines() or ['no Ray reply'])[-1]}")
+    is_open, has_token, accepted = json.loads(probe.stdout.splitlines()[-1])
+    return is_open, has_token, accepted
+
+
+def on_node(label: str) -> dict[str, Any]:
+    """Actor options that pin it to the nodes carrying a node label ("key=value"; "": any node)."""
+    key, _, value = label.partition("=")
+    return {"label_selector": {key: value}} if label else {}
+
+
+def check_labels(cfg: RunConfig) -> None:
+    """A pinning label that no live node carries is an error now, not an actor that waits for a node forever."""
+    nodes = [n.get("Labels", {}) for n in ray.nodes() if n["Alive"]]
+    for key, label in (("robot.node_label", cfg.robot.node_label), ("learner.node_label", cfg.learner.node_label)):
+        name, _, value = label.partition("=")
+        if label and not any(labels.get(name) == value for labels in nodes):
+            raise ConfigError(f"config: {key!r} is {label!r}, which no node of the Ray cluster carries (start one "
+                              f"with `ray start --labels {label}`)")
+
+
+def placed(role: str, **fields: Any) -> dict:
+    """The event saying where this actor runs: its Ray node's id and IP."""
+    return {"ev": "placed", "t": time.time(), "role": role, **fields,
+            "node": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
 
 
 class RayPending:
@@ -90,6 +190,7 @@ class RayLearner(Learner):
         if ray.get_runtime_context().was_current_actor_reconstructed:  # Ray restarted this actor after a crash
             self.resume_after_crash()
         self.published_ref = ray.put(self.published)
+        self.events.append(placed("learner"))
 
     def publish(self) -> int:
         version = super().publish()
@@ -100,18 +201,26 @@ class RayLearner(Learner):
         return self.published["version"], self.published_ref
 
 
+class RayBuffer(BufferWorker):
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.events.append(placed("buffer"))
+
+
 class RayEvaluator(Evaluator):
     """Its own process at nice `eval.nice` (see workers.evaluator)."""
 
     def __init__(self, cfg: RunConfig):
         torch.set_num_threads(1)
         super().__init__(cfg, background=True)
+        self.events.append(placed("evaluator"))
 
 
 class RayRobot(RobotWorker):
     def __init__(self, *args: Any, **kwargs: Any):
         torch.set_num_threads(1)
         super().__init__(*args, **kwargs)
+        self.events.append(placed("robot", robot=self.id))
 
 
 # num_cpus=0: actors are scheduled by their own loops' rates, not by Ray's CPU accounting.
@@ -122,21 +231,27 @@ _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS) 
 
 
 class RayFleet:
+    """Robots on the nodes `robot.node_label` names, the learner and the buffer on those `learner.node_label` names."""
+
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg, self.clock = cfg, time.time
+        check_labels(cfg)
         buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
-        buffer = _restartable(BufferWorker).options(name=buffer_name).remote(
+        buffer = _restartable(RayBuffer).options(name=buffer_name, **on_node(cfg.learner.node_label)).remote(
             str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
         self.buffer: Endpoint = RayEndpoint(buffer)
-        self.learner_handle = _restartable(RayLearner).remote(cfg, obs_dim, act_dim, buffer_name,
-                                                        run_dir / "checkpoints")
+        self.learner_handle = _restartable(RayLearner).options(**on_node(cfg.learner.node_label)).remote(
+            cfg, obs_dim, act_dim, buffer_name, run_dir / "checkpoints")
         self.learner: Endpoint = RayEndpoint(self.learner_handle)
-        self.robot_handles = [_actor(RayRobot).remote(i, cfg, self.buffer, incarnation=incarnation)
-                              for i in range(cfg.robots)]
+        self.robot_handles = [self.new_robot(i, incarnation) for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
         self.incarnations = [incarnation] * cfg.robots
         self.evaluator_handle = _actor(RayEvaluator).remote(cfg)
         self.evaluator: Endpoint = RayEndpoint(self.evaluator_handle)
+
+    def new_robot(self, robot: int, incarnation: int) -> Any:
+        return _actor(RayRobot).options(**on_node(self.cfg.robot.node_label)).remote(
+            robot, self.cfg, self.buffer, incarnation=incarnation)
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles])
@@ -149,7 +264,7 @@ class RayFleet:
         """A fresh actor in place of a dead one; its segment keys cannot collide with the old ones'."""
         self.incarnations[robot] += 1
         ray.kill(self.robot_handles[robot], no_restart=True)
-        handle = _actor(RayRobot).remote(robot, self.cfg, self.buffer, incarnation=self.incarnations[robot])
+        handle = self.new_robot(robot, self.incarnations[robot])
         ray.get(handle.start.remote())
         self.robot_handles[robot] = handle
         self.robots[robot] = RayEndpoint(handle)
