@@ -82,8 +82,8 @@ def open_frame(token: bytes, mac: bytes, body: bytes) -> dict:
     return message
 
 
-def too_large(size: int) -> BadFrame:
-    return BadFrame(f"too large: a body of {size} bytes; the limit is {MAX_BYTES}", "too_large")
+def too_large(size: int, limit: int = MAX_BYTES) -> BadFrame:
+    return BadFrame(f"too large: a body of {size} bytes; the limit is {limit}", "too_large")
 
 
 def recv_exact(conn: socket.socket, n: int) -> bytes | None:
@@ -97,14 +97,15 @@ def recv_exact(conn: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def read_frame(conn: socket.socket, token: bytes) -> dict | None:
-    """The next authentic message on a connection; None when the peer hangs up; BadFrame when it is refused."""
+def read_frame(conn: socket.socket, token: bytes, limit: int = MAX_BYTES) -> dict | None:
+    """The next authentic message on a connection (a body of `limit` bytes at most); None when the peer hangs up;
+    BadFrame when it is refused."""
     header = recv_exact(conn, HEADER)
     if header is None:
         return None
     size = int.from_bytes(header[:4], "big")
-    if size > MAX_BYTES:
-        raise too_large(size)
+    if size > limit:
+        raise too_large(size, limit)
     body = recv_exact(conn, size)
     if body is None:
         return None
@@ -114,14 +115,21 @@ def read_frame(conn: socket.socket, token: bytes) -> dict | None:
 class Session:
     """One connection's replay and staleness rules. Each side numbers what it sends 1, 2, 3, ... ("seq") and stamps
     it with its clock ("ts"); a receiver refuses a number that is not the next one (a replay, or a frame dropped or
-    reordered on the way) and, once the clock offset is measured, a time more than max_age_s away from its own.
-    Numbers restart with each connection, so a handshake must bind the connection (a fresh nonce) first."""
+    reordered on the way) and, once the clock offset is measured, a time more than max_age_s away from its own (a
+    stale frame still counts in the numbering: a reader may drop it and read on). Numbers restart with each
+    connection, so a handshake binds the connection first: both sides' nonces, then `bind`, which signs everything
+    after with a key of this connection's own (a frame recorded on another connection does not verify)."""
 
     def __init__(self, token: bytes, max_age_s: float = 0.5, clock: Callable[[], float] = time.time):
         self.token, self.max_age_s, self.clock = checked_token(token), max_age_s, clock
         self.sent = 0
         self.received = 0
         self.offset: float | None = None  # the peer's clock minus ours; None: not measured yet (times unchecked)
+        self.limit = MAX_BYTES  # the longest body this side reads (small until the peer is authenticated)
+
+    def bind(self, *nonces: bytes) -> None:
+        """From now on, frames are signed with HMAC(token, nonces): a key of this connection's own."""
+        self.token = hmac.new(self.token, b"".join(nonces), hashlib.sha256).digest()
 
     def seal(self, message: dict) -> bytes:
         self.sent += 1
@@ -137,15 +145,15 @@ class Session:
             raise BadFrame(f"{what}: sequence number {seq}, expected {self.received + 1}", what.replace(" ", "_"))
         if type(ts) is not float or not math.isfinite(ts):
             raise BadFrame(f"field 'ts': expected the sender's time in seconds, got {ts!r}"[:200])
+        self.received = seq
         if self.offset is not None:
             age = self.clock() - (ts - self.offset)
             if abs(age) > self.max_age_s:
                 raise BadFrame(f"stale: sent {age * 1000:.0f} ms ago (clock offset {self.offset * 1000:.1f} ms "
                                f"applied); the limit is {self.max_age_s * 1000:.0f} ms", "stale")
-        self.received = seq
         return message
 
     def read(self, conn: socket.socket) -> dict | None:
         """The next message on conn, authentic, in sequence and fresh; None when the peer hangs up."""
-        message = read_frame(conn, self.token)
+        message = read_frame(conn, self.token, self.limit)
         return None if message is None else self.check(message)

@@ -35,11 +35,46 @@ TOKEN = new_token()
 PERIOD = 0.01
 
 
+class TracedRobot(SimRobot):
+    """The agent's simulator, noting each (state, action) it executed."""
+
+    def __init__(self, task):
+        super().__init__(task)
+        self.executed: set[bytes] = set()
+
+    def send_action(self, action):
+        before = np.asarray(self.get_observation().obs, np.float32)
+        executed = super().send_action(action)
+        self.executed.add(before.tobytes() + np.asarray(executed, np.float32).tobytes())
+        return executed
+
+
 @pytest.fixture
 def agent():
-    agent = RobotAgent(SimRobot(make_task("point")), TOKEN, period=PERIOD).start()
+    agent = RobotAgent(TracedRobot(make_task("point")), TOKEN, period=PERIOD).start()
     yield agent
     agent.close()
+
+
+def run_worker(agent, tmp_path, monkeypatch, until):
+    """A RobotWorker driving the agent's robot in its own thread until `until(worker)`; its final poll."""
+    monkeypatch.setenv("DAGGER_ROBOT_TOKEN", TOKEN.hex())
+    cfg = load_config(None, ["task=point", f"robot.agents=[{agent.address}]", "gate.name=never"])
+    buffer = BufferWorker(str(tmp_path / "segments"), 0.0, 0)
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    weights = make_policy(cfg.policy, robot.robot.obs_dim, robot.robot.act_dim).weights()
+    robot.set_weights({**weights, "version": 1})
+    robot.start()
+    wait_for(lambda: until(robot), 60)
+    assert robot.thread is not None and robot.thread.is_alive() and not robot.failure
+    return robot, robot.stop()
+
+
+def stored_steps(tmp_path) -> list[tuple[bytes, bytes]]:
+    """(state, action) of every step in the run's segment log, as float32 bytes."""
+    segments = [decode_segment(payload) for payload in SegmentLog.read(tmp_path / "segments")]
+    return [(seg.obs[i].astype(np.float32).tobytes(), seg.action[i].astype(np.float32).tobytes())
+            for seg in segments for i in range(len(seg))]
 
 
 def wait_for(condition, timeout_s: float = 5.0) -> None:
@@ -57,6 +92,7 @@ def handshake(agent: RobotAgent, token: bytes = TOKEN) -> tuple[socket.socket, S
     challenge = session.read(sock)
     assert challenge is not None and challenge["kind"] == "challenge"
     sock.sendall(session.seal({"kind": "hello", "nonce": challenge["nonce"], "client_nonce": b"c" * 16}))
+    session.bind(challenge["nonce"], b"c" * 16)
     welcome = session.read(sock)
     assert welcome is not None and welcome["kind"] == "welcome" and welcome["spec"]["name"] == "point"
     return sock, session
@@ -73,25 +109,38 @@ def hung_up(sock: socket.socket) -> bool:
     return True
 
 
-def test_a_worker_runs_episodes_over_the_bridge_and_ships_them(agent, tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGGER_ROBOT_TOKEN", TOKEN.hex())
-    cfg = load_config(None, ["task=point", f"robot.agents=[{agent.address}]", "gate.name=never"])
-    buffer = BufferWorker(str(tmp_path / "segments"), 0.0, 0)
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
-    weights = make_policy(cfg.policy, robot.robot.obs_dim, robot.robot.act_dim).weights()
-    robot.set_weights({**weights, "version": 1})
-    robot.start()
-    wait_for(lambda: robot.episodes >= 3, 30)
-    final = robot.stop()
-    health = agent.health()
-    steps = final["status"]["steps"]
-    # every step the worker recorded was executed by the agent's robot, once (a repeat is a late controller)
-    assert steps > 0 and health["episode"] == robot.episode
-    io = final["status"]["io"]
-    assert steps <= agent.robot.steps <= steps + health.get("repeats", 0) + io.get("late", 0)
-    stored = sum(len(decode_segment(payload)) for payload in SegmentLog.read(tmp_path / "segments"))
-    assert stored == steps
-    assert io["rtt_ms_p50"] > 0 and io["command_ms_p99"] < 3 * PERIOD * 1000 + 5
+def test_a_worker_runs_episodes_over_the_bridge_and_records_only_what_the_robot_did(agent, tmp_path, monkeypatch):
+    robot, final = run_worker(agent, tmp_path, monkeypatch, lambda worker: worker.episodes >= 3)
+    status, health = final["status"], agent.health()
+    stored = stored_steps(tmp_path)
+    assert status["steps"] > 0 and health["episode"] == robot.episode
+    assert len(stored) == status["steps"] - status["unrecorded"]
+    # every recorded (state, action) is one the agent's robot executed, from that very state
+    assert all(obs + action in agent.robot.executed for obs, action in stored)
+    assert status["io"]["rtt_ms_p50"] > 0 and status["io"]["command_ms_p99"] < 3 * PERIOD * 1000 + 5
+
+
+def test_a_worker_outlives_an_agent_that_restarts(agent, tmp_path, monkeypatch):
+    """The link goes down for a while, then comes back to a fresh agent that lost the episode: the worker's loop
+    goes on, ends that episode and runs new ones; no step the new robot did not take is recorded."""
+    port = int(agent.address.split(":")[1])
+    replacement = []
+
+    def restart(worker) -> bool:
+        if not replacement and worker.episodes >= 1 and worker.ep_stats["steps"] >= 3:
+            agent.close()
+            time.sleep(1.2)  # a couple of failed reconnects
+            replacement.append(RobotAgent(TracedRobot(make_task("point")), TOKEN, port=port, period=PERIOD).start())
+        return bool(replacement) and replacement[0].health()["episode"] >= 2
+
+    try:
+        robot, final = run_worker(agent, tmp_path, monkeypatch, restart)
+        executed = agent.robot.executed | replacement[0].robot.executed
+        assert final["status"]["io"]["reconnects"] >= 1 and replacement[0].health().get("control_errors", 0) == 0
+        assert all(obs + action in executed for obs, action in stored_steps(tmp_path))
+    finally:
+        for extra in replacement:
+            extra.close()
 
 
 def test_a_controller_with_another_secret_is_refused_both_ways(agent):
@@ -117,16 +166,22 @@ def test_a_replayed_command_is_refused(agent):
     sock.sendall(act)
     sock.sendall(act)  # the same signed frame again
     assert hung_up(sock)
-    assert agent.health()["refused_replayed"] == 1
+    wait_for(lambda: agent.health().get("refused_replayed") == 1)
 
 
-def test_a_stale_command_is_refused_once_the_offset_is_known(agent):
+def test_a_stale_command_is_dropped_and_the_robot_holds(agent):
     sock, session = handshake(agent)
     sock.sendall(session.seal({"kind": "offset", "offset": 0.0}))
-    session.clock = lambda: time.time() - 10.0  # a message that spent 10 s on the way
+    sock.sendall(session.seal({"kind": "reset", "seed": 0, "episode": 0}))
+    clock = session.clock
+    session.clock = lambda: time.time() - 10.0  # a command that spent 10 s on the way
     sock.sendall(session.seal({"kind": "act", "action": [0.5, 0.0]}))
-    assert hung_up(sock)
-    assert agent.health()["refused_stale"] == 1
+    wait_for(lambda: agent.health().get("refused_stale") == 1)
+    time.sleep(5 * PERIOD)
+    assert agent.robot.steps == 0 and agent.health()["connected"]  # dropped, never executed; the link stays
+    session.clock = clock
+    sock.sendall(session.seal({"kind": "act", "action": [0.5, 0.0]}))
+    wait_for(lambda: agent.robot.steps >= 1)
 
 
 def test_a_pickle_is_never_unpickled(agent):
@@ -139,13 +194,16 @@ def test_a_pickle_is_never_unpickled(agent):
     import hashlib
     import hmac
 
-    sock.sendall(len(body).to_bytes(4, "big") + hmac.new(TOKEN, body, hashlib.sha256).digest() + body)  # signed
+    mac = hmac.new(session.token, body, hashlib.sha256).digest()  # signed with this connection's key
+    sock.sendall(len(body).to_bytes(4, "big") + mac + body)
     assert hung_up(sock)
-    assert agent.health()["refused_not_msgpack"] == 1 and not Path("/tmp/dagger-bridge-pwned").exists()
+    wait_for(lambda: agent.health().get("refused_not_msgpack") == 1)
+    assert not Path("/tmp/dagger-bridge-pwned").exists()
     sock, session = handshake(agent)  # a pickle as a field of a signed msgpack map: not an action
     sock.sendall(session.seal({"kind": "act", "action": body}))
     assert hung_up(sock)
-    assert agent.health()["refused_malformed"] == 1 and agent.robot.steps == 0
+    wait_for(lambda: agent.health().get("refused_malformed") == 1)
+    assert agent.robot.steps == 0
 
 
 def test_a_replayed_hello_does_not_open_a_session(agent):
@@ -156,7 +214,8 @@ def test_a_replayed_hello_does_not_open_a_session(agent):
     session = Session(TOKEN)
     other.sendall(session.seal({"kind": "hello", "nonce": b"\0" * 16, "client_nonce": b"c" * 16}))
     assert hung_up(other)
-    assert agent.health()["refused_replayed"] == 1 and agent.health()["connects"] == 1
+    wait_for(lambda: agent.health().get("refused_replayed") == 1)
+    assert agent.health()["connects"] == 1
 
 
 def test_the_watchdog_holds_a_robot_whose_commands_stop(agent):
@@ -186,10 +245,7 @@ def test_a_dropped_link_is_reopened_and_the_episode_goes_on(agent):
     robot.send_action(np.array([0.5, 0.0]))
     before = robot.get_observation().obs.copy()
     agent.controller.close()  # the link dies under the controller
-    with pytest.raises(RobotLate):
-        robot.send_action(np.array([0.5, 0.0]))
-        robot.get_observation()
-    wait_for(lambda: agent.health()["connected"] is False)
+    wait_for(lambda: robot.sock is None and agent.health()["connected"] is False)
     obs = None
     end = time.monotonic() + 5
     while obs is None and time.monotonic() < end:
@@ -260,3 +316,47 @@ def test_the_supervisor_measures_each_robots_clock_and_logs_on_its_own(tmp_path)
     supervisor.send(0, "operator_input", {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
     _, reading = robot.inbox.get_nowait()
     assert abs(reading["t_report"] - 1050.0) < 0.01 and abs(reading["t_input"] - 1049.0) < 0.01
+
+
+def test_a_command_before_any_episode_is_held_and_the_loop_goes_on(agent):
+    sock, session = handshake(agent)
+    sock.sendall(session.seal({"kind": "act", "action": [0.5, 0.0]}))  # no reset yet: there is no episode
+    ticks = agent.health()["ticks"]
+    wait_for(lambda: agent.health()["ticks"] > ticks + 5)
+    assert agent.robot.steps == 0 and agent.health().get("control_errors", 0) == 0
+
+
+def test_a_frame_from_another_connection_does_not_verify(agent):
+    """Frames are signed with a key of their connection's own: one recorded on a first connection, replayed at the
+    same place in a second, is refused as unsigned."""
+    first, session = handshake(agent)
+    recorded = session.seal({"kind": "reset", "seed": 0, "episode": 0})
+    first.close()
+    second, _ = handshake(agent)
+    second.sendall(recorded)
+    assert hung_up(second)
+    wait_for(lambda: agent.health().get("refused_unsigned") == 1)
+
+
+def test_peers_that_never_finish_the_handshake_are_cut_off_and_capped(agent, monkeypatch):
+    import dagger.robots.agent as agent_module
+
+    host, port = agent.address.split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(agent_module.HANDSHAKES + 4)]
+    wait_for(lambda: agent.health().get("refused_busy", 0) == 4)  # past the cap: hung up on at once
+    for sock in idle[agent_module.HANDSHAKES:]:
+        assert hung_up(sock)
+    start = time.monotonic()
+    for sock in idle[:agent_module.HANDSHAKES]:  # silent peers: cut off when the handshake's time is up
+        assert hung_up(sock)
+    assert time.monotonic() - start < agent_module.HANDSHAKE_S + 2
+    robot = RemoteRobot(agent.address, TOKEN)  # the agent still serves a real controller
+    robot.connect()
+    robot.disconnect()
+
+
+def test_a_closed_agent_accepts_no_one():
+    agent = RobotAgent(SimRobot(make_task("point")), TOKEN, period=PERIOD).start()
+    agent.close()
+    with pytest.raises(ConnectionError):
+        RemoteRobot(agent.address, TOKEN, connect_timeout_s=1).connect()

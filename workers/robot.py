@@ -67,6 +67,7 @@ class RobotWorker:
         self.obs = np.zeros(self.robot.obs_dim, np.float32)
         self.image: np.ndarray | None = None  # the policy's camera image of this state, on an image task
         self.acted = False  # this control period commanded the robot (else it holds)
+        self.unrecorded = 0  # steps the robot took from a state this worker did not see (not recorded)
         # HG-DAgger: an operator watches this robot and decides when to step in
         self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
@@ -127,7 +128,7 @@ class RobotWorker:
                   "safety": self.last_safety, "constraint": self.last_constraint,
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
-                  "controller": self.controller, "failure": self.failure, "io": io,
+                  "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
                   "camera_ms": io.get("camera_ms", 0.0)}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
@@ -252,7 +253,7 @@ class RobotWorker:
         if self.state is State.STARTING:
             return
         self._see(obs)
-        if obs.done and self.state is not State.RESETTING:  # a late command ended the episode
+        if obs.done and self.state is not State.RESETTING:  # a late or repeated command ended the episode
             self._end_episode(obs)
 
     def _late(self, what: str, err: Exception) -> None:
@@ -377,13 +378,16 @@ class RobotWorker:
             return False
         self._on_time("robot")
         self.last_action, self.last_constraint = executed, bool(res.constraint)
-        now = self.clock()
-        self.steps.append({
-            "obs": self.obs, "action": self.last_action, "policy_action": out.action,
-            "version": self.policy.version, "spread": out.spread, "threshold": self.gate.threshold,
-            "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
-            "step": self.ep_stats["steps"], "t_wall": now, **({} if self.image is None else {"image": self.image}),
-        })
+        if res.fresh:
+            self.steps.append({
+                "obs": self.obs, "action": self.last_action, "policy_action": out.action,
+                "version": self.policy.version, "spread": out.spread, "threshold": self.gate.threshold,
+                "reward": res.reward, "success": res.success, "constraint": res.constraint, "done": res.done,
+                "step": self.ep_stats["steps"], "t_wall": self.clock(),
+                **({} if self.image is None else {"image": self.image}),
+            })
+        else:  # executed from a state this worker did not see (its command came late): not a sample
+            self.unrecorded += 1
         self._see(res)
         self.total_steps += 1
         self.ep_stats["steps"] += 1
@@ -396,6 +400,8 @@ class RobotWorker:
         return res.done
 
     def _end_episode(self, res: Observation) -> None:
+        if self.steps:  # the last recorded step ends it (a step the robot took after it may have ended it)
+            self.steps[-1]["done"] = True
         self._close_segment("episode_end")
         self.successes += res.success
         camera_ms = self.robot.health().get("camera_ms", 0.0)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import secrets
 import socket
 import threading
@@ -27,9 +26,11 @@ import numpy as np
 
 from dagger.robots.base import Robot
 from dagger.robots.bridge import TO_AGENT, blob, integer, kind, number, obs_message, spec_of, vector
-from dagger.wire import BadFrame, Session, checked_token
+from dagger.wire import MAX_BYTES, BadFrame, Session, checked_token
 
 HANDSHAKE_S = 5.0  # a connection must say hello within this
+HANDSHAKES = 8  # connections not yet authenticated at once; more are hung up on at once
+HELLO_BYTES = 4096  # the longest frame read before the peer is authenticated
 IDLE_S = 30.0  # a controller silent this long is hung up on (the watchdog held the robot long before)
 QUEUED = 256  # frames waiting for a controller that does not read: past this it is hung up on
 
@@ -37,26 +38,46 @@ log = logging.getLogger(__name__)
 
 
 class _Link:
-    """One authenticated controller: its session and a writer thread, so a slow reader never stalls the robot."""
+    """One authenticated controller. A writer thread seals and sends its frames, so a slow reader never stalls the
+    robot: only the newest observation waits (an older one not yet sent is dropped), and a controller that lets
+    more than QUEUED other messages pile up is hung up on."""
 
     def __init__(self, conn: socket.socket, session: Session):
         self.conn, self.session = conn, session
-        self.out: queue.Queue[bytes | None] = queue.Queue()
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.queue: collections.deque[dict] = collections.deque()
+        self.obs: dict | None = None
         self.closed = False
         threading.Thread(target=self._write, daemon=True, name="robot-agent writer").start()
 
     def send(self, message: dict) -> None:
-        with self.lock:  # numbers are given in the order frames are queued
+        with self.cond:
             if self.closed:
                 return
-            if self.out.qsize() > QUEUED:
-                self.close()
-                return
-            self.out.put(self.session.seal(message))
+            if message["kind"] == "obs":
+                self.obs = message
+            elif len(self.queue) < QUEUED:
+                self.queue.append(message)
+            else:
+                self.closed = True
+            self.cond.notify()
+        if self.closed:
+            self.close()
 
     def _write(self) -> None:
-        while (data := self.out.get()) is not None:
+        while True:
+            with self.cond:
+                while not self.closed and not self.queue and self.obs is None:
+                    self.cond.wait()
+                if self.closed:
+                    return
+                message: dict | None
+                if self.queue:
+                    message = self.queue.popleft()
+                else:
+                    message, self.obs = self.obs, None
+                assert message is not None
+                data = self.session.seal(message)  # numbered in the order sent, stamped when sent
             try:
                 self.conn.sendall(data)
             except OSError:
@@ -64,13 +85,18 @@ class _Link:
                 return
 
     def close(self) -> None:
-        self.closed = True
-        self.out.put(None)
-        try:
-            self.conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already gone
-        self.conn.close()
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        _hang_up(self.conn)
+
+
+def _hang_up(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+    conn.close()
 
 
 class RobotAgent:
@@ -81,6 +107,7 @@ class RobotAgent:
         self.period = period or robot.dt
         self.deadline = watchdog_periods * self.period
         self.listener = socket.create_server((host, port))
+        self.listening = "{}:{}".format(*self.listener.getsockname()[:2])
         self.counts: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.controller: _Link | None = None
@@ -89,29 +116,37 @@ class RobotAgent:
         self.episode = -1
         self.tick = 0
         self.applied = 0  # the sequence number of the command the robot executed last
+        self.state_tick = -1  # the period whose motion (or reset) gave the robot's current state
+        self.origin = -1  # the state_tick the last applied command was first executed from
         self.moving = False  # executing acts (the watchdog counts a hold only when it stops a moving robot)
         self.latest: dict | None = None  # the newest observation message (made in the control loop's thread only)
         self.intervals: collections.deque[float] = collections.deque(maxlen=20_000)  # control periods, s
         self.closed = threading.Event()
+        self.handshakes = threading.BoundedSemaphore(HANDSHAKES)
+        self.threads: list[threading.Thread] = []
 
     @property
     def address(self) -> str:
-        host, port = self.listener.getsockname()[:2]
-        return f"{host}:{port}"
+        return self.listening
 
     def start(self) -> RobotAgent:
         self.robot.connect()
         for target, name in ((self._accept, "accept"), (self._control, "control")):
-            threading.Thread(target=target, daemon=True, name=f"robot-agent {name} {self.address}").start()
+            thread = threading.Thread(target=target, daemon=True, name=f"robot-agent {name} {self.address}")
+            thread.start()
+            self.threads.append(thread)
         return self
 
     def close(self) -> None:
+        """Stops accepting, hangs up, stops the control loop, then holds and disconnects the robot."""
         self.closed.set()
-        self.listener.close()
+        _hang_up(self.listener)  # shutdown wakes the thread blocked in accept()
         with self.lock:
             link, self.controller, self.command = self.controller, None, None
         if link is not None:
             link.close()
+        for thread in self.threads:
+            thread.join(timeout=5.0)
         self.robot.hold()
         self.robot.disconnect()
 
@@ -129,34 +164,80 @@ class RobotAgent:
                 conn, peer = self.listener.accept()
             except OSError:
                 return  # closed
-            threading.Thread(target=self._serve, args=(conn, peer), daemon=True, name=f"robot-agent {peer}").start()
+            if self.closed.is_set() or not self.handshakes.acquire(blocking=False):
+                self.counts["refused_busy"] += 1
+                _hang_up(conn)
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
+                                 name=f"robot-agent {peer}").start()
+            except RuntimeError:  # no thread to be had: this peer is turned away, the agent goes on
+                self.handshakes.release()
+                self.counts["refused_busy"] += 1
+                _hang_up(conn)
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn.settimeout(HANDSHAKE_S)
-        link = _Link(conn, Session(self.token, self.max_age_s, self.clock))
+        link = None
         try:
-            nonce = secrets.token_bytes(16)
-            link.send({"kind": "challenge", "nonce": nonce})
-            hello = link.session.read(conn)
-            if hello is None:
-                return
-            if kind(hello, TO_AGENT) != "hello" or blob(hello, "nonce") != nonce:
-                raise BadFrame("hello: not an answer to this connection's challenge (a replayed hello?)", "replayed")
-            self._take(link, blob(hello, "client_nonce"))
-            conn.settimeout(IDLE_S)
-            while (message := link.session.read(conn)) is not None and self._handle(link, message):
+            link = self._handshake(conn)
+            while (message := self._read(link)) is not None and self._handle(link, message):
                 pass
         except BadFrame as e:
-            self.counts[f"refused_{e.why}"] += 1
-            log.warning("robot agent %s: refused a frame from %s: %s; hung up (the robot holds)", self.address, peer, e)
+            self._refused(e, peer)
         except OSError:
             pass  # the controller went away
         finally:
             with self.lock:
-                if self.controller is link:
+                if link is not None and self.controller is link:
                     self.controller, self.command = None, None  # the robot holds from its next period
-            link.close()
+            if link is not None:
+                link.close()
+            _hang_up(conn)
+
+    def _handshake(self, conn: socket.socket) -> _Link:
+        """Challenge, hello, welcome within HANDSHAKE_S in all; the authenticated controller's link."""
+        deadline = threading.Timer(HANDSHAKE_S, _hang_up, (conn,))  # a peer that trickles bytes is cut off
+        deadline.start()
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(HANDSHAKE_S)
+            session = Session(self.token, self.max_age_s, self.clock)
+            session.limit = HELLO_BYTES
+            nonce = secrets.token_bytes(16)
+            conn.sendall(session.seal({"kind": "challenge", "nonce": nonce}))
+            hello = session.read(conn)
+            if hello is None:
+                raise OSError("hung up during the handshake")
+            if kind(hello, TO_AGENT) != "hello" or blob(hello, "nonce") != nonce:
+                raise BadFrame("hello: not an answer to this connection's challenge (a replayed hello?)", "replayed")
+            client_nonce = blob(hello, "client_nonce")
+            session.bind(nonce, client_nonce)
+            session.limit = MAX_BYTES
+            if self.closed.is_set():
+                raise OSError("the agent is closing")
+        finally:
+            deadline.cancel()
+            self.handshakes.release()
+        conn.settimeout(IDLE_S)
+        link = _Link(conn, session)
+        self._take(link, client_nonce)
+        return link
+
+    def _read(self, link: _Link) -> dict | None:
+        """The controller's next message; a stale one (the controller stalled, or the network) is counted and
+        dropped, and the robot holds on the commands it has."""
+        while True:
+            try:
+                return link.session.read(link.conn)
+            except BadFrame as e:
+                if e.why != "stale":
+                    raise
+                self._refused(e, "the controller")
+
+    def _refused(self, e: BadFrame, peer: Any) -> None:
+        self.counts[f"refused_{e.why}"] += 1
+        action = "dropped it" if e.why == "stale" else "hung up (the robot holds)"
+        log.warning("robot agent %s: refused a frame from %s: %s; %s", self.address, peer, e, action)
 
     def _take(self, link: _Link, client_nonce: bytes) -> None:
         """An authenticated controller: it replaces the one before (a reconnect after a link that died half-open)."""
@@ -180,12 +261,16 @@ class RobotAgent:
         elif what == "reset":
             reset = (integer(message, "seed"), integer(message, "episode"), message["seq"])
             with self.lock:
-                self.reset_to = reset
+                if link is self.controller:
+                    self.reset_to = reset
         elif what in ("act", "hold"):
             action = vector(message, "action", self.robot.act_dim) if what == "act" else None
-            with self.lock:
+            offset = link.session.offset
+            age = 0.0 if offset is None else max(0.0, self.clock() - (message["ts"] - offset))
+            with self.lock:  # its age counts from when it was sent: one late on the way executes for less long
                 if link is self.controller:
-                    self.command = {"kind": what, "action": action, "seq": message["seq"], "t": time.monotonic()}
+                    self.command = {"kind": what, "action": action, "seq": message["seq"],
+                                    "t": time.monotonic() - age}
         elif what == "bye":
             return False
         else:
@@ -196,7 +281,17 @@ class RobotAgent:
     def _control(self) -> None:
         next_tick = last = time.perf_counter()
         while not self.closed.is_set():
-            self._period()
+            try:
+                self._period()
+            except Exception as err:  # noqa: BLE001 - the robot's loop never dies: it holds, and says why
+                self.counts["control_errors"] += 1
+                self.moving = False
+                if self.counts["control_errors"] <= 3:
+                    log.exception("robot agent %s: a control period failed (%s); holding", self.address, err)
+                try:
+                    self.robot.hold()
+                except Exception:  # noqa: BLE001 - nothing more to do in this period
+                    pass
             now = time.perf_counter()
             self.intervals.append(now - last)
             last = now
@@ -216,6 +311,7 @@ class RobotAgent:
         if reset is not None and reset[1] != self.episode:
             self.robot.reset(reset[0])
             self.episode, self.moving, executed = reset[1], False, reset[2]
+            self.origin = self.state_tick = self.tick + 1
             with self.lock:
                 if self.command is command:
                     self.command = None  # the new episode starts held
@@ -223,10 +319,14 @@ class RobotAgent:
             assert command is not None
             if command["seq"] == self.applied:
                 self.counts["repeats"] += 1  # the controller is late: the last setpoint holds one more period
+            else:
+                self.origin = self.state_tick
             self.robot.send_action(command["action"])
+            self.state_tick = self.tick + 1
             self.moving, executed = True, command["seq"]
         else:
-            stopped = command is None or (command["kind"] == "act" and not self.robot.get_observation().done)
+            stopped = command is None or (command["kind"] == "act" and self.episode >= 0
+                                          and not self.robot.get_observation().done)
             if self.moving and stopped:  # the controller went quiet or away while the robot moved
                 self.counts["watchdog_holds"] += 1
                 log.warning("robot agent %s: %s: holding", self.address, "the controller left" if command is None
@@ -252,4 +352,5 @@ class RobotAgent:
     def _observation(self) -> dict:
         obs = self.robot.get_observation()
         expert = None if obs.done else self.robot.expert_action()
-        return obs_message(obs, self.episode, self.tick, self.applied, not self.moving, expert)
+        return obs_message(obs, expert, episode=self.episode, tick=self.tick, cmd=self.applied, held=not self.moving,
+                           state_tick=self.state_tick, origin=self.origin)

@@ -29,11 +29,13 @@ class RobotLate(TimeoutError):
 @dataclass
 class Observation(StepResult):
     """What a robot reports after a control period: the state (StepResult.obs) and its signals, the action it
-    executed, the camera image on an image task, and the scripted expert's action where the robot has an expert."""
+    executed, the camera image on an image task, and the scripted expert's action where the robot has an expert.
+    A step that is not `fresh` happened, but from a state the worker did not see: it is not a sample to learn from."""
 
     action: np.ndarray | None = None  # the command as executed (clipped), None after a reset
     image: np.ndarray | None = None
     expert: np.ndarray | None = None
+    fresh: bool = True  # the command was executed from the state its sender saw (not after a repeat of another)
 
 
 class Robot(TaskSpec, Protocol):

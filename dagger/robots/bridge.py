@@ -26,7 +26,7 @@ SPEC_KEYS = ("name", "instruction", "obs_dim", "act_dim", "dt", "period", "image
 def kind(message: dict, kinds: tuple[str, ...]) -> str:
     """The message's kind, if this side takes it."""
     value = message.get("kind")
-    if value not in kinds:
+    if not isinstance(value, str) or value not in kinds:  # `in` on an array compares elementwise, then raises
         raise BadFrame(f"field 'kind': {str(value)[:40]!r} is not one of {', '.join(kinds)}")
     return str(value)
 
@@ -109,8 +109,10 @@ def read_spec(message: dict) -> dict:
             "ends_on_success": flag(spec, "ends_on_success"), "expert": flag(spec, "expert")}
 
 
-def obs_message(obs: Observation, episode: int, tick: int, cmd: int, held: bool, expert: np.ndarray | None) -> dict:
-    return {"kind": "obs", "episode": episode, "tick": tick, "cmd": cmd, "held": held,
+def obs_message(obs: Observation, expert: np.ndarray | None, **meta: Any) -> dict:
+    """meta: episode, tick (this period), cmd (the command executed last), held, state_tick (the period whose motion
+    gave this state), origin (the state_tick command `cmd` was first executed from)."""
+    return {"kind": "obs", **meta,
             "state": np.asarray(obs.obs, np.float32), "reward": float(obs.reward), "success": bool(obs.success),
             "constraint": bool(obs.constraint), "done": bool(obs.done),
             "action": None if obs.action is None else np.asarray(obs.action, np.float64),
@@ -120,7 +122,8 @@ def obs_message(obs: Observation, episode: int, tick: int, cmd: int, held: bool,
 def read_obs(message: dict, spec: dict) -> tuple[Observation, dict]:
     """An observation message as an Observation, and its bookkeeping (episode, tick, cmd, held)."""
     meta = {"episode": integer(message, "episode", -1), "tick": integer(message, "tick"),
-            "cmd": integer(message, "cmd"), "held": flag(message, "held")}
+            "cmd": integer(message, "cmd"), "held": flag(message, "held"),
+            "state_tick": integer(message, "state_tick", -1), "origin": integer(message, "origin", -1)}
     state = array(message, "state", (spec["obs_dim"],), "float32")
     action = None if message.get("action") is None else vector(message, "action", spec["act_dim"])
     image = None

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dagger.robots.base import Observation, RobotLate
-from dagger.robots.bridge import TO_CONTROLLER, blob, integer, kind, read_obs, read_spec
+from dagger.robots.bridge import TO_CONTROLLER, blob, integer, kind, number, read_obs, read_spec
 from dagger.wire import BadFrame, Session, checked_token
 
 PINGS = 8  # round trips measured at connect; the shortest gives the clock offset
@@ -60,6 +60,9 @@ class RemoteRobot:
         self.pending = 0  # the sequence number of the newest command sent
         self.episode = -1  # the episode this controller reset the robot to last
         self.agent_episode = -1  # the agent's episode when the link last opened
+        self.episode_lost = False  # the agent restarted mid-episode: nothing but a reset is sent
+        self.seen = -1  # the state_tick of the newest state the worker was given
+        self.kind = ""  # the newest command's kind
         self.lost = ""  # why the link is down
         self.next_try = 0.0
         self.last_ping = 0.0
@@ -89,15 +92,16 @@ class RemoteRobot:
         except (OSError, BadFrame) as e:
             raise ConnectionError(f"robot agent {self.address}: {e}") from e
 
-    def _open(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
+    def _open(self, timeout_s: float | None = None) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout_s or self.connect_timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = Session(self.token, self.max_age_s)
             challenge = self._expect(session, sock, "challenge")
             client_nonce = secrets.token_bytes(16)
-            sock.sendall(session.seal({"kind": "hello", "nonce": blob(challenge, "nonce"),
-                                       "client_nonce": client_nonce}))
+            agent_nonce = blob(challenge, "nonce")
+            sock.sendall(session.seal({"kind": "hello", "nonce": agent_nonce, "client_nonce": client_nonce}))
+            session.bind(agent_nonce, client_nonce)  # this connection's own key from here on
             welcome = self._expect(session, sock, "welcome")
             if blob(welcome, "client_nonce") != client_nonce:
                 raise BadFrame("welcome: not an answer to this connection's hello (a replayed welcome?)", "replayed")
@@ -126,8 +130,12 @@ class RemoteRobot:
         with self.cond:
             self.sock, self.session, self.lost = sock, session, ""
             self.agent_episode = agent_episode
-            if agent_episode != self.episode and self.newest is not None:  # the agent restarted: the episode is over
-                self.newest = (dataclasses.replace(self.newest[0], done=True), {**self.newest[1], "cmd": self.pending})
+            self.pending = 0  # commands are numbered per connection
+            if self.episode >= 0 and agent_episode != self.episode and self.newest is not None:
+                # the agent restarted and lost the episode: it is over; no command is sent until the next reset
+                self.episode_lost = True
+                self.newest = (dataclasses.replace(self.newest[0], done=True, fresh=False),
+                               {**self.newest[1], "cmd": 0})
             elif current is not None:
                 self.newest = read_obs(current, self.spec)
             self.cond.notify_all()
@@ -150,7 +158,7 @@ class RemoteRobot:
                 if kind(message, TO_CONTROLLER) == "obs":
                     self._observed(read_obs(message, self.spec))
                 elif message["kind"] == "pong":
-                    self.rtts.append(time.time() - float(message.get("t0", 0.0)))
+                    self.rtts.append(time.time() - number(message, "t0"))  # BadFrame, not a dead reader
                     if isinstance(message.get("health"), dict):
                         self.agent_health = message["health"]
                 else:
@@ -186,11 +194,13 @@ class RemoteRobot:
                 raise RobotLate(f"robot {self.address}: link down ({self.lost})")
             self.next_try = time.monotonic() + RETRY_S
             try:
-                self._open()
+                self._open(timeout_s=RETRY_S)
             except (OSError, BadFrame) as e:
                 self.lost = f"reconnect failed: {e}"
                 raise RobotLate(f"robot {self.address}: link down ({self.lost})") from e
             self.counts["reconnects"] += 1
+        if self.episode_lost and message["kind"] != "reset":
+            raise RobotLate(f"robot {self.address}: the agent restarted; its episode is over")
         sock, session = self.sock, self.session
         assert sock is not None and session is not None
         now = time.time()
@@ -217,25 +227,37 @@ class RemoteRobot:
     # ---- the robot ----
     def reset(self, seed: int) -> Observation:
         episode = max(self.episode, self.agent_episode) + 1
-        self.pending = self._send({"kind": "reset", "seed": int(seed), "episode": episode})
-        self.episode = episode
-        return self._wait(lambda meta: meta["episode"] == episode, max(RESET_S, 20 * self.period))
+        self.pending, self.kind = self._send({"kind": "reset", "seed": int(seed), "episode": episode}), "reset"
+        self.episode, self.episode_lost = episode, False
+        obs, meta = self._wait(lambda meta: meta["episode"] == episode, max(RESET_S, 20 * self.period))
+        self.seen = meta["state_tick"]
+        return obs
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         executed = self.clip(action)
-        self.pending = self._send({"kind": "act", "action": executed})
+        self.pending, self.kind = self._send({"kind": "act", "action": executed}), "act"
+        if len(self.sent_at) > 1000:  # commands whose observation never came
+            self.sent_at.clear()
         self.sent_at[self.pending] = time.perf_counter()
         return executed
 
     def hold(self) -> None:
-        self.pending = self._send({"kind": "hold"})
+        """A period without a command; never raises: with the link down the agent's watchdog holds the robot."""
+        try:
+            self.pending, self.kind = self._send({"kind": "hold"}), "hold"
+        except RobotLate:
+            pass
 
     def get_observation(self) -> Observation:
-        """The observation after the newest command, within the watchdog deadline; else RobotLate."""
+        """The observation after the newest command, within the watchdog deadline; else RobotLate. After an act it
+        is `fresh` when the robot executed that act from the state the worker was last given."""
         pending = self.pending
-        return self._wait(lambda meta: meta["cmd"] >= pending, self.watchdog_periods * self.period + 0.002)
+        obs, meta = self._wait(lambda meta: meta["cmd"] >= pending, self.watchdog_periods * self.period + 0.002)
+        fresh = self.kind != "act" or meta["origin"] == self.seen
+        self.seen = meta["state_tick"]
+        return obs if fresh else dataclasses.replace(obs, fresh=False)
 
-    def _wait(self, ready: Any, timeout_s: float) -> Observation:
+    def _wait(self, ready: Any, timeout_s: float) -> tuple[Observation, dict]:
         end = time.monotonic() + timeout_s
         with self.cond:
             while self.newest is None or not ready(self.newest[1]) or self.newest[1]["episode"] != self.episode:
@@ -246,7 +268,7 @@ class RemoteRobot:
                     raise RobotLate(f"robot {self.address}: no observation within {timeout_s * 1000:.0f} ms"
                                     + (f" (link down: {self.lost})" if self.sock is None else ""))
                 self.cond.wait(left)
-            return self.newest[0]
+            return self.newest
 
     def health(self) -> dict[str, Any]:
         return {"connected": self.sock is not None, "offset_ms": round(self.offset * 1000, 3), **dict(self.counts),
