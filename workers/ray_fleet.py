@@ -31,6 +31,8 @@ from workers.transport import Endpoint, settled
 
 RESTARTS = 5
 """how often Ray restarts a crashed buffer or learner actor within one run"""
+RESTART_S = 120.0
+"""the longest a replacement robot may take to start (longer: the run stops, saying why)"""
 
 
 LOOPBACK = ("127.0.0.1", "localhost")
@@ -265,7 +267,11 @@ class RayFleet:
         self.incarnations[robot] += 1
         ray.kill(self.robot_handles[robot], no_restart=True)
         handle = self.new_robot(robot, self.incarnations[robot])
-        ray.get(handle.start.remote())
+        try:
+            ray.get(handle.start.remote(), timeout=RESTART_S)
+        except ray.exceptions.GetTimeoutError as err:  # e.g. its node died and no other carries its label
+            raise RuntimeError(f"robot {robot} could not be restarted within {RESTART_S:g} s (no live node for "
+                               f"it? robot.node_label={self.cfg.robot.node_label!r})") from err
         self.robot_handles[robot] = handle
         self.robots[robot] = RayEndpoint(handle)
         return self.robots[robot]

@@ -136,7 +136,9 @@ class Supervisor:
         status = result["status"]
         offset = self.offsets[status["robot"]]
         for event in result["events"] if offset else ():
-            event["t"] -= offset
+            for key in ("t", "t_start", "t_end"):  # a segment's times too: metrics place events among them
+                if key in event:
+                    event[key] -= offset
         self.record(result["events"])
         self.status["robots"][status["robot"]] = status
         if result.get("frame") is not None:
