@@ -360,3 +360,17 @@ def test_a_closed_agent_accepts_no_one():
     agent.close()
     with pytest.raises(ConnectionError):
         RemoteRobot(agent.address, TOKEN, connect_timeout_s=1).connect()
+
+
+def test_a_controller_that_stalls_drops_stale_observations_and_keeps_its_link(agent):
+    robot = RemoteRobot(agent.address, TOKEN)
+    robot.connect()
+    robot.reset(seed=0)
+    clock = robot.session.clock
+    robot.session.clock = lambda: time.time() + 2.0  # as if this process had been paused for 2 s
+    wait_for(lambda: robot.health().get("refused_stale", 0) >= 3)
+    robot.session.clock = clock
+    assert robot.sock is not None and robot.health().get("reconnects", 0) == 0
+    robot.send_action(np.array([0.5, 0.0]))
+    assert robot.get_observation().action is not None  # observations flow again on the same link
+    robot.disconnect()

@@ -154,7 +154,7 @@ class RemoteRobot:
     def _read(self, sock: socket.socket, session: Session) -> None:
         """The reader thread: observations and pongs in, until the link fails."""
         try:
-            while (message := session.read(sock)) is not None:
+            while (message := self._next(sock, session)) is not None:
                 if kind(message, TO_CONTROLLER) == "obs":
                     self._observed(read_obs(message, self.spec))
                 elif message["kind"] == "pong":
@@ -170,6 +170,16 @@ class RemoteRobot:
             self._drop(sock, f"refused a frame: {e}")
         except OSError as e:
             self._drop(sock, f"{type(e).__name__}: {e}")
+
+    def _next(self, sock: socket.socket, session: Session) -> dict | None:
+        """The agent's next message; a stale one (this process stalled, or the network) is counted and dropped."""
+        while True:
+            try:
+                return session.read(sock)
+            except BadFrame as e:
+                if e.why != "stale":
+                    raise
+                self.counts["refused_stale"] += 1
 
     def _observed(self, newest: tuple[Observation, dict]) -> None:
         sent = self.sent_at.pop(newest[1]["cmd"], None)
