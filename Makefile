@@ -31,6 +31,7 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/fleet_overhead.py
 	$(BIN)/python benchmarks/eval_cost.py
+	$(BIN)/python benchmarks/robot_bridge.py
 
 readme-tables: install  # every measured table in README.md, from the current code (about 1.5 h; see --only)
 	$(BIN)/python benchmarks/readme_tables.py
