@@ -374,3 +374,18 @@ def test_a_controller_that_stalls_drops_stale_observations_and_keeps_its_link(ag
     robot.send_action(np.array([0.5, 0.0]))
     assert robot.get_observation().action is not None  # observations flow again on the same link
     robot.disconnect()
+
+
+def test_a_command_after_the_episode_ended_is_answered_with_its_end(agent):
+    robot = RemoteRobot(agent.address, TOKEN)
+    robot.connect()
+    robot.reset(seed=0)
+    obs = robot.get_observation()
+    while not obs.done:
+        robot.send_action(robot.expert_action())
+        obs = robot.get_observation()
+    steps = agent.robot.steps
+    robot.send_action(np.array([1.0, 0.0]))  # sent before this controller knew the episode was over
+    late = robot.get_observation()  # answered at once, not a RobotLate
+    assert late.done and not late.fresh and agent.robot.steps == steps
+    robot.disconnect()

@@ -333,8 +333,9 @@ class RobotAgent:
                             else f"no valid command for {1000 * self.deadline:.0f} ms")
             self.moving = False
             self.robot.hold()
-            if command is not None and command["kind"] == "hold":
-                executed = command["seq"]
+            over = self.episode >= 0 and self.robot.get_observation().done
+            if command is not None and (command["kind"] == "hold" or over):
+                executed = command["seq"]  # answered: held (an act after the episode's end is answered with its end)
         self.tick += 1
         with self.lock:
             if executed is not None and self.controller is link:  # numbers of a controller that left mean nothing
