@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from dagger.app import robot_agent
+from dagger.app import export, robot_agent
 from dagger.app.bench_cmd import cmd_bench, read_yaml
 from dagger.app.errors import UserError
 from dagger.app.start import TERMINATED, cmd_start
@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--accept-weights", action="store_true",
                        help="let a run's learner push newer weights (default: serve the checkpoint as it is)")
     robot_agent.add_parser(sub)
+    export.add_parser(sub)
     config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
     config.add_argument("--config", help="a YAML file of settings")
     config.add_argument("--keys", action="store_true", help="every key, its default and its docstring")
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
                     "eval": cmd_eval, "config": cmd_config, "serve": cmd_serve,
-                    "robot-agent": robot_agent.cmd_robot_agent}
+                    "robot-agent": robot_agent.cmd_robot_agent, "export": export.cmd_export}
         return commands[args.command](args)
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)

@@ -1,0 +1,53 @@
+"""`dagger export`: a run's episodes as a dataset other code reads, with who acted at every step.
+
+    dagger export runs/20261125-101500 --format robomimic --out corrections.hdf5 --only human
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from rich.progress import Progress
+
+from dagger.app.errors import UserError
+from dagger.episodes import ONLY, read_episodes
+from dagger.formats.robomimic import write_robomimic
+
+FORMATS = {"robomimic": write_robomimic}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser("export", help="a run's episodes as a dataset (robomimic HDF5), with intervention labels",
+                            description="Write a run's episodes, each step labelled with who acted (intervention, "
+                                        "operator), the policy's own action and version, the gate's score and "
+                                        "threshold, reward and success.")
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=sorted(FORMATS), default="robomimic")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--only", choices=ONLY, default="all",
+                        help="all: every episode; human: only operators' and demonstrators' steps, each run of them "
+                             "an episode (default: all)")
+    export.add_argument("--success-only", action="store_true", help="only episodes that reached the goal")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    config = run_dir / "config.yaml"
+    if not (run_dir / "segments").is_dir() or not config.is_file():
+        raise UserError(f"{run_dir}: not a run dir (no segments/ or config.yaml)")
+    task = (yaml.safe_load(config.read_text()) or {}).get("task", {}).get("name", "")
+    episodes = read_episodes(run_dir / "segments", args.only, args.success_only)
+    if not episodes:
+        raise UserError(f"{run_dir}: no episodes to export (--only {args.only}"
+                        f"{', --success-only' if args.success_only else ''})")
+    with Progress(transient=True) as progress:
+        bar = progress.add_task(f"writing {args.out}", total=sum(len(ep) for ep in episodes))
+        try:
+            steps = FORMATS[args.format](episodes, args.out, task, lambda n: progress.advance(bar, n))
+        except OSError as err:
+            raise UserError(f"{args.out}: cannot write ({err.strerror or err})") from err
+    corrected = sum(int(ep.intervention.sum()) for ep in episodes)
+    print(f"{len(episodes)} episodes, {steps} steps ({corrected} by operators) of {task} → {args.out}")
+    return 0

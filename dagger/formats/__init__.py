@@ -1,0 +1,1 @@
+"""Datasets in the formats other code reads: a run's episodes out, someone else's demonstrations in."""

@@ -1,0 +1,131 @@
+"""`dagger export --format robomimic`: a run's episodes with who acted at every step, in robomimic's HDF5 layout,
+read back bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+
+from buffers.schema import NO_IMAGE, STEP_FIELDS, Segment
+from dagger.app.cli import main
+from dagger.episodes import Episode, read_episodes
+from dagger.formats.robomimic import read_robomimic, write_robomimic
+from workers.buffer import BufferWorker
+
+
+def segment(robot, seq, episode, controller, n, start=0, done=False, success=False, obs_dim=3, act_dim=2):
+    steps = [{"obs": np.full(obs_dim, 10 * seq + i, np.float32), "action": np.full(act_dim, i, np.float32),
+              "policy_action": np.full(act_dim, -i, np.float32), "version": seq + 1, "spread": 0.5 * i,
+              "threshold": 0.25, "reward": -1.0, "success": success and i == n - 1, "constraint": False,
+              "done": done and i == n - 1, "step": start + i, "t_wall": 100.0 + start + i} for i in range(n)]
+    return Segment.from_steps(robot, seq, episode, controller, "episode_end" if done else "takeover", 1.0, steps)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A run dir whose log holds: robot 0's episode 0 (3 policy steps, 2 of operator 1's, 4 policy steps to the end)
+    and robot 1's episode 0 (5 policy steps to a success), its segments logged out of order and one twice."""
+    run = tmp_path / "run"
+    buffer = BufferWorker(str(run / "segments"), 0.0, 0)
+    buffer.add([segment(1, 0, 0, "policy", 5, done=True, success=True), segment(0, 2, 0, "policy", 4, 5, True)])
+    buffer.add([segment(0, 0, 0, "policy", 3), segment(0, 1, 0, "operator:1", 2, 3)])
+    buffer.add([segment(0, 1, 0, "operator:1", 2, 3)])  # a resend: counted once
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
+    return run
+
+
+def test_episodes_are_joined_in_order_with_who_acted(run):
+    first, second = read_episodes(run / "segments")
+    assert (first.robot, len(first), second.robot, len(second)) == (0, 9, 1, 5)
+    assert first.steps["step"].tolist() == list(range(9))
+    assert first.intervention.tolist() == [False] * 3 + [True] * 2 + [False] * 4
+    assert first.operator.tolist() == [-1] * 3 + [1] * 2 + [-1] * 4
+    assert not first.success and second.success
+    human = read_episodes(run / "segments", only="human")
+    assert [(ep.robot, len(ep), ep.controller) for ep in human] == [(0, 2, ["operator:1"] * 2)]
+    assert [ep.robot for ep in read_episodes(run / "segments", success_only=True)] == [1]
+
+
+def test_the_export_follows_robomimics_layout_key_by_key(run, tmp_path, capsys):
+    out = tmp_path / "out.hdf5"
+    assert main(["export", str(run), "--format", "robomimic", "--out", str(out)]) == 0
+    assert "2 episodes, 14 steps (2 by operators) of point" in capsys.readouterr().out
+    with h5py.File(out) as f:
+        data = f["data"]
+        assert data.attrs["total"] == 14 == sum(data[d].attrs["num_samples"] for d in data)
+        env_args = json.loads(data.attrs["env_args"])
+        assert env_args == {"env_name": "dagger/Point-v0", "type": 2, "env_kwargs": {"task": "point"}}
+        assert sorted(data) == ["demo_0", "demo_1"]
+        demo = data["demo_0"]
+        assert demo["obs/state"].shape == (9, 3) and demo["obs/state"].dtype == np.float32
+        assert demo["actions"].shape == (9, 2) and demo["rewards"].shape == (9,) and demo["dones"].shape == (9,)
+        assert demo["dones"][()].tolist() == [False] * 8 + [True]
+        assert demo["intervention"][()].sum() == 2 and demo["operator"][3] == 1
+        assert demo["policy_actions"][4].tolist() == [-1.0, -1.0] and demo["gate_threshold"][0] == np.float32(0.25)
+        assert "obs/image" not in demo  # a state-only task
+        train, valid = [m.decode() for m in f["mask/train"][()]], [m.decode() for m in f["mask/valid"][()]]
+        assert f["mask/train"].dtype.kind == "S" and sorted(train + valid) == ["demo_0", "demo_1"]
+
+
+def test_an_export_of_nothing_says_so(run, tmp_path, capsys):
+    assert main(["export", str(run), "--out", str(tmp_path / "x.hdf5"), "--only", "human", "--success-only"]) == 2
+    assert "no episodes to export" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x.hdf5")]) == 2
+
+
+@st.composite
+def episodes(draw):
+    obs_dim, act_dim = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    image = draw(st.sampled_from([None, (4, 5, 3)]))
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(1, 6))
+        steps = {}
+        for name, dtype in STEP_FIELDS.items():
+            shape = {"obs": (n, obs_dim), "action": (n, act_dim), "policy_action": (n, act_dim),
+                     "image": (n, *(image or NO_IMAGE.shape))}.get(name, (n,))
+            steps[name] = draw(hnp.arrays(dtype, shape))
+        controller = draw(st.lists(st.sampled_from(["policy", "demo", "operator:0", "operator:12"]),
+                                   min_size=n, max_size=n))
+        out.append(Episode(draw(st.integers(-1, 99)), draw(st.integers(0, 999)), steps, controller))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(episodes())
+def test_export_then_import_gives_the_same_steps_bit_for_bit(tmp_path_factory, eps):
+    path = tmp_path_factory.mktemp("rt") / "x.hdf5"
+    write_robomimic(eps, path, "point")
+    back = read_robomimic(path)
+    assert len(back) == len(eps)
+    for a, b in zip(eps, back, strict=True):
+        assert (a.robot, a.episode, a.controller) == (b.robot, b.episode, b.controller)
+        for name in STEP_FIELDS:
+            assert a.steps[name].dtype == b.steps[name].dtype and a.steps[name].shape == b.steps[name].shape, name
+            assert a.steps[name].tobytes() == b.steps[name].tobytes(), name  # NaN payloads and -0.0 too
+
+
+def test_someone_elses_robomimic_file_is_read_with_defaults_and_a_bad_one_is_named(tmp_path):
+    path = tmp_path / "theirs.hdf5"
+    with h5py.File(path, "w") as f:  # robomimic's keys only, as its own datasets have them
+        for i, n in enumerate((3, 2)):
+            demo = f.create_group(f"data/demo_{i}")
+            demo.attrs["num_samples"] = n
+            demo["obs/state"] = np.arange(4 * n, dtype=np.float64).reshape(n, 4)
+            demo["actions"], demo["rewards"], demo["dones"] = np.ones((n, 2)), np.zeros(n), np.arange(n) == n - 1
+    first, second = read_robomimic(path)
+    assert (len(first), len(second), first.controller) == (3, 2, ["demo"] * 3)
+    assert first.steps["obs"].dtype == np.float32 and first.steps["policy_action"].tolist() == [[1.0, 1.0]] * 3
+    assert first.steps["step"].tolist() == [0, 1, 2] and second.steps["done"].tolist() == [False, True]
+    with h5py.File(path, "a") as f:
+        del f["data/demo_1/actions"]
+        f["data/demo_1/actions"] = np.ones((5, 2))
+    with pytest.raises(ValueError, match=r"data/demo_1: .*actions"):
+        read_robomimic(path)
