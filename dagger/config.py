@@ -133,6 +133,9 @@ class RunConfig:
     (0: strict order by score, then waiting time)"""
     demos: int = 3
     """scripted-expert demonstration episodes the policy starts from"""
+    demo_file: str = ""
+    """someone else's demonstrations the policy starts from too (a robomimic HDF5 file; `dagger start --demos`);
+    with demos=0, instead of scripted ones"""
     run_dir: str = ""
     """where the run is written (default: runs/<timestamp>)"""
     address: str = ""
@@ -300,7 +303,8 @@ def validate(cfg: RunConfig) -> None:
         (cfg.steps >= 1, "steps", "must be at least 1"),
         (cfg.minutes >= 0, "minutes", "must not be negative"),
         (cfg.aging_s >= 0, "aging_s", "must not be negative"),
-        (1 <= cfg.demos <= MAX_COUNT, "demos", f"must be in [1, {MAX_COUNT}] (the policy starts from demonstrations)"),
+        (1 <= cfg.demos <= MAX_COUNT or (cfg.demos == 0 and cfg.demo_file), "demos",
+         f"must be in [1, {MAX_COUNT}] (the policy starts from demonstrations), or 0 with a demo_file"),
         (cfg.robot.speed > 0, "robot.speed", "must be positive"),
         (0 <= cfg.task.camera_jitter <= 90, "task.camera_jitter", "must be in [0, 90] (cm and degrees)"),
         (cfg.task.name not in TASK_IMAGES or not GATES[cfg.gate.name].needs, "gate.name",

@@ -129,3 +129,38 @@ def test_someone_elses_robomimic_file_is_read_with_defaults_and_a_bad_one_is_nam
         f["data/demo_1/actions"] = np.ones((5, 2))
     with pytest.raises(ValueError, match=r"data/demo_1: .*actions"):
         read_robomimic(path)
+
+
+def test_a_run_starts_from_someone_elses_demonstrations(tmp_path, capsys):
+    from dagger.events import read_events
+    from dagger.tasks import make_task
+
+    task = make_task("point")
+    theirs = [Episode(-1, i, {name: np.zeros((n, task.obs_dim) if name == "obs" else
+                                             (n, task.act_dim) if name in ("action", "policy_action") else
+                                             (n, *NO_IMAGE.shape) if name == "image" else (n,), dtype)
+                              for name, dtype in STEP_FIELDS.items()}, ["demo"] * n)
+              for i, n in enumerate((7, 5))]
+    path = tmp_path / "theirs.hdf5"
+    write_robomimic(theirs, path, "point")
+    run = tmp_path / "run"
+    assert main(["start", "--in-process", "--task", "point", "--steps", "100", "--demos", str(path), "demos=0",
+                 "--run-dir", str(run), "learner.pretrain_updates=10", "eval.every_versions=0"]) == 0
+    start = next(e for e in read_events(run / "events.jsonl") if e["ev"] == "policy_start")
+    assert (start["demo_episodes"], start["demo_steps"]) == (2, 12)
+    capsys.readouterr()
+    assert main(["start", "--in-process", "--task", "reach", "--demos", str(path), "--run-dir",
+                 str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert f"obs {task.obs_dim}, act 2" in err and "task reach has obs 39, act 4" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "no").exists()
+
+
+def test_dagger_import_checks_a_dataset_against_a_task(run, tmp_path, capsys):
+    out = tmp_path / "out.hdf5"
+    main(["export", str(run), "--out", str(out)])
+    capsys.readouterr()
+    assert main(["import", str(out), "--task", "reach"]) == 2  # 3 state dims, 2 action dims: not reach's
+    assert "episode 0 has obs 3, act 2" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "nothing.hdf5")]) == 2
+    assert "no such file" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from dagger.config import RunConfig, to_dict
 from dagger.core import Task, camera_image
 from dagger.evaluation import demo_seed
 from dagger.events import EventLog, read_events
+from dagger.formats.demos import demo_segments, read_dataset
 from dagger.metrics import summarize
 from dagger.policies import make_policy
 from dagger.policies.remote import PolicyServer, RemotePolicy
@@ -111,7 +112,7 @@ class LocalFleet:
 
 
 def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.time) -> list[Segment]:
-    """Scripted-expert episodes the policy is first cloned from (noise as the operator's)."""
+    """Scripted-expert episodes the policy is first cloned from (noise as the operator's), and `demo_file`'s."""
     demos = []
     for episode in range(cfg.demos):
         expert = ScriptedOperator(dataclasses.replace(cfg.operator, reaction_s=0.0), task, -1,
@@ -129,6 +130,8 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
                           "step": len(steps), "t_wall": clock(), **({} if image is None else {"image": image})})
             obs, done = res.obs, res.done
         demos.append(Segment.from_steps(-1, episode, episode, DEMO, "episode_end", clock(), steps))
+    if cfg.demo_file:  # someone else's demonstrations, after the scripted ones
+        demos += demo_segments(read_dataset(cfg.demo_file, task), first=cfg.demos)
     return demos
 
 

@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="continue in an existing run dir, from its newest checkpoint and its segment log")
     start.add_argument("--init-from", metavar="CHECKPOINT",
                        help="start from a trained policy (a checkpoint file, checkpoints dir or run dir)")
+    start.add_argument("--demos", metavar="DATASET", help=setting_help("demo_file"))
     start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
     start.add_argument("--operator", help=setting_help("operator.kinds", "input per operator, comma-separated: "
                                                        "scripted | gamepad | spacemouse | keyboard"))
@@ -284,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"start": cmd_start, "report": cmd_report, "devices": cmd_devices, "bench": cmd_bench,
                     "eval": cmd_eval, "config": cmd_config, "serve": cmd_serve,
-                    "robot-agent": robot_agent.cmd_robot_agent, "export": export.cmd_export}
+                    "robot-agent": robot_agent.cmd_robot_agent, "export": export.cmd_export,
+                    "import": export.cmd_import}
         return commands[args.command](args)
     except (UserError, ConfigError, CheckpointError) as err:
         print(f"dagger: error: {err}", file=sys.stderr)

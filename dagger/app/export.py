@@ -1,6 +1,8 @@
-"""`dagger export`: a run's episodes as a dataset other code reads, with who acted at every step.
+"""`dagger export`: a run's episodes as a dataset other code reads, with who acted at every step; `dagger import`:
+checks someone else's dataset against a task before a run starts from it (`dagger start --demos`).
 
     dagger export runs/20261125-101500 --format robomimic --out corrections.hdf5 --only human
+    dagger import theirs.hdf5 --task reach
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="all: every episode; human: only operators' and demonstrators' steps, each run of them "
                              "an episode (default: all)")
     export.add_argument("--success-only", action="store_true", help="only episodes that reached the goal")
+    check = sub.add_parser("import", help="check a dataset of demonstrations against a task (for start --demos)")
+    check.add_argument("path", help="a robomimic HDF5 file")
+    check.add_argument("--task", default="reach", help="the task a run would start from it (default: reach)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -50,4 +55,19 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise UserError(f"{args.out}: cannot write ({err.strerror or err})") from err
     corrected = sum(int(ep.intervention.sum()) for ep in episodes)
     print(f"{len(episodes)} episodes, {steps} steps ({corrected} by operators) of {task} → {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dagger.formats.demos import read_dataset
+    from dagger.tasks import make_task
+
+    try:
+        task = make_task(args.task)
+        episodes = read_dataset(args.path, task)
+    except (OSError, ValueError) as err:
+        raise UserError(str(err)) from err
+    steps = sum(len(ep) for ep in episodes)
+    print(f"{args.path}: {len(episodes)} episodes, {steps} steps (obs {task.obs_dim}, act {task.act_dim}) fit task "
+          f"{task.name}; start a run from them: dagger start --task {task.name} --demos {args.path}")
     return 0

@@ -30,7 +30,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
              "policy.type": args.policy,
              "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
              "operator.kinds": args.operator.split(",") if args.operator else None,
-             "init_from": args.init_from}
+             "init_from": args.init_from, "demo_file": args.demos}
     overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     return load_config(args.config, overrides)
 
@@ -65,6 +65,16 @@ def check_ray_address(address: str) -> None:
         raise UserError(f"Ray: {err}") from err
 
 
+def check_demo_file(cfg: RunConfig) -> None:
+    """The demonstrations file reads and fits the task, before anything is written."""
+    from dagger.formats.demos import read_dataset
+
+    try:
+        read_dataset(cfg.demo_file, make_task(cfg.task))
+    except (OSError, ValueError) as err:
+        raise UserError(f"--demos: {first_line(err)}") from err
+
+
 def open_operator_devices(cfg: RunConfig) -> dict[int, Any]:
     from teleop_devices.human import open_devices
 
@@ -83,6 +93,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     elif cfg.robot.agents:
         raise UserError("robot.agents: robots behind robot agents keep real time, which an in-process run (one "
                         "thread, a simulated clock) cannot; run without --in-process")
+    if cfg.demo_file:
+        check_demo_file(cfg)
     if cfg.init_from:
         check_checkpoint(cfg.init_from, cfg)
     if args.resume and has_checkpoint(run_dir):

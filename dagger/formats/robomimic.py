@@ -74,6 +74,8 @@ def read_robomimic(path: str | Path) -> list[Episode]:
     0, no gate, and "demo" as who acted. ValueError naming the demo and key when one is missing or misshaped."""
     episodes = []
     with h5py.File(path, "r") as f:
+        if not isinstance(f.get("data"), h5py.Group):
+            raise ValueError(f"{path}: no 'data' group: not a robomimic file")
         for i, (name, demo) in enumerate(_demos(f["data"])):
             try:
                 episodes.append(_episode(demo, i))
