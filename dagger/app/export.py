@@ -2,6 +2,7 @@
 checks someone else's dataset against a task before a run starts from it (`dagger start --demos`).
 
     dagger export runs/20261125-101500 --format robomimic --out corrections.hdf5 --only human
+    dagger export runs/20261125-101500 --format lerobot --out corrections/   # a LeRobotDataset v3 directory
     dagger import theirs.hdf5 --task reach
 """
 
@@ -15,25 +16,27 @@ from rich.progress import Progress
 
 from dagger.app.errors import UserError
 from dagger.episodes import ONLY, read_episodes
+from dagger.formats.lerobot import write_lerobot
 from dagger.formats.robomimic import write_robomimic
 
-FORMATS = {"robomimic": write_robomimic}
+FORMATS = {"robomimic": write_robomimic, "lerobot": write_lerobot}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    export = sub.add_parser("export", help="a run's episodes as a dataset (robomimic HDF5), with intervention labels",
+    export = sub.add_parser("export", help="a run's episodes as a dataset (robomimic HDF5, LeRobotDataset v3), "
+                                           "with intervention labels",
                             description="Write a run's episodes, each step labelled with who acted (intervention, "
                                         "operator), the policy's own action and version, the gate's score and "
                                         "threshold, reward and success.")
     export.add_argument("run_dir")
     export.add_argument("--format", choices=sorted(FORMATS), default="robomimic")
-    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--out", required=True, help="the file to write (robomimic), or a new directory (lerobot)")
     export.add_argument("--only", choices=ONLY, default="all",
                         help="all: every episode; human: only operators' and demonstrators' steps, each run of them "
                              "an episode (default: all)")
     export.add_argument("--success-only", action="store_true", help="only episodes that reached the goal")
     check = sub.add_parser("import", help="check a dataset of demonstrations against a task (for start --demos)")
-    check.add_argument("path", help="a robomimic HDF5 file")
+    check.add_argument("path", help="a robomimic HDF5 file or a LeRobot v3 dataset directory")
     check.add_argument("--task", default="reach", help="the task a run would start from it (default: reach)")
 
 
@@ -51,6 +54,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         bar = progress.add_task(f"writing {args.out}", total=sum(len(ep) for ep in episodes))
         try:
             steps = FORMATS[args.format](episodes, args.out, task, lambda n: progress.advance(bar, n))
+        except FileExistsError as err:
+            raise UserError(str(err)) from err
         except OSError as err:
             raise UserError(f"{args.out}: cannot write ({err.strerror or err})") from err
     corrected = sum(int(ep.intervention.sum()) for ep in episodes)

@@ -1,6 +1,7 @@
 """Someone else's demonstrations as the demos a run starts from.
 
     episodes = read_dataset("theirs.hdf5", task)          # ValueError naming both shapes when they do not fit
+    episodes = read_dataset("their_lerobot_dataset", task)  # a directory with meta/info.json
     segments = demo_segments(episodes, first=3)           # beside 3 scripted demos
 """
 
@@ -12,19 +13,27 @@ from pathlib import Path
 from buffers.schema import DEMO, NO_IMAGE, Segment
 from dagger.core import TaskSpec
 from dagger.episodes import Episode
+from dagger.formats.lerobot import read_lerobot
 from dagger.formats.robomimic import read_robomimic
 
 READERS = {".hdf5": read_robomimic, ".h5": read_robomimic}
+"""file readers by suffix; a directory with meta/info.json is a LeRobot dataset"""
 
 
 def read_dataset(path: str | Path, task: TaskSpec) -> list[Episode]:
     """A dataset's episodes, checked against the task's spaces; ValueError saying what does not fit."""
     path = Path(path)
-    if path.suffix not in READERS:
-        raise ValueError(f"{path}: not a dataset dagger reads (robomimic {', '.join(READERS)})")
-    if not path.is_file():
+    if path.is_dir():
+        if not (path / "meta/info.json").is_file():
+            raise ValueError(f"{path}: a directory without meta/info.json: not a LeRobot dataset")
+        episodes = read_lerobot(path)
+    elif path.suffix not in READERS:
+        raise ValueError(f"{path}: not a dataset dagger reads (robomimic {', '.join(READERS)}, or a LeRobot "
+                         f"dataset directory)")
+    elif not path.is_file():
         raise ValueError(f"{path}: no such file")
-    episodes = READERS[path.suffix](path)
+    else:
+        episodes = READERS[path.suffix](path)
     if not episodes:
         raise ValueError(f"{path}: holds no episodes")
     image = task.image_shape or NO_IMAGE.shape

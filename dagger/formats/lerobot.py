@@ -1,0 +1,307 @@
+"""LeRobotDataset v3.0 (huggingface/lerobot, src/lerobot/datasets/), written and read with pyarrow as LeRobot writes it:
+
+    meta/info.json                               codebase_version "v3.0", fps, features, counts, path templates
+    meta/stats.json                              per feature: min max mean std count q01 q10 q50 q90 q99
+    meta/tasks.parquet                           task_index, indexed by the task's text (pandas index "task")
+    meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data file, dataset_from/to_index, stats
+    data/chunk-000/file-000.parquet              one row a frame; vectors as fixed_size_list<float>[n]
+
+Frames carry dagger's labels beside LeRobot's features (observation.state, action, next.reward, next.done,
+next.success): controller (who acted, a string), intervention, operator, policy_action, policy_version, gate_score,
+gate_threshold, constraint, step, t_wall, robot and robot_episode. Camera images (observation.image) are PNG bytes in
+the parquet, as LeRobot's "image" features are when videos are off (this writer never encodes MP4).
+
+    write_lerobot(episodes, "corrections", task="reach")
+    episodes = read_lerobot("corrections")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from buffers.schema import NO_IMAGE, STEP_FIELDS
+from dagger.episodes import Episode
+
+CODEBASE_VERSION = "v3.0"
+CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"  # lerobot datasets/utils.py CHUNK_FILE_PATTERN
+DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
+EPISODES_PATH = "meta/episodes/" + CHUNK_FILE + ".parquet"
+DEFAULT_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")  # lerobot utils/constants.py
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)  # lerobot compute_stats.py DEFAULT_QUANTILES
+QUANTILE_BINS = 5000
+IMAGE = "observation.image"
+LABELS = {"policy_action": "policy_action", "policy_version": "version", "gate_score": "spread",
+          "gate_threshold": "threshold", "next.reward": "reward", "next.done": "done", "next.success": "success",
+          "constraint": "constraint", "step": "step", "t_wall": "t_wall"}
+"""the frame column -> the step field, beside observation.state and action"""
+ARROW = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(),
+         "string": pa.string()}
+PNG = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # the Arrow storage of datasets.Image
+
+
+def _features(first: Episode) -> dict[str, dict[str, Any]]:
+    """info.json's features: dagger's, then LeRobot's defaults (dataset_metadata.py create: {**features, **DEFAULT})."""
+    def vector(name: str, width: int) -> dict[str, Any]:
+        return {"dtype": "float32", "shape": [width], "names": [f"{name}_{i}" for i in range(width)]}
+
+    def scalar(dtype: str) -> dict[str, Any]:
+        return {"dtype": dtype, "shape": [1], "names": None}
+
+    obs_dim, act_dim = first.steps["obs"].shape[1], first.steps["action"].shape[1]
+    features = {"observation.state": vector("state", obs_dim), "action": vector("action", act_dim)}
+    image = first.steps["image"].shape[1:]
+    if image != NO_IMAGE.shape:
+        features[IMAGE] = {"dtype": "image", "shape": list(image), "names": ["height", "width", "channels"],
+                           "info": {"is_depth_map": False}}  # lerobot utils/feature_utils.py (cameras)
+    features["policy_action"] = vector("action", act_dim)
+    for column, field in LABELS.items():
+        if field != "policy_action":
+            features[column] = scalar(str(STEP_FIELDS[field]))
+    features |= {"controller": scalar("string"), "intervention": scalar("bool"), "operator": scalar("int64"),
+                 "robot": scalar("int64"), "robot_episode": scalar("int64")}
+    features |= {"timestamp": scalar("float32"), **{name: scalar("int64") for name in DEFAULT_FEATURES[1:]}}
+    return features
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _frames(ep: Episode, index: int, start: int, fps: int) -> dict[str, np.ndarray]:
+    """One episode's columns by feature name (LeRobot's episode buffer after save_episode)."""
+    n = len(ep)
+    frames = {"observation.state": ep.steps["obs"], "action": ep.steps["action"]}
+    if ep.steps["image"].shape[1:] != NO_IMAGE.shape:
+        frames[IMAGE] = ep.steps["image"]
+    frames |= {column: ep.steps[field] for column, field in LABELS.items()}
+    frames |= {"controller": np.array(ep.controller, dtype=object), "intervention": ep.intervention,
+               "operator": ep.operator, "robot": np.full(n, ep.robot, np.int64),
+               "robot_episode": np.full(n, ep.episode, np.int64)}
+    frame_index = np.arange(n, dtype=np.int64)
+    frames |= {"timestamp": (frame_index / fps).astype(np.float32), "frame_index": frame_index,  # add_frame
+               "episode_index": np.full(n, index, np.int64), "index": np.arange(start, start + n, dtype=np.int64),
+               "task_index": np.zeros(n, np.int64)}
+    return frames
+
+
+def _column(values: np.ndarray, feature: dict[str, Any], frame_paths: list[str]) -> pa.Array:
+    if feature["dtype"] == "image":
+        return pa.array([{"bytes": _png(img), "path": path} for img, path in zip(values, frame_paths, strict=True)],
+                        PNG)
+    if len(feature["shape"]) == 1 and feature["shape"] != [1]:
+        flat = pa.array(np.ascontiguousarray(values).reshape(-1), ARROW[feature["dtype"]])
+        return pa.FixedSizeListArray.from_arrays(flat, feature["shape"][0])
+    if feature["dtype"] == "string":
+        return pa.array(values.tolist(), pa.string())
+    return pa.array(values.reshape(len(values)), ARROW[feature["dtype"]])  # shape [1]: a scalar column, as LeRobot's
+
+
+def _quantile_stats(batch: np.ndarray) -> dict[str, np.ndarray]:
+    """lerobot compute_stats.py RunningQuantileStats: one update() with the whole batch, then get_statistics()."""
+    batch = batch.astype(np.result_type(batch.dtype, np.float32), copy=False)
+    with np.errstate(all="ignore"):  # the moments of huge or non-finite values are inf or NaN, as LeRobot's are
+        return _moments_and_quantiles(batch)
+
+
+def _moments_and_quantiles(batch: np.ndarray) -> dict[str, np.ndarray]:
+    n, width = batch.shape
+    mean, mean_sq = np.mean(batch, axis=0), np.mean(batch**2, axis=0)
+    low, high = np.min(batch, axis=0), np.max(batch, axis=0)
+    mean += (np.mean(batch, axis=0) - mean) * (n / n)
+    mean_sq += (np.mean(batch**2, axis=0) - mean_sq) * (n / n)
+    stats = {"min": low.copy(), "max": high.copy(), "mean": mean.copy(),
+             "std": np.sqrt(np.maximum(0, mean_sq - mean**2)), "count": np.array([n])}
+    edges = [np.linspace(low[i] - 1e-10, high[i] + 1e-10, QUANTILE_BINS + 1) for i in range(width)]
+    hists = [np.histogram(batch[:, i], bins=edges[i])[0].astype(np.float64) if np.isfinite(edges[i]).all()
+             else None for i in range(width)]  # NaN or inf: LeRobot's histogram raises; dagger writes NaN quantiles
+    for q in QUANTILES:
+        stats[f"q{int(q * 100):02d}"] = np.array([np.float32(np.nan) if h is None else _quantile(h, e, q * n)
+                                                  for h, e in zip(hists, edges, strict=True)])
+    return stats
+
+
+def _quantile(hist: np.ndarray, edges: np.ndarray, target: float) -> Any:
+    """lerobot compute_stats.py RunningQuantileStats._compute_single_quantile."""
+    cumsum = np.cumsum(hist)
+    idx = int(np.searchsorted(cumsum, target))
+    if idx == 0:
+        return edges[0]  # numpy scalars, not floats: LeRobot's dtype (float32 edges stay float32) carries into json
+    if idx >= len(cumsum):
+        return edges[-1]
+    before = cumsum[idx - 1]
+    in_bin = cumsum[idx] - before
+    if in_bin == 0:
+        return edges[idx]
+    return edges[idx] + (target - before) / in_bin * (edges[idx + 1] - edges[idx])
+
+
+def _feature_stats(array: np.ndarray, image: bool) -> dict[str, np.ndarray]:
+    """lerobot compute_stats.py get_feature_stats + compute_episode_stats: per dimension (vectors, keepdims for
+    scalars), per channel for images ([3, 1, 1], divided by 255, over sampled frames)."""
+    if image:
+        picks = np.round(np.linspace(0, len(array) - 1, max(min(100, len(array)), min(int(len(array) ** 0.75),
+                                                                                       10_000)))).astype(int)
+        frames = array[picks].transpose(0, 3, 1, 2)  # sample_images: channel first
+        reshaped, count = frames.transpose(0, 2, 3, 1).reshape(-1, frames.shape[1]), len(frames)
+    else:
+        reshaped, count = (array.reshape(-1, 1) if array.ndim == 1 else array), len(array)
+    if len(reshaped) < 2:  # _compute_basic_stats (cast to float first: a bool min beside float ones breaks Arrow)
+        reshaped = reshaped.astype(np.result_type(reshaped.dtype, np.float32))
+        with np.errstate(all="ignore"):
+            stats = {"min": np.min(reshaped, axis=0), "max": np.max(reshaped, axis=0),
+                     "mean": np.mean(reshaped, axis=0), "std": np.std(reshaped, axis=0), "count": np.array([count])}
+        stats |= {f"q{int(q * 100):02d}": stats["mean"].copy() for q in QUANTILES}
+    else:
+        stats = _quantile_stats(reshaped)
+        stats["count"] = np.array([count])
+    if image:
+        return {k: v if k == "count" else v.reshape(3, 1, 1) / 255.0 for k, v in stats.items()}
+    return stats
+
+
+def _aggregate(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """lerobot compute_stats.py aggregate_feature_stats of two (save_episode folds episodes in one at a time)."""
+    means, variances, counts = np.stack([a["mean"], b["mean"]]), np.stack([a["std"] ** 2, b["std"] ** 2]), \
+        np.stack([a["count"], b["count"]])
+    total = counts.sum(axis=0)
+    while counts.ndim < means.ndim:
+        counts = np.expand_dims(counts, axis=-1)
+    mean = (means * counts).sum(axis=0) / total
+    variance = ((variances + (means - mean) ** 2) * counts).sum(axis=0) / total
+    out = {"min": np.min(np.stack([a["min"], b["min"]]), axis=0), "max": np.max(np.stack([a["max"], b["max"]]), axis=0),
+           "mean": mean, "std": np.sqrt(variance), "count": total}
+    for q in (k for k in a if k.startswith("q")):
+        pick = np.min if int(q[1:]) <= 50 else np.max
+        out[q] = pick(np.stack([a[q], b[q]]), axis=0)
+    return out
+
+
+def write_lerobot(episodes: list[Episode], out_dir: str | Path, task: str,
+                  progress: Callable[[int], None] = lambda _: None) -> int:
+    """Writes the episodes as one LeRobotDataset v3.0 directory (a new or empty one); returns its steps."""
+    from dagger.tasks import make_task
+
+    spec = make_task(task)
+    root = Path(out_dir)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root}: not empty (a LeRobot dataset is written into a new directory)")
+    fps = round(1 / spec.dt)
+    features = _features(episodes[0])
+    stored = {k: f for k, f in features.items() if f["dtype"] != "video"}
+    schema = pa.schema([(k, PNG if f["dtype"] == "image" else ARROW[f["dtype"]] if f["shape"] == [1] else
+                         pa.list_(ARROW[f["dtype"]], f["shape"][0])) for k, f in stored.items()])
+    (root / "data/chunk-000").mkdir(parents=True)
+    rows: dict[str, list[Any]] = {}
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    start = 0
+    with pq.ParquetWriter(root / DATA_PATH.format(chunk_index=0, file_index=0), schema, compression="snappy",
+                          use_dictionary=True) as data:
+        for index, ep in enumerate(episodes):
+            frames = _frames(ep, index, start, fps)
+            paths = [f"frame-{i:06d}.png" for i in range(len(ep))]  # datasets keeps the file's name beside its bytes
+            data.write_table(pa.table([_column(frames[k], f, paths) for k, f in stored.items()], schema=schema))
+            ep_stats = {k: _feature_stats(frames[k], f["dtype"] == "image") for k, f in features.items()
+                        if f["dtype"] != "string"}
+            row = {"episode_index": index, "tasks": [spec.instruction], "length": len(ep), "data/chunk_index": 0,
+                   "data/file_index": 0, "dataset_from_index": start, "dataset_to_index": start + len(ep)}
+            row |= {f"stats/{k}/{s}": v.tolist() for k, st in ep_stats.items() for s, v in st.items()}
+            row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+            for key, value in row.items():
+                rows.setdefault(key, []).append(value)
+            with np.errstate(all="ignore"):
+                stats = {k: _aggregate(stats[k], v) for k, v in ep_stats.items()} if stats else ep_stats
+            start += len(ep)
+            progress(len(ep))
+    (root / "meta/episodes/chunk-000").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pydict(rows), root / EPISODES_PATH.format(chunk_index=0, file_index=0),
+                   compression="snappy", use_dictionary=True)
+    _write_tasks(root / "meta/tasks.parquet", [spec.instruction])
+    info = {"codebase_version": CODEBASE_VERSION, "fps": fps, "features": features, "total_episodes": len(episodes),
+            "total_frames": start, "total_tasks": 1, "chunks_size": 1000, "data_files_size_in_mb": 100,
+            "video_files_size_in_mb": 200, "data_path": DATA_PATH, "video_path": None, "robot_type": task,
+            "splits": {"train": f"0:{len(episodes)}"}}  # lerobot datasets/utils.py DatasetInfo.to_dict order
+    (root / "meta/info.json").write_text(json.dumps(info, indent=4, ensure_ascii=False))
+    (root / "meta/stats.json").write_text(json.dumps({k: {s: v.tolist() for s, v in st.items()}
+                                                      for k, st in stats.items()}, indent=4))
+    return start
+
+
+def _write_tasks(path: Path, tasks: list[str]) -> None:
+    """What pandas' DataFrame({"task_index": ...}, index=Index(tasks, name="task")).to_parquet writes."""
+    pandas = {"index_columns": ["task"], "column_indexes": [{"name": None, "field_name": None,
+                                                             "pandas_type": "unicode", "numpy_type": "object",
+                                                             "metadata": {"encoding": "UTF-8"}}],
+              "columns": [{"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+                           "numpy_type": "int64", "metadata": None},
+                          {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
+                           "metadata": None}],
+              "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.2.3"}
+    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(tasks, pa.string())})
+    pq.write_table(table.replace_schema_metadata({"pandas": json.dumps(pandas)}), path)
+
+
+def read_lerobot(path: str | Path) -> list[Episode]:
+    """The episodes of a LeRobotDataset v3 directory; frames without dagger's labels get the policy's action = the
+    action, version 0, no gate, done at an episode's last frame, and "demo" as who acted. ValueError naming the file
+    and column when one is missing or misshaped."""
+    root = Path(path)
+    info = json.loads((root / "meta/info.json").read_text())
+    if not str(info.get("codebase_version", "")).startswith("v3"):
+        raise ValueError(f"{root}: codebase_version {info.get('codebase_version')!r}: dagger reads LeRobot v3 only")
+    for needed in ("observation.state", "action"):
+        if needed not in info.get("features", {}):
+            raise ValueError(f"{root / 'meta/info.json'}: no feature {needed!r}")
+    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    data = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("index")
+    episodes = pa.concat_tables([pq.read_table(f) for f in sorted((root / "meta/episodes").glob("chunk-*/*.parquet"))])
+    out = []
+    for row in episodes.sort_by("episode_index").to_pylist():
+        part = data.slice(row["dataset_from_index"], row["dataset_to_index"] - row["dataset_from_index"])
+        try:
+            out.append(_episode(part, row["episode_index"]))
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{root}: episode {row['episode_index']}: {err}") from err
+    return out
+
+
+def _array(table: pa.Table, column: str) -> np.ndarray:
+    values = table.column(column).combine_chunks()
+    if pa.types.is_fixed_size_list(values.type) or pa.types.is_list(values.type):
+        flat = values.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(len(values), -1)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _episode(part: pa.Table, index: int) -> Episode:
+    from PIL import Image
+
+    n, names = part.num_rows, set(part.column_names)
+    obs, actions = _array(part, "observation.state").reshape(n, -1), _array(part, "action").reshape(n, -1)
+    last = np.arange(n) == n - 1
+    steps = {"obs": obs, "action": actions,
+             "image": (np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB"))
+                                 for v in part.column(IMAGE).to_pylist()]) if IMAGE in names
+                       else np.zeros((n, *NO_IMAGE.shape)))}
+    defaults = {"policy_action": actions, "version": np.zeros(n), "spread": np.zeros(n), "threshold": np.zeros(n),
+                "reward": np.zeros(n), "done": last, "success": np.zeros(n), "constraint": np.zeros(n),
+                "step": _array(part, "frame_index") if "frame_index" in names else np.arange(n), "t_wall": np.zeros(n)}
+    for column, field in LABELS.items():
+        steps[field] = _array(part, column) if column in names else defaults[field]
+    steps["policy_action"] = np.asarray(steps["policy_action"]).reshape(n, -1)
+    steps = {name: np.asarray(steps[name], dtype) for name, dtype in STEP_FIELDS.items()}
+    controller = [str(c) for c in part.column("controller").to_pylist()] if "controller" in names else ["demo"] * n
+    robot = int(_array(part, "robot")[0]) if "robot" in names and n else -1
+    episode = int(_array(part, "robot_episode")[0]) if "robot_episode" in names and n else index
+    return Episode(robot, episode, steps, controller)

@@ -1,0 +1,206 @@
+"""`dagger export --format lerobot`: a run's episodes as a LeRobotDataset v3.0 directory, checked against the layout
+and schema LeRobot's own code writes (huggingface/lerobot src/lerobot/datasets/), read back bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from hypothesis import given, settings
+
+from buffers.schema import NO_IMAGE, STEP_FIELDS, Segment
+from dagger.app.cli import main
+from dagger.episodes import Episode
+from dagger.formats.lerobot import read_lerobot, write_lerobot
+from dagger.tasks import make_task
+from workers.buffer import BufferWorker
+
+
+def segment(robot, seq, episode, controller, n, start=0, done=False, success=False, obs_dim=3, act_dim=2):
+    steps = [{"obs": np.full(obs_dim, 10 * seq + i, np.float32), "action": np.full(act_dim, i, np.float32),
+              "policy_action": np.full(act_dim, -i, np.float32), "version": seq + 1, "spread": 0.5 * i,
+              "threshold": 0.25, "reward": -1.0, "success": success and i == n - 1, "constraint": False,
+              "done": done and i == n - 1, "step": start + i, "t_wall": 100.0 + start + i} for i in range(n)]
+    return Segment.from_steps(robot, seq, episode, controller, "episode_end" if done else "takeover", 1.0, steps)
+
+
+@pytest.fixture
+def run(tmp_path):
+    """test_export.py's run: robot 0's episode (3 policy steps, 2 of operator 1's, 4 policy steps to the end) and
+    robot 1's (5 policy steps to a success)."""
+    run = tmp_path / "run"
+    buffer = BufferWorker(str(run / "segments"), 0.0, 0)
+    buffer.add([segment(1, 0, 0, "policy", 5, done=True, success=True), segment(0, 2, 0, "policy", 4, 5, True)])
+    buffer.add([segment(0, 0, 0, "policy", 3), segment(0, 1, 0, "operator:1", 2, 3)])
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
+    return run
+
+
+def test_the_export_follows_lerobots_v3_layout_and_schema(run, tmp_path, capsys):
+    out = tmp_path / "ds"
+    assert main(["export", str(run), "--format", "lerobot", "--out", str(out)]) == 0
+    assert "2 episodes, 14 steps (2 by operators) of point" in capsys.readouterr().out
+    # datasets/utils.py: INFO_PATH, STATS_PATH, DEFAULT_TASKS_PATH, DEFAULT_EPISODES_PATH, DEFAULT_DATA_PATH
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet", "meta/info.json",
+                     "meta/stats.json", "meta/tasks.parquet"]
+    task = make_task("point")
+    info = json.loads((out / "meta/info.json").read_text())
+    assert {k: info[k] for k in info if k != "features"} == {  # datasets/utils.py DatasetInfo, its defaults
+        "codebase_version": "v3.0", "fps": round(1 / task.dt), "total_episodes": 2, "total_frames": 14,
+        "total_tasks": 1, "chunks_size": 1000, "data_files_size_in_mb": 100, "video_files_size_in_mb": 200,
+        "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet", "video_path": None,
+        "robot_type": "point", "splits": {"train": "0:2"}}
+    features = info["features"]
+    assert features["observation.state"] == {"dtype": "float32", "shape": [3], "names": ["state_0", "state_1",
+                                                                                         "state_2"]}
+    assert features["action"]["shape"] == [2] and features["policy_action"]["shape"] == [2]
+    assert list(features)[-5:] == ["timestamp", "frame_index", "episode_index", "index", "task_index"]
+    assert features["timestamp"] == {"dtype": "float32", "shape": [1], "names": None}  # utils/constants.py
+    assert {features[k]["dtype"] for k in ("frame_index", "episode_index", "index", "task_index", "operator")} == {
+        "int64"}
+    assert (features["next.reward"]["dtype"], features["next.done"]["dtype"], features["controller"]["dtype"]) == (
+        "float32", "bool", "string")
+
+    data = pq.read_table(out / "data/chunk-000/file-000.parquet")
+    assert data.column_names == list(features)  # feature_utils.get_hf_features_from_features: same order
+    schema = data.schema
+    assert schema.field("observation.state").type == pa.list_(pa.float32(), 3)  # Sequence(length=3) → fixed list
+    assert schema.field("action").type == pa.list_(pa.float32(), 2) == schema.field("policy_action").type
+    assert all(schema.field(k).type == pa.int64() for k in ("frame_index", "episode_index", "index", "task_index"))
+    assert schema.field("timestamp").type == pa.float32() and schema.field("next.done").type == pa.bool_()
+    assert schema.field("controller").type == pa.string()
+    assert data.column("index").to_pylist() == list(range(14))
+    assert data.column("frame_index").to_pylist() == list(range(9)) + list(range(5))
+    assert data.column("timestamp").to_pylist()[:2] == [0.0, np.float32(1 / info["fps"])]  # frame_index / fps
+    assert data.column("intervention").to_pylist() == [False] * 3 + [True] * 2 + [False] * 9
+    assert data.column("controller").to_pylist()[3] == "operator:1" and data.column("operator").to_pylist()[3] == 1
+
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet")
+    assert episodes.column_names[:7] == ["episode_index", "tasks", "length", "data/chunk_index", "data/file_index",
+                                         "dataset_from_index", "dataset_to_index"]  # dataset_metadata.save_episode
+    assert episodes.column_names[-2:] == ["meta/episodes/chunk_index", "meta/episodes/file_index"]
+    rows = episodes.to_pylist()
+    assert [(r["episode_index"], r["length"], r["tasks"]) for r in rows] == [(0, 9, [task.instruction]),
+                                                                             (1, 5, [task.instruction])]
+    assert [(r["dataset_from_index"], r["dataset_to_index"]) for r in rows] == [(0, 9), (9, 14)]  # a partition
+    assert rows[0]["stats/action/max"] == [3.0, 3.0] and rows[1]["stats/next.success/count"] == [5]
+
+    tasks = pq.read_table(out / "meta/tasks.parquet")
+    assert tasks.to_pydict() == {"task_index": [0], "task": [task.instruction]}
+    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["task"]  # pandas reads it back indexed
+
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert "controller" not in stats and set(stats) == set(features) - {"controller"}  # strings have none
+    state = np.asarray(data.column("observation.state").to_pylist(), np.float32)
+    s = stats["observation.state"]
+    assert list(s) == ["min", "max", "mean", "std", "count", "q01", "q10", "q50", "q90", "q99"]  # compute_stats.py
+    assert s["min"] == state.min(0).tolist() and s["max"] == state.max(0).tolist() and s["count"] == [14]
+    assert np.allclose(s["mean"], state.mean(0)) and np.allclose(s["std"], state.std(0), rtol=1e-5)
+    for q in ("q01", "q10", "q50", "q90", "q99"):  # per episode from a 5000-bin histogram, then the envelope
+        assert np.all(np.asarray(s[q]) >= state.min(0) - 1e-6) and np.all(np.asarray(s[q]) <= state.max(0) + 1e-6)
+    per_episode = [np.quantile(state[a:b], 0.5, axis=0) for a, b in ((0, 9), (9, 14))]
+    assert np.allclose(s["q50"], np.min(per_episode, axis=0), atol=(state.max() - state.min()) / 1000)
+    assert stats["next.reward"]["mean"] == [-1.0] and stats["index"]["max"] == [13.0]
+
+
+def test_an_export_into_a_directory_that_holds_files_says_so(run, tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    assert main(["export", str(run), "--format", "lerobot", "--out", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_image_episodes_are_png_frames_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 4
+    steps = {name: np.zeros((n, 3) if name == "obs" else (n, 2) if name in ("action", "policy_action") else (n,),
+                            dtype) for name, dtype in STEP_FIELDS.items()}
+    steps["image"] = rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8)
+    write_lerobot([Episode(0, 0, steps, ["policy"] * n)], tmp_path / "ds", "point")
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    assert info["features"]["observation.image"]["dtype"] == "image"
+    assert info["features"]["observation.image"]["names"] == ["height", "width", "channels"]
+    data = pq.read_table(tmp_path / "ds/data/chunk-000/file-000.parquet")
+    assert data.schema.field("observation.image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    assert data.column("observation.image")[0].as_py()["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
+    stats = json.loads((tmp_path / "ds/meta/stats.json").read_text())["observation.image"]
+    assert np.asarray(stats["mean"]).shape == (3, 1, 1)  # per channel, in [0, 1]
+    assert np.allclose(np.asarray(stats["mean"]).ravel(), steps["image"].reshape(-1, 3).mean(0) / 255, atol=1e-6)
+    (back,) = read_lerobot(tmp_path / "ds")
+    assert back.steps["image"].tobytes() == steps["image"].tobytes()
+
+
+@st.composite
+def episodes(draw):
+    obs_dim, act_dim = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        n = draw(st.integers(1, 6))
+        steps = {}
+        for name, dtype in STEP_FIELDS.items():
+            shape = {"obs": (n, obs_dim), "action": (n, act_dim), "policy_action": (n, act_dim),
+                     "image": (n, *NO_IMAGE.shape)}.get(name, (n,))
+            steps[name] = draw(hnp.arrays(dtype, shape))
+        controller = draw(st.lists(st.sampled_from(["policy", "demo", "operator:0", "operator:12"]),
+                                   min_size=n, max_size=n))
+        out.append(Episode(draw(st.integers(-1, 99)), draw(st.integers(0, 999)), steps, controller))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(episodes())
+def test_export_then_import_gives_the_same_steps_bit_for_bit(tmp_path_factory, eps):
+    path = tmp_path_factory.mktemp("rt") / "ds"
+    assert write_lerobot(eps, path, "point") == sum(len(ep) for ep in eps)
+    back = read_lerobot(path)
+    assert len(back) == len(eps)
+    for a, b in zip(eps, back, strict=True):
+        assert (a.robot, a.episode, a.controller) == (b.robot, b.episode, b.controller)
+        for name in STEP_FIELDS:
+            assert a.steps[name].dtype == b.steps[name].dtype and a.steps[name].shape == b.steps[name].shape, name
+            assert a.steps[name].tobytes() == b.steps[name].tobytes(), name  # NaN payloads and -0.0 too
+
+
+def test_someone_elses_lerobot_dataset_is_read_with_defaults(tmp_path):
+    n = 3
+    eps = [Episode(5, 7, {name: np.ones((n, 2) if name in ("obs", "action", "policy_action") else
+                                        (n, *NO_IMAGE.shape) if name == "image" else (n,), dtype)
+                          for name, dtype in STEP_FIELDS.items()}, ["policy"] * n)]
+    write_lerobot(eps, tmp_path / "ds", "point")
+    path = tmp_path / "ds/data/chunk-000/file-000.parquet"
+    pq.write_table(pq.read_table(path).select(["observation.state", "action", "timestamp", "frame_index",
+                                               "episode_index", "index", "task_index"]), path)
+    (ep,) = read_lerobot(tmp_path / "ds")
+    assert (ep.robot, ep.episode, ep.controller) == (-1, 0, ["demo"] * n)
+    assert ep.steps["policy_action"].tolist() == [[1.0, 1.0]] * n and ep.steps["done"].tolist() == [False, False, True]
+    assert ep.steps["step"].tolist() == [0, 1, 2] and ep.steps["version"].dtype == np.int64
+
+
+def test_a_run_starts_from_an_exported_lerobot_dataset(run, tmp_path, capsys):
+    from dagger.events import read_events
+
+    out = tmp_path / "ds"
+    assert main(["export", str(run), "--format", "lerobot", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(out), "--task", "reach"]) == 2  # 3 state dims, 2 action dims: not reach's
+    assert "episode 0 has obs 3, act 2" in capsys.readouterr().err
+    task = make_task("point")
+    theirs = [Episode(-1, i, {name: np.zeros((n, task.obs_dim) if name == "obs" else
+                                             (n, task.act_dim) if name in ("action", "policy_action") else
+                                             (n, *NO_IMAGE.shape) if name == "image" else (n,), dtype)
+                              for name, dtype in STEP_FIELDS.items()}, ["demo"] * n)
+              for i, n in enumerate((7, 5))]
+    write_lerobot(theirs, tmp_path / "theirs", "point")
+    assert main(["import", str(tmp_path / "theirs"), "--task", "point"]) == 0
+    run_dir = tmp_path / "started"
+    assert main(["start", "--in-process", "--task", "point", "--steps", "100", "--demos", str(tmp_path / "theirs"),
+                 "demos=0", "--run-dir", str(run_dir), "learner.pretrain_updates=10", "eval.every_versions=0"]) == 0
+    start = next(e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "policy_start")
+    assert (start["demo_episodes"], start["demo_steps"]) == (2, 12)
