@@ -21,7 +21,7 @@ from workers.buffer import BufferWorker
 
 
 def segment(robot, seq, episode, controller, n, start=0, done=False, success=False, obs_dim=3, act_dim=2):
-    steps = [{"obs": np.full(obs_dim, 10 * seq + i, np.float32), "action": np.full(act_dim, i, np.float32),
+    steps = [{"obs": np.full(obs_dim, 10 * seq + i, np.float32), "action": np.full(act_dim, i / 10, np.float32),
               "policy_action": np.full(act_dim, -i, np.float32), "version": seq + 1, "spread": 0.5 * i,
               "threshold": 0.25, "reward": -1.0, "success": success and i == n - 1, "constraint": False,
               "done": done and i == n - 1, "step": start + i, "t_wall": 100.0 + start + i} for i in range(n)]
@@ -164,3 +164,22 @@ def test_dagger_import_checks_a_dataset_against_a_task(run, tmp_path, capsys):
     assert "episode 0 has obs 3, act 2" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "nothing.hdf5")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_robomimics_own_dataset_info_script_reads_the_export(run, tmp_path):
+    """robomimic's scripts/get_dataset_info.py needs only h5py and numpy (`pip install --no-deps robomimic`)."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("robomimic")
+    if spec is None or spec.origin is None:
+        pytest.skip("robomimic is not installed (pip install --no-deps robomimic==0.3.0)")
+    out = tmp_path / "out.hdf5"
+    main(["export", str(run), "--out", str(out)])
+    script = Path(spec.origin).parent / "scripts" / "get_dataset_info.py"
+    done = subprocess.run([sys.executable, str(script), "--dataset", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "total transitions: 14" in done.stdout and "total trajectories: 2" in done.stdout
+    assert "filter key train with 2 demos" in done.stdout
