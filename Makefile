@@ -29,9 +29,11 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/fleet_overhead.py
 	$(BIN)/python benchmarks/eval_cost.py
 	$(BIN)/python benchmarks/robot_bridge.py
+	$(BIN)/python benchmarks/data_path.py
 
 readme-tables: install  # every measured table in README.md, from the current code (about 1.5 h; see --only)
 	$(BIN)/python benchmarks/readme_tables.py
