@@ -6,39 +6,19 @@ from __future__ import annotations
 import json
 
 import h5py
-import hypothesis.extra.numpy as hnp
-import hypothesis.strategies as st
 import numpy as np
 import pytest
-import yaml
 from hypothesis import given, settings
 
-from buffers.schema import NO_IMAGE, STEP_FIELDS, Segment
 from dagger.app.cli import main
-from dagger.episodes import Episode, read_episodes
+from dagger.episodes import read_episodes
 from dagger.formats.robomimic import read_robomimic, write_robomimic
-from workers.buffer import BufferWorker
-
-
-def segment(robot, seq, episode, controller, n, start=0, done=False, success=False, obs_dim=3, act_dim=2):
-    steps = [{"obs": np.full(obs_dim, 10 * seq + i, np.float32), "action": np.full(act_dim, i / 10, np.float32),
-              "policy_action": np.full(act_dim, -i, np.float32), "version": seq + 1, "spread": 0.5 * i,
-              "threshold": 0.25, "reward": -1.0, "success": success and i == n - 1, "constraint": False,
-              "done": done and i == n - 1, "step": start + i, "t_wall": 100.0 + start + i} for i in range(n)]
-    return Segment.from_steps(robot, seq, episode, controller, "episode_end" if done else "takeover", 1.0, steps)
+from tests.dataset_cases import assert_same, episodes, make_run, zero_episodes
 
 
 @pytest.fixture
 def run(tmp_path):
-    """A run dir whose log holds: robot 0's episode 0 (3 policy steps, 2 of operator 1's, 4 policy steps to the end)
-    and robot 1's episode 0 (5 policy steps to a success), its segments logged out of order and one twice."""
-    run = tmp_path / "run"
-    buffer = BufferWorker(str(run / "segments"), 0.0, 0)
-    buffer.add([segment(1, 0, 0, "policy", 5, done=True, success=True), segment(0, 2, 0, "policy", 4, 5, True)])
-    buffer.add([segment(0, 0, 0, "policy", 3), segment(0, 1, 0, "operator:1", 2, 3)])
-    buffer.add([segment(0, 1, 0, "operator:1", 2, 3)])  # a resend: counted once
-    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
-    return run
+    return make_run(tmp_path)
 
 
 def test_episodes_are_joined_in_order_with_who_acted(run):
@@ -80,36 +60,13 @@ def test_an_export_of_nothing_says_so(run, tmp_path, capsys):
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "x.hdf5")]) == 2
 
 
-@st.composite
-def episodes(draw):
-    obs_dim, act_dim = draw(st.integers(1, 5)), draw(st.integers(1, 4))
-    image = draw(st.sampled_from([None, (4, 5, 3)]))
-    out = []
-    for _ in range(draw(st.integers(1, 4))):
-        n = draw(st.integers(1, 6))
-        steps = {}
-        for name, dtype in STEP_FIELDS.items():
-            shape = {"obs": (n, obs_dim), "action": (n, act_dim), "policy_action": (n, act_dim),
-                     "image": (n, *(image or NO_IMAGE.shape))}.get(name, (n,))
-            steps[name] = draw(hnp.arrays(dtype, shape))
-        controller = draw(st.lists(st.sampled_from(["policy", "demo", "operator:0", "operator:12"]),
-                                   min_size=n, max_size=n))
-        out.append(Episode(draw(st.integers(-1, 99)), draw(st.integers(0, 999)), steps, controller))
-    return out
-
-
 @settings(max_examples=40, deadline=None)
 @given(episodes())
 def test_export_then_import_gives_the_same_steps_bit_for_bit(tmp_path_factory, eps):
     path = tmp_path_factory.mktemp("rt") / "x.hdf5"
     write_robomimic(eps, path, "point")
     back = read_robomimic(path)
-    assert len(back) == len(eps)
-    for a, b in zip(eps, back, strict=True):
-        assert (a.robot, a.episode, a.controller) == (b.robot, b.episode, b.controller)
-        for name in STEP_FIELDS:
-            assert a.steps[name].dtype == b.steps[name].dtype and a.steps[name].shape == b.steps[name].shape, name
-            assert a.steps[name].tobytes() == b.steps[name].tobytes(), name  # NaN payloads and -0.0 too
+    assert_same(eps, back)
 
 
 def test_someone_elses_robomimic_file_is_read_with_defaults_and_a_bad_one_is_named(tmp_path):
@@ -136,11 +93,7 @@ def test_a_run_starts_from_someone_elses_demonstrations(tmp_path, capsys):
     from dagger.tasks import make_task
 
     task = make_task("point")
-    theirs = [Episode(-1, i, {name: np.zeros((n, task.obs_dim) if name == "obs" else
-                                             (n, task.act_dim) if name in ("action", "policy_action") else
-                                             (n, *NO_IMAGE.shape) if name == "image" else (n,), dtype)
-                              for name, dtype in STEP_FIELDS.items()}, ["demo"] * n)
-              for i, n in enumerate((7, 5))]
+    theirs = zero_episodes(task.obs_dim, task.act_dim, (7, 5))
     path = tmp_path / "theirs.hdf5"
     write_robomimic(theirs, path, "point")
     run = tmp_path / "run"
