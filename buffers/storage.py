@@ -180,17 +180,16 @@ class ReplayStorage:
             raise IndexError("replay storage is empty")
         segment = self._segment.view()[indices]
         first, end = self._bounds.view()[segment].T
-        batch = {"obs": self._obs.view()[self._window(indices, first, end, np.arange(1 - history, 1))],
-                 "action": self._action.view()[self._window(indices, first, end, np.arange(horizon))],
+        obs, action = self._obs.view(), self._action.view()
+        batch = {"obs": np.take(obs, indices, axis=0) if history == 1 else  # take: ~2x a fancy index's speed
+                 obs[self._window(indices, first, end, np.arange(1 - history, 1))],
+                 "action": np.take(action, indices, axis=0) if horizon == 1 else
+                 action[self._window(indices, first, end, np.arange(horizon))],
                  "human": self._human.view()[indices], "segment": segment}
         if horizon > 1:
             batch["pad"] = (indices[:, None] + np.arange(horizon)) >= end[:, None]
-        else:
-            batch["action"] = batch["action"][:, 0]
-        if history == 1:
-            batch["obs"] = batch["obs"][:, 0]
         if self._image is not None:
-            batch["image"] = self._image.view()[indices]
+            batch["image"] = np.take(self._image.view(), indices, axis=0)
         return batch
 
     @staticmethod
