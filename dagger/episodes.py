@@ -50,6 +50,19 @@ class Episode:
         return bool(self.steps["success"].any())
 
 
+def with_defaults(found: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Step fields read from someone else's dataset (obs, action and image at least) in STEP_FIELDS' dtypes; for what
+    it lacks: the policy's action = the action, version 0, no gate score or threshold, no reward, success or
+    violation, done at the last step, steps numbered from 0, no time."""
+    n = len(found["action"])
+    zeros = np.zeros(n)
+    defaults = {"policy_action": found["action"], "version": zeros, "spread": zeros, "threshold": zeros,
+                "reward": zeros, "done": np.arange(n) == n - 1, "success": zeros, "constraint": zeros,
+                "step": np.arange(n), "t_wall": zeros}
+    return {name: np.asarray(found[name] if name in found else defaults[name], dtype)
+            for name, dtype in STEP_FIELDS.items()}
+
+
 def _join(segments: list[Segment]) -> Episode:
     first = segments[0]
     steps = {name: np.concatenate([getattr(s, name) for s in segments]) for name in STEP_FIELDS}

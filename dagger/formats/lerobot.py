@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from buffers.schema import NO_IMAGE, STEP_FIELDS
-from dagger.episodes import Episode
+from dagger.episodes import Episode, with_defaults
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"  # lerobot datasets/utils.py CHUNK_FILE_PATTERN
@@ -289,18 +289,16 @@ def _episode(part: pa.Table, index: int) -> Episode:
 
     n, names = part.num_rows, set(part.column_names)
     obs, actions = _array(part, "observation.state").reshape(n, -1), _array(part, "action").reshape(n, -1)
-    last = np.arange(n) == n - 1
-    steps = {"obs": obs, "action": actions,
+    found = {"obs": obs, "action": actions,
              "image": (np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB"))
                                  for v in part.column(IMAGE).to_pylist()]) if IMAGE in names
                        else np.zeros((n, *NO_IMAGE.shape)))}
-    defaults = {"policy_action": actions, "version": np.zeros(n), "spread": np.zeros(n), "threshold": np.zeros(n),
-                "reward": np.zeros(n), "done": last, "success": np.zeros(n), "constraint": np.zeros(n),
-                "step": _array(part, "frame_index") if "frame_index" in names else np.arange(n), "t_wall": np.zeros(n)}
-    for column, field in LABELS.items():
-        steps[field] = _array(part, column) if column in names else defaults[field]
-    steps["policy_action"] = np.asarray(steps["policy_action"]).reshape(n, -1)
-    steps = {name: np.asarray(steps[name], dtype) for name, dtype in STEP_FIELDS.items()}
+    if "frame_index" in names:
+        found["step"] = _array(part, "frame_index")
+    found.update({field: _array(part, column) for column, field in LABELS.items() if column in names})
+    if "policy_action" in found:
+        found["policy_action"] = found["policy_action"].reshape(n, -1)
+    steps = with_defaults(found)
     controller = [str(c) for c in part.column("controller").to_pylist()] if "controller" in names else ["demo"] * n
     robot = int(_array(part, "robot")[0]) if "robot" in names and n else -1
     episode = int(_array(part, "robot_episode")[0]) if "robot_episode" in names and n else index

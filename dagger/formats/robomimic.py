@@ -22,9 +22,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from buffers.schema import NO_IMAGE, STEP_FIELDS
+from buffers.schema import NO_IMAGE
 from dagger.envs import env_id
-from dagger.episodes import Episode
+from dagger.episodes import Episode, with_defaults
 
 GYM_ENV_TYPE = 2  # robomimic.envs.env_base.EnvType.GYM_TYPE
 LABELS = {"policy_actions": "policy_action", "policy_version": "version", "gate_score": "spread",
@@ -89,13 +89,10 @@ def _episode(demo: h5py.Group, index: int) -> Episode:
     n = len(actions)
     if obs.ndim != 2 or actions.ndim != 2 or len(obs) != n:
         raise ValueError(f"obs/state {obs.shape} and actions {actions.shape}: expected [T, obs_dim] and [T, act_dim]")
-    steps = {"obs": obs, "action": actions, "reward": np.asarray(demo["rewards"]), "done": np.asarray(demo["dones"]),
+    found = {"obs": obs, "action": actions, "reward": np.asarray(demo["rewards"]), "done": np.asarray(demo["dones"]),
              "image": np.asarray(demo["obs/image"]) if "obs/image" in demo else np.zeros((n, *NO_IMAGE.shape))}
-    defaults = {"policy_action": actions, "version": np.zeros(n), "spread": np.zeros(n), "threshold": np.zeros(n),
-                "success": np.zeros(n), "constraint": np.zeros(n), "step": np.arange(n), "t_wall": np.zeros(n)}
-    for label, field in LABELS.items():
-        steps[field] = np.asarray(demo[label]) if label in demo else defaults[field]
-    steps = {name: np.asarray(steps[name], dtype) for name, dtype in STEP_FIELDS.items()}
+    found.update({field: np.asarray(demo[label]) for label, field in LABELS.items() if label in demo})
+    steps = with_defaults(found)
     for name, arr in steps.items():
         if len(arr) != n:
             raise ValueError(f"{name}: {len(arr)} steps, actions has {n}")
