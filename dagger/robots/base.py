@@ -68,11 +68,11 @@ class SimRobot:
 
     paced = False
 
-    def __init__(self, task: Task, speed: float = 1.0):
+    def __init__(self, task: Task):
         self.task = task
         self.name, self.instruction = task.name, task.instruction
         self.obs_dim, self.act_dim, self.image_shape = task.obs_dim, task.act_dim, task.image_shape
-        self.dt, self.ends_on_success = task.dt / speed, task.ends_on_success
+        self.dt, self.ends_on_success = task.dt, task.ends_on_success
         self.last: Observation | None = None
         self.connected = False
         self.camera_ms = 0.0  # the camera's cost per observation (moving average), on an image task
