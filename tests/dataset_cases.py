@@ -33,9 +33,10 @@ def make_run(tmp_path):
 
 
 @st.composite
-def episodes(draw, images: bool = True):
+def episodes(draw, images: bool = True, shapes: tuple[tuple[int, int, int], ...] = ()):
+    """1-4 random episodes; with `shapes`, every one has camera images of one of them."""
     obs_dim, act_dim = draw(st.integers(1, 5)), draw(st.integers(1, 4))
-    image = draw(st.sampled_from([None, (4, 5, 3)])) if images else None
+    image = draw(st.sampled_from(shapes)) if shapes else draw(st.sampled_from([None, (4, 5, 3)])) if images else None
     out = []
     for _ in range(draw(st.integers(1, 4))):
         n = draw(st.integers(1, 6))
@@ -69,3 +70,15 @@ def zero_episodes(obs_dim: int, act_dim: int, lengths: tuple[int, ...]) -> list[
 
     return [Episode(-1, i, {name: zeros(name, n, dtype) for name, dtype in STEP_FIELDS.items()}, ["demo"] * n)
             for i, n in enumerate(lengths)]
+
+
+def camera_episodes(lengths: tuple[int, ...], shape: tuple[int, int, int] = (6, 4, 3), seed: int = 0) -> list[Episode]:
+    """Episodes of a camera task (3 state dims, 2 action dims): random uint8 images, `lengths` steps each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, n in enumerate(lengths):
+        steps = {name: np.zeros((n, 3) if name == "obs" else (n, 2) if name in ("action", "policy_action") else (n,),
+                                dtype) for name, dtype in STEP_FIELDS.items()}
+        steps["image"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        out.append(Episode(0, i, steps, ["policy"] * n))
+    return out

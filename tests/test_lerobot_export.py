@@ -4,7 +4,10 @@ and schema LeRobot's own code writes (huggingface/lerobot src/lerobot/datasets/)
 from __future__ import annotations
 
 import json
+import sys
+from itertools import pairwise
 
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +19,7 @@ from dagger.app.cli import main
 from dagger.episodes import Episode
 from dagger.formats.lerobot import read_lerobot, write_lerobot
 from dagger.tasks import make_task
-from tests.dataset_cases import assert_same, episodes, make_run, zero_episodes
+from tests.dataset_cases import assert_same, camera_episodes, episodes, make_run, zero_episodes
 
 
 @pytest.fixture
@@ -100,23 +103,131 @@ def test_an_export_into_a_directory_that_holds_files_says_so(run, tmp_path, caps
 
 
 def test_image_episodes_are_png_frames_read_back_exactly(tmp_path):
-    rng = np.random.default_rng(0)
-    n = 4
-    steps = {name: np.zeros((n, 3) if name == "obs" else (n, 2) if name in ("action", "policy_action") else (n,),
-                            dtype) for name, dtype in STEP_FIELDS.items()}
-    steps["image"] = rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8)
-    write_lerobot([Episode(0, 0, steps, ["policy"] * n)], tmp_path / "ds", "point")
+    (ep,) = camera_episodes((4,), (6, 5, 3))
+    images = ep.steps["image"]
+    write_lerobot([ep], tmp_path / "ds", "point", video=False)
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
-    assert info["features"]["observation.image"]["dtype"] == "image"
+    assert info["features"]["observation.image"]["dtype"] == "image" and info["video_path"] is None
     assert info["features"]["observation.image"]["names"] == ["height", "width", "channels"]
+    assert not (tmp_path / "ds/videos").exists()
     data = pq.read_table(tmp_path / "ds/data/chunk-000/file-000.parquet")
     assert data.schema.field("observation.image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     assert data.column("observation.image")[0].as_py()["bytes"][:8] == b"\x89PNG\r\n\x1a\n"
     stats = json.loads((tmp_path / "ds/meta/stats.json").read_text())["observation.image"]
     assert np.asarray(stats["mean"]).shape == (3, 1, 1)  # per channel, in [0, 1]
-    assert np.allclose(np.asarray(stats["mean"]).ravel(), steps["image"].reshape(-1, 3).mean(0) / 255, atol=1e-6)
+    assert np.allclose(np.asarray(stats["mean"]).ravel(), images.reshape(-1, 3).mean(0) / 255, atol=1e-6)
     (back,) = read_lerobot(tmp_path / "ds")
-    assert back.steps["image"].tobytes() == steps["image"].tobytes()
+    assert back.steps["image"].tobytes() == images.tobytes()
+
+
+def test_without_pyav_camera_frames_are_png(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    eps = camera_episodes((2, 3))
+    write_lerobot(eps, tmp_path / "ds", "point")
+    assert json.loads((tmp_path / "ds/meta/info.json").read_text())["features"]["observation.image"]["dtype"] == "image"
+    assert_same(eps, read_lerobot(tmp_path / "ds"))
+
+
+def test_a_video_dataset_follows_lerobots_v3_layout(tmp_path):
+    eps = camera_episodes((3, 2, 4))  # 6 high, 4 wide; fps 20: 0.05 s a frame
+    out = tmp_path / "ds"
+    assert write_lerobot(eps, out, "point") == 9
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet", "meta/info.json",
+                     "meta/stats.json", "meta/tasks.parquet", "videos/observation.image/chunk-000/file-000.mp4"]
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    assert (info["fps"], info["video_files_size_in_mb"], info["chunks_size"]) == (20, 200, 1000)
+    assert info["features"]["observation.image"] == {  # video_utils.py get_video_info (lerobot 0.4), of the file
+        "dtype": "video", "shape": [6, 4, 3], "names": ["height", "width", "channels"],
+        "info": {"video.height": 6, "video.width": 4, "video.codec": "h264", "video.pix_fmt": "gbrp",
+                 "video.is_depth_map": False, "video.fps": 20, "video.channels": 3, "has_audio": False}}
+    data = pq.read_table(out / "data/chunk-000/file-000.parquet")
+    assert "observation.image" not in data.column_names  # get_hf_features_from_features skips videos
+    assert data.column_names == [k for k in info["features"] if k != "observation.image"]
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet")
+    video = [f"videos/observation.image/{c}" for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+    assert episodes.column_names[7:11] == video  # after the data's columns, before the stats (save_episode)
+    assert [episodes.column(c).to_pylist() for c in video] == [[0, 0, 0], [0, 0, 0], [0.0, 0.15, 0.25],
+                                                               [0.15, 0.25, 0.45]]
+    stats = json.loads((out / "meta/stats.json").read_text())["observation.image"]
+    images = np.concatenate([ep.steps["image"] for ep in eps])
+    assert np.allclose(np.asarray(stats["max"]).ravel(), images.reshape(-1, 3).max(0) / 255)
+    with av.open(str(out / "videos/observation.image/chunk-000/file-000.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec.canonical_name, stream.pix_fmt, stream.width, stream.height) == ("h264", "gbrp", 4, 6)
+        frames = list(container.decode(stream))
+    assert [float(f.pts * stream.time_base) for f in frames] == [i / 20 for i in range(9)]
+    assert np.array_equal(np.stack([f.to_ndarray(format="rgb24") for f in frames]), images)  # lossless
+    keys = [f.key_frame for f in frames]
+    assert keys[0] and keys[3] and keys[5] and all(a or b for a, b in pairwise(keys))  # episodes start on one; g=2
+
+
+@settings(max_examples=8, deadline=None)
+@given(episodes(shapes=((4, 6, 3), (5, 7, 3), (1, 1, 3))))
+def test_camera_frames_go_through_mp4_bit_for_bit(tmp_path_factory, eps):
+    path = tmp_path_factory.mktemp("mp4") / "ds"
+    write_lerobot(eps, path, "point", video=True)
+    height, width = eps[0].steps["image"].shape[1:3]  # odd sizes too: libx264rgb is 4:4:4, no even-size rule
+    assert json.loads((path / "meta/info.json").read_text())["features"]["observation.image"]["info"][
+        "video.width"] == width
+    assert_same(eps, read_lerobot(path))
+
+
+def test_files_roll_over_at_lerobots_sizes(tmp_path):
+    eps = camera_episodes((3, 2, 4, 1, 2))
+    out = tmp_path / "ds"
+    write_lerobot(eps, out, "point", data_files_size_in_mb=1e-6, video_files_size_in_mb=1e-6, chunks_size=2)
+    rows = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    places = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)]  # one episode a file, two files a chunk
+    assert [(r["data/chunk_index"], r["data/file_index"]) for r in rows] == places
+    key = "videos/observation.image/"
+    assert [(r[key + "chunk_index"], r[key + "file_index"]) for r in rows] == places
+    assert [(r["dataset_from_index"], r["dataset_to_index"]) for r in rows] == [(0, 3), (3, 5), (5, 9), (9, 10),
+                                                                                (10, 12)]
+    assert [(r[key + "from_timestamp"], r[key + "to_timestamp"]) for r in rows] == [
+        (0.0, 0.15), (0.0, 0.1), (0.0, 0.2), (0.0, 0.05), (0.0, 0.1)]
+    names = [f"chunk-{c:03d}/file-{f:03d}" for c, f in places]
+    assert sorted(str(p.relative_to(out / "data")) for p in (out / "data").rglob("*.parquet")) == [
+        n + ".parquet" for n in names]
+    assert sorted(str(p.relative_to(out / "videos/observation.image")) for p in out.glob("videos/**/*.mp4")) == [
+        n + ".mp4" for n in names]
+    assert pq.read_table(out / "data/chunk-001/file-000.parquet").column("index").to_pylist() == [5, 6, 7, 8]
+    assert_same(eps, read_lerobot(out))
+
+
+def test_episodes_share_files_until_the_size_is_reached(tmp_path):
+    eps = camera_episodes((4,) * 8, (16, 16, 3))  # ~3 kB of incompressible frames an episode
+    out = tmp_path / "ds"
+    write_lerobot(eps, out, "point", data_files_size_in_mb=0.01, video_files_size_in_mb=0.01)
+    rows = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    for kind in ("data", "videos/observation.image"):
+        files = [r[f"{kind}/file_index"] for r in rows]
+        assert files == sorted(files) and 1 < len(set(files)) < len(eps), (kind, files)
+    key = "videos/observation.image/"
+    for before, row in zip(rows, rows[1:], strict=False):  # a file's timestamps go on; a new file starts at 0
+        same = before[key + "file_index"] == row[key + "file_index"]
+        assert row[key + "from_timestamp"] == (before[key + "to_timestamp"] if same else 0.0)
+        assert row[key + "to_timestamp"] == pytest.approx(row[key + "from_timestamp"] + 0.2)
+    assert_same(eps, read_lerobot(out))
+
+
+def test_a_short_truncated_or_missing_video_names_the_file_and_the_episode(tmp_path):
+    out, short = tmp_path / "ds", tmp_path / "short"
+    write_lerobot(camera_episodes((3, 4)), out, "point")
+    write_lerobot(camera_episodes((3,)), short, "point")
+    mp4 = "videos/observation.image/chunk-000/file-000.mp4"
+    whole = (out / mp4).read_bytes()
+    (out / mp4).write_bytes((short / mp4).read_bytes())  # episode 1's frames (0.15 s on) are not in it
+    with pytest.raises(ValueError, match=r"episode 1: .*file-000\.mp4: no frame at 0\.1500 s \(frame 0 of 4\); "
+                                         r"the file holds 3 frames"):
+        read_lerobot(out)
+    (out / mp4).write_bytes(whole[:len(whole) * 3 // 4])
+    with pytest.raises(ValueError, match=r"episode 0: .*file-000\.mp4: not a readable video"):
+        read_lerobot(out)
+    (out / mp4).unlink()
+    with pytest.raises(ValueError, match=r"episode 0: .*file-000\.mp4: not a readable video"):
+        read_lerobot(out)
 
 
 @settings(max_examples=30, deadline=None)

@@ -3,13 +3,16 @@
     meta/info.json                               codebase_version "v3.0", fps, features, counts, path templates
     meta/stats.json                              per feature: min max mean std count q01 q10 q50 q90 q99
     meta/tasks.parquet                           task_index, indexed by the task's text (pandas index "task")
-    meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data file, dataset_from/to_index, stats
-    data/chunk-000/file-000.parquet              one row a frame; vectors as fixed_size_list<float>[n]
+    meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data and video files, stats
+    data/chunk-CCC/file-FFF.parquet              one row a frame; vectors as fixed_size_list<float>[n]
+    videos/observation.image/chunk-CCC/file-FFF.mp4    camera frames, episodes one after another
 
 Frames carry dagger's labels beside LeRobot's features (observation.state, action, next.reward, next.done,
 next.success): controller (who acted, a string), intervention, operator, policy_action, policy_version, gate_score,
-gate_threshold, constraint, step, t_wall, robot and robot_episode. Camera images (observation.image) are PNG bytes in
-the parquet, as LeRobot's "image" features are when videos are off (this writer never encodes MP4).
+gate_threshold, constraint, step, t_wall, robot and robot_episode. Camera images (observation.image) are a "video"
+feature when PyAV imports: lossless H.264 (libx264rgb, crf 0), so they read back bit for bit; otherwise (or with
+video=False) PNG bytes in the parquet, as LeRobot's "image" features are. Data and video files roll over to the next
+file at LeRobot's sizes (data_files_size_in_mb, video_files_size_in_mb; a new chunk every chunks_size files).
 
     write_lerobot(episodes, "corrections", task="reach")
     episodes = read_lerobot("corrections")
@@ -17,6 +20,7 @@ the parquet, as LeRobot's "image" features are when videos are off (this writer 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -29,10 +33,12 @@ import pyarrow.parquet as pq
 
 from buffers.schema import NO_IMAGE, STEP_FIELDS
 from dagger.episodes import Episode, with_defaults
+from dagger.formats import mp4
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"  # lerobot datasets/utils.py CHUNK_FILE_PATTERN
 DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
+VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"  # utils.py DEFAULT_VIDEO_PATH
 EPISODES_PATH = "meta/episodes/" + CHUNK_FILE + ".parquet"
 DEFAULT_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")  # lerobot utils/constants.py
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)  # lerobot compute_stats.py DEFAULT_QUANTILES
@@ -45,9 +51,12 @@ LABELS = {"policy_action": "policy_action", "policy_version": "version", "gate_s
 ARROW = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(),
          "string": pa.string()}
 PNG = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # the Arrow storage of datasets.Image
+MB = 1024**2  # io_utils.py get_file_size_in_mb
+"""H.264 in planar RGB (4:4:4: any width and height, no even-size rule), crf 0 = lossless; LeRobot's GOP of 2"""
+TOLERANCE_S = 1e-4  # lerobot_dataset.py tolerance_s: how far a decoded frame may sit from the asked timestamp
 
 
-def _features(first: Episode) -> dict[str, dict[str, Any]]:
+def _features(first: Episode, video: bool) -> dict[str, dict[str, Any]]:
     """info.json's features: dagger's, then LeRobot's defaults (dataset_metadata.py create: {**features, **DEFAULT})."""
     def vector(name: str, width: int) -> dict[str, Any]:
         return {"dtype": "float32", "shape": [width], "names": [f"{name}_{i}" for i in range(width)]}
@@ -59,8 +68,9 @@ def _features(first: Episode) -> dict[str, dict[str, Any]]:
     features = {"observation.state": vector("state", obs_dim), "action": vector("action", act_dim)}
     image = first.steps["image"].shape[1:]
     if image != NO_IMAGE.shape:
-        features[IMAGE] = {"dtype": "image", "shape": list(image), "names": ["height", "width", "channels"],
-                           "info": {"is_depth_map": False}}  # lerobot utils/feature_utils.py (cameras)
+        features[IMAGE] = {"dtype": "video" if video else "image", "shape": list(image),
+                           "names": ["height", "width", "channels"],  # lerobot utils/feature_utils.py (cameras)
+                           "info": None if video else {"is_depth_map": False}}  # a video's: mp4.info
     features["policy_action"] = vector("action", act_dim)
     for column, field in LABELS.items():
         if field != "policy_action":
@@ -188,34 +198,46 @@ def _aggregate(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, 
     return out
 
 
-def write_lerobot(episodes: list[Episode], out_dir: str | Path, task: str,
-                  progress: Callable[[int], None] = lambda _: None) -> int:
-    """Writes the episodes as one LeRobotDataset v3.0 directory (a new or empty one); returns its steps."""
+def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
+                  progress: Callable[[int], None] = lambda _: None, *, video: bool | None = None,
+                  data_files_size_in_mb: float = 100, video_files_size_in_mb: float = 200,
+                  chunks_size: int = 1000) -> int:
+    """Writes the episodes as one LeRobotDataset v3.0 directory (a new or empty one); returns its steps. Camera
+    frames go to MP4 when `video` (None: when PyAV imports), else to PNG; sizes and chunks_size are LeRobot's.
+    `path` is named as write_robomimic's, so mypy still types export's FORMATS table."""
     from dagger.tasks import make_task
 
     spec = make_task(task)
-    root = Path(out_dir)
+    root = Path(path)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root}: not empty (a LeRobot dataset is written into a new directory)")
+    if min(data_files_size_in_mb, video_files_size_in_mb) <= 0 or chunks_size < 1:
+        raise ValueError(f"file sizes must be positive and chunks_size at least 1 (utils.py DatasetInfo), got "
+                         f"{data_files_size_in_mb}, {video_files_size_in_mb}, {chunks_size}")
     fps = round(1 / spec.dt)
-    features = _features(episodes[0])
+    features = _features(episodes[0], mp4.available() if video is None else video)
     stored = {k: f for k, f in features.items() if f["dtype"] != "video"}
     schema = pa.schema([(k, PNG if f["dtype"] == "image" else ARROW[f["dtype"]] if f["shape"] == [1] else
                          pa.list_(ARROW[f["dtype"]], f["shape"][0])) for k, f in stored.items()])
-    (root / "data/chunk-000").mkdir(parents=True)
+    data = _DataFiles(root, schema, data_files_size_in_mb, chunks_size)
+    videos = [_VideoFiles(root, k, fps, video_files_size_in_mb, chunks_size) for k in features if k not in stored]
     rows: dict[str, list[Any]] = {}
     stats: dict[str, dict[str, np.ndarray]] = {}
     start = 0
-    with pq.ParquetWriter(root / DATA_PATH.format(chunk_index=0, file_index=0), schema, compression="snappy",
-                          use_dictionary=True) as data:
+    with contextlib.ExitStack() as open_files:
+        for files in (data, *videos):
+            open_files.enter_context(files)
         for index, ep in enumerate(episodes):
             frames = _frames(ep, index, start, fps)
             paths = [f"frame-{i:06d}.png" for i in range(len(ep))]  # datasets keeps the file's name beside its bytes
-            data.write_table(pa.table([_column(frames[k], f, paths) for k, f in stored.items()], schema=schema))
-            ep_stats = {k: _feature_stats(frames[k], f["dtype"] == "image") for k, f in features.items()
+            chunk, file = data.write(pa.table([_column(frames[k], f, paths) for k, f in stored.items()],
+                                              schema=schema))
+            ep_stats = {k: _feature_stats(frames[k], f["dtype"] in ("image", "video")) for k, f in features.items()
                         if f["dtype"] != "string"}
-            row = {"episode_index": index, "tasks": [spec.instruction], "length": len(ep), "data/chunk_index": 0,
-                   "data/file_index": 0, "dataset_from_index": start, "dataset_to_index": start + len(ep)}
+            row = {"episode_index": index, "tasks": [spec.instruction], "length": len(ep), "data/chunk_index": chunk,
+                   "data/file_index": file, "dataset_from_index": start, "dataset_to_index": start + len(ep)}
+            for files in videos:
+                row |= files.write(frames[files.key])
             row |= {f"stats/{k}/{s}": v.tolist() for k, st in ep_stats.items() for s, v in st.items()}
             row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
             for key, value in row.items():
@@ -224,18 +246,110 @@ def write_lerobot(episodes: list[Episode], out_dir: str | Path, task: str,
                 stats = {k: _aggregate(stats[k], v) for k, v in ep_stats.items()} if stats else ep_stats
             start += len(ep)
             progress(len(ep))
+    for files in videos:  # dataset_metadata.py update_video_info: what the first file holds
+        features[files.key]["info"] = mp4.info(root / VIDEO_PATH.format(video_key=files.key, chunk_index=0,
+                                                                           file_index=0))
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     pq.write_table(pa.Table.from_pydict(rows), root / EPISODES_PATH.format(chunk_index=0, file_index=0),
                    compression="snappy", use_dictionary=True)
     _write_tasks(root / "meta/tasks.parquet", [spec.instruction])
     info = {"codebase_version": CODEBASE_VERSION, "fps": fps, "features": features, "total_episodes": len(episodes),
-            "total_frames": start, "total_tasks": 1, "chunks_size": 1000, "data_files_size_in_mb": 100,
-            "video_files_size_in_mb": 200, "data_path": DATA_PATH, "video_path": None, "robot_type": task,
+            "total_frames": start, "total_tasks": 1, "chunks_size": chunks_size,
+            "data_files_size_in_mb": data_files_size_in_mb, "video_files_size_in_mb": video_files_size_in_mb,
+            "data_path": DATA_PATH, "video_path": VIDEO_PATH if videos else None, "robot_type": task,
             "splits": {"train": f"0:{len(episodes)}"}}  # lerobot datasets/utils.py DatasetInfo.to_dict order
     (root / "meta/info.json").write_text(json.dumps(info, indent=4, ensure_ascii=False))
     (root / "meta/stats.json").write_text(json.dumps({k: {s: v.tolist() for s, v in st.items()}
                                                       for k, st in stats.items()}, indent=4))
     return start
+
+
+def _next_file(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
+    """lerobot datasets/utils.py update_chunk_file_indices."""
+    return (chunk + 1, 0) if file == chunks_size - 1 else (chunk, file + 1)
+
+
+class _Files:
+    """chunk-CCC/file-FFF files filled one after another: an episode goes to the next file (a new chunk after
+    chunks_size files) when it would bring the current one to size_mb; an episode is never split."""
+
+    def __init__(self, template: Path, size_mb: float, chunks_size: int) -> None:
+        self.template, self.size_mb, self.chunks_size = str(template), size_mb, chunks_size
+        self.chunk = self.file = 0
+
+    def path(self) -> Path:
+        return Path(self.template.format(chunk_index=self.chunk, file_index=self.file))
+
+    def roll_over(self, size_mb: float) -> None:
+        """Closes the current file and moves to the next when size_mb reaches the limit."""
+        if size_mb >= self.size_mb:
+            self.close()
+            self.chunk, self.file = _next_file(self.chunk, self.file, self.chunks_size)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Files:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _DataFiles(_Files):
+    """data/ as LeRobot's _save_episode_data fills it: the current file's size plus the episode's at the file's mean
+    bytes per frame."""
+
+    def __init__(self, root: Path, schema: pa.Schema, size_mb: float, chunks_size: int) -> None:
+        super().__init__(root / DATA_PATH, size_mb, chunks_size)
+        self.schema, self.frames = schema, 0
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> tuple[int, int]:
+        """Appends one episode's frames; returns the (chunk, file) they went to."""
+        if self.writer is not None:
+            size = self.path().stat().st_size / MB
+            self.roll_over(size + (size / self.frames if self.frames else 0) * table.num_rows)
+        if self.writer is None:
+            self.path().parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.path(), self.schema, compression="snappy", use_dictionary=True)
+            self.frames = 0
+        self.writer.write_table(table)
+        self.frames += table.num_rows
+        return self.chunk, self.file
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class _VideoFiles(_Files):
+    """videos/<key>/ as LeRobot's _save_episode_video fills it: each episode is encoded on its own, then appended to
+    the current file (timestamps go on) unless the two sizes together reach size_mb; then it starts the next file at
+    0 s. The current file's size is the sum of its episodes' MP4s."""
+
+    def __init__(self, root: Path, key: str, fps: int, size_mb: float, chunks_size: int) -> None:
+        super().__init__(root / VIDEO_PATH.replace("{video_key}", key), size_mb, chunks_size)
+        self.key, self.fps, self.bytes = key, fps, 0
+        self.out: mp4.Appender | None = None
+
+    def write(self, frames: np.ndarray) -> dict[str, Any]:
+        """Appends one episode's frames; returns its videos/<key>/ columns of meta/episodes."""
+        clip = mp4.encode(frames, self.fps)
+        if self.out is not None:
+            self.roll_over((self.bytes + len(clip)) / MB)
+        if self.out is None:
+            self.out, self.bytes = mp4.Appender(self.path()), 0
+        first, end = self.out.append(clip)
+        self.bytes += len(clip)
+        return {f"videos/{self.key}/chunk_index": self.chunk, f"videos/{self.key}/file_index": self.file,
+                f"videos/{self.key}/from_timestamp": first, f"videos/{self.key}/to_timestamp": end}
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None
 
 
 def _write_tasks(path: Path, tasks: list[str]) -> None:
@@ -266,11 +380,13 @@ def read_lerobot(path: str | Path) -> list[Episode]:
     files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
     data = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("index")
     episodes = pa.concat_tables([pq.read_table(f) for f in sorted((root / "meta/episodes").glob("chunk-*/*.parquet"))])
-    out = []
+    video = info["features"].get(IMAGE, {}).get("dtype") == "video"
+    out, decoded = [], _Decoded()
     for row in episodes.sort_by("episode_index").to_pylist():
         part = data.slice(row["dataset_from_index"], row["dataset_to_index"] - row["dataset_from_index"])
         try:
-            out.append(_episode(part, row["episode_index"]))
+            out.append(_episode(part, row["episode_index"], decoded.episode(root, info, row, part.num_rows)
+                                if video else None))
         except (KeyError, ValueError) as err:
             raise ValueError(f"{root}: episode {row['episode_index']}: {err}") from err
     return out
@@ -284,13 +400,38 @@ def _array(table: pa.Table, column: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False)
 
 
-def _episode(part: pa.Table, index: int) -> Episode:
+class _Decoded:
+    """The frames of the MP4 last decoded, so consecutive episodes in one file decode it once."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.times, self.frames = np.zeros(0), np.zeros((0, *NO_IMAGE.shape), np.uint8)
+
+    def episode(self, root: Path, info: dict[str, Any], row: dict[str, Any], n: int) -> np.ndarray:
+        """An episode's camera frames: frame i at from_timestamp + i / fps (lerobot_dataset.py _query_videos), the
+        decoded frame nearest to it within TOLERANCE_S."""
+        key = f"videos/{IMAGE}/"
+        path = root / info["video_path"].format(video_key=IMAGE, chunk_index=row[key + "chunk_index"],
+                                                file_index=row[key + "file_index"])
+        if path != self.path:
+            self.path, (self.times, self.frames) = path, mp4.decode(path)
+        wanted = row[key + "from_timestamp"] + np.arange(n) / info["fps"]
+        picks = np.searchsorted(self.times, wanted - TOLERANCE_S).clip(0, max(len(self.times) - 1, 0))
+        missing = ~(np.abs(self.times[picks] - wanted) <= TOLERANCE_S) if len(self.times) else np.ones(n, bool)
+        if missing.any():
+            raise ValueError(f"{path}: no frame at {wanted[missing][0]:.4f} s (frame {int(np.argmax(missing))} of "
+                             f"{n}); the file holds {len(self.times)} frames")
+        return self.frames[picks]
+
+
+def _episode(part: pa.Table, index: int, video: np.ndarray | None = None) -> Episode:
     from PIL import Image
 
     n, names = part.num_rows, set(part.column_names)
     obs, actions = _array(part, "observation.state").reshape(n, -1), _array(part, "action").reshape(n, -1)
     found = {"obs": obs, "action": actions,
-             "image": (np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB"))
+             "image": (video if video is not None else
+                       np.stack([np.asarray(Image.open(io.BytesIO(v["bytes"])).convert("RGB"))
                                  for v in part.column(IMAGE).to_pylist()]) if IMAGE in names
                        else np.zeros((n, *NO_IMAGE.shape)))}
     if "frame_index" in names:
