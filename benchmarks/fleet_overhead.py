@@ -1,15 +1,21 @@
-"""Steps/s of N robot actors on Ray versus the same task + policy + gate in one plain loop.
+"""Steps/s of N robot actors on Ray versus the same task + policy + gate in one plain loop, at N = 1, 4, 16.
 
-Both run as fast as they can (robots unthrottled, gate `never`, learner nearly idle), in the same
-process tree, one after the other. Prints the ratio; on 2 cores the ideal for N=4 is about 2x.
+Both run as fast as they can (robots unthrottled, gate `never`, learner nearly idle, no evaluator), one after the
+other; the plain loop runs again before each fleet. The fleet's rate is taken over its steady window (every robot
+running) from the segments in events.jsonl, and where the machine's CPU went in that window is read from /proc:
+robots, learner, buffer, the supervisor (the driver) and Ray's own processes. On 2 cores the ceiling is 2x the
+plain loop (1x at N = 1: one robot is one thread).
 
-    python benchmarks/fleet_overhead.py [--robots 4] [--seconds 15] [--task reacher]
+    python benchmarks/fleet_overhead.py [--robots 1 4 16] [--seconds 20] [--task reacher]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +28,9 @@ from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from workers.launch import run_loop
 from workers.ray_fleet import RayFleet, init_ray
+
+ROLES = {"ray::RayRobot": "robots", "ray::RayLearner": "learner", "ray::RayBuffer": "buffer"}
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 def plain_loop(task_name: str, seconds: float) -> float:
@@ -40,30 +49,86 @@ def plain_loop(task_name: str, seconds: float) -> float:
     return steps / (time.perf_counter() - began)
 
 
-def fleet(task_name: str, robots: int, seconds: float) -> float:
-    cfg = load_config(None, [f"task={task_name}", f"robots={robots}", f"minutes={seconds / 60}",
-                             "gate.name=never", "robot.speed=1000000.0", "learner.max_updates_per_s=20.0"])
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of this process ("supervisor") and everything under it, by role ("ray": the rest)."""
+    procs = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        procs[int(pid)] = (int(stat[1]), title, (int(stat[11]) + int(stat[12])) * TICK_S)
+    me, out = os.getpid(), {"supervisor": 0.0}
+    for pid, (_, title, cpu) in procs.items():
+        chain = [pid]
+        while chain[-1] != me and chain[-1] in procs and len(chain) < 32:
+            chain.append(procs[chain[-1]][0])
+        if chain[-1] != me:
+            continue  # not ours (another program on the machine)
+        role = "supervisor" if pid == me else next((r for t, r in ROLES.items() if title.startswith(t)), "ray")
+        out[role] = out.get(role, 0.0) + cpu
+    return out
+
+
+def steady_rate(events: list[dict]) -> tuple[float, float, float]:
+    """Steps/s while every robot was running: from the latest first segment start (+1 s) to the earliest last
+    segment end, each segment's steps counted for the part of it inside; returns (rate, t0, t1)."""
+    segments = [e for e in events if e["ev"] == "segment" and e["steps"]]
+    robots = {s["robot"] for s in segments}
+    t0 = max(min(s["t_start"] for s in segments if s["robot"] == r) for r in robots) + 1.0
+    t1 = min(max(s["t_end"] for s in segments if s["robot"] == r) for r in robots)
+    steps = 0.0
+    for s in segments:
+        span = s["t_end"] - s["t_start"]
+        inside = max(0.0, min(s["t_end"], t1) - max(s["t_start"], t0))
+        steps += s["steps"] * (inside / span if span > 0 else float(t0 <= s["t_start"] <= t1))
+    return steps / (t1 - t0), t0, t1
+
+
+def fleet(task_name: str, robots: int, seconds: float) -> tuple[float, dict[str, float]]:
+    """The fleet's steady steps/s and the cores each role used meanwhile."""
+    cfg = load_config(None, [f"task={task_name}", f"robots={robots}", f"minutes={(seconds + 3) / 60}",
+                             "gate.name=never", "eval.every_versions=0", "robot.speed=1000000.0",
+                             "learner.max_updates_per_s=20.0", "log.writers=[jsonl]"])
     init_ray(num_cpus=2)
     run_dir = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
-    run_loop(cfg, run_dir, RayFleet)
-    segments = [e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "segment"]
-    span = max(s["t_end"] for s in segments) - min(s["t_start"] for s in segments)
-    return sum(s["steps"] for s in segments) / span
+    samples: list[tuple[float, dict[str, float]]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            samples.append((time.time(), cpu_by_role()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run_loop(cfg, run_dir, RayFleet)
+    finally:
+        done.set()
+        sampler.join()
+    rate, t0, t1 = steady_rate(read_events(run_dir / "events.jsonl"))
+    inside = [(t, cpu) for t, cpu in samples if t0 <= t <= t1]
+    (ta, a), (tb, b) = inside[0], inside[-1]
+    return rate, {role: (b.get(role, 0.0) - a.get(role, 0.0)) / (tb - ta) for role in b}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--robots", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--robots", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=20.0, help="each fleet's and plain loop's")
     parser.add_argument("--task", default="reacher")
     args = parser.parse_args()
-    plain = plain_loop(args.task, args.seconds)
-    ours = fleet(args.task, args.robots, args.seconds)
-    print(f"task {args.task}, {args.robots} robot actors, {args.seconds:.0f} s each")
-    print(f"plain loop (1 process)      {plain:10.0f} steps/s")
-    print(f"fleet ({args.robots} Ray actors)        {ours:10.0f} steps/s   ({ours / args.robots:.0f} per robot)")
-    print(f"ratio fleet / plain loop    {ours / plain:10.2f}x")
-    print(f"ratio per robot / plain     {ours / args.robots / plain:10.2f}x")
+    print(f"task {args.task}, {os.cpu_count()} cores, {args.seconds:.0f} s each; CPU in cores during the fleet's "
+          "steady window", file=sys.stderr)
+    print("| robots | plain loop (steps/s) | fleet (steps/s) | per robot | fleet / plain | robots | learner | buffer "
+          "| supervisor | Ray |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in args.robots:
+        plain = plain_loop(args.task, args.seconds)
+        ours, cores = fleet(args.task, n, args.seconds)
+        split = " | ".join(f"{cores.get(r, 0.0):.2f}" for r in ("robots", "learner", "buffer", "supervisor", "ray"))
+        print(f"| {n} | {plain:,.0f} | {ours:,.0f} | {ours / n:,.0f} | {ours / plain:.2f}x | {split} |", flush=True)
 
 
 if __name__ == "__main__":
