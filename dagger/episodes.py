@@ -3,9 +3,11 @@
     episodes = read_episodes(Path(run_dir) / "segments")              # every robot's episodes, demos first
     episodes = read_episodes(segments, only="human", success_only=True)
 
-Segments of one robot's episode are joined in sequence order (a key logged twice counts once). An episode's per-step
-labels: the executed action, the policy's own action, the weights version, the gate's score and threshold, reward,
-success, and who acted (`controller`: "policy", "operator:<id>" or "demo").
+Segments of one robot's episode are joined in sequence order (a key logged twice counts once); where `step` does not
+go on by 1 (a lost segment, a torn log, steps the robot took but did not record) the episode is split into contiguous
+pieces, each an episode of its own with the same robot and episode number (only the last can end done). An
+episode's per-step labels: the executed action, the policy's own action, the weights version, the gate's score and
+threshold, reward, success, and who acted (`controller`: "policy", "operator:<id>" or "demo").
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from buffers.codec import decode_segment
-from buffers.schema import OPERATOR_PREFIX, STEP_FIELDS, Segment, is_human
+from buffers.frames import LogProblem
+from buffers.schema import FEATURE_FIELDS, OPERATOR_PREFIX, STEP_FIELDS, Segment, is_human
 from buffers.segment_log import SegmentLog
 
 ONLY = ("all", "human")
@@ -53,14 +56,46 @@ class Episode:
 def with_defaults(found: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Step fields read from someone else's dataset (obs, action and image at least) in STEP_FIELDS' dtypes; for what
     it lacks: the policy's action = the action, version 0, no gate score or threshold, no reward, success or
-    violation, done at the last step, steps numbered from 0, no time."""
-    n = len(found["action"])
+    violation, done at the last step, steps numbered from 0, no time. ValueError "field 'x': ..." for a field that is
+    not numbers, not of the action's length, of the wrong rank, a flag other than 0 and 1, or an image not uint8."""
+    n = len(found["action"]) if np.ndim(found["action"]) else 0  # a scalar's rank is refused below
     zeros = np.zeros(n)
     defaults = {"policy_action": found["action"], "version": zeros, "spread": zeros, "threshold": zeros,
                 "reward": zeros, "done": np.arange(n) == n - 1, "success": zeros, "constraint": zeros,
                 "step": np.arange(n), "t_wall": zeros}
-    return {name: np.asarray(found[name] if name in found else defaults[name], dtype)
-            for name, dtype in STEP_FIELDS.items()}
+    steps = {}
+    for name, dtype in STEP_FIELDS.items():
+        raw = np.asarray(found[name] if name in found else defaults[name])
+        _check(name, raw, n)
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes inf, which read_dataset refuses
+            steps[name] = raw.astype(dtype)
+    return steps
+
+
+def _check(name: str, raw: np.ndarray, n: int) -> None:
+    ndim = 2 if name in FEATURE_FIELDS else 4 if name == "image" else 1
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"field {name!r}: dtype {raw.dtype}, expected numbers")
+    if raw.ndim != ndim or len(raw) != n:
+        raise ValueError(f"field {name!r}: shape {raw.shape}, expected {ndim}-D with {n} steps (as the actions)")
+    if STEP_FIELDS[name] == np.bool_ and not np.isin(raw, (0, 1)).all():
+        raise ValueError(f"field {name!r}: {raw[~np.isin(raw, (0, 1))][0]} at step "
+                         f"{int(np.argmin(np.isin(raw, (0, 1))))}, expected 0 or 1")
+    if name == "image" and raw.dtype != np.uint8 and raw.size:
+        raise ValueError(f"field 'image': dtype {raw.dtype}, expected uint8 (0-255)")
+
+
+def _slice(ep: Episode, start: int, end: int) -> Episode:
+    return Episode(ep.robot, ep.episode, {name: arr[start:end] for name, arr in ep.steps.items()},
+                   ep.controller[start:end])
+
+
+def _pieces(ep: Episode, human_only: bool) -> list[Episode]:
+    """The episode's contiguous runs of steps (`step` going on by 1); with human_only, of operators' and
+    demonstrators' steps only."""
+    keep = np.array([is_human(c) for c in ep.controller]) if human_only else np.ones(len(ep), np.bool_)
+    breaks = np.flatnonzero((np.diff(ep.steps["step"]) != 1) | (keep[1:] != keep[:-1])) + 1
+    return [_slice(ep, a, b) for a, b in zip([0, *breaks], [*breaks, len(ep)], strict=True) if keep[a]]
 
 
 def _join(segments: list[Segment]) -> Episode:
@@ -69,32 +104,23 @@ def _join(segments: list[Segment]) -> Episode:
     return Episode(first.robot, first.episode, steps, [s.controller for s in segments for _ in range(len(s))])
 
 
-def read_episodes(segments_dir: str | Path, only: str = "all", success_only: bool = False) -> list[Episode]:
-    """The run's episodes in (robot, episode) order; ValueError for an unknown `only`."""
+def read_episodes(segments_dir: str | Path, only: str = "all", success_only: bool = False,
+                  problems: list[LogProblem] | None = None) -> list[Episode]:
+    """The run's episodes in (robot, episode) order; ValueError for an unknown `only`. `problems`, when given,
+    receives what the log scan skipped (bad frames, torn tails, missing files)."""
     if only not in ONLY:
         raise ValueError(f"only: {only!r}, not one of {', '.join(ONLY)}")
     by_episode: dict[tuple[int, int], dict[int, Segment]] = {}
-    for payload in SegmentLog.read(segments_dir):
+    scan = SegmentLog.read(segments_dir)
+    for payload in scan:
         seg = decode_segment(payload)
         if len(seg):
             by_episode.setdefault((seg.robot, seg.episode), {}).setdefault(seg.seq, seg)
+    if problems is not None:
+        problems += scan.problems
     episodes = []
     for key in sorted(by_episode):
-        segments = [by_episode[key][seq] for seq in sorted(by_episode[key])]
-        whole = _join(segments)
-        if success_only and not whole.success:
-            continue
-        if only == "all":
-            episodes.append(whole)
-            continue
-        run: list[Segment] = []
-        for seg in segments:
-            if is_human(seg.controller) and (not run or run[-1].seq + 1 == seg.seq):
-                run.append(seg)
-                continue
-            if run:
-                episodes.append(_join(run))
-            run = [seg] if is_human(seg.controller) else []
-        if run:
-            episodes.append(_join(run))
+        whole = _join([by_episode[key][seq] for seq in sorted(by_episode[key])])
+        if not success_only or whole.success:
+            episodes += _pieces(whole, human_only=only == "human")
     return episodes

@@ -136,3 +136,133 @@ def test_robomimics_own_dataset_info_script_reads_the_export(run, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "total transitions: 14" in done.stdout and "total trajectories: 2" in done.stdout
     assert "filter key train with 2 demos" in done.stdout
+
+
+def point_like(obs_dim=3, act_dim=2):
+    """A task of make_run's shapes (point's own has 6 state dims) at point's 20 steps a second."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name="point3", obs_dim=obs_dim, act_dim=act_dim, dt=0.05, image_shape=None)
+
+
+def test_only_the_steps_people_took_become_demonstrations(run, tmp_path):
+    from buffers.schema import DEMO
+    from dagger.formats.demos import demo_segments, read_dataset
+
+    out = tmp_path / "out.hdf5"
+    assert main(["export", str(run), "--only", "all", "--out", str(out)]) == 0
+    (seg,) = demo_segments(read_dataset(out, point_like()), first=2)  # operator 1's 2 steps of robot 0's episode
+    assert (seg.key, seg.episode, seg.controller, len(seg)) == ("-1:2", 2, DEMO, 2)
+    assert seg.obs[:, 0].tolist() == [10, 11] and seg.step.tolist() == [3, 4]
+    (ep,) = zero_episodes(3, 2, (7,))
+    ep.controller = ["operator:1", "operator:2", "policy", "policy", "operator:1", "demo", "policy"]
+    segs = demo_segments([ep])  # runs that follow each other continue one episode; after the policy's, a new one
+    assert [(s.seq, s.episode, len(s)) for s in segs] == [(0, 0, 1), (1, 0, 1), (2, 1, 1), (3, 1, 1)]
+
+
+def test_an_episode_with_missing_steps_is_split_and_export_warns_of_log_problems(tmp_path, capsys):
+    from tests.dataset_cases import segment
+    from workers.buffer import BufferWorker
+
+    buffer = BufferWorker(str(tmp_path / "segments"), 0.0, 0)  # seq 1 (steps 3 and 4) lost
+    buffer.add([segment(0, 0, 0, "policy", 3), segment(0, 2, 0, "policy", 4, 5, True)])
+    buffer.close()
+    first, second = read_episodes(tmp_path / "segments")
+    assert (first.robot, first.episode, second.robot, second.episode) == (0, 0, 0, 0)
+    assert first.steps["step"].tolist() == [0, 1, 2] and second.steps["step"].tolist() == [5, 6, 7, 8]
+    assert not first.steps["done"].any() and second.steps["done"].tolist() == [False] * 3 + [True]
+
+    run = make_run(tmp_path / "torn")
+    with open(run / "segments/segments-000000.log", "ab") as f:
+        f.write(b"torn")
+    assert main(["export", str(run), "--out", str(tmp_path / "out.hdf5")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: segment log: ") and "torn tail: 4 bytes" in err[0]
+
+
+def robomimic_file(path, n=3, **fields):
+    """One demo of make_run's shapes; `fields` replace its datasets (obs/state, actions, rewards, dones)."""
+    with h5py.File(path, "w") as f:
+        demo = f.create_group("data/demo_0")
+        values = {"obs/state": np.zeros((n, 3)), "actions": np.zeros((n, 2)), "rewards": np.zeros(n),
+                  "dones": np.arange(n) == n - 1} | fields
+        for key, value in values.items():
+            demo[key] = value
+    return path
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"actions": np.full((3, 2), np.nan)}, r"episode 0: field 'action': nan at step 0"),
+    ({"obs/state": np.array([[0, 0, 0], [0, np.inf, 0], [0, 0, 0]])}, r"episode 0: field 'obs': inf at step 1"),
+    ({"actions": np.full((3, 2), 1e300)}, r"episode 0: field 'action': inf at step 0 \(not finite, or beyond"),
+    ({"rewards": np.zeros((3, 1))}, r"data/demo_0: field 'reward': shape \(3, 1\), expected 1-D with 3 steps"),
+    ({"rewards": np.float64(0)}, r"data/demo_0: field 'reward': shape \(\), expected 1-D"),
+    ({"dones": np.array([0.0, 0.5, 1.0])}, r"data/demo_0: field 'done': 0.5 at step 1, expected 0 or 1"),
+    ({"actions": np.array([[b"a", b"b"]] * 3)}, r"data/demo_0: field 'action': dtype \|S1, expected numbers"),
+    ({"actions": np.float64(1)}, r"data/demo_0: obs/state \(3, 3\) and actions \(\): expected"),
+])
+def test_import_refuses_what_is_not_finite_misshaped_or_not_a_flag_in_one_line(tmp_path, fields, message):
+    from dagger.formats.demos import read_dataset
+
+    path = robomimic_file(tmp_path / "theirs.hdf5", **fields)
+    with pytest.raises(ValueError, match=f"^{path}: {message}"):
+        read_dataset(path, point_like())
+
+
+def test_a_bad_demonstration_file_fails_start_before_a_run_dir_and_import_in_one_line(tmp_path, capsys):
+    path = robomimic_file(tmp_path / "theirs.hdf5", n=4, **{"obs/state": np.full((4, 6), np.nan)})  # point's shape
+    assert main(["import", str(path), "--task", "point"]) == 2
+    assert capsys.readouterr().err == f"dagger: error: {path}: episode 0: field 'obs': nan at step 0 (not finite, " \
+                                      f"or beyond float32)\n"
+    assert main(["start", "--in-process", "--task", "point", "--demos", str(path), "--run-dir",
+                 str(tmp_path / "no")]) == 2
+    assert "field 'obs': nan" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_a_robomimic_file_dagger_cannot_read_is_named_with_the_group_or_keys(tmp_path):
+    path = robomimic_file(tmp_path / "theirs.hdf5")
+    with h5py.File(path, "a") as f:
+        f.create_group("data/env_meta")
+    with pytest.raises(ValueError, match=r"theirs.hdf5: data/env_meta: not a demo_<N> group"):
+        read_robomimic(path)
+    with h5py.File(path, "w") as f:  # robosuite's low_dim keys, no single state vector
+        f["data/demo_0/obs/robot0_eef_pos"], f["data/demo_0/obs/object"] = np.zeros((3, 3)), np.zeros((3, 9))
+        f["data/demo_0/actions"] = np.zeros((3, 7))
+    with pytest.raises(ValueError, match=r"data/demo_0: no obs/state \(obs holds object, robot0_eef_pos\)"):
+        read_robomimic(path)
+
+
+def test_the_export_has_next_obs_for_every_obs_key(run, tmp_path):
+    from tests.dataset_cases import camera_episodes
+
+    out = tmp_path / "out.hdf5"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    with h5py.File(out) as f:
+        demo = f["data/demo_0"]
+        obs, nxt = demo["obs/state"][()], demo["next_obs/state"][()]
+        assert sorted(demo["next_obs"]) == ["state"] and nxt.shape == (9, 3) and nxt.dtype == np.float32
+        assert np.array_equal(nxt[:-1], obs[1:]) and np.array_equal(nxt[-1], obs[-1])  # the last repeats
+    write_robomimic(camera_episodes((3,)), tmp_path / "camera.hdf5", "point")
+    with h5py.File(tmp_path / "camera.hdf5") as f:
+        images, nxt = f["data/demo_0/obs/image"][()], f["data/demo_0/next_obs/image"][()]
+        assert nxt.shape == (3, 6, 4, 3) and np.array_equal(nxt, images[[1, 2, 2]])
+
+
+def test_an_export_does_not_overwrite_a_file(run, tmp_path, capsys):
+    out = tmp_path / "out.hdf5"
+    out.write_bytes(b"mine")
+    assert main(["export", str(run), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"dagger: error: {out}: exists (export writes a new file; remove it or " \
+                                      f"choose another)\n"
+    assert out.read_bytes() == b"mine"
+
+
+def test_import_knows_an_hdf5_file_by_its_signature_whatever_its_name(run, tmp_path, capsys):
+    out = tmp_path / "corrections"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(out), "--task", "reach"]) == 2
+    assert "episode 0 has obs 3, act 2" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a dataset")
+    assert main(["import", str(tmp_path / "notes.txt")]) == 2
+    assert "not a dataset dagger reads" in capsys.readouterr().err

@@ -4,6 +4,7 @@ and schema LeRobot's own code writes (huggingface/lerobot src/lerobot/datasets/)
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from itertools import pairwise
 
@@ -260,8 +261,8 @@ def test_a_run_starts_from_an_exported_lerobot_dataset(run, tmp_path, capsys):
     out = tmp_path / "ds"
     assert main(["export", str(run), "--format", "lerobot", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["import", str(out), "--task", "reach"]) == 2  # 3 state dims, 2 action dims: not reach's
-    assert "episode 0 has obs 3, act 2" in capsys.readouterr().err
+    assert main(["import", str(out), "--task", "reach"]) == 2  # 20 frames a second: not reach's 80
+    assert capsys.readouterr().err.endswith("meta/info.json: fps 20; task reach runs at 80 (a step of 0.0125 s)\n")
     task = make_task("point")
     theirs = zero_episodes(task.obs_dim, task.act_dim, (7, 5))
     write_lerobot(theirs, tmp_path / "theirs", "point")
@@ -271,3 +272,49 @@ def test_a_run_starts_from_an_exported_lerobot_dataset(run, tmp_path, capsys):
                  "demos=0", "--run-dir", str(run_dir), "learner.pretrain_updates=10", "eval.every_versions=0"]) == 0
     start = next(e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "policy_start")
     assert (start["demo_episodes"], start["demo_steps"]) == (2, 12)
+
+
+EPISODES, DATA = "meta/episodes/chunk-000/file-000.parquet", "data/chunk-000/file-000.parquet"
+
+
+def _set_rows(root, change):
+    rows = pq.read_table(root / EPISODES).to_pylist()
+    change(rows)
+    pq.write_table(pa.Table.from_pylist(rows, pq.read_table(root / EPISODES).schema), root / EPISODES)
+
+
+def _set_column(root, name, values):
+    table = pq.read_table(root / DATA)
+    pq.write_table(table.set_column(table.schema.get_field_index(name), name, values), root / DATA)
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (lambda d: _set_rows(d, lambda r: r[1].update(dataset_from_index=2, dataset_to_index=6)),
+     r"episode 1: meta/episodes gives rows 2:6: data row 2 has episode_index 0"),
+    (lambda d: _set_rows(d, lambda r: r[2].update(dataset_to_index=40)),
+     r"episode 2: meta/episodes gives rows 9:40: outside the data's 12 rows"),
+    (lambda d: _set_rows(d, lambda r: r[0].update(length=99)),
+     r"episode 0: meta/episodes gives rows 0:5: 5 rows, its length says 99"),
+    (lambda d: _set_rows(d, lambda r: [x.update(episode_index=2 - x["episode_index"]) for x in r]),
+     r"episode 0: meta/episodes gives rows 9:12: data row 9 has episode_index 2"),
+    (lambda d: _set_column(d, "index", pa.array(np.arange(1, 13))),
+     r"episode 0: meta/episodes gives rows 0:5: the data's 'index' column does not count 0 to 4 there"),
+    (lambda d: _set_column(d, "observation.state", pa.array([[0.0] * 3] * 11 + [[0.0] * 2], pa.list_(pa.float32()))),
+     r"episode 2: column 'observation.state': rows of different lengths"),
+    (lambda d: shutil.rmtree(d / "meta/episodes"), r"meta/episodes/chunk-\*/\*.parquet: no such files"),
+    (lambda d: shutil.rmtree(d / "data"), r"data/chunk-\*/file-\*.parquet: no such files"),
+    (lambda d: pq.write_table(pq.read_table(d / DATA).drop(["index"]), d / DATA),
+     r"data/chunk-000/file-000.parquet: no column 'index'$"),
+    (lambda d: (d / "meta/info.json").write_text("{"), r"meta/info.json: not JSON \(Expecting property name"),
+    (lambda d: (d / DATA).write_bytes(b"PAR1 torn"), r"file-000.parquet: not a readable parquet file"),
+])
+def test_a_dataset_whose_rows_or_files_do_not_fit_is_named_in_one_line(tmp_path, break_it, message):
+    eps = zero_episodes(3, 2, (5, 4, 3))
+    for i, ep in enumerate(eps):
+        ep.steps["obs"][:] = i
+    root = tmp_path / "ds"
+    write_lerobot(eps, root, "point")
+    break_it(root)
+    with pytest.raises(ValueError, match=message) as err:
+        read_lerobot(root)
+    assert len(str(err.value).splitlines()) == 1 and str(err.value).startswith(str(root))

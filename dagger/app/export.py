@@ -9,13 +9,17 @@ checks someone else's dataset against a task before a run starts from it (`dagge
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 
 import yaml
 from rich.progress import Progress
 
+from buffers.frames import LogProblem
 from dagger.app.errors import UserError
 from dagger.episodes import ONLY, read_episodes
+from dagger.events import first_line
 from dagger.formats.lerobot import write_lerobot
 from dagger.formats.robomimic import write_robomimic
 
@@ -46,7 +50,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (run_dir / "segments").is_dir() or not config.is_file():
         raise UserError(f"{run_dir}: not a run dir (no segments/ or config.yaml)")
     task = (yaml.safe_load(config.read_text()) or {}).get("task", {}).get("name", "")
-    episodes = read_episodes(run_dir / "segments", args.only, args.success_only)
+    problems: list[LogProblem] = []
+    scan_log = logging.getLogger("buffers.segment_log")
+    scan_log.addFilter(_drop)  # its problems are printed below, once each, instead of logged as well
+    try:
+        episodes = read_episodes(run_dir / "segments", args.only, args.success_only, problems)
+    finally:
+        scan_log.removeFilter(_drop)
+    for problem in problems:
+        print(f"warning: segment log: {problem}", file=sys.stderr)
     if not episodes:
         raise UserError(f"{run_dir}: no episodes to export (--only {args.only}"
                         f"{', --success-only' if args.success_only else ''})")
@@ -63,16 +75,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop(_: logging.LogRecord) -> bool:
+    return False
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    from dagger.formats.demos import read_dataset
+    from dagger.formats.demos import demo_segments, read_dataset
     from dagger.tasks import make_task
 
     try:
         task = make_task(args.task)
         episodes = read_dataset(args.path, task)
     except (OSError, ValueError) as err:
-        raise UserError(str(err)) from err
-    steps = sum(len(ep) for ep in episodes)
+        raise UserError(first_line(err, limit=1000)) from err
+    steps, demo_steps = sum(len(ep) for ep in episodes), sum(len(seg) for seg in demo_segments(episodes))
     print(f"{args.path}: {len(episodes)} episodes, {steps} steps (obs {task.obs_dim}, act {task.act_dim}) fit task "
-          f"{task.name}; start a run from them: dagger start --task {task.name} --demos {args.path}")
+          f"{task.name}; a run starts from the {demo_steps} steps a person or demonstrator took: "
+          f"dagger start --task {task.name} --demos {args.path}")
     return 0

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from buffers.schema import NO_IMAGE, STEP_FIELDS
@@ -366,25 +367,59 @@ def _write_tasks(path: Path, tasks: list[str]) -> None:
     pq.write_table(table.replace_schema_metadata({"pandas": json.dumps(pandas)}), path)
 
 
+def read_info(root: Path) -> dict[str, Any]:
+    """meta/info.json; ValueError naming the file when it is not a JSON object."""
+    path = root / "meta/info.json"
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not JSON ({err})") from err
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return info
+
+
+def _tables(root: Path, pattern: str, columns: tuple[str, ...]) -> pa.Table:
+    """The parquet files under root matching pattern, one table; ValueError naming the file that cannot be read or
+    lacks one of `columns`, or the folder when there is none."""
+    files = sorted(root.glob(pattern))
+    if not files:
+        raise ValueError(f"{root / pattern}: no such files")
+    tables = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path))
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from err
+        missing = [c for c in columns if c not in tables[-1].column_names]
+        if missing:
+            raise ValueError(f"{path}: no column {missing[0]!r}")
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"{root / pattern}: the files' columns differ") from err
+
+
 def read_lerobot(path: str | Path) -> list[Episode]:
     """The episodes of a LeRobotDataset v3 directory; frames without dagger's labels get the policy's action = the
     action, version 0, no gate, done at an episode's last frame, and "demo" as who acted. ValueError naming the file
-    and column when one is missing or misshaped."""
+    and column when one is missing or misshaped, or the episode whose rows meta/episodes places wrongly."""
     root = Path(path)
-    info = json.loads((root / "meta/info.json").read_text())
+    info = read_info(root)
     if not str(info.get("codebase_version", "")).startswith("v3"):
         raise ValueError(f"{root}: codebase_version {info.get('codebase_version')!r}: dagger reads LeRobot v3 only")
     for needed in ("observation.state", "action"):
         if needed not in info.get("features", {}):
             raise ValueError(f"{root / 'meta/info.json'}: no feature {needed!r}")
-    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
-    data = pa.concat_tables([pq.read_table(f) for f in files]).sort_by("index")
-    episodes = pa.concat_tables([pq.read_table(f) for f in sorted((root / "meta/episodes").glob("chunk-*/*.parquet"))])
+    data = _tables(root, "data/chunk-*/file-*.parquet",
+                   ("index", "episode_index", "observation.state", "action")).sort_by("index")
+    episodes = _tables(root, "meta/episodes/chunk-*/*.parquet",
+                       ("episode_index", "length", "dataset_from_index", "dataset_to_index"))
     video = info["features"].get(IMAGE, {}).get("dtype") == "video"
     out, decoded = [], _Decoded()
     for row in episodes.sort_by("episode_index").to_pylist():
-        part = data.slice(row["dataset_from_index"], row["dataset_to_index"] - row["dataset_from_index"])
         try:
+            part = _rows(data, row)
             out.append(_episode(part, row["episode_index"], decoded.episode(root, info, row, part.num_rows)
                                 if video else None))
         except (KeyError, ValueError) as err:
@@ -392,9 +427,30 @@ def read_lerobot(path: str | Path) -> list[Episode]:
     return out
 
 
+def _rows(data: pa.Table, row: dict[str, Any]) -> pa.Table:
+    """The data rows meta/episodes gives an episode, checked: within the data, `length` of them, `index` counting
+    from dataset_from_index, every one of the episode's episode_index."""
+    start, end = row["dataset_from_index"], row["dataset_to_index"]
+    where = f"meta/episodes gives rows {start}:{end}"
+    if not 0 <= start <= end <= data.num_rows:
+        raise ValueError(f"{where}: outside the data's {data.num_rows} rows")
+    if row["length"] != end - start:
+        raise ValueError(f"{where}: {end - start} rows, its length says {row['length']}")
+    part = data.slice(start, end - start)
+    if not np.array_equal(_array(part, "index"), np.arange(start, end)):
+        raise ValueError(f"{where}: the data's 'index' column does not count {start} to {end - 1} there")
+    others = _array(part, "episode_index") != row["episode_index"]
+    if others.any():
+        raise ValueError(f"{where}: data row {start + int(np.argmax(others))} has episode_index "
+                         f"{_array(part, 'episode_index')[others][0]}")
+    return part
+
+
 def _array(table: pa.Table, column: str) -> np.ndarray:
     values = table.column(column).combine_chunks()
     if pa.types.is_fixed_size_list(values.type) or pa.types.is_list(values.type):
+        if len(set(pc.list_value_length(values).to_pylist())) > 1:
+            raise ValueError(f"column {column!r}: rows of different lengths")
         flat = values.flatten().to_numpy(zero_copy_only=False)
         return flat.reshape(len(values), -1)
     return values.to_numpy(zero_copy_only=False)

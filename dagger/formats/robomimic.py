@@ -3,6 +3,8 @@
     data                      attrs: total (steps), env_args (JSON: env_name, type, env_kwargs)
     data/demo_<i>             attrs: num_samples; actions [T, A], rewards [T], dones [T]
     data/demo_<i>/obs/state   [T, obs_dim]  (obs/image [T, H, W, 3] on an image task)
+    data/demo_<i>/next_obs/<key>   obs/<key> one step on; the last step repeats the last observation (dagger does
+                              not record the observation after an episode's final step)
     mask/train, mask/valid    demo names as byte strings (every tenth demo is a validation one)
 
 Beside robomimic's keys each demo keeps dagger's labels (robomimic's loaders read only the keys they are asked
@@ -16,6 +18,7 @@ gate_threshold, success, constraint, step, t_wall; attrs robot and episode.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -37,15 +40,22 @@ def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
                     progress: Callable[[int], None] = lambda _: None) -> int:
     """Writes the episodes as one robomimic file; returns its steps."""
     names = [f"demo_{i}" for i in range(len(episodes))]
-    with h5py.File(path, "w") as f:
+    try:
+        f = h5py.File(path, "w-")
+    except FileExistsError as err:
+        raise FileExistsError(f"{path}: exists (export writes a new file; remove it or choose another)") from err
+    with f:
         data = f.create_group("data")
         for name, ep in zip(names, episodes, strict=True):
             demo = data.create_group(name)
             demo.attrs["num_samples"] = len(ep)
             demo.attrs["robot"], demo.attrs["episode"] = ep.robot, ep.episode
-            demo.create_dataset("obs/state", data=ep.steps["obs"])
+            obs = {"state": ep.steps["obs"]}
             if ep.steps["image"].shape[1:] != NO_IMAGE.shape:
-                demo.create_dataset("obs/image", data=ep.steps["image"])
+                obs["image"] = ep.steps["image"]
+            for key, values in obs.items():
+                demo.create_dataset(f"obs/{key}", data=values)
+                demo.create_dataset(f"next_obs/{key}", data=np.concatenate([values[1:], values[-1:]]))
             demo.create_dataset("actions", data=ep.steps["action"])
             demo.create_dataset("rewards", data=ep.steps["reward"])
             demo.create_dataset("dones", data=ep.steps["done"])
@@ -64,9 +74,12 @@ def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
         return int(data.attrs["total"])
 
 
-def _demos(data: h5py.Group) -> Iterable[tuple[str, h5py.Group]]:
-    """The demo groups in numeric order (demo_2 before demo_10)."""
-    return sorted(((name, data[name]) for name in data), key=lambda item: int(item[0].rpartition("_")[2]))
+def _demos(path: str | Path, data: h5py.Group) -> Iterable[tuple[str, h5py.Group]]:
+    """The demo groups in numeric order (demo_2 before demo_10); ValueError naming anything else under data/."""
+    for name in data:
+        if not re.fullmatch(r"demo_\d+", name) or not isinstance(data[name], h5py.Group):
+            raise ValueError(f"{path}: data/{name}: not a demo_<N> group (robomimic's data/ holds only those)")
+    return sorted(((name, data[name]) for name in data), key=lambda item: int(item[0][len("demo_"):]))
 
 
 def read_robomimic(path: str | Path) -> list[Episode]:
@@ -76,25 +89,33 @@ def read_robomimic(path: str | Path) -> list[Episode]:
     with h5py.File(path, "r") as f:
         if not isinstance(f.get("data"), h5py.Group):
             raise ValueError(f"{path}: no 'data' group: not a robomimic file")
-        for i, (name, demo) in enumerate(_demos(f["data"])):
+        for i, (name, demo) in enumerate(_demos(path, f["data"])):
             try:
                 episodes.append(_episode(demo, i))
-            except (KeyError, ValueError) as err:
+            except ValueError as err:
                 raise ValueError(f"{path}: data/{name}: {err}") from err
     return episodes
 
 
+def _read(demo: h5py.Group, key: str) -> np.ndarray:
+    if not isinstance(demo.get(key), h5py.Dataset):
+        raise ValueError(f"no dataset {key!r}")
+    return np.asarray(demo[key])
+
+
 def _episode(demo: h5py.Group, index: int) -> Episode:
-    obs, actions = np.asarray(demo["obs/state"]), np.asarray(demo["actions"])
-    n = len(actions)
-    if obs.ndim != 2 or actions.ndim != 2 or len(obs) != n:
+    if "obs/state" not in demo:
+        keys = sorted(demo["obs"]) if isinstance(demo.get("obs"), h5py.Group) else []
+        raise ValueError(f"no obs/state (obs holds {', '.join(keys) or 'nothing'}): dagger reads one 'state' vector")
+    obs, actions = _read(demo, "obs/state"), _read(demo, "actions")
+    if obs.ndim != 2 or actions.ndim != 2 or len(obs) != len(actions):
         raise ValueError(f"obs/state {obs.shape} and actions {actions.shape}: expected [T, obs_dim] and [T, act_dim]")
-    found = {"obs": obs, "action": actions, "reward": np.asarray(demo["rewards"]), "done": np.asarray(demo["dones"]),
-             "image": np.asarray(demo["obs/image"]) if "obs/image" in demo else np.zeros((n, *NO_IMAGE.shape))}
-    found.update({field: np.asarray(demo[label]) for label, field in LABELS.items() if label in demo})
+    n = len(actions)
+    found = {"obs": obs, "action": actions, "reward": _read(demo, "rewards"), "done": _read(demo, "dones"),
+             "image": _read(demo, "obs/image") if "obs/image" in demo else np.zeros((n, *NO_IMAGE.shape), np.uint8)}
+    found.update({field: _read(demo, label) for label, field in LABELS.items() if label in demo})
     steps = with_defaults(found)
-    for name, arr in steps.items():
-        if len(arr) != n:
-            raise ValueError(f"{name}: {len(arr)} steps, actions has {n}")
-    controller = [c.decode() for c in demo["controller"]] if "controller" in demo else ["demo"] * n
+    controller = [c.decode() for c in _read(demo, "controller")] if "controller" in demo else ["demo"] * n
+    if len(controller) != n:
+        raise ValueError(f"controller: {len(controller)} steps, actions has {n}")
     return Episode(int(demo.attrs.get("robot", -1)), int(demo.attrs.get("episode", index)), steps, controller)
