@@ -1,10 +1,11 @@
 """Steps/s of N robot actors on Ray versus the same task + policy + gate in one plain loop, at N = 1, 4, 16.
 
 Both run as fast as they can (robots unthrottled, gate `never`, learner nearly idle, no evaluator), one after the
-other; the plain loop runs again before each fleet. The fleet's rate is taken over its steady window (every robot
+other; before each fleet the plain loop runs again, alone and as N copies in N processes started together (what the
+machine gives N processes without dagger or Ray). The fleet's rate is taken over its steady window (every robot
 running) from the segments in events.jsonl, and where the machine's CPU went in that window is read from /proc:
 robots, learner, buffer, the supervisor (the driver) and Ray's own processes. On 2 cores the ceiling is 2x the
-plain loop (1x at N = 1: one robot is one thread).
+plain loop (1x at N = 1: one robot is one thread), less what N processes lose sharing the cores.
 
     python benchmarks/fleet_overhead.py [--robots 1 4 16] [--seconds 20] [--task reacher]
 """
@@ -12,12 +13,14 @@ plain loop (1x at N = 1: one robot is one thread).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,20 +36,40 @@ ROLES = {"ray::RayRobot": "robots", "ray::RayLearner": "learner", "ray::RayBuffe
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def plain_loop(task_name: str, seconds: float) -> float:
-    """One process: task.step(policy.act(obs)) with the gate consulted, like a robot's step."""
+def plain_loop(task_name: str, seconds: float, start: Any = None, out: Any = None) -> float:
+    """One process: task.step(policy.act(obs)) with the gate consulted, like a robot's step. `start` (a barrier) is
+    waited for once all is built; `out` (a queue) gets the rate."""
     torch.set_num_threads(1)
     task = make_task(task_name)
     policy = EnsemblePolicy(task.obs_dim, task.act_dim)
     gate = make_gate(load_config(None, ["gate.name=never"]).gate)
-    obs, steps, began = task.reset(seed=0), 0, time.perf_counter()
+    obs, steps = task.reset(seed=0), 0
+    if start is not None:
+        start.wait()
+    began = time.perf_counter()
     while time.perf_counter() - began < seconds:
-        out = policy.act(obs)
-        gate.should_request_help(out)
-        res = task.step(out.action)
+        act = policy.act(obs)
+        gate.should_request_help(act)
+        res = task.step(act.action)
         obs = task.reset() if res.done else res.obs
         steps += 1
-    return steps / (time.perf_counter() - began)
+    rate = steps / (time.perf_counter() - began)
+    if out is not None:
+        out.put(rate)
+    return rate
+
+
+def plain_processes(task_name: str, seconds: float, count: int) -> float:
+    """Total steps/s of `count` plain loops in `count` processes started together."""
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(count), context.Queue()
+    procs = [context.Process(target=plain_loop, args=(task_name, seconds, start, out)) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    total = sum(out.get() for _ in procs)
+    for proc in procs:
+        proc.join()
+    return total
 
 
 def cpu_by_role() -> dict[str, float]:
@@ -121,14 +144,16 @@ def main() -> None:
     args = parser.parse_args()
     print(f"task {args.task}, {os.cpu_count()} cores, {args.seconds:.0f} s each; CPU in cores during the fleet's "
           "steady window", file=sys.stderr)
-    print("| robots | plain loop (steps/s) | fleet (steps/s) | per robot | fleet / plain | robots | learner | buffer "
-          "| supervisor | Ray |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| robots | plain loop | N plain loops, N processes | fleet | per robot | fleet / plain loop | "
+          "fleet / N plain loops | CPU: robots | learner | buffer | supervisor | Ray |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in args.robots:
         plain = plain_loop(args.task, args.seconds)
+        side_by_side = plain_processes(args.task, args.seconds, n)
         ours, cores = fleet(args.task, n, args.seconds)
         split = " | ".join(f"{cores.get(r, 0.0):.2f}" for r in ("robots", "learner", "buffer", "supervisor", "ray"))
-        print(f"| {n} | {plain:,.0f} | {ours:,.0f} | {ours / n:,.0f} | {ours / plain:.2f}x | {split} |", flush=True)
+        print(f"| {n} | {plain:,.0f} | {side_by_side:,.0f} | {ours:,.0f} | {ours / n:,.0f} | {ours / plain:.2f}x | "
+              f"{ours / side_by_side:.2f}x | {split} |", flush=True)
 
 
 if __name__ == "__main__":
