@@ -20,7 +20,8 @@ from dagger.events import read_events
 from dagger.metrics import learning_curve
 from dagger.point_tasks import PointTask
 from tests.conftest import ROOT, point_config, run_dagger, wait_until
-from workers.launch import run_loop
+from workers.launch import previous_runs, run_loop
+from workers.robot import INCARNATION_STRIDE
 
 
 def dagger(*args: str) -> subprocess.CompletedProcess:
@@ -120,14 +121,15 @@ def test_evaluation_seeds_never_occur_in_training():
 
 def test_dagger_eval_reports_success_with_its_interval_the_same_every_time(trained, tmp_path):
     _, run_dir = trained
-    one = dagger("eval", str(run_dir), "--episodes", "12", "--out", str(tmp_path / "a.json"))
-    two = dagger("eval", str(run_dir), "--episodes", "12", "--robots", "2", "--out", str(tmp_path / "b.json"),
+    # 10 episodes: the in-run evaluation's count (eval.episodes=10), so `one` is also compared with it below
+    one = dagger("eval", str(run_dir), "--episodes", "10", "--out", str(tmp_path / "a.json"))
+    two = dagger("eval", str(run_dir), "--episodes", "10", "--robots", "2", "--out", str(tmp_path / "b.json"),
                  "--video", str(tmp_path / "v.gif"))
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
     for key in ("successes", "success_rate", "ci95", "mean_return", "mean_length"):
         assert a[key] == b[key]
-    assert a["episodes"] == 12 and a["ci95"] == list(wilson_interval(a["successes"], 12))
+    assert a["episodes"] == 10 and a["ci95"] == list(wilson_interval(a["successes"], 10))
     assert a["mean_length"] == 40.0 and a["seed_base"] == EVAL_SEED_BASE
     assert "success rate" in one.stdout and f"{a['success_rate']:.3f}" in one.stdout
     from PIL import Image
@@ -137,9 +139,7 @@ def test_dagger_eval_reports_success_with_its_interval_the_same_every_time(train
         assert b["video_frames"] == 3 * (40 + 12) and 40 <= gif.n_frames <= 156 and gif.size == (160, 120)
     # the in-run evaluation of the final version used the same first seeds: it agrees with dagger eval
     last = [e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "eval"][-1]
-    ten = dagger("eval", str(run_dir), "--episodes", "10", "--out", str(tmp_path / "c.json"))
-    assert ten.returncode == 0
-    assert json.loads((tmp_path / "c.json").read_text())["successes"] == last["successes"]
+    assert last["episodes"] == a["episodes"] and a["successes"] == last["successes"]
 
 
 def test_the_run_logs_a_learning_curve_against_human_labels(trained, tmp_path):
@@ -188,6 +188,15 @@ def wait_for_checkpoint(directory: Path, version: int, timeout: float) -> None:
     latest = directory / "latest"
     wait_until(lambda: latest.exists() and int(latest.read_text().strip()[1:-3]) >= version, timeout,
                f"a checkpoint v{version} or newer in {directory}", every=0.1)
+
+
+def test_a_resumed_run_numbers_its_robots_after_every_earlier_run_and_restart():
+    # run 1 used incarnation 0, and its robot 1 was restarted twice (incarnations 1, 2): the next run starts at 3
+    events = [{"ev": "run_start"}, {"ev": "segment", "robot": 0, "seq": 4},
+              {"ev": "robot_restarted", "robot": 1}, {"ev": "robot_restarted", "robot": 1},
+              {"ev": "segment", "robot": 1, "seq": 2 * INCARNATION_STRIDE}, {"ev": "run_end"}]
+    assert previous_runs(events) == (3, ["0:4", f"1:{2 * INCARNATION_STRIDE}"])
+    assert previous_runs([]) == (0, [])
 
 
 def test_resume_after_kill_9_continues_from_the_newest_checkpoint(tmp_path):

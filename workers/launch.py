@@ -150,9 +150,9 @@ FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
 
 
 def previous_runs(events: list[dict]) -> tuple[int, list[str]]:
-    """How many runs a resumed run dir's log already holds (robots of this one number their segments after them),
-    and the keys of the segments they reported."""
-    return (sum(e["ev"] == "run_start" for e in events),
+    """The first incarnation no robot of a resumed run dir's earlier runs used (each run and each robot restart took
+    one; this run's robots number their segments after them), and the keys of the segments they reported."""
+    return (sum(e["ev"] in ("run_start", "robot_restarted") for e in events),
             [f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment"])
 
 
