@@ -330,3 +330,17 @@ def test_auto_gate_thresholds_reach_every_robot(tmp_path):
         assert robot.gate.threshold == supervisor.fleet_gate.threshold, f"robot {robot.id}"
     assert {e["robot"] for e in [*supervisor.status["robots"].values()]} == {0, 1, 2}
     fleet.stop()
+
+
+@pytest.mark.parametrize(("gate", "sent"), [("auto", True), ("never", False)])
+def test_a_robot_sends_its_states_only_for_a_gate_the_supervisor_tunes(tmp_path, gate, sent):
+    cfg = point_config(f"gate.name={gate}", "gate.threshold=1000000.0", "robot.ship_every_s=0")
+    buffer = BufferWorker(tmp_path / "segments")
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot.set_weights(first_weights(cfg, buffer))
+    for _ in range(5):  # the first tick reads the weights, starts the episode and steps
+        robot.tick()
+    states = robot.poll()["states"]
+    buffer.close()
+    assert robot.total_steps == 5
+    assert len(states) == (5 if sent else 0)

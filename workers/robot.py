@@ -61,6 +61,7 @@ class RobotWorker:
         self.lock = threading.Lock()
         self.events: list[dict] = []
         self.states: list[tuple[float, float]] = []  # (spread, safety) of robot-controlled states, for tuned gates
+        self.tuned = bool(getattr(self.gate, "tuned", ()))  # the supervisor tunes this gate from them (else: none)
         self.state = State.STARTING
         self.seq = incarnation * INCARNATION_STRIDE
         self.episode = self.seq - 1
@@ -292,8 +293,9 @@ class RobotWorker:
             self._step(out.action, out)
 
     def _observed(self, out: PolicyOutput) -> None:
-        with self.lock:
-            self.states.append((out.spread, out.safety))
+        if self.tuned:
+            with self.lock:
+                self.states.append((out.spread, out.safety))
 
     def _ask_for_help(self, out: PolicyOutput, reason: str) -> None:
         self._observed(out)
