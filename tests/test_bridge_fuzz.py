@@ -51,7 +51,7 @@ TOKEN = bytes(range(32))
 PERIOD = 0.01  # the agent's control period (s)
 OBS, ACT = 6, 2  # the point task's sizes
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
-FUZZ = settings(max_examples=40, deadline=None)
+FUZZ = settings(max_examples=50, deadline=None)  # the readers are fast: at least 50 examples each
 SOCKETS = settings(max_examples=30, deadline=None, phases=NO_SHRINK)  # a failure costs seconds: no shrinking
 
 # ---- what arrives: anything msgpack carries (the codec's arrays included) ----
