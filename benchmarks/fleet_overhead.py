@@ -1,11 +1,12 @@
 """Steps/s of N robot actors on Ray versus the same task + policy + gate in one plain loop, at N = 1, 4, 16.
 
 Both run as fast as they can (robots unthrottled, gate `never`, learner nearly idle, no evaluator), one after the
-other; before each fleet the plain loop runs again, alone and as N copies in N processes started together (what the
-machine gives N processes without dagger or Ray). The fleet's rate is taken over its steady window (every robot
-running) from the segments in events.jsonl, and where the machine's CPU went in that window is read from /proc:
-robots, learner, buffer, the supervisor (the driver) and Ray's own processes. On 2 cores the ceiling is 2x the
-plain loop (1x at N = 1: one robot is one thread), less what N processes lose sharing the cores.
+other; before each fleet the plain loop runs again: alone, as N copies in N processes started together (what the
+machine gives N processes), and as N copies in N Ray actors made as robots are and polled as often (what Ray
+costs). The fleet's rate is taken over its steady window (every robot running) from the segments in events.jsonl,
+and where the machine's CPU went in that window is read from /proc: robots, learner, buffer, the supervisor (the
+driver) and Ray's own processes. On 2 cores the ceiling is 2x the plain loop (1x at N = 1: one robot is one
+thread), less what N processes lose sharing the cores.
 
     python benchmarks/fleet_overhead.py [--robots 1 4 16] [--seconds 20] [--task reacher]
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 
 from dagger.config import load_config
@@ -72,13 +74,60 @@ def plain_processes(task_name: str, seconds: float, count: int) -> float:
     return total
 
 
+@ray.remote(num_cpus=0, max_concurrency=4)  # as dagger's robot actors are made
+class PlainActor:
+    """The plain loop in a Ray actor's thread, polled as the supervisor polls a robot: what Ray alone costs."""
+
+    def __init__(self) -> None:
+        torch.set_num_threads(1)
+        self.rate: float | None = None
+
+    def start(self, task_name: str, seconds: float) -> None:
+        threading.Thread(target=lambda: setattr(self, "rate", plain_loop(task_name, seconds)), daemon=True).start()
+
+    def poll(self) -> float | None:
+        return self.rate
+
+
+def plain_actors(task_name: str, seconds: float, count: int) -> float:
+    """Total steps/s of `count` plain loops in `count` Ray actors (built first, then started together), each polled
+    every 0.1 s."""
+    init_ray(num_cpus=2)
+    actors = [PlainActor.remote() for _ in range(count)]  # type: ignore[attr-defined]
+    ray.get([a.poll.remote() for a in actors])
+    ray.get([a.start.remote(task_name, seconds) for a in actors])
+    while None in (rates := ray.get([a.poll.remote() for a in actors])):
+        time.sleep(0.1)
+    for actor in actors:
+        ray.kill(actor)
+    settle()
+    return sum(rates)
+
+
+def settle(timeout_s: float = 60.0) -> None:
+    """Waits until the actors killed last are gone (a dying actor's process still takes CPU)."""
+    began = time.time()
+    while time.time() - began < timeout_s and any(
+            title.startswith(("ray::RayRobot", "ray::RayLearner", "ray::RayBuffer", "ray::PlainActor"))
+            for title in (_title(pid) for pid in filter(str.isdigit, os.listdir("/proc")))):
+        time.sleep(0.5)
+    time.sleep(2.0)
+
+
+def _title(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def cpu_by_role() -> dict[str, float]:
     """CPU seconds so far of this process ("supervisor") and everything under it, by role ("ray": the rest)."""
     procs = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            title = _title(pid)
         except OSError:  # gone meanwhile
             continue
         procs[int(pid)] = (int(stat[1]), title, (int(stat[11]) + int(stat[12])) * TICK_S)
@@ -130,6 +179,7 @@ def fleet(task_name: str, robots: int, seconds: float) -> tuple[float, dict[str,
     finally:
         done.set()
         sampler.join()
+        settle()
     rate, t0, t1 = steady_rate(read_events(run_dir / "events.jsonl"))
     inside = [(t, cpu) for t, cpu in samples if t0 <= t <= t1]
     (ta, a), (tb, b) = inside[0], inside[-1]
@@ -144,16 +194,17 @@ def main() -> None:
     args = parser.parse_args()
     print(f"task {args.task}, {os.cpu_count()} cores, {args.seconds:.0f} s each; CPU in cores during the fleet's "
           "steady window", file=sys.stderr)
-    print("| robots | plain loop | N plain loops, N processes | fleet | per robot | fleet / plain loop | "
-          "fleet / N plain loops | CPU: robots | learner | buffer | supervisor | Ray |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| robots | plain loop | N plain loops: N processes | in N Ray actors | fleet | per robot | fleet / plain "
+          "loop | fleet / N processes | fleet / N Ray actors | CPU: robots | learner | buffer | supervisor | Ray |")
+    print("| ---: " * 15 + "|")
     for n in args.robots:
         plain = plain_loop(args.task, args.seconds)
-        side_by_side = plain_processes(args.task, args.seconds, n)
+        processes = plain_processes(args.task, args.seconds, n)
+        actors = plain_actors(args.task, args.seconds, n)
         ours, cores = fleet(args.task, n, args.seconds)
         split = " | ".join(f"{cores.get(r, 0.0):.2f}" for r in ("robots", "learner", "buffer", "supervisor", "ray"))
-        print(f"| {n} | {plain:,.0f} | {side_by_side:,.0f} | {ours:,.0f} | {ours / n:,.0f} | {ours / plain:.2f}x | "
-              f"{ours / side_by_side:.2f}x | {split} |", flush=True)
+        print(f"| {n} | {plain:,.0f} | {processes:,.0f} | {actors:,.0f} | {ours:,.0f} | {ours / n:,.0f} | "
+              f"{ours / plain:.2f}x | {ours / processes:.2f}x | {ours / actors:.2f}x | {split} |", flush=True)
 
 
 if __name__ == "__main__":
