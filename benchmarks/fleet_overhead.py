@@ -196,7 +196,7 @@ def main() -> None:
           "steady window", file=sys.stderr)
     print("| robots | plain loop | N plain loops: N processes | in N Ray actors | fleet | per robot | fleet / plain "
           "loop | fleet / N processes | fleet / N Ray actors | CPU: robots | learner | buffer | supervisor | Ray |")
-    print("| ---: " * 15 + "|")
+    print("| ---: " * 14 + "|")
     for n in args.robots:
         plain = plain_loop(args.task, args.seconds)
         processes = plain_processes(args.task, args.seconds, n)
