@@ -1,7 +1,7 @@
 """LeRobotDataset v3.0 (huggingface/lerobot, src/lerobot/datasets/), written and read with pyarrow as LeRobot writes it:
 
     meta/info.json                               codebase_version "v3.0", fps, features, counts, path templates
-    meta/stats.json                              per feature: min max mean std count q01 q10 q50 q90 q99
+    meta/stats.json                              per feature: min max mean std count q01 q10 q50 q90 q99 (lerobot_stats)
     meta/tasks.parquet                           task_index, indexed by the task's text (pandas index "task")
     meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data and video files, stats
     data/chunk-CCC/file-FFF.parquet              one row a frame; vectors as fixed_size_list<float>[n]
@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from buffers.schema import NO_IMAGE, STEP_FIELDS
 from dagger.episodes import Episode, with_defaults
 from dagger.formats import mp4
+from dagger.formats.lerobot_stats import aggregate, feature_stats
 
 CODEBASE_VERSION = "v3.0"
 CHUNK_FILE = "chunk-{chunk_index:03d}/file-{file_index:03d}"  # lerobot datasets/utils.py CHUNK_FILE_PATTERN
@@ -42,8 +43,6 @@ DATA_PATH = "data/" + CHUNK_FILE + ".parquet"
 VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"  # utils.py DEFAULT_VIDEO_PATH
 EPISODES_PATH = "meta/episodes/" + CHUNK_FILE + ".parquet"
 DEFAULT_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")  # lerobot utils/constants.py
-QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)  # lerobot compute_stats.py DEFAULT_QUANTILES
-QUANTILE_BINS = 5000
 IMAGE = "observation.image"
 LABELS = {"policy_action": "policy_action", "policy_version": "version", "gate_score": "spread",
           "gate_threshold": "threshold", "next.reward": "reward", "next.done": "done", "next.success": "success",
@@ -119,86 +118,6 @@ def _column(values: np.ndarray, feature: dict[str, Any], frame_paths: list[str])
     return pa.array(values.reshape(len(values)), ARROW[feature["dtype"]])  # shape [1]: a scalar column, as LeRobot's
 
 
-def _quantile_stats(batch: np.ndarray) -> dict[str, np.ndarray]:
-    """lerobot compute_stats.py RunningQuantileStats: one update() with the whole batch, then get_statistics()."""
-    batch = batch.astype(np.result_type(batch.dtype, np.float32), copy=False)
-    with np.errstate(all="ignore"):  # the moments of huge or non-finite values are inf or NaN, as LeRobot's are
-        return _moments_and_quantiles(batch)
-
-
-def _moments_and_quantiles(batch: np.ndarray) -> dict[str, np.ndarray]:
-    n, width = batch.shape
-    mean, mean_sq = np.mean(batch, axis=0), np.mean(batch**2, axis=0)
-    low, high = np.min(batch, axis=0), np.max(batch, axis=0)
-    mean += (np.mean(batch, axis=0) - mean) * (n / n)
-    mean_sq += (np.mean(batch**2, axis=0) - mean_sq) * (n / n)
-    stats = {"min": low.copy(), "max": high.copy(), "mean": mean.copy(),
-             "std": np.sqrt(np.maximum(0, mean_sq - mean**2)), "count": np.array([n])}
-    edges = [np.linspace(low[i] - 1e-10, high[i] + 1e-10, QUANTILE_BINS + 1) for i in range(width)]
-    hists = [np.histogram(batch[:, i], bins=edges[i])[0].astype(np.float64) if np.isfinite(edges[i]).all()
-             else None for i in range(width)]  # NaN or inf: LeRobot's histogram raises; dagger writes NaN quantiles
-    for q in QUANTILES:
-        stats[f"q{int(q * 100):02d}"] = np.array([np.float32(np.nan) if h is None else _quantile(h, e, q * n)
-                                                  for h, e in zip(hists, edges, strict=True)])
-    return stats
-
-
-def _quantile(hist: np.ndarray, edges: np.ndarray, target: float) -> Any:
-    """lerobot compute_stats.py RunningQuantileStats._compute_single_quantile."""
-    cumsum = np.cumsum(hist)
-    idx = int(np.searchsorted(cumsum, target))
-    if idx == 0:
-        return edges[0]  # numpy scalars, not floats: LeRobot's dtype (float32 edges stay float32) carries into json
-    if idx >= len(cumsum):
-        return edges[-1]
-    before = cumsum[idx - 1]
-    in_bin = cumsum[idx] - before
-    if in_bin == 0:
-        return edges[idx]
-    return edges[idx] + (target - before) / in_bin * (edges[idx + 1] - edges[idx])
-
-
-def _feature_stats(array: np.ndarray, image: bool) -> dict[str, np.ndarray]:
-    """lerobot compute_stats.py get_feature_stats + compute_episode_stats: per dimension (vectors, keepdims for
-    scalars), per channel for images ([3, 1, 1], divided by 255, over sampled frames)."""
-    if image:
-        picks = np.round(np.linspace(0, len(array) - 1, max(min(100, len(array)), min(int(len(array) ** 0.75),
-                                                                                       10_000)))).astype(int)
-        frames = array[picks].transpose(0, 3, 1, 2)  # sample_images: channel first
-        reshaped, count = frames.transpose(0, 2, 3, 1).reshape(-1, frames.shape[1]), len(frames)
-    else:
-        reshaped, count = (array.reshape(-1, 1) if array.ndim == 1 else array), len(array)
-    if len(reshaped) < 2:  # _compute_basic_stats (cast to float first: a bool min beside float ones breaks Arrow)
-        reshaped = reshaped.astype(np.result_type(reshaped.dtype, np.float32))
-        with np.errstate(all="ignore"):
-            stats = {"min": np.min(reshaped, axis=0), "max": np.max(reshaped, axis=0),
-                     "mean": np.mean(reshaped, axis=0), "std": np.std(reshaped, axis=0), "count": np.array([count])}
-        stats |= {f"q{int(q * 100):02d}": stats["mean"].copy() for q in QUANTILES}
-    else:
-        stats = _quantile_stats(reshaped)
-        stats["count"] = np.array([count])
-    if image:
-        return {k: v if k == "count" else v.reshape(3, 1, 1) / 255.0 for k, v in stats.items()}
-    return stats
-
-
-def _aggregate(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """lerobot compute_stats.py aggregate_feature_stats of two (save_episode folds episodes in one at a time)."""
-    means, variances, counts = np.stack([a["mean"], b["mean"]]), np.stack([a["std"] ** 2, b["std"] ** 2]), \
-        np.stack([a["count"], b["count"]])
-    total = counts.sum(axis=0)
-    while counts.ndim < means.ndim:
-        counts = np.expand_dims(counts, axis=-1)
-    mean = (means * counts).sum(axis=0) / total
-    variance = ((variances + (means - mean) ** 2) * counts).sum(axis=0) / total
-    out = {"min": np.min(np.stack([a["min"], b["min"]]), axis=0), "max": np.max(np.stack([a["max"], b["max"]]), axis=0),
-           "mean": mean, "std": np.sqrt(variance), "count": total}
-    for q in (k for k in a if k.startswith("q")):
-        pick = np.min if int(q[1:]) <= 50 else np.max
-        out[q] = pick(np.stack([a[q], b[q]]), axis=0)
-    return out
-
-
 def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
                   progress: Callable[[int], None] = lambda _: None, *, video: bool | None = None,
                   data_files_size_in_mb: float = 100, video_files_size_in_mb: float = 200,
@@ -233,7 +152,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
             paths = [f"frame-{i:06d}.png" for i in range(len(ep))]  # datasets keeps the file's name beside its bytes
             chunk, file = data.write(pa.table([_column(frames[k], f, paths) for k, f in stored.items()],
                                               schema=schema))
-            ep_stats = {k: _feature_stats(frames[k], f["dtype"] in ("image", "video")) for k, f in features.items()
+            ep_stats = {k: feature_stats(frames[k], f["dtype"] in ("image", "video")) for k, f in features.items()
                         if f["dtype"] != "string"}
             row = {"episode_index": index, "tasks": [spec.instruction], "length": len(ep), "data/chunk_index": chunk,
                    "data/file_index": file, "dataset_from_index": start, "dataset_to_index": start + len(ep)}
@@ -244,7 +163,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
             for key, value in row.items():
                 rows.setdefault(key, []).append(value)
             with np.errstate(all="ignore"):
-                stats = {k: _aggregate(stats[k], v) for k, v in ep_stats.items()} if stats else ep_stats
+                stats = {k: aggregate(stats[k], v) for k, v in ep_stats.items()} if stats else ep_stats
             start += len(ep)
             progress(len(ep))
     for files in videos:  # dataset_metadata.py update_video_info: what the first file holds
