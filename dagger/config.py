@@ -156,6 +156,9 @@ class RunConfig:
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
 
 
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -174,6 +177,8 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e9 (no dot) as a string
     if kind is str and value is None:
         return ""
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -15,6 +15,17 @@ def test_overrides_reach_nested_fields_and_coerce_ints_to_floats():
     assert cfg.robots == 2 and cfg.operator.noise == 0.0 and cfg.task.name == "point"
 
 
+def test_scientific_notation_is_a_float_though_yaml_1_1_reads_it_as_a_string(tmp_path):
+    cfg = load_config(None, ["gate.threshold=1e9", "policy.lr=3E-4", "operator.noise=+2.5e-1"])
+    assert (cfg.gate.threshold, cfg.policy.lr, cfg.operator.noise) == (1e9, 3e-4, 0.25)
+    (tmp_path / "c.yaml").write_text("gate:\n  threshold: 1e9\n")
+    assert load_config(tmp_path / "c.yaml").gate.threshold == 1e9
+    with pytest.raises(ConfigError, match="expected float, got str '1e'"):
+        load_config(None, ["gate.threshold=1e"])
+    with pytest.raises(ConfigError, match="expected int, got str '1e3'"):
+        load_config(None, ["robots=1e3"])
+
+
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("robots: 3\ngate:\n  name: auto\n  alpha: 0.2\n")
