@@ -52,6 +52,11 @@ class Episode:
     def success(self) -> bool:
         return bool(self.steps["success"].any())
 
+    def part(self, start: int, end: int) -> Episode:
+        """Its steps start..end-1, as an episode of the same robot and number."""
+        return Episode(self.robot, self.episode, {name: arr[start:end] for name, arr in self.steps.items()},
+                       self.controller[start:end])
+
 
 def with_defaults(found: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Step fields read from someone else's dataset (obs, action and image at least) in STEP_FIELDS' dtypes; for what
@@ -85,17 +90,12 @@ def _check(name: str, raw: np.ndarray, n: int) -> None:
         raise ValueError(f"field 'image': dtype {raw.dtype}, expected uint8 (0-255)")
 
 
-def _slice(ep: Episode, start: int, end: int) -> Episode:
-    return Episode(ep.robot, ep.episode, {name: arr[start:end] for name, arr in ep.steps.items()},
-                   ep.controller[start:end])
-
-
 def _pieces(ep: Episode, human_only: bool) -> list[Episode]:
     """The episode's contiguous runs of steps (`step` going on by 1); with human_only, of operators' and
     demonstrators' steps only."""
     keep = np.array([is_human(c) for c in ep.controller]) if human_only else np.ones(len(ep), np.bool_)
     breaks = np.flatnonzero((np.diff(ep.steps["step"]) != 1) | (keep[1:] != keep[:-1])) + 1
-    return [_slice(ep, a, b) for a, b in zip([0, *breaks], [*breaks, len(ep)], strict=True) if keep[a]]
+    return [ep.part(a, b) for a, b in zip([0, *breaks], [*breaks, len(ep)], strict=True) if keep[a]]
 
 
 def _join(segments: list[Segment]) -> Episode:

@@ -75,6 +75,6 @@ def demo_segments(episodes: list[Episode], first: int = 0) -> list[Segment]:
             if start == end or not is_human(ep.controller[start]):
                 continue
             episode += start == 0 or not is_human(ep.controller[start - 1])
-            steps = {name: arr[start:end] for name, arr in ep.steps.items()}
-            segments.append(Segment(-1, first + len(segments), episode, DEMO, "episode_end", now, **steps))
+            segments.append(Segment(-1, first + len(segments), episode, DEMO, "episode_end", now,
+                                    **ep.part(start, end).steps))
     return segments

@@ -27,6 +27,8 @@ def _moments_and_quantiles(batch: np.ndarray) -> dict[str, np.ndarray]:
     n, width = batch.shape
     mean, mean_sq = np.mean(batch, axis=0), np.mean(batch**2, axis=0)
     low, high = np.min(batch, axis=0), np.max(batch, axis=0)
+    # RunningQuantileStats.update's running step, kept though it adds 0 to finite moments: on inf it makes NaN, as
+    # LeRobot's stats do
     mean += (np.mean(batch, axis=0) - mean) * (n / n)
     mean_sq += (np.mean(batch**2, axis=0) - mean_sq) * (n / n)
     stats = {"min": low.copy(), "max": high.copy(), "mean": mean.copy(),
