@@ -140,9 +140,12 @@ def test_dagger_serve_hosts_a_checkpoint_for_a_run_of_robots(tmp_path):
         assert summary["steps"] >= 300
         # the served checkpoint is frozen: the run's learner pushed its weights and was refused, and the robots
         # report the server's version, never their own
-        assert of_kind(events, "policy_server_refused")
+        assert len(of_kind(events, "policy_server_refused")) == 1  # said once, not once per version
+        served = read_checkpoint(trained)["version"]
         versions = {v for s in of_kind(events, "segment") if s["controller"] == "policy" for v, _ in s["versions"]}
-        assert versions == {read_checkpoint(trained)["version"]}
+        assert versions == {served}
+        # the learning curve scores the policy the robots ran (the server's), not the run's own learner
+        assert of_kind(events, "eval") and {e["version"] for e in of_kind(events, "eval")} == {served}
     finally:
         serve.terminate()
         serve.wait(10)

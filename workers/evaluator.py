@@ -6,6 +6,10 @@ its other workers at 15), so on a busy machine the robots' control loops run fir
 takes the idle time; the supervisor sends it a version only when it is free, so it never queues work.
 
     evaluator = Evaluator(cfg); evaluator.evaluate(weights); evaluator.poll()["events"]
+
+In a run whose robots act through a policy server (`policy.type=remote`) it scores the server, as a robot of its own:
+the policy the robots ran, whether or not the server took the run's weights (`dagger serve` without --accept-weights
+serves its checkpoint). The event's version is the one the server answered with.
 """
 
 from __future__ import annotations
@@ -13,12 +17,21 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from dagger.config import RunConfig
+from dagger.core import Policy, PolicyTimeout
 from dagger.evaluation import eval_seeds, evaluate_policy
-from dagger.policies import make_policy
+from dagger.events import first_line
+from dagger.policies import make_policy, robot_policy
+from dagger.policies.remote import RemotePolicy, RemotePolicyError
 from dagger.tasks import make_task
+
+SERVED_ROBOT = 1 << 30
+"""the evaluator's robot id on a policy server: its episodes never share a robot's episode state"""
+SERVED_DEADLINE_MS = 10_000.0
+"""how long the evaluator waits for a served answer (it runs at the lowest priority; robots hold at their deadline)"""
 
 
 class Evaluator:
@@ -34,14 +47,31 @@ class Evaluator:
 
     def evaluate(self, weights: dict) -> int:
         """Scores one published version; returns it."""
-        policy = make_policy(self.cfg.policy, self.task.obs_dim, self.task.act_dim, image_shape=self.task.image_shape)
-        policy.load(weights)
+        policy = self.policy(weights)
         began = self.clock()
-        result = evaluate_policy(policy, self.task, self.seeds)
+        try:
+            result = evaluate_policy(policy, self.task, self.seeds)
+        except (PolicyTimeout, RemotePolicyError) as err:  # the server went away: no score, the run goes on
+            with self.lock:
+                self.events.append({"ev": "eval_failed", "t": self.clock(), "version": policy.version,
+                                    "error": first_line(err, 300)})
+            return policy.version
+        finally:
+            if isinstance(policy, RemotePolicy):
+                policy.close()
         with self.lock:
             self.events.append({"ev": "eval", "t": self.clock(), "version": policy.version,
                                 "seed_base": self.seeds[0], "eval_s": round(self.clock() - began, 3), **result})
         return policy.version
+
+    def policy(self, weights: dict) -> Policy:
+        """The policy to score: the weights in a family of its own, or the policy server the robots act through."""
+        if self.cfg.policy.type == "remote":
+            served = replace(self.cfg.policy, deadline_ms=SERVED_DEADLINE_MS)
+            return robot_policy(served, self.task, SERVED_ROBOT)
+        policy = make_policy(self.cfg.policy, self.task.obs_dim, self.task.act_dim, image_shape=self.task.image_shape)
+        policy.load(weights)
+        return policy
 
     def poll(self) -> dict:
         with self.lock:

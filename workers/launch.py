@@ -58,6 +58,9 @@ class Fleet(Protocol):
 
     def stop(self) -> list[dict]: ...
 
+    def fetch(self, published: Any) -> dict:
+        """The weights themselves, from what the learner's `latest` hands out (on Ray, an object reference)."""
+
 
 class SimClock:
     """In-process time: starts at the wall clock and advances one control period per tick, so a run's events
@@ -103,6 +106,9 @@ class LocalFleet:
         self.learner_worker.train(1)
         if (self.ticks + 1) % self.cfg.learner.publish_every == 0:
             self.learner_worker.publish()
+
+    def fetch(self, published: Any) -> dict:
+        return published
 
     def stop(self) -> list[dict]:
         polls = [r.stop() for r in self.robot_workers] + [self.learner_worker.stop()]
@@ -194,6 +200,18 @@ def serve_policy(cfg: RunConfig, run_dir: Path, task: Task) -> tuple[RunConfig, 
     return dataclasses.replace(cfg, policy=served), server
 
 
+class ServedWeights:
+    """Where a remote run's weights go: its policy server (`server`: the one started here, or a client of the one
+    `policy.address` names). `fetch` turns what the learner publishes into the weights (on Ray, an object reference
+    the server's wire could not carry)."""
+
+    def __init__(self, server: PolicyServer | RemotePolicy, fetch: Callable[[Any], dict]):
+        self.server, self.fetch = server, fetch
+
+    def load(self, published: Any) -> None:
+        self.server.load(self.fetch(published))
+
+
 def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFleet,
              on_status: Callable[[dict], None] | None = None,
              on_events: Callable[[list[dict]], None] | None = None,
@@ -223,7 +241,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
-                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator, served=served)
+                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator,
+                            served=None if served is None else ServedWeights(served, fleet.fetch))
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)

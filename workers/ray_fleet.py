@@ -262,6 +262,9 @@ class RayFleet:
     def between(self) -> None:
         pass
 
+    def fetch(self, published: Any) -> dict:
+        return ray.get(published) if isinstance(published, ray.ObjectRef) else published
+
     def restart_robot(self, robot: int) -> Endpoint:
         """A fresh actor in place of a dead one; its segment keys cannot collide with the old ones'."""
         self.incarnations[robot] += 1

@@ -34,6 +34,7 @@ class Supervisor:
                  pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None,
                  served: Any = None):
         self.served = served  # policy.type=remote: the policy server (or a client of it) that takes the weights
+        self.refused = ""  # why the policy server last refused weights (said once per reason)
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
@@ -200,15 +201,26 @@ class Supervisor:
                 self.unavailable("learner", err)
                 return
             if self.served is not None:  # before the robots leave their start: the server acts for them
-                try:
-                    self.served.load(weights)
-                except Exception as err:  # noqa: BLE001 - a server that refuses weights (a frozen one) serves on
-                    self.record([{"ev": "policy_server_refused", "t": self.clock(), "version": version,
-                                  "error": first_line(err, 200)}])
+                self.serve_weights(version, weights)
             for r in self.robots:
                 r.call("set_weights", weights)
             self.sent_version = version
             self.maybe_evaluate(version, weights)
+
+    def serve_weights(self, version: int, weights: Any) -> None:
+        """Gives the policy server the weights. A server that refuses them (`dagger serve` without --accept-weights)
+        serves on with its own policy: said once on the console and logged, then again only when the reason changes."""
+        try:
+            self.served.load(weights)
+        except Exception as err:  # noqa: BLE001 - a frozen server serves on; the robots act with its policy
+            why = first_line(err, 300)
+            if why != self.refused:
+                self.refused = why
+                self.record([{"ev": "policy_server_refused", "t": self.clock(), "version": version, "error": why}])
+                print(f"dagger: warning: the policy server did not take weights v{version}: {why}; the robots act "
+                      "with the server's own policy", file=sys.stderr)
+        else:
+            self.refused = ""
 
     def maybe_evaluate(self, version: int, weights: Any) -> None:
         """Sends the evaluator the first version and the first one past each multiple of eval.every_versions,
