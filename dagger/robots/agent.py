@@ -8,7 +8,8 @@ Each control period the agent executes the newest command once more (an act is r
 watchdog deadline, as a real arm's streaming interface keeps its last setpoint) or holds, then sends the observation.
 When no valid command came within `watchdog_periods` periods, or the controller hung up, the robot holds until a new
 command comes. A frame that is unsigned, replayed, stale, not msgpack or malformed is refused, counted and logged,
-and its connection closed (the robot holds); nothing a peer sends stops the agent.
+and its connection closed (the robot holds); nothing a peer sends stops the agent. A message that repeats (a hold,
+a refusal for the same reason, a failing period) is logged once, then counted (dagger.log_once).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dagger.log_once import LogOnce
 from dagger.robots.base import Robot
 from dagger.robots.bridge import TO_AGENT, blob, integer, kind, number, obs_message, spec_of, vector
 from dagger.wire import MAX_BYTES, BadFrame, Session, checked_token
@@ -124,6 +126,7 @@ class RobotAgent:
         self.closed = threading.Event()
         self.handshakes = threading.BoundedSemaphore(HANDSHAKES)
         self.threads: list[threading.Thread] = []
+        self.holds, self.refusals, self.failures = LogOnce(log), LogOnce(log), LogOnce(log)
 
     @property
     def address(self) -> str:
@@ -149,6 +152,8 @@ class RobotAgent:
             thread.join(timeout=5.0)
         self.robot.hold()
         self.robot.disconnect()
+        for repeats in (self.holds, self.refusals, self.failures):
+            repeats.flush()
 
     def health(self) -> dict[str, Any]:
         jitter = np.abs(np.asarray(self.intervals) - self.period) * 1000 if self.intervals else np.zeros(1)
@@ -237,7 +242,9 @@ class RobotAgent:
     def _refused(self, e: BadFrame, peer: Any) -> None:
         self.counts[f"refused_{e.why}"] += 1
         action = "dropped it" if e.why == "stale" else "hung up (the robot holds)"
-        log.warning("robot agent %s: refused a frame from %s: %s; %s", self.address, peer, e, action)
+        host = peer[0] if isinstance(peer, tuple) else peer  # one key per reason and host, whatever the port
+        self.refusals.warning("robot agent %s: refused a frame from %s: %s; %s", self.address, peer, e, action,
+                              key=(e.why, host))
 
     def _take(self, link: _Link, client_nonce: bytes) -> None:
         """An authenticated controller: it replaces the one before (a reconnect after a link that died half-open)."""
@@ -286,12 +293,14 @@ class RobotAgent:
             except Exception as err:  # noqa: BLE001 - the robot's loop never dies: it holds, and says why
                 self.counts["control_errors"] += 1
                 self.moving = False
-                if self.counts["control_errors"] <= 3:
-                    log.exception("robot agent %s: a control period failed (%s); holding", self.address, err)
+                self.failures.log(logging.ERROR, "robot agent %s: a control period failed (%s); holding",
+                                  self.address, err, key=type(err).__name__, exc_info=True)
                 try:
                     self.robot.hold()
                 except Exception:  # noqa: BLE001 - nothing more to do in this period
                     pass
+            for repeats in (self.holds, self.refusals, self.failures):
+                repeats.flush(due=True)  # a state that goes on still shows in the log, once a minute
             now = time.perf_counter()
             self.intervals.append(now - last)
             last = now
@@ -329,8 +338,8 @@ class RobotAgent:
                                           and not self.robot.get_observation().done)
             if self.moving and stopped:  # the controller went quiet or away while the robot moved
                 self.counts["watchdog_holds"] += 1
-                log.warning("robot agent %s: %s: holding", self.address, "the controller left" if command is None
-                            else f"no valid command for {1000 * self.deadline:.0f} ms")
+                self.holds.warning("robot agent %s: %s: holding", self.address, "the controller left"
+                                   if command is None else f"no valid command for {1000 * self.deadline:.0f} ms")
             self.moving = False
             self.robot.hold()
             over = self.episode >= 0 and self.robot.get_observation().done
