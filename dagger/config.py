@@ -324,6 +324,10 @@ def validate(cfg: RunConfig) -> None:
          "(robot i at PORT+i)"),
         (all(re.fullmatch(r"[^\s:]+:\d{1,5}", a) for a in cfg.robot.agents), "robot.agents",
          f"{cfg.robot.agents}: each must be HOST:PORT"),
+        (all(1 <= _port(a) <= 65535 for a in cfg.robot.agents), "robot.agents",
+         f"{[a for a in cfg.robot.agents if not 1 <= _port(a) <= 65535][:3]}: a port must be in 1..65535"),
+        (len(cfg.robot.agents) != 1 or _port(cfg.robot.agents[0]) + cfg.robots - 1 <= 65535, "robot.agents",
+         f"{cfg.robot.agents}: robot i is at PORT+i, and robot {cfg.robots - 1}'s port is past 65535"),
         (0 < cfg.gate.alpha < 1, "gate.alpha", "must be in (0, 1)"),
         (cfg.gate.threshold >= 0, "gate.threshold", "must not be negative"),
         (cfg.gate.tau_sup > 0, "gate.tau_sup", "must be positive"),
@@ -354,7 +358,8 @@ def validate(cfg: RunConfig) -> None:
          "must be in [1, policy.denoise_steps]"),
         (1 <= cfg.policy.negatives <= 8192, "policy.negatives", "must be in [1, 8192]"),
         (cfg.policy.deadline_ms > 0, "policy.deadline_ms", "must be positive"),
-        (not cfg.policy.address or ":" in cfg.policy.address, "policy.address", "must be host:port"),
+        (not cfg.policy.address or 1 <= _port(cfg.policy.address) <= 65535, "policy.address",
+         f"must be host:port with a port in 1..65535, not {_shown(cfg.policy.address)}"),
         (not cfg.policy.address or bool(cfg.policy.token_file), "policy.token_file",
          "must name the policy server's secret when policy.address is set"),
         (1 <= cfg.policy.hidden <= 65536, "policy.hidden", "must be in [1, 65536]"),
@@ -378,6 +383,12 @@ def validate(cfg: RunConfig) -> None:
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"config: {key!r} {why}")
+
+
+def _port(address: str) -> int:
+    """HOST:PORT's port; -1 when it has none."""
+    port = address.rpartition(":")[2]
+    return int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else -1
 
 
 def _numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:

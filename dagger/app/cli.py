@@ -21,6 +21,7 @@ import yaml
 from dagger.app import export, robot_agent
 from dagger.app.bench_cmd import cmd_bench, read_yaml
 from dagger.app.errors import UserError
+from dagger.app.ports import MAX_PORT, port
 from dagger.app.start import TERMINATED, cmd_start
 from dagger.checkpoint import CheckpointError
 from dagger.config import ConfigError, RunConfig, load_config, task_config, to_dict
@@ -110,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a trained policy to robots over the network (policy.type=remote)")
     serve.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    serve.add_argument("--port", type=int, default=7000, help="port to listen on (0: any free one)")
+    serve.add_argument("--port", type=port, default=7000, help=f"port to listen on, 0..{MAX_PORT} (0: any free one)")
     serve.add_argument("--token-file", required=True,
                        help="the shared secret as hex; made (mode 600) when the file does not exist")
     serve.add_argument("--accept-weights", action="store_true",

@@ -12,6 +12,7 @@ import signal
 import threading
 
 from dagger.app.errors import UserError
+from dagger.app.ports import MAX_PORT, port
 from dagger.config import task_config
 from dagger.robots import SimRobot, robot_token
 from dagger.robots.agent import RobotAgent
@@ -26,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     agent.add_argument("--task", default="reach", help="the task each robot runs (default: reach)")
     agent.add_argument("--robots", type=int, default=1, help="robots to serve, on ports PORT, PORT+1, ...")
     agent.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    agent.add_argument("--port", type=int, default=7700, help="the first robot's port (0: any free one)")
+    agent.add_argument("--port", type=port, default=7700,
+                       help=f"the first robot's port, 0..{MAX_PORT} (0: a free one for each robot)")
     agent.add_argument("--token-file", default="", help="the shared secret as hex (default: $DAGGER_ROBOT_TOKEN)")
     agent.add_argument("--speed", type=float, default=4.0,
                        help="control rate as a multiple of the task's real time (default 4, as robot.speed)")
@@ -43,6 +45,10 @@ def cmd_robot_agent(args: argparse.Namespace) -> int:
     """Runs the agents until interrupted (or --seconds); prints each robot's health as JSON at the end."""
     if not 1 <= args.robots <= 64 or args.speed <= 0 or args.watchdog_periods <= 0 or args.max_age_ms <= 0:
         raise UserError("robot-agent: --robots must be in [1, 64]; --speed, --watchdog-periods, --max-age-ms > 0")
+    if args.port and args.port + args.robots - 1 > MAX_PORT:
+        raise UserError(f"robot-agent: --port {args.port} --robots {args.robots}: robot i listens on PORT+i, and "
+                        f"{args.port + args.robots - 1} is past {MAX_PORT}; give --port at most "
+                        f"{MAX_PORT - args.robots + 1} (or 0: any free ports)")
     try:
         token = robot_token(args.token_file)
         task = task_config(args.task, args.overrides)
