@@ -9,6 +9,7 @@ import yaml
 
 from buffers.schema import NO_IMAGE, STEP_FIELDS, Segment
 from dagger.episodes import Episode
+from dagger.formats.wall_time import LIMIT_S
 from workers.buffer import BufferWorker
 
 
@@ -44,7 +45,8 @@ def episodes(draw, images: bool = True, shapes: tuple[tuple[int, int, int], ...]
         for name, dtype in STEP_FIELDS.items():
             shape = {"obs": (n, obs_dim), "action": (n, act_dim), "policy_action": (n, act_dim),
                      "image": (n, *(image or NO_IMAGE.shape))}.get(name, (n,))
-            steps[name] = draw(hnp.arrays(dtype, shape))
+            times = st.one_of(st.just(0.0), st.floats(2.0**23, LIMIT_S, exclude_max=True))  # wall_time's exact range
+            steps[name] = draw(hnp.arrays(dtype, shape, elements=times if name == "t_wall" else None))
         controller = draw(st.lists(st.sampled_from(["policy", "demo", "operator:0", "operator:12"]),
                                    min_size=n, max_size=n))
         out.append(Episode(draw(st.integers(-1, 99)), draw(st.integers(0, 999)), steps, controller))

@@ -48,7 +48,9 @@ def test_the_export_follows_robomimics_layout_key_by_key(run, tmp_path, capsys):
         assert demo["actions"].shape == (9, 2) and demo["rewards"].shape == (9,) and demo["dones"].shape == (9,)
         assert demo["dones"][()].tolist() == [False] * 8 + [True]
         assert demo["intervention"][()].sum() == 2 and demo["operator"][3] == 1
-        assert demo["policy_actions"][4].tolist() == [-1.0, -1.0] and demo["gate_threshold"][0] == np.float32(0.25)
+        assert demo["policy_action"][4].tolist() == [-1.0, -1.0] and demo["gate_threshold"][0] == np.float32(0.25)
+        assert demo["t_wall_ns"].dtype == np.int64 and demo["t_wall_ns"][()].tolist() == [
+            (100 + i) * 10**9 for i in range(9)]
         assert "obs/image" not in demo  # a state-only task
         train, valid = [m.decode() for m in f["mask/train"][()]], [m.decode() for m in f["mask/valid"][()]]
         assert f["mask/train"].dtype.kind == "S" and sorted(train + valid) == ["demo_0", "demo_1"]
@@ -266,3 +268,83 @@ def test_import_knows_an_hdf5_file_by_its_signature_whatever_its_name(run, tmp_p
     (tmp_path / "notes.txt").write_text("not a dataset")
     assert main(["import", str(tmp_path / "notes.txt")]) == 2
     assert "not a dataset dagger reads" in capsys.readouterr().err
+
+
+def test_both_exports_name_dagger_labels_alike_and_keep_time_in_int64_nanoseconds(run, tmp_path):
+    assert main(["export", str(run), "--out", str(tmp_path / "out.hdf5")]) == 0
+    assert main(["export", str(run), "--format", "lerobot", "--out", str(tmp_path / "ds")]) == 0
+    with h5py.File(tmp_path / "out.hdf5") as f:
+        demo = f["data/demo_0"]
+        robomimics_own = {"obs", "next_obs", "actions", "rewards", "dones"}
+        labels = {"success" if k == "next.success" else k for k in set(demo) - robomimics_own}
+        times = demo["t_wall_ns"][()]
+    features = json.loads((tmp_path / "ds/meta/info.json").read_text())["features"]
+    assert "policy_action" in labels and labels <= {"success" if k == "next.success" else k for k in features}
+    assert times.dtype == np.int64 and features["t_wall_ns"]["dtype"] == "int64"
+
+
+def test_a_robomimic_file_with_the_older_names_still_reads(run, tmp_path):
+    """Exports before one name was used in both formats: policy_actions, and float64 seconds in t_wall."""
+    eps = read_episodes(run / "segments")
+    for ep in eps:
+        ep.steps["t_wall"] = 1.7e9 + np.arange(len(ep)) * 0.05
+    path = tmp_path / "old.hdf5"
+    write_robomimic(eps, path, "point")
+    with h5py.File(path, "a") as f:
+        for i, ep in enumerate(eps):
+            demo = f[f"data/demo_{i}"]
+            demo.move("policy_action", "policy_actions")
+            del demo["t_wall_ns"]
+            demo["t_wall"] = ep.steps["t_wall"]
+    assert_same(eps, read_robomimic(path))
+
+
+def test_a_time_int64_nanoseconds_cannot_hold_stops_the_export_before_it_writes(tmp_path, capsys):
+    import yaml
+
+    from tests.dataset_cases import segment
+    from workers.buffer import BufferWorker
+
+    run = tmp_path / "run"
+    bad = segment(2, 1, 0, "policy", 3, 3)
+    bad.t_wall[1] = np.nan
+    buffer = BufferWorker(str(run / "segments"), 0.0, 0)
+    buffer.add([segment(0, 0, 0, "policy", 2), segment(2, 0, 0, "policy", 3), bad])
+    buffer.close()
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
+    for fmt, out in (("robomimic", tmp_path / "out.hdf5"), ("lerobot", tmp_path / "ds")):
+        assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"dagger: error: {run}: episode 1 (robot 2's episode 0): field 't_wall': " \
+                                          f"nan s at step 4: not a time int64 nanoseconds since 1970 hold\n"
+        assert not out.exists()
+
+
+NOT_HDF5 = [(b"", "empty file"),
+            (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(100), "not an HDF5 file (starts with PNG signature)"),
+            (b"hello, world", "not an HDF5 file (starts with b'hello, w')")]
+
+
+@pytest.mark.parametrize(("content", "message"), NOT_HDF5)
+def test_a_file_that_is_not_hdf5_fails_import_and_start_in_one_line_naming_it(tmp_path, capsys, content, message):
+    path = tmp_path / "x.hdf5"
+    path.write_bytes(content)
+    assert main(["import", str(path), "--task", "point"]) == 2
+    assert capsys.readouterr().err == f"dagger: error: {path}: {message}\n"
+    assert main(["start", "--in-process", "--task", "point", "--demos", str(path), "--run-dir",
+                 str(tmp_path / "no")]) == 2
+    assert capsys.readouterr().err == f"dagger: error: --demos: {path}: {message}\n"
+    assert not (tmp_path / "no").exists()
+
+
+def test_dagger_import_names_an_empty_or_png_hdf5_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for (content, message), name in zip(NOT_HDF5, ("empty.hdf5", "picture.hdf5"), strict=False):
+        path = tmp_path / name
+        path.write_bytes(content)
+        done = subprocess.run([str(Path(sys.executable).parent / "dagger"), "import", str(path), "--task", "point"],
+                              capture_output=True, text=True, env=os.environ | {"SDL_VIDEODRIVER": "dummy"})
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", f"dagger: error: {path}: {message}\n")

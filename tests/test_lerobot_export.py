@@ -318,3 +318,48 @@ def test_a_dataset_whose_rows_or_files_do_not_fit_is_named_in_one_line(tmp_path,
     with pytest.raises(ValueError, match=message) as err:
         read_lerobot(root)
     assert len(str(err.value).splitlines()) == 1 and str(err.value).startswith(str(root))
+
+
+def lerobot_reads(table: pa.Table) -> dict[str, list]:
+    """A data file's frames as LeRobotDataset hands them out: `datasets` gives hf_transform_to_torch Python values
+    (pa.Table.to_pydict), and it makes a tensor of each but strings (lerobot datasets/io_utils.py), so a Python float
+    becomes float32 and a Python int int64."""
+    import torch
+
+    return {name: [x if isinstance(x, str) else torch.tensor(x) for x in values]
+            for name, values in table.to_pydict().items()}
+
+
+def test_every_feature_and_the_wall_time_read_exactly_as_lerobot_converts_them(tmp_path):
+    from dagger.formats.wall_time import from_ns
+
+    (ep,) = zero_episodes(3, 2, (40,))
+    ep.steps["t_wall"] = 1.7e9 + np.arange(40) * 0.05  # 20 steps a second, today's Unix time
+    ep.steps["obs"] = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    write_lerobot([ep], tmp_path / "ds", "point")
+    table = pq.read_table(tmp_path / "ds/data/chunk-000/file-000.parquet")
+    tensors = lerobot_reads(table)
+    for name in table.column_names:  # every number LeRobot hands out is the one written
+        values = np.asarray(table.column(name).to_pylist()) if name != "controller" else None
+        if values is not None:
+            read = np.stack([t.numpy() for t in tensors[name]])
+            assert read.shape == values.shape and (read == values).all(), name
+    times = np.array([t.item() for t in tensors["t_wall_ns"]])
+    assert str(tensors["t_wall_ns"][0].dtype) == "torch.int64" and (np.diff(times) > 0).all()  # each its own time
+    assert from_ns(times).tobytes() == ep.steps["t_wall"].tobytes()  # dagger's float64 seconds, bit for bit
+
+
+def test_a_lerobot_dataset_with_float_seconds_in_t_wall_still_reads(tmp_path):
+    (ep,) = zero_episodes(3, 2, (4,))
+    ep.steps["t_wall"] = 1.7e9 + np.arange(4) * 0.05
+    root = tmp_path / "ds"
+    write_lerobot([ep], root, "point")
+    table = pq.read_table(root / DATA)  # as exports before t_wall_ns wrote it: float64 seconds
+    column = table.schema.get_field_index("t_wall_ns")
+    pq.write_table(table.set_column(column, "t_wall", pa.array(ep.steps["t_wall"], pa.float64())), root / DATA)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"] = {("t_wall" if k == "t_wall_ns" else k): v | ({"dtype": "float64"} if k == "t_wall_ns" else {})
+                        for k, v in info["features"].items()}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    (back,) = read_lerobot(root)
+    assert back.steps["t_wall"].tobytes() == ep.steps["t_wall"].tobytes()

@@ -20,10 +20,9 @@ from buffers.frames import LogProblem
 from dagger.app.errors import UserError
 from dagger.episodes import ONLY, read_episodes
 from dagger.events import first_line
-from dagger.formats.lerobot import write_lerobot
-from dagger.formats.robomimic import write_robomimic
 
-FORMATS = {"robomimic": write_robomimic, "lerobot": write_lerobot}
+FORMATS = ("lerobot", "robomimic")
+"""--format's choices; each writer imports its library (pyarrow, h5py) when it runs, not when `dagger` starts"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "operator), the policy's own action and version, the gate's score and "
                                         "threshold, reward and success.")
     export.add_argument("run_dir")
-    export.add_argument("--format", choices=sorted(FORMATS), default="robomimic")
+    export.add_argument("--format", choices=FORMATS, default="robomimic")
     export.add_argument("--out", required=True, help="the file to write (robomimic), or a new directory (lerobot)")
     export.add_argument("--only", choices=ONLY, default="all",
                         help="all: every episode; human: only operators' and demonstrators' steps, each run of them "
@@ -62,12 +61,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not episodes:
         raise UserError(f"{run_dir}: no episodes to export (--only {args.only}"
                         f"{', --success-only' if args.success_only else ''})")
+    from dagger.formats.lerobot import write_lerobot
+    from dagger.formats.robomimic import write_robomimic
+
+    write = {"robomimic": write_robomimic, "lerobot": write_lerobot}[args.format]
     with Progress(transient=True) as progress:
         bar = progress.add_task(f"writing {args.out}", total=sum(len(ep) for ep in episodes))
         try:
-            steps = FORMATS[args.format](episodes, args.out, task, lambda n: progress.advance(bar, n))
+            steps = write(episodes, args.out, task, lambda n: progress.advance(bar, n))
         except FileExistsError as err:
             raise UserError(str(err)) from err
+        except ValueError as err:  # a step's time that int64 nanoseconds cannot hold; nothing was written
+            raise UserError(f"{run_dir}: {err}") from err
         except OSError as err:
             raise UserError(f"{args.out}: cannot write ({err.strerror or err})") from err
     corrected = sum(int(ep.intervention.sum()) for ep in episodes)

@@ -9,9 +9,11 @@
 
 Frames carry dagger's labels beside LeRobot's features (observation.state, action, next.reward, next.done,
 next.success): controller (who acted, a string), intervention, operator, policy_action, policy_version, gate_score,
-gate_threshold, constraint, step, t_wall, robot and robot_episode. Camera images (observation.image) are a "video"
-feature when PyAV imports: lossless H.264 (libx264rgb, crf 0), so they read back bit for bit; otherwise (or with
-video=False) PNG bytes in the parquet, as LeRobot's "image" features are. Data and video files roll over to the next
+gate_threshold, constraint, step, t_wall_ns (int64 nanoseconds since 1970: LeRobot reads float features as float32,
+see wall_time), robot and robot_episode; the robomimic export names them alike. Datasets written with float64
+seconds in t_wall still read. Camera images (observation.image) are a "video" feature when PyAV imports: lossless
+H.264 (libx264rgb, crf 0), so they read back bit for bit; otherwise (or with video=False) PNG bytes in the parquet,
+as LeRobot's "image" features are. Data and video files roll over to the next
 file at LeRobot's sizes (data_files_size_in_mb, video_files_size_in_mb; a new chunk every chunks_size files).
 
     write_lerobot(episodes, "corrections", task="reach")
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 
 from buffers.schema import NO_IMAGE, STEP_FIELDS
 from dagger.episodes import Episode, with_defaults
-from dagger.formats import mp4
+from dagger.formats import mp4, wall_time
 from dagger.formats.lerobot_stats import aggregate, feature_stats
 
 CODEBASE_VERSION = "v3.0"
@@ -46,8 +48,8 @@ DEFAULT_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_
 IMAGE = "observation.image"
 LABELS = {"policy_action": "policy_action", "policy_version": "version", "gate_score": "spread",
           "gate_threshold": "threshold", "next.reward": "reward", "next.done": "done", "next.success": "success",
-          "constraint": "constraint", "step": "step", "t_wall": "t_wall"}
-"""the frame column -> the step field, beside observation.state and action"""
+          "constraint": "constraint", "step": "step"}
+"""the frame column -> the step field, beside observation.state, action and wall_time.COLUMN"""
 ARROW = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(),
          "string": pa.string()}
 PNG = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # the Arrow storage of datasets.Image
@@ -75,6 +77,7 @@ def _features(first: Episode, video: bool) -> dict[str, dict[str, Any]]:
     for column, field in LABELS.items():
         if field != "policy_action":
             features[column] = scalar(str(STEP_FIELDS[field]))
+    features[wall_time.COLUMN] = scalar("int64")
     features |= {"controller": scalar("string"), "intervention": scalar("bool"), "operator": scalar("int64"),
                  "robot": scalar("int64"), "robot_episode": scalar("int64")}
     features |= {"timestamp": scalar("float32"), **{name: scalar("int64") for name in DEFAULT_FEATURES[1:]}}
@@ -89,13 +92,13 @@ def _png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def _frames(ep: Episode, index: int, start: int, fps: int) -> dict[str, np.ndarray]:
+def _frames(ep: Episode, index: int, start: int, fps: int, t_wall_ns: np.ndarray) -> dict[str, np.ndarray]:
     """One episode's columns by feature name (LeRobot's episode buffer after save_episode)."""
     n = len(ep)
     frames = {"observation.state": ep.steps["obs"], "action": ep.steps["action"]}
     if ep.steps["image"].shape[1:] != NO_IMAGE.shape:
         frames[IMAGE] = ep.steps["image"]
-    frames |= {column: ep.steps[field] for column, field in LABELS.items()}
+    frames |= {column: ep.steps[field] for column, field in LABELS.items()} | {wall_time.COLUMN: t_wall_ns}
     frames |= {"controller": np.array(ep.controller, dtype=object), "intervention": ep.intervention,
                "operator": ep.operator, "robot": np.full(n, ep.robot, np.int64),
                "robot_episode": np.full(n, ep.episode, np.int64)}
@@ -135,6 +138,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
         raise ValueError(f"file sizes must be positive and chunks_size at least 1 (utils.py DatasetInfo), got "
                          f"{data_files_size_in_mb}, {video_files_size_in_mb}, {chunks_size}")
     fps = round(1 / spec.dt)
+    times = wall_time.episodes_ns(episodes)  # checked before a file is written
     features = _features(episodes[0], mp4.available() if video is None else video)
     stored = {k: f for k, f in features.items() if f["dtype"] != "video"}
     schema = pa.schema([(k, PNG if f["dtype"] == "image" else ARROW[f["dtype"]] if f["shape"] == [1] else
@@ -148,7 +152,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
         for files in (data, *videos):
             open_files.enter_context(files)
         for index, ep in enumerate(episodes):
-            frames = _frames(ep, index, start, fps)
+            frames = _frames(ep, index, start, fps, times[index])
             paths = [f"frame-{i:06d}.png" for i in range(len(ep))]  # datasets keeps the file's name beside its bytes
             chunk, file = data.write(pa.table([_column(frames[k], f, paths) for k, f in stored.items()],
                                               schema=schema))
@@ -412,6 +416,10 @@ def _episode(part: pa.Table, index: int, video: np.ndarray | None = None) -> Epi
     if "frame_index" in names:
         found["step"] = _array(part, "frame_index")
     found.update({field: _array(part, column) for column, field in LABELS.items() if column in names})
+    if wall_time.COLUMN in names:
+        found["t_wall"] = wall_time.from_ns(_array(part, wall_time.COLUMN))
+    elif wall_time.OLD_COLUMN in names:
+        found["t_wall"] = _array(part, wall_time.OLD_COLUMN)
     if "policy_action" in found:
         found["policy_action"] = found["policy_action"].reshape(n, -1)
     steps = with_defaults(found)

@@ -8,8 +8,9 @@
     mask/train, mask/valid    demo names as byte strings (every tenth demo is a validation one)
 
 Beside robomimic's keys each demo keeps dagger's labels (robomimic's loaders read only the keys they are asked
-for): controller (who acted, as bytes), intervention, operator, policy_actions, policy_version, gate_score,
-gate_threshold, success, constraint, step, t_wall; attrs robot and episode.
+for): controller (who acted, as bytes), intervention, operator, policy_action, policy_version, gate_score,
+gate_threshold, success, constraint, step, t_wall_ns (int64 nanoseconds since 1970, as the LeRobot export's);
+attrs robot and episode. Files written before that name with policy_actions and float64 seconds t_wall still read.
 
     write_robomimic(episodes, "corrections.hdf5", task="reach")
     episodes = read_robomimic("corrections.hdf5")
@@ -28,25 +29,31 @@ import numpy as np
 from buffers.schema import NO_IMAGE
 from dagger.envs import env_id
 from dagger.episodes import Episode, with_defaults
+from dagger.formats import wall_time
 
 GYM_ENV_TYPE = 2  # robomimic.envs.env_base.EnvType.GYM_TYPE
-LABELS = {"policy_actions": "policy_action", "policy_version": "version", "gate_score": "spread",
-          "gate_threshold": "threshold", "success": "success", "constraint": "constraint", "step": "step",
-          "t_wall": "t_wall"}
-"""dagger's per-step labels in a demo group: the dataset's name -> the step field"""
+# One name for the policy's action in both exports, dagger's step field's: singular as robomimic's other labels
+# here (controller, operator, policy_version) and LeRobot's per-frame features (action) are; robomimic's plural
+# keys (actions, rewards, dones) are its own, and its loaders never read this one.
+LABELS = {"policy_action": "policy_action", "policy_version": "version", "gate_score": "spread",
+          "gate_threshold": "threshold", "success": "success", "constraint": "constraint", "step": "step"}
+"""dagger's per-step labels in a demo group: the dataset's name -> the step field (and wall_time.COLUMN)"""
+OLD_LABELS = {"policy_actions": "policy_action", wall_time.OLD_COLUMN: "t_wall"}
+"""what files written before one name was used in both exports call a label; still read"""
 
 
 def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
                     progress: Callable[[int], None] = lambda _: None) -> int:
     """Writes the episodes as one robomimic file; returns its steps."""
     names = [f"demo_{i}" for i in range(len(episodes))]
+    times = wall_time.episodes_ns(episodes)  # checked before the file is made
     try:
         f = h5py.File(path, "w-")
     except FileExistsError as err:
         raise FileExistsError(f"{path}: exists (export writes a new file; remove it or choose another)") from err
     with f:
         data = f.create_group("data")
-        for name, ep in zip(names, episodes, strict=True):
+        for name, ep, ns in zip(names, episodes, times, strict=True):
             demo = data.create_group(name)
             demo.attrs["num_samples"] = len(ep)
             demo.attrs["robot"], demo.attrs["episode"] = ep.robot, ep.episode
@@ -64,6 +71,7 @@ def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
             demo.create_dataset("operator", data=ep.operator)
             for label, field in LABELS.items():
                 demo.create_dataset(label, data=ep.steps[field])
+            demo.create_dataset(wall_time.COLUMN, data=ns)
             progress(len(ep))
         data.attrs["total"] = sum(len(ep) for ep in episodes)
         data.attrs["env_args"] = json.dumps({"env_name": env_id(task), "type": GYM_ENV_TYPE,
@@ -86,7 +94,7 @@ def read_robomimic(path: str | Path) -> list[Episode]:
     """The episodes of a robomimic file; steps without dagger's labels get the policy's action = the action, version
     0, no gate, and "demo" as who acted. ValueError naming the demo and key when one is missing or misshaped."""
     episodes = []
-    with h5py.File(path, "r") as f:
+    with _open(path) as f:
         if not isinstance(f.get("data"), h5py.Group):
             raise ValueError(f"{path}: no 'data' group: not a robomimic file")
         for i, (name, demo) in enumerate(_demos(path, f["data"])):
@@ -95,6 +103,27 @@ def read_robomimic(path: str | Path) -> list[Episode]:
             except ValueError as err:
                 raise ValueError(f"{path}: data/{name}: {err}") from err
     return episodes
+
+
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"%PDF": "PDF",
+              b"PK\x03\x04": "ZIP", b"\x1f\x8b": "gzip", b"PAR1": "parquet", b"\x93NUMPY": "numpy .npy"}
+"""what a file that is not HDF5 most likely is, by its first bytes"""
+
+
+def _open(path: str | Path) -> h5py.File:
+    """The file opened for reading; ValueError naming it when it is empty, not HDF5 (and what its first bytes
+    say it is), or an HDF5 file h5py cannot open."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        raise ValueError(f"{path}: empty file")
+    if not h5py.is_hdf5(path):  # the signature at 0, or at 512, 1024, ... after a user block
+        kind = next((f"{name} signature" for sig, name in SIGNATURES.items() if head.startswith(sig)), repr(head[:8]))
+        raise ValueError(f"{path}: not an HDF5 file (starts with {kind})")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({str(err).splitlines()[0]})") from err
 
 
 def _read(demo: h5py.Group, key: str) -> np.ndarray:
@@ -113,7 +142,9 @@ def _episode(demo: h5py.Group, index: int) -> Episode:
     n = len(actions)
     found = {"obs": obs, "action": actions, "reward": _read(demo, "rewards"), "done": _read(demo, "dones"),
              "image": _read(demo, "obs/image") if "obs/image" in demo else np.zeros((n, *NO_IMAGE.shape), np.uint8)}
-    found.update({field: _read(demo, label) for label, field in LABELS.items() if label in demo})
+    found.update({field: _read(demo, label) for label, field in (OLD_LABELS | LABELS).items() if label in demo})
+    if wall_time.COLUMN in demo:
+        found["t_wall"] = wall_time.from_ns(_read(demo, wall_time.COLUMN))
     steps = with_defaults(found)
     controller = [c.decode() for c in _read(demo, "controller")] if "controller" in demo else ["demo"] * n
     if len(controller) != n:
