@@ -55,6 +55,7 @@ class RobotWorker:
         self.served = cfg.policy.type == "remote"  # a policy server acts for this robot: it takes no weights
         self.last_out: PolicyOutput | None = None  # the policy's newest answer
         self.late = {"policy": 0, "robot": 0}  # periods in a row the policy / the robot missed its deadline (held)
+        self.late_why = {"policy": "", "robot": ""}  # why, while it lasts (the console shows it)
         self.gate = make_gate(cfg.gate, seed=cfg.seed * 1000 + robot_id)
         self.period = 0.0 if self.robot.paced else self.robot.dt / cfg.robot.speed  # a paced robot keeps time
         self.inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -130,8 +131,14 @@ class RobotWorker:
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
                   "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
-                  "camera_ms": io.get("camera_ms", 0.0)}
+                  "camera_ms": io.get("camera_ms", 0.0), "held": self.held()}
         return {"events": events, "states": states, "status": status, "frame": frame}
+
+    def held(self) -> str:
+        """Why the robot holds though nobody asked it to (its policy or the robot itself is late), or ""."""
+        if self.state is State.WAITING:  # it holds for an operator, whatever was late before
+            return ""
+        return next((f"{what} late: {why}" for what, why in self.late_why.items() if why), "")
 
     # ---- the control loop ----
     def start(self) -> None:
@@ -261,12 +268,13 @@ class RobotWorker:
         """The policy or the robot missed its deadline: the robot holds; the first period of a run is an event."""
         self.late[what] += 1
         if self.late[what] == 1:
-            self._emit(f"{what}_late", error=str(err)[:200])
+            self.late_why[what] = str(err)[:300]
+            self._emit(f"{what}_late", error=self.late_why[what])
 
     def _on_time(self, what: str) -> None:
         if self.late[what]:
             self._emit(f"{what}_back", held_steps=self.late[what])
-            self.late[what] = 0
+            self.late[what], self.late_why[what] = 0, ""
 
     def _consult(self) -> PolicyOutput | None:
         """The policy's answer in this state; None when a served policy missed its deadline (the robot holds)."""

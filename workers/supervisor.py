@@ -25,6 +25,8 @@ from workers.transport import Endpoint, Pending, settled
 
 MAX_OUTAGE_POLLS = 300
 """polls in a row (30 s on Ray) a learner or buffer may miss before the run stops"""
+MAX_HELD_S = 30.0
+"""how long every robot may hold because its policy server or robot agent does not answer before the run stops"""
 
 
 class Supervisor:
@@ -59,6 +61,7 @@ class Supervisor:
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
+        self.held_since: dict[int, float] = {}  # robot -> since when its policy or robot has been late (it holds)
         self.steps = 0
         # robot -> its clock minus ours: on a cluster each robot's host keeps its own wall clock; its events are
         # logged on ours and an operator's readings reach it on its own (the stale-input rule compares them)
@@ -93,15 +96,28 @@ class Supervisor:
             self.status[name] = result["status"]
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
+        now = self.clock()
+        self.check_held(now)
         self.forward_weights()
         self.allocate()
-        now = self.clock()
         self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
                                  "waiting_s": now - self.waiting[r].t_requested} for r in self.unserved]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
         self.status["thresholds"] = self.sent_thresholds  # a tuned gate's bars now (auto, thrifty), for the dashboard
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
+
+    def check_held(self, now: float) -> None:
+        """A fleet whose every robot has held for MAX_HELD_S because its policy server or robot agent does not
+        answer stops the run, saying why (else it would sit at the same step count for ever)."""
+        for robot, status in self.status["robots"].items():
+            if status.get("held"):
+                self.held_since.setdefault(robot, now)
+            else:
+                self.held_since.pop(robot, None)
+        if len(self.held_since) == len(self.robots) and now - max(self.held_since.values()) >= MAX_HELD_S:
+            why = self.status["robots"][min(self.held_since)]["held"]
+            self.failed = self.failed or f"every robot has held for {MAX_HELD_S:g} s: {why}"
 
     def clock_offset(self, robot: int) -> float:
         """Robot `robot`'s clock minus ours, from the quickest of three round trips (as NTP does); logged."""
@@ -217,8 +233,7 @@ class Supervisor:
             if why != self.refused:
                 self.refused = why
                 self.record([{"ev": "policy_server_refused", "t": self.clock(), "version": version, "error": why}])
-                print(f"dagger: warning: the policy server did not take weights v{version}: {why}; the robots act "
-                      "with the server's own policy", file=sys.stderr)
+                print(f"dagger: warning: the policy server did not take weights v{version}: {why}", file=sys.stderr)
         else:
             self.refused = ""
 

@@ -298,7 +298,7 @@ class RemotePolicy:
             raise self.timeout(timeout_s, "no answer yet") from None
         except OSError as e:  # refused, reset, closed: the next call reconnects
             self.drop()
-            raise self.timeout(timeout_s, f"{type(e).__name__}: {e}") from None
+            raise PolicyTimeout(f"policy server {self.address}: {e.strerror or e} ({type(e).__name__})") from None
         finally:
             self.lock.release()
         if "version" in answer:
