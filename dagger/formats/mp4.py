@@ -1,7 +1,9 @@
 """MP4 camera frames with PyAV, as LeRobot writes and reads them (lerobot datasets/video_utils.py), but lossless:
-H.264 in RGB (libx264rgb, crf 0, a key frame every 2 frames) so frames read back bit for bit.
+H.264 in RGB (libx264rgb, crf 0, a key frame every 2 frames) so frames read back bit for bit; and playable MP4s
+for people (H.264 in yuv420p, what every player and browser shows).
 
     if available(): clip = encode(frames, fps)             # uint8 (T, H, W, 3) -> MP4 bytes
+    with Writer(path, fps, playable=True) as out: out.write(frame)   # a frame at a time, into a file
     with Appender(path) as out: first_s, end_s = out.append(clip)   # clips one after another in one file
     times, frames = decode(path)                           # every frame and its timestamp in seconds
 """
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from buffers.schema import NO_IMAGE
 
 CODEC, OPTIONS = "libx264rgb", {"g": "2", "crf": "0"}  # video_utils.py encode_video_frames: g=2; crf 0: lossless
+PLAYABLE_CODEC, PLAYABLE_OPTIONS = "libx264", {"crf": "18", "preset": "fast"}  # crf 18: the text stays sharp
 
 
 def available() -> bool:
@@ -28,17 +31,56 @@ def available() -> bool:
     return True
 
 
-def encode(frames: np.ndarray, fps: int) -> bytes:
-    """Frames (uint8, T x H x W x 3) as an MP4 in memory."""
-    import av
+class Writer:
+    """An MP4 written a frame at a time (uint8 H x W x 3 RGB; the first frame sets the size). Lossless RGB by
+    default, for reading back; `playable`: yuv420p, which players need, and so an even width and height."""
 
+    def __init__(self, target: Path | BinaryIO, fps: int, playable: bool = False) -> None:
+        import av
+
+        self.target, self.fps, self.playable = target, fps, playable
+        file = isinstance(target, Path)
+        faststart = {"movflags": "faststart"} if playable and file else {}  # the index first, for streaming (a file's)
+        self.out: Any = av.open(str(target) if file else target, "w", format="mp4", options=faststart)
+        self.stream: Any = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        height, width = frame.shape[:2]
+        if self.stream is None:
+            if self.playable and (height % 2 or width % 2):
+                raise ValueError(f"{self.target}: a playable MP4 needs an even width and height, not {width}x{height}")
+            codec, options = (PLAYABLE_CODEC, PLAYABLE_OPTIONS) if self.playable else (CODEC, OPTIONS)
+            self.stream = self.out.add_stream(codec, self.fps, options=options)
+            self.stream.pix_fmt = "yuv420p" if self.playable else "rgb24"
+            self.stream.height, self.stream.width = height, width
+        elif (height, width) != (self.stream.height, self.stream.width):
+            raise ValueError(f"{self.target}: frame {self.frames} is {width}x{height}, the video "
+                             f"{self.stream.width}x{self.stream.height}")
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24")
+        self.out.mux(self.stream.encode(picture))  # PyAV converts to the stream's pixel format
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.out.mux(self.stream.encode())  # the frames the encoder still holds
+        self.out.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def encode(frames: np.ndarray, fps: int) -> bytes:
+    """Frames (uint8, T x H x W x 3) as a lossless MP4 in memory."""
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as out:
-        stream: av.VideoStream = out.add_stream(CODEC, fps, options=OPTIONS)  # type: ignore[assignment]
-        stream.pix_fmt, stream.height, stream.width = "rgb24", frames.shape[1], frames.shape[2]
+    with Writer(buffer, fps) as out:
         for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        out.mux(stream.encode())
+            out.write(frame)
     return buffer.getvalue()
 
 
@@ -111,3 +153,12 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not decoded:
         return np.zeros(0), np.zeros((0, *NO_IMAGE.shape), np.uint8)
     return np.array([t for t, _ in decoded]), np.stack([f for _, f in decoded])
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """PyAV's errors (FFmpeg's, not all of them OSError or ValueError), to catch where writing a video may fail."""
+    try:
+        import av
+    except ImportError:
+        return ()
+    return (av.FFmpegError,)
