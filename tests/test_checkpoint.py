@@ -135,8 +135,8 @@ def test_dagger_eval_reports_success_with_its_interval_the_same_every_time(train
     from PIL import Image
 
     with Image.open(tmp_path / "v.gif") as gif:
-        # 3 episodes of 40 frames, each followed by half a second (12 frames) of its last; GIF merges repeats
-        assert b["video_frames"] == 3 * (40 + 12) and 40 <= gif.n_frames <= 156 and gif.size == (160, 120)
+        # 3 episodes of 40 frames and the state they end in, each held half a second (12 frames); GIF merges repeats
+        assert b["video_frames"] == 3 * (41 + 12) and 40 <= gif.n_frames <= 159 and gif.size == (640, 520)
     # the in-run evaluation of the final version used the same first seeds: it agrees with dagger eval
     last = [e for e in read_events(run_dir / "events.jsonl") if e["ev"] == "eval"][-1]
     assert last["episodes"] == a["episodes"] and a["successes"] == last["successes"]

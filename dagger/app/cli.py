@@ -26,7 +26,6 @@ from dagger.app.start import TERMINATED, cmd_start
 from dagger.checkpoint import CheckpointError
 from dagger.config import ConfigError, RunConfig, load_config, task_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
-from dagger.events import first_line
 from dagger.gates import GATES
 
 START_EXAMPLES = """examples:
@@ -104,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--robots", type=int, default=1, help="parallel processes")
     evaluate.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
                           help=f"first episode seed (default {EVAL_SEED_BASE}; training seeds all lie below it)")
-    evaluate.add_argument("--video", metavar="PATH", help="also write the first 3 episodes as a GIF (or MP4)")
+    evaluate.add_argument("--video", metavar="PATH",
+                          help="also write the first 3 episodes as a video: .mp4 (H.264) or .gif, 640 px wide, "
+                               "captioned with episode, seed, step and outcome")
     evaluate.add_argument("--out", help="where to write eval.json (default: the run dir, or beside the file)")
     evaluate.add_argument("overrides", nargs="*", metavar="task.key=value",
                           help="task settings to evaluate under, e.g. task.camera_jitter=4 (default: the checkpoint's)")
@@ -159,12 +160,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """eval.json and a table: success rate with its 95 % Wilson interval, mean return and length."""
     from dagger.app.evaluate import evaluate_checkpoint, print_result, write_video
+    from dagger.app.video import check_video_path
     from dagger.checkpoint import check_compatible, policy_config, read_checkpoint, task_spaces
     from dagger.evaluation import eval_seeds
     from dagger.tasks import make_task
 
     if args.episodes < 1 or args.robots < 1:
         raise UserError("eval: --episodes and --robots must be at least 1")
+    if args.video:
+        try:
+            check_video_path(Path(args.video))  # before the episodes run, not after
+        except ValueError as err:
+            raise UserError(f"--video {err}") from err
     ckpt = read_checkpoint(args.checkpoint)
     saved = ckpt.get("config", {}).get("task", ckpt["task"]["name"])
     task = task_config(saved, ([f"task.name={args.task}"] if args.task else []) + args.overrides)
@@ -177,17 +184,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = {"checkpoint": str(file), "version": int(ckpt["version"]), "task": task.name,
               "task_config": dataclasses.asdict(task), "seed_base": seeds[0],
               **evaluate_checkpoint(str(file), task, seeds, args.robots)}
-    if args.video:
-        try:
-            result["video_frames"] = write_video(str(file), task, seeds[:3], Path(args.video))
-        except (RuntimeError, ValueError, ImportError) as err:
-            raise UserError(f"--video {args.video}: {first_line(err)}") from err
-        result["video"] = args.video
     run_dir = file.parent.parent if file.parent.name == "checkpoints" else file.parent
     out = Path(args.out) if args.out else run_dir / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")  # the results are kept whatever becomes of the video
     print_result(result, out)
+    if args.video:
+        try:
+            result |= write_video(str(file), task, seeds[:3], Path(args.video))
+        except ValueError as err:
+            raise UserError(f"--video {err}; the results are in {out}") from err
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        width, height = result["video_size"]
+        print(f"video {args.video}: episodes 1..{min(3, len(seeds))}, {result['video_frames']} frames, "
+              f"{width}x{height} at {result['video_fps']} fps")
     return 0
 
 

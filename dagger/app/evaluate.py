@@ -1,7 +1,7 @@
 """`dagger eval`: a checkpoint's policy alone on held-out episodes, in parallel processes, with a video.
 
     result = evaluate_checkpoint("runs/demo", TaskConfig("reacher"), eval_seeds(100), processes=2)
-    write_video(ckpt, TaskConfig("reacher"), seeds[:3], "rollouts.gif")
+    write_video(ckpt, TaskConfig("reacher"), seeds[:3], Path("rollouts.mp4"))   # captioned, 640 px wide
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from dagger.app.video import Caption, captioned, enlarged, render_wide, video_file
 from dagger.checkpoint import policy_from, read_checkpoint
 from dagger.evaluation import Outcome, run_episode, summarize_episodes
+from dagger.events import first_line
+from dagger.formats import mp4
 from dagger.tasks import TaskConfig, make_task
 
 
@@ -44,23 +49,38 @@ def evaluate_checkpoint(path: str, task: TaskConfig, seeds: list[int], processes
     return result
 
 
-def write_video(path: str, task_cfg: TaskConfig, seeds: list[int], out: Path, fps: int = 25) -> int:
-    """Renders one rollout per seed into an animated GIF, or an MP4 when imageio-ffmpeg is installed; returns
-    the number of frames."""
-    import imageio.v2 as imageio
+def write_video(path: str, task_cfg: TaskConfig, seeds: list[int], out: Path, fps: int = 25) -> dict[str, Any]:
+    """Renders one rollout per seed into a playable MP4 or an animated GIF (by out's suffix), each frame at least
+    640 px wide under a caption (episode, seed, step, outcome); returns what was written. ValueError naming the file
+    and the cause when it cannot be made: then no file (partial or empty) is left at `out`."""
+    failures: tuple[type[Exception], ...] = (OSError, RuntimeError, ValueError, *mp4.errors())  # RuntimeError: no GL
+    try:
+        task = make_task(task_cfg)
+        render_wide(task)
+        policy = policy_from(read_checkpoint(path), task)
+        size = [0, 0]
+        with video_file(out, fps) as video:
+            for episode, seed in enumerate(seeds, 1):
+                frames: list[np.ndarray] = []
+                outcome = run_episode(policy, task, seed, on_frame=frames.append)
+                frames.append(task.render())  # where the last action led: the state the outcome was judged in
+                for step, frame in enumerate(frames + [frames[-1]] * (fps // 2)):  # the end held half a second
+                    caption = Caption(episode, seed, min(step, outcome.length), outcome.length, outcome.success,
+                                      outcome.violated)
+                    shown = captioned(enlarged(frame), caption)
+                    video.write(shown)
+                    size = [shown.shape[1], shown.shape[0]]
+            frames_written = video.frames
+    except failures as err:
+        raise ValueError(f"{out}: not written ({_cause(err)})") from err
+    return {"video": str(out), "video_frames": frames_written, "video_size": size, "video_fps": fps}
 
-    task = make_task(task_cfg)
-    policy = policy_from(read_checkpoint(path), task)
-    frames: list[Any] = []  # imageio wants a list of its own array-like type
-    for seed in seeds:
-        run_episode(policy, task, seed, on_frame=frames.append)
-        frames.extend([frames[-1]] * (fps // 2))  # hold the last frame half a second between episodes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".gif":
-        imageio.mimsave(out, frames, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimsave(out, frames, fps=fps)
-    return len(frames)
+
+def _cause(err: BaseException) -> str:
+    """An error in one line, an OS error as its words and file rather than Python's [Errno n] form."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    return first_line(err)
 
 
 def print_result(result: dict, out: Path) -> None:
@@ -78,5 +98,4 @@ def print_result(result: dict, out: Path) -> None:
     console = Console()
     console.print(table)
     last = result["seed_base"] + result["episodes"] - 1
-    console.print(f"seeds {result['seed_base']}..{last} (none used in training) · {result['seconds']} s · {out}"
-                  + (f" · video {result['video']}" if "video" in result else ""))
+    console.print(f"seeds {result['seed_base']}..{last} (none used in training) · {result['seconds']} s · {out}")
