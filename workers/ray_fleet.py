@@ -253,7 +253,7 @@ class RayFleet:
 
     def new_robot(self, robot: int, incarnation: int) -> Any:
         return _actor(RayRobot).options(**on_node(self.cfg.robot.node_label)).remote(
-            robot, self.cfg, self.buffer, incarnation=incarnation)
+            robot, self.cfg, self.buffer, incarnation=incarnation, budgeted=self.cfg.minutes == 0)
 
     def start(self) -> None:
         ray.get([h.start.remote() for h in self.robot_handles])

@@ -48,7 +48,7 @@ INCARNATION_STRIDE = 1_000_000
 
 class RobotWorker:
     def __init__(self, robot_id: int, cfg: RunConfig, buffer: Endpoint, clock: Any = time.time,
-                 incarnation: int = 0):
+                 incarnation: int = 0, budgeted: bool = False):
         self.id, self.cfg, self.clock = robot_id, cfg, clock
         self.robot = make_robot(cfg.task, cfg.robot.agents, cfg.robot.token_file, robot_id)
         self.policy = robot_policy(cfg.policy, self.robot, robot_id)
@@ -81,6 +81,9 @@ class RobotWorker:
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.shipper = Shipper(buffer, cfg.robot.ship_every_s, clock, self._emit)
         self.total_steps = 0
+        # budgeted: the run's step budget is shared out (workers.budget): no step beyond what the supervisor allows
+        self.allowed: int | None = 0 if budgeted else None
+        self.allow_seq = 0
         self.episodes = 0
         self.successes = 0
         self.last_spread, self.last_safety, self.last_constraint, self.last_risk = 0.0, 1.0, False, 0.0
@@ -107,6 +110,10 @@ class RobotWorker:
         """A remote operator's newest device reading (see teleop_devices.remote)."""
         self.inbox.put(("input", reading))
 
+    def allow(self, steps: int, seq: int) -> None:
+        """This robot may take `steps` steps in all (its share of the run's budget); the newest `seq` wins."""
+        self.inbox.put(("allow", (steps, seq)))
+
     def want_frames(self, every_s: float) -> None:
         """Render a camera frame every every_s seconds (0: stop); poll() returns the newest one."""
         self.inbox.put(("frames", every_s))
@@ -131,7 +138,9 @@ class RobotWorker:
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
                   "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
-                  "camera_ms": io.get("camera_ms", 0.0), "held": self.held()}
+                  "camera_ms": io.get("camera_ms", 0.0), "held": self.held(),
+                  "allowed": -1 if self.allowed is None else self.allowed, "allow_seq": self.allow_seq,
+                  "rate": 1 / (self.robot.dt / self.cfg.robot.speed)}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
     def held(self) -> str:
@@ -178,11 +187,12 @@ class RobotWorker:
         """One control period: mailbox, then at most one task step, then shipping."""
         self._read_mailbox()
         self.acted = False
-        if self.state is State.RESETTING:
+        spent = self.allowed is not None and self.total_steps >= self.allowed  # its share of the budget: it holds
+        if self.state is State.RESETTING and not spent:
             self._new_episode()
-        if self.state is State.AUTONOMOUS:
+        if self.state is State.AUTONOMOUS and not spent:
             self._autonomous_step()
-        elif self.state is State.OPERATOR:
+        elif self.state is State.OPERATOR and not spent:
             self._operator_step()
         if not self.acted:
             self._hold()
@@ -227,6 +237,8 @@ class RobotWorker:
                 self.operator.device_lost()
             elif kind == "frames":
                 self.frame_every_s = float(value)
+            elif kind == "allow" and value[1] > self.allow_seq:  # an older allowance that came late is dropped
+                self.allowed, self.allow_seq = max(self.total_steps, value[0]), value[1]
 
     def _operator(self, operator_id: int, strain: float = 1.0, switching: bool = False) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq

@@ -7,6 +7,7 @@ None of this is on a robot's control path: robots never wait for it.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dagger.events import EventLog, first_line
 from dagger.gates import AutoGate, make_gate
 from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
+from workers.budget import StepBudget
 from workers.transport import Endpoint, Pending, settled
 
 MAX_OUTAGE_POLLS = 300
@@ -62,7 +64,8 @@ class Supervisor:
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
         self.held_since: dict[int, float] = {}  # robot -> since when its policy or robot has been late (it holds)
-        self.steps = 0
+        self.budget = StepBudget(cfg.steps, len(robots), lead=1)  # lead: half a second of steps, set at the first poll
+        self.steps = 0  # the fleet's steps, replaced robots' included
         # robot -> its clock minus ours: on a cluster each robot's host keeps its own wall clock; its events are
         # logged on ours and an operator's readings reach it on its own (the stale-input rule compares them)
         self.offsets = [self.clock_offset(robot) for robot in range(len(robots))]
@@ -98,14 +101,24 @@ class Supervisor:
                 self.failed = f"{name} failed: {result['status']['failure']}"
         now = self.clock()
         self.check_held(now)
+        self.share_budget()
         self.forward_weights()
         self.allocate()
         self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
                                  "waiting_s": now - self.waiting[r].t_requested} for r in self.unserved]
         self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
+        self.status["steps"] = self.steps
         self.status["thresholds"] = self.sent_thresholds  # a tuned gate's bars now (auto, thrifty), for the dashboard
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
         return self.status
+
+    def share_budget(self) -> None:
+        """A step budget (not minutes) is shared out among the robots that can step, so the fleet takes exactly it."""
+        if self.cfg.minutes > 0:
+            return
+        stepping = {r for r, s in self.status["robots"].items() if s["state"] != "waiting" and not s.get("held")}
+        for robot, allowed, seq in self.budget.grants(stepping):
+            self.robots[robot].call("allow", allowed, seq)
 
     def check_held(self, now: float) -> None:
         """A fleet whose every robot has held for MAX_HELD_S because its policy server or robot agent does not
@@ -160,7 +173,9 @@ class Supervisor:
         self.status["robots"][status["robot"]] = status
         if result.get("frame") is not None:
             self.status["frames"][status["robot"]] = result["frame"]
-        self.steps = sum(s["steps"] for s in self.status["robots"].values())
+        self.budget.seen(status["robot"], status["steps"], status.get("allowed", -1), status.get("allow_seq", 0))
+        self.budget.lead = max(self.budget.lead, math.ceil(status.get("rate", 0.0) / 2))
+        self.steps = self.budget.taken
         for event in result["events"]:
             robot = event.get("robot", -1)
             if event["ev"] == "help_requested":
@@ -192,6 +207,7 @@ class Supervisor:
         if self.restart is None:
             raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
         self.robots[robot] = self.restart(robot)
+        self.budget.replaced(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
         self.offsets[robot] = self.clock_offset(robot)
         _, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for

@@ -113,7 +113,7 @@ class Dashboard:
         if self.cfg.minutes > 0:
             done, total = self.stats.fleet_seconds(), self.cfg.minutes * 60
             return done, total, f"{clock_text(done)}/{clock_text(total)}"
-        steps = sum(r["steps"] for r in status["robots"].values())
+        steps = status.get("steps", sum(r["steps"] for r in status["robots"].values()))  # replaced robots' too
         return steps, self.cfg.steps, f"{steps:,}/{self.cfg.steps:,} steps"
 
     def _budget(self, status: dict[str, Any]) -> str:
