@@ -95,7 +95,8 @@ def test_the_caption_tells_the_episode_step_and_outcome(runs, tmp_path, capsys):
     assert np.abs(good[5, :BAR_HEIGHT].astype(int) - good[6, :BAR_HEIGHT]).max() > 100  # the step counts on
     second = 40 + 1 + 12
     assert np.abs(good[0, :BAR_HEIGHT, :120].astype(int) - good[second, :BAR_HEIGHT, :120]).max() > 100  # episode 2
-    assert np.array_equal(good[second - 1, :BAR_HEIGHT], good[second - 2, :BAR_HEIGHT])  # held: the same caption
+    held = np.abs(good[second - 1, :BAR_HEIGHT].astype(int) - good[second - 2, :BAR_HEIGHT])
+    assert held.max() < 40  # held at the end: the same caption (but for H.264's loss)
 
 
 @pytest.mark.parametrize("where", ["a directory", "under a file"])
