@@ -248,8 +248,11 @@ def summarize(events: list[dict]) -> dict:
     steps = sum(s["steps"] for s in segments)
     human_steps = sum(s["steps"] for s in segments if s["controller"] != "policy")
     evals = of_kind(events, "eval")
+    unrecorded = (sum(s.get("unrecorded", 0) for s in segments)
+                  + sum(e["steps"] for e in of_kind(events, "steps_unrecorded")))
     return {
         "steps": steps,
+        "unrecorded_steps": unrecorded,  # taken from a state the worker never saw (a robot agent's late command)
         "human_steps": human_steps,
         "intervention_rate": _round(human_steps / steps if steps else 0.0),
         "takeovers": len(takeovers),

@@ -73,3 +73,17 @@ def test_an_in_process_run_takes_exactly_its_steps_and_every_count_agrees(tmp_pa
     summary = run_loop(point_config("robots=3", "steps=1001", "eval.every_versions=0"), tmp_path / "run",
                        on_status=seen.append)
     assert summary["steps"] == 1001 == seen[-1]["steps"] == sum(r["steps"] for r in seen[-1]["robots"].values())
+
+
+def test_the_report_counts_steps_taken_but_not_recorded_beside_the_stored_ones():
+    from dagger.metrics import summarize
+
+    def segment(seq, steps, unrecorded):
+        return {"ev": "segment", "t": float(seq), "robot": 0, "seq": seq, "episode": 0, "controller": "policy",
+                "reason": "size", "steps": steps, "t_start": float(seq), "t_end": float(seq), "versions": [[1, steps]],
+                "unrecorded": unrecorded}
+
+    events = [{"ev": "run_start", "t": 0.0, "robots": 1}, segment(1, 10, 0), segment(2, 7, 3),
+              {"ev": "steps_unrecorded", "t": 3.0, "robot": 0, "steps": 2}, {"ev": "run_end", "t": 4.0}]
+    summary = summarize(events)
+    assert (summary["steps"], summary["unrecorded_steps"]) == (17, 5)  # the robot took 22 steps; 17 are stored

@@ -70,6 +70,7 @@ class RobotWorker:
         self.image: np.ndarray | None = None  # the policy's camera image of this state, on an image task
         self.acted = False  # this control period commanded the robot (else it holds)
         self.unrecorded = 0  # steps the robot took from a state this worker did not see (not recorded)
+        self.unreported = 0  # of those, the ones no event has counted yet (the next segment's event counts them)
         # HG-DAgger: an operator watches this robot and decides when to step in
         self.watcher = self._operator(-1) if getattr(self.gate, "human_gated", False) else None
         self.steps: list[dict] = []
@@ -168,6 +169,8 @@ class RobotWorker:
         if self.thread is not None:
             self.thread.join()
         self._close_segment("stop")
+        if self.unreported:  # taken after the last segment closed: counted all the same
+            self._emit("steps_unrecorded", steps=self.unreported)
         self.robot.disconnect()
         self.shipper.flush()
         return self.poll()
@@ -410,6 +413,7 @@ class RobotWorker:
             })
         else:  # executed from a state this worker did not see (its command came late): not a sample
             self.unrecorded += 1
+            self.unreported += 1
         self._see(res)
         self.total_steps += 1
         self.ep_stats["steps"] += 1
@@ -439,6 +443,7 @@ class RobotWorker:
         seg = Segment.from_steps(self.id, self.seq, self.episode, self.controller, reason, self.clock(), self.steps)
         self.seq += 1
         self.steps = []
-        with self.lock:
-            self.events.append({**seg.event(), "t": self.clock()})
+        with self.lock:  # the steps taken but not recorded since the last segment are counted with this one
+            self.events.append({**seg.event(), "t": self.clock(), "unrecorded": self.unreported})
+        self.unreported = 0
         self.shipper.add(seg)
