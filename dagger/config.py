@@ -28,7 +28,7 @@ from dagger.allocators import ALLOCATORS, READS_RISK
 from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
 from dagger.gates import GATES, GateConfig
-from dagger.policies import POLICIES, PolicyConfig, trained_family
+from dagger.policies.families import FAMILIES, PolicyConfig, trained_family
 from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
@@ -261,12 +261,12 @@ def apply_settings(obj: Any, path: str | Path | None, overrides: list[str] | Non
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: RunConfig | None = None) -> RunConfig:
     """base (default RunConfig()), then the chosen task's and policy family's own defaults (TASK_DEFAULTS,
-    BasePolicy.defaults), the file and the overrides."""
+    FAMILIES' defaults), the file and the overrides."""
     probe = copy.deepcopy(base) if base is not None else RunConfig()
     apply_settings(probe, path, overrides)
     cfg = base or RunConfig()
     apply_settings(cfg, None, TASK_DEFAULTS.get(probe.task.name, []))
-    family = POLICIES.get(trained_family(probe.policy).type)
+    family = FAMILIES.get(trained_family(probe.policy).type)
     apply_settings(cfg, None, list(family.defaults) if family is not None else [])
     apply_settings(cfg, path, overrides)
     validate(cfg)
@@ -293,8 +293,8 @@ def validate(cfg: RunConfig) -> None:
                                                ("task.distractor", cfg.task.distractor, list(DISTRACTOR_MODES)),
                                                ("gate.name", cfg.gate.name, sorted(GATES)),
                                                ("allocator", cfg.allocator, sorted(ALLOCATORS)),
-                                               ("policy.type", cfg.policy.type, [*POLICIES, "remote"]),
-                                               ("policy.serve", cfg.policy.serve, list(POLICIES))]
+                                               ("policy.type", cfg.policy.type, [*FAMILIES, "remote"]),
+                                               ("policy.serve", cfg.policy.serve, list(FAMILIES))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
     names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
     names += [(f"log.writers[{i}]", name, list(WRITERS)) for i, name in enumerate(cfg.log.writers)]

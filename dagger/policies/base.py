@@ -29,51 +29,11 @@ from dagger.core import PolicyOutput
 from dagger.critics import DiscrepancyClassifier, GoalCritic
 from dagger.gates.safe import discrepancy
 from dagger.nets import ImageEncoder, random_shift
+from dagger.policies.families import PolicyConfig
 
 #: with a classifier to train, every HOLDOUT-th stored segment is kept from behaviour cloning for it (SafeDAgger
 #: holds out a set of demonstrations the same way)
 HOLDOUT = 10
-
-
-@dataclass
-class PolicyConfig:
-    type: str = "mlp-ensemble"
-    """the policy family: mlp-ensemble | chunking | diffusion | implicit | remote"""
-    members: int = 5
-    """mlp-ensemble: MLPs in the ensemble (ThriftyDAgger uses 5); chunking: output heads"""
-    hidden: int = 64
-    """width of each hidden layer (the critics' too)"""
-    layers: int = 2
-    """number of hidden layers"""
-    lr: float = 3e-3
-    """learning rate"""
-    gamma: float = 0.9999
-    """goal critic's discount (ThriftyDAgger's value): Q estimates the chance of reaching success"""
-    risk_gamma: float = 0.9
-    """hazard critic's discount (Fleet-DAgger's): Q estimates the chance of a constraint violation soon"""
-    chunk: int = 8
-    """chunking, diffusion: actions predicted at once (ACT's chunk size, Diffusion Policy's horizon)"""
-    execute: int = 4
-    """diffusion: actions executed from each sampled sequence before sampling again"""
-    obs_steps: int = 2
-    """diffusion: observations the denoiser is conditioned on (the newest and those before it)"""
-    samples: int = 8
-    """diffusion, implicit: action sequences / actions sampled per decision for the uncertainty"""
-    denoise_steps: int = 100
-    """diffusion: DDPM noise levels in training"""
-    inference_steps: int = 8
-    """diffusion: DDIM steps when sampling (the reference low-dim configuration's 8)"""
-    negatives: int = 64
-    """implicit: counter-example actions per sample in the InfoNCE loss (the reference uses 1024; 256 makes an update
-    at batch 128 take ~60 ms here, 64 keeps the learner near 100 updates/s)"""
-    serve: str = "mlp-ensemble"
-    """remote: the family the policy server hosts when the run starts its own server (no address)"""
-    address: str = ""
-    """remote: host:port of a policy server to use (empty: start one on loopback)"""
-    token_file: str = ""
-    """remote: file holding the server's shared secret (empty with no address: a fresh random one)"""
-    deadline_ms: float = 100.0
-    """remote: the answer must come within this; otherwise the robot holds and asks again next step"""
 
 
 @dataclass
@@ -92,10 +52,7 @@ class BasePolicy:
     members = 1  # independent batches per training step (an ensemble's online bootstrap)
     horizon = 1  # actions per training sample (a chunk): batch["action"] is [M, B, horizon, act_dim] when > 1
     history = 1  # observations per sample: batch["obs"] is [M, B, history, obs_dim] when > 1
-    shape_keys: tuple[str, ...] = ("hidden",)  # the PolicyConfig fields that fix the networks' shapes
-    #: settings a run with this family starts from (a config file and overrides still win): the ensemble gate's
-    #: threshold in the family's own uncertainty units, about the 92nd percentile of its uncertainty over the
-    #: states a freshly cloned policy visits on Meta-World reach, where the mlp-ensemble's default 0.02 lies
+    shape_keys: tuple[str, ...] = ("hidden",)  # a family's shape_keys and defaults: its FAMILIES entry (families.py)
     defaults: tuple[str, ...] = ()
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig, seed: int = 0,

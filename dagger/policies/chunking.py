@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.families import FAMILIES
 
 D_MODEL, HEADS, ENCODER_LAYERS, DECODER_LAYERS, FEEDFORWARD = 64, 4, 2, 1, 128
 IMAGE_TOKENS = 4  # encoder tokens the image features are projected to on an image task
@@ -88,8 +89,7 @@ class ChunkingPolicy(BasePolicy):
     """Predicts `config.chunk` actions per step; executes ACT's temporal ensemble of the last chunk-many chunks."""
 
     family = "chunking"
-    shape_keys = ("members", "hidden", "chunk")
-    defaults = ("gate.threshold=0.005",)
+    shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.families import FAMILIES
 
 DOWN_DIMS = (32, 64)  # channels per U-Net level; the sequence halves between levels
 KERNEL = 5
@@ -156,8 +157,7 @@ class DiffusionPolicy(BasePolicy):
     across the drawn sequences at the executed position (task units, mean over action dims)."""
 
     family = "diffusion"
-    shape_keys = ("hidden", "chunk", "obs_steps", "denoise_steps")  # the conditioning's width; what weights mean
-    defaults = ("gate.threshold=0.013",)
+    shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):

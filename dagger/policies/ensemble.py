@@ -8,13 +8,14 @@ from torch import nn
 
 from dagger.nets import EnsembleMLP
 from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.families import FAMILIES
 
 
 class EnsemblePolicy(BasePolicy):
     """Mean action of the ensemble; spread = mean over action dims of the members' variance (task units)."""
 
     family = "mlp-ensemble"
-    shape_keys = ("members", "hidden", "layers")
+    shape_keys = FAMILIES[family].shape_keys
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):

@@ -38,6 +38,7 @@ from torch import nn
 
 from dagger.nets import EnsembleMLP
 from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.families import FAMILIES
 
 #: DFO candidates and resampling rounds per decision (acting and greedy)
 CANDIDATES, ITERS = 256, 3
@@ -52,8 +53,7 @@ class ImplicitPolicy(BasePolicy):
 
     family = "implicit"
     members = 2  # IIFL's exactly two models
-    shape_keys = ("hidden", "layers")
-    defaults = ("gate.threshold=7.0",)  # nats
+    shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
