@@ -49,8 +49,8 @@ def episodes_ns(episodes: list[Episode]) -> list[np.ndarray]:
 
 
 def from_ns(ns: np.ndarray) -> np.ndarray:
-    """int64 nanoseconds as float64 seconds: the nearest float64 to within a nanosecond, so from 2**23 s (1970-04-08)
-    on, where float64 seconds are coarser than 2 ns, exactly the seconds to_ns was given."""
+    """int64 nanoseconds as float64 seconds; from 2**23 s (1970-04-08) on, where float64 seconds step by 1.86 ns or
+    more, exactly the seconds to_ns was given. ValueError naming the column for nanoseconds that are not integers."""
     ns = np.asarray(ns)
     if ns.dtype.kind not in "iu":
         raise ValueError(f"field {COLUMN!r}: dtype {ns.dtype}, expected integer nanoseconds")
