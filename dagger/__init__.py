@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dagger.envs import register_envs
+from dagger.gym_registration import register_envs, register_when_imported
 
 if TYPE_CHECKING:
     from dagger.pretrained import PretrainedPolicy, load_policy
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 __all__ = ["PretrainedPolicy", "load_policy", "register_envs"]
 
-register_envs()  # gymnasium.make("dagger/Reacher-v0"): registration imports no physics
+register_when_imported()  # gymnasium.make("dagger/Reacher-v0"), without importing gymnasium before it is used
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""Every dagger task as a gymnasium environment, registered as dagger/<CamelCaseName>-v0 by `import dagger`.
+"""Every dagger task as a gymnasium environment, registered as dagger/<CamelCaseName>-v0 by `import dagger`
+(dagger/gym_registration.py).
 
     env = gymnasium.make("dagger/PickPlace-v0", render_mode="rgb_array")
     obs, info = env.reset(seed=0); obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
@@ -11,12 +12,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from gymnasium.envs.registration import register, registry
 
+from dagger.gym_registration import env_id, register_envs
 
-def env_id(task: str) -> str:
-    """The gymnasium id of a dagger task: "pick-place" -> "dagger/PickPlace-v0"."""
-    return "dagger/" + "".join(word.capitalize() for word in task.replace("_", "-").split("-")) + "-v0"
+__all__ = ["TaskEnv", "env_id", "register_envs"]
 
 
 class TaskEnv(gymnasium.Env):
@@ -62,12 +61,3 @@ class TaskEnv(gymnasium.Env):
 
     def render(self) -> np.ndarray | None:
         return self.task.render() if self.render_mode == "rgb_array" else None
-
-
-def register_envs() -> None:
-    """Registers every task in dagger.tasks.TASKS that is not registered yet; makes nothing."""
-    from dagger.tasks import TASKS
-
-    for name in TASKS:
-        if env_id(name) not in registry:
-            register(id=env_id(name), entry_point="dagger.envs:TaskEnv", kwargs={"task": name})
