@@ -10,18 +10,24 @@ import ast
 import dataclasses
 import functools
 import inspect
-import textwrap
+from pathlib import Path
 from typing import Any
+
+
+@functools.cache
+def _classes(path: str) -> dict[str, ast.ClassDef]:
+    """A source file's top-level classes by name, the file parsed once (`--help` reads a dozen settings classes)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
 
 
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """field name -> the docstring written under it in the class body ("" when there is none)."""
     try:
-        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
-    except (OSError, TypeError):  # no source (a frozen install): no docstrings
+        body = _classes(str(inspect.getsourcefile(cls)))[cls.__qualname__]
+    except (OSError, TypeError, KeyError):  # no source (a frozen install), or not a top-level class: no docstrings
         return {}
-    assert isinstance(body, ast.ClassDef)
     docs = {}
     for node, after in zip(body.body, body.body[1:] + [None], strict=True):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):

@@ -15,6 +15,7 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,6 @@ from dagger.app.bench_cmd import cmd_bench, read_yaml
 from dagger.app.errors import UserError
 from dagger.app.ports import MAX_PORT, port
 from dagger.app.start import TERMINATED, cmd_start
-from dagger.checkpoint import CheckpointError
 from dagger.config import ConfigError, RunConfig, load_config, task_config, to_dict
 from dagger.evaluation import EVAL_SEED_BASE
 from dagger.gates import GATES
@@ -54,8 +54,42 @@ def setting_help(key: str, choices: str = "") -> str:
     return f"{choices or doc} (default: {value}; setting {key})"
 
 
+def package_version() -> str:
+    """The installed dagger-fleet's version, else (a source tree that was never installed) setup.cfg's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dagger-fleet")
+    except PackageNotFoundError:
+        import configparser
+
+        setup = configparser.ConfigParser()
+        setup.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+        return setup.get("metadata", "version", fallback="unknown")
+
+
+class PrintVersion(argparse.Action):
+    """--version: prints the version, looked up only then (importlib.metadata is slow to import), and exits."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"dagger {package_version()}")
+        parser.exit()
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The mistakes a user's input makes, each one line and exit code 2: CheckpointError too once a command imported
+    dagger.checkpoint (it imports torch, so the quick commands do not, and none of them can raise it)."""
+    checkpoint = sys.modules.get("dagger.checkpoint")
+    return (UserError, ConfigError) + (() if checkpoint is None else (checkpoint.CheckpointError,))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dagger", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=PrintVersion)
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="run the loop: robots, gate, operators, buffer, learner",
                            description="Run the loop: robots act and ask for help when unsure, operators correct,\n"
@@ -299,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                     "robot-agent": robot_agent.cmd_robot_agent, "export": export.cmd_export,
                     "import": export.cmd_import}
         return commands[args.command](args)
-    except (UserError, ConfigError, CheckpointError) as err:
+    except user_errors() as err:
         print(f"dagger: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dagger config --keys | head`: the reader left; say nothing more

@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 
 from dagger.app.errors import UserError
-from dagger.checkpoint import has_checkpoint
 from dagger.config import RunConfig, load_config, to_dict
 from dagger.events import first_line
 from dagger.provenance import record_start
@@ -97,6 +96,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         check_demo_file(cfg)
     if cfg.init_from:
         check_checkpoint(cfg.init_from, cfg)
+    from dagger.checkpoint import has_checkpoint  # torch: not imported before a run needs it
+
     if args.resume and has_checkpoint(run_dir):
         check_checkpoint(run_dir, cfg)
     devices = open_operator_devices(cfg)
