@@ -2,6 +2,7 @@
 gymnasium, Meta-World, the dataset writers), and `dagger start` says what it is doing before the robots run."""
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -38,6 +39,23 @@ def test_quick_commands_import_no_heavy_library(args):
 def test_version_prints_the_installed_package_version():
     done = run_dagger("--version")
     assert done.returncode == 0 and done.stdout.strip() == f"dagger {version('dagger-fleet')}"
+
+
+def test_start_says_each_step_of_its_start_up(tmp_path):
+    run = tmp_path / "run"
+    done = run_dagger("start", "--in-process", "--task", "point", "--robots", "2", "--steps", "200",
+                      "--run-dir", str(run), "demos=2", "learner.pretrain_updates=40", "learner.batch_size=16",
+                      timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("dagger: ")]
+    expected = [rf"running 2 robots in this process \(point, gate ensemble\) → {re.escape(str(run))}",
+                r"collecting demonstrations: 2 from the scripted expert",
+                r"pretraining the policy: 40 updates on \d+ demonstration steps",
+                r"pretrained the policy: 40 updates in \d+\.\d s, loss \d+\.\d{4}",
+                r"starting 2 robots"]
+    assert len(said) == len(expected), said
+    for line, pattern in zip(said, expected, strict=True):
+        assert re.fullmatch("dagger: " + pattern, line), (line, pattern)
 
 
 def test_import_dagger_registers_the_tasks_with_gymnasium_when_gymnasium_comes():

@@ -162,24 +162,35 @@ def previous_runs(events: list[dict]) -> tuple[int, list[str]]:
             [f"{e['robot']}:{e['seq']}" for e in events if e["ev"] == "segment"])
 
 
-def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resumed: bool) -> dict[str, Any]:
+def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resumed: bool,
+                 on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Puts the first policy in the learner: the run's newest checkpoint when resuming (training continues, versions
-    keep increasing), else the demonstrations plus `init_from`'s policy or behavior cloning. Returns an event."""
+    keep increasing), else the demonstrations plus `init_from`'s policy or behavior cloning. Returns an event.
+    on_progress(line) hears each step as it begins, and how long pretraining took."""
+    say = on_progress or (lambda line: None)
     learner, clock = fleet.learner, fleet.clock
     if resumed and has_checkpoint(run_dir):
+        say(f"resuming from the newest checkpoint in {run_dir}")
         ckpt = read_checkpoint(run_dir)
         settled(learner, "restore", ckpt, True)
         return {"ev": "policy_start", "t": clock(), "source": "resume", "path": ckpt["path"],
                 "version": int(ckpt["version"])}
+    sources = [f"{cfg.demos} from the scripted expert"] if cfg.demos else []
+    sources += [f"those in {cfg.demo_file}"] if cfg.demo_file else []
+    say("collecting demonstrations: " + " and ".join(sources))
     demos = collect_demos(cfg, task, clock)
     settled(fleet.buffer, "add", demos)
     event = {"ev": "policy_start", "t": clock(), "demo_episodes": len(demos), "demo_steps": sum(map(len, demos))}
     if cfg.init_from:
+        say(f"starting from the policy in {cfg.init_from}")
         ckpt = read_checkpoint(cfg.init_from)
         settled(learner, "restore", ckpt, False)
         event.update(source="init_from", path=ckpt["path"], version=int(ckpt["version"]))
     else:
-        settled(learner, "train", cfg.learner.pretrain_updates)
+        updates, began = cfg.learner.pretrain_updates, time.perf_counter()
+        say(f"pretraining the policy: {updates} updates on {event['demo_steps']} demonstration steps")
+        loss = settled(learner, "train", updates)  # one call: the same batches as ever (no progress between)
+        say(f"pretrained the policy: {updates} updates in {time.perf_counter() - began:.1f} s, loss {loss:.4f}")
         event.update(source="demos", version=0)
     return event
 
@@ -216,8 +227,9 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
              on_status: Callable[[dict], None] | None = None,
              on_events: Callable[[list[dict]], None] | None = None,
              devices: dict[int, HumanDevice] | None = None, pump: Callable[[], None] | None = None,
-             frames_every_s: float = 0.0) -> dict[str, Any]:
-    """Runs the loop to its budget and returns the summary recomputed from events.jsonl."""
+             frames_every_s: float = 0.0, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs the loop to its budget and returns the summary recomputed from events.jsonl. on_progress(line) hears each
+    start-up step as it begins (demonstrations, pretraining, robots), for a console that would otherwise sit silent."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +248,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
                 "task": cfg.task.name, "policy": cfg.policy.type, "gate": cfg.gate.name, "alpha": cfg.gate.alpha,
                 "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
-    first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0)
+    first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0, on_progress=on_progress)
     settled(fleet.learner, "publish")
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
@@ -246,6 +258,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     supervisor.poll()
     for robot in fleet.robots:
         robot.call("want_frames", frames_every_s)
+    if on_progress is not None:
+        on_progress(f"starting {cfg.robots} robot{'' if cfg.robots == 1 else 's'}")
     fleet.start()
     local = isinstance(fleet, LocalFleet)
     reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)

@@ -116,6 +116,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         if console is not None:
             console.close()
         raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
+    address = cfg.address or os.environ.get("RAY_ADDRESS", "")
+    ray = f"joining Ray at {address}" if address else "starting Ray"
+    robots = f"{cfg.robots} robot{'' if cfg.robots == 1 else 's'}"
+    how = f"running {robots} in this process" if args.in_process else f"{ray} for {robots}"
+    say(f"{how} ({cfg.task.name}, gate {cfg.gate.name}) → {run_dir}")
     from dagger.app.dashboard import Dashboard
     from dagger.app.live import LiveStats
     from workers.launch import LocalFleet, run_loop
@@ -126,7 +131,6 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not args.in_process:
         from workers.ray_fleet import RayFleet, init_ray
 
-        print(f"starting Ray and {cfg.robots} robots ({cfg.task.name}, gate {cfg.gate.name}) → {run_dir}", flush=True)
         if cfg.task.name in MUJOCO_TASKS:
             from dagger.gl import configure_gl
 
@@ -146,7 +150,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     try:
         summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
-                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0)
+                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0,
+                           on_progress=say)
     finally:
         board.stop()
         if console is not None:
@@ -169,6 +174,12 @@ def cmd_start(args: argparse.Namespace) -> int:
               "from the last checkpoint)", file=sys.stderr)
         return 1
     return 128 + TERMINATED[0] if end["reason"] == "interrupted" else 0  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+def say(line: str) -> None:
+    """A start-up step on the console as it begins, so a run never sits silent for a minute (stderr: stdout holds the
+    dashboard and the report)."""
+    print(f"dagger: {line}", file=sys.stderr, flush=True)
 
 
 TERMINATED = [signal.SIGINT]
