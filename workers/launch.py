@@ -83,7 +83,7 @@ class LocalFleet:
         self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint = LocalEndpoint(self.learner_worker)
-        self.robot_workers = [RobotWorker(i, cfg, self.buffer, self.clock, incarnation)
+        self.robot_workers = [RobotWorker(i, cfg, self.buffer, self.clock, incarnation, budgeted=cfg.minutes == 0)
                               for i in range(cfg.robots)]
         self.robots: list[Endpoint] = [LocalEndpoint(r) for r in self.robot_workers]
         self.clock.period = self.robot_workers[0].period

@@ -92,6 +92,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     elif cfg.robot.agents:
         raise UserError("robot.agents: robots behind robot agents keep real time, which an in-process run (one "
                         "thread, a simulated clock) cannot; run without --in-process")
+    from dagger.app.preflight import check_outside_parts
+
+    check_outside_parts(cfg)  # a policy server or robot agent that does not answer: one line now, not a stalled run
     if cfg.demo_file:
         check_demo_file(cfg)
     if cfg.init_from:
