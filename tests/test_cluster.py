@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -168,13 +167,11 @@ def dagger_start(address: str, env: dict, *args: str) -> subprocess.CompletedPro
 
 def test_robots_and_learner_run_on_the_nodes_their_labels_name(two_nodes):
     address, env, folder = two_nodes
-    began = time.monotonic()
     run = dagger_start(address, env, "--task", "point", "--robots", "2", "--steps", "200", "--run-dir",
                        str(folder / "run"), "demos=2", "learner.pretrain_updates=20", "learner.batch_size=32",
                        "robot.speed=10.0", "eval.every_versions=0", "robot.node_label=role=robots",
                        "learner.node_label=role=learner")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert time.monotonic() - began < 60
     events = read_events(folder / "run" / "events.jsonl")
     nodes: dict[str, set[str]] = {}
     for e in events:
@@ -197,9 +194,8 @@ def test_joining_without_the_clusters_token_is_refused_in_one_line(two_nodes, to
     if token is not None:
         (folder / "other_token").write_text(token)
         env["RAY_AUTH_TOKEN_PATH"] = str(folder / "other_token")
-    began = time.monotonic()
     run = dagger_start(address, env, "--run-dir", str(folder / f"refused-{token is None}"))
-    assert run.returncode == 2 and time.monotonic() - began < 20
+    assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0, run.stderr
     assert message in run.stderr and "RAY_AUTH_TOKEN_PATH" in run.stderr and "Traceback" not in run.stderr
     assert not (folder / f"refused-{token is None}").exists()

@@ -83,10 +83,11 @@ class Slow:
 
     def __init__(self, delay: float) -> None:
         self.inner, self.delay = EnsemblePolicy(6, 2, PolicyConfig(members=2, hidden=8)), delay
-        self.version = 0
+        self.version, self.answered = 0, 0
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None, instruction: str = "") -> PolicyOutput:
         time.sleep(self.delay)
+        self.answered += 1
         return self.inner.act(obs)
 
     def reset(self) -> None:
@@ -99,7 +100,7 @@ class Slow:
 def test_a_robot_holds_while_its_policy_server_is_late(tmp_path):
     token = new_token()
     (tmp_path / "token").write_text(token.hex())
-    slow = Slow(0.3)
+    slow = Slow(2.0)
     with PolicyServer(lambda: slow, token) as server:
         cfg = point_config("policy.type=remote", f"policy.address={server.address}",
                            f"policy.token_file={tmp_path / 'token'}", "policy.deadline_ms=50")
@@ -107,13 +108,12 @@ def test_a_robot_holds_while_its_policy_server_is_late(tmp_path):
         robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
         robot.set_weights({"version": 1})  # a served robot takes no weights: it leaves its start
         robot.tick()  # the episode starts; the answer is late: no step
-        began = time.perf_counter()
         robot.tick()
-        held_s = time.perf_counter() - began
-        assert robot.total_steps == 0 and robot.state is State.AUTONOMOUS and held_s < 0.25
+        assert robot.total_steps == 0 and robot.state is State.AUTONOMOUS
+        assert slow.answered == 0  # the robot held at its deadline, without waiting for the answer
         assert [e["ev"] for e in robot.poll()["events"]].count("policy_late") == 1
         slow.delay = 0.0
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # the late answer comes first (2 s), then answers in time
         while robot.total_steps == 0 and time.monotonic() < deadline:
             robot.tick()
         assert robot.total_steps == 1  # answered in time again: it moves

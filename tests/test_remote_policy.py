@@ -20,6 +20,7 @@ from dagger.core import PolicyOutput, PolicyTimeout
 from dagger.policies import EnsemblePolicy, PolicyConfig
 from dagger.policies.remote import PolicyServer, RemotePolicy, RemotePolicyError
 from dagger.wire import HEADER, frame, new_token, open_frame, read_token, recv_exact
+from tests.conftest import wait_until
 
 CONFIG = PolicyConfig(members=3, hidden=16)
 OBS, ACT = 4, 2
@@ -37,12 +38,14 @@ class Slow:
     """Hosts an ensemble; each act first sleeps the next of `naps` (none once they run out) and is counted."""
 
     def __init__(self, naps: list[float]):
-        self.inner, self.naps, self.calls, self.version = ensemble(), naps, 0, 0
+        self.inner, self.naps, self.calls, self.answered, self.version = ensemble(), naps, 0, 0, 0
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
         self.calls += 1
         time.sleep(self.naps.pop(0) if self.naps else 0.0)
-        return self.inner.act(obs, image)
+        out = self.inner.act(obs, image)
+        self.answered += 1
+        return out
 
     def reset(self) -> None:
         self.inner.reset()
@@ -122,25 +125,6 @@ def test_act_matches_the_hosted_policy():
         remote.close()
 
 
-def test_loopback_round_trip_is_far_below_the_deadline(one_torch_thread):
-    token = new_token()
-    with PolicyServer(ensemble, token) as server:
-        remote, direct = RemotePolicy(server.address, token, deadline_ms=1000), ensemble()
-        times, local = [], []
-        for i in range(500):
-            began = time.perf_counter()
-            remote.act(obs(i))
-            times.append(time.perf_counter() - began)
-            began = time.perf_counter()
-            direct.act(obs(i))
-            local.append(time.perf_counter() - began)
-        remote.close()
-    p50, p99 = np.percentile(times, 50) * 1000, np.percentile(times, 99) * 1000
-    print(f"\nloopback act round trip: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-          f"(the hosted policy alone: p50 {np.percentile(local, 50) * 1000:.2f} ms)")
-    assert p50 < PolicyConfig().deadline_ms / 10  # the default deadline leaves room for a real network and model
-
-
 def test_load_reaches_every_robot_and_changes_the_version():
     token = new_token()
     trained = ensemble(seed=1)
@@ -212,17 +196,17 @@ def test_a_client_with_the_wrong_token_gets_a_clear_error():
 
 def test_a_late_answer_times_out_and_is_never_taken_for_a_later_request():
     token = new_token()
-    hosted = Slow(naps=[0.3])
+    hosted = Slow(naps=[2.0])
     with PolicyServer(lambda: hosted, token) as server:
         remote, direct = RemotePolicy(server.address, token, deadline_ms=50), ensemble()
-        began = time.monotonic()
         with pytest.raises(PolicyTimeout, match=f"{server.address}.*50 ms"):
             remote.act(obs(1))
-        assert time.monotonic() - began < 0.05 + 0.1
+        assert hosted.answered == 0  # the robot gave up at its deadline, not when the answer came
         with pytest.raises(PolicyTimeout):
             remote.act(obs(2))  # the first answer is still due: nothing new is sent
         assert hosted.calls == 1  # so requests never queue up behind a slow server
-        time.sleep(0.4)  # the late answer to obs(1) is now waiting in the socket
+        wait_until(lambda: hosted.answered == 1, what="the late answer")
+        time.sleep(0.2)  # the late answer to obs(1) is now waiting in the socket
         out = remote.act(obs(2))
         np.testing.assert_array_equal(out.action, direct.act(obs(2)).action)
         assert not np.array_equal(out.action, direct.act(obs(1)).action)
@@ -236,11 +220,10 @@ def test_a_server_that_is_down_times_out_and_is_used_again_when_back():
     remote = RemotePolicy(address, token, deadline_ms=50)
     remote.act(obs(0))
     server.close()
-    for _ in range(2):  # the connection drops, then reconnecting is refused
-        began = time.monotonic()
-        with pytest.raises(PolicyTimeout, match=address):
+    for _ in range(2):  # the connection drops, then reconnecting is refused: said at once, not waited out
+        with pytest.raises(PolicyTimeout, match=address) as failed:
             remote.act(obs(0))
-        assert time.monotonic() - began < 0.05 + 0.1
+        assert "no answer within" not in str(failed.value) and "Error" in str(failed.value), failed.value
     with PolicyServer(ensemble, token, port=port):
         np.testing.assert_array_equal(remote.act(obs(0)).action, ensemble().act(obs(0)).action)
 
