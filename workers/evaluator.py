@@ -37,7 +37,7 @@ SERVED_DEADLINE_MS = 10_000.0
 class Evaluator:
     def __init__(self, cfg: RunConfig, clock: Any = time.time, background: bool = False):
         if background:  # its own process, at the lowest priority by default: robots' control loops come first
-            now = os.getpriority(os.PRIO_PROCESS, 0)  # Ray starts its workers at nice 15 already
+            now = os.getpriority(os.PRIO_PROCESS, 0)  # a worker of a `ray start` node is at nice 15 already
             os.setpriority(os.PRIO_PROCESS, 0, max(now, cfg.eval.nice))
         self.cfg, self.clock = cfg, clock
         self.task = make_task(cfg.task)

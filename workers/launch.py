@@ -265,7 +265,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)
     if reason == "interrupted":  # a second Ctrl-C while shutting down forces the exit
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    supervisor.final_eval()
+    supervisor.final_eval(fleet.fetch)
     for result in fleet.stop():
         if "states" in result:
             supervisor.handle(result)

@@ -60,6 +60,10 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
             except ray.exceptions.AuthenticationError as err:  # e.g. no token at all, for `auto`
                 raise ConnectionError(f"{first_line(err).split('. ')[0]}: {TOKEN_HOW}") from err
         else:
+            # Ray starts its workers at nice 15: on a machine with other work the robots' control loops then got a
+            # few per cent of a core (a 15 s run took 290 s beside two busy processes). Robots, learner and buffer
+            # run at normal priority; the evaluator lowers its own (eval.nice).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
     finally:

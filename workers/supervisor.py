@@ -23,6 +23,7 @@ from dagger.gates import AutoGate, make_gate
 from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.budget import StepBudget
+from workers.evaluator import Evaluator
 from workers.transport import Endpoint, Pending, settled
 
 MAX_OUTAGE_POLLS = 300
@@ -58,6 +59,7 @@ class Supervisor:
         self.sent_version = 0
         self.evaluator = evaluator if cfg.eval.every_versions > 0 else None
         self.evaluated = -1  # the last version sent to the evaluator
+        self.scored = -1  # the last version whose evaluation was logged
         self.eval_pending: Pending | None = None
         self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
@@ -158,6 +160,8 @@ class Supervisor:
         if self.on_events is not None:
             self.on_events(events)
         for e in events:
+            if e["ev"] == "eval":
+                self.scored = max(self.scored, e["version"])
             if e["ev"] == "log_problem":
                 print(f"dagger: warning: segment log {e['file']}@{e['offset']}: {e['what']}", file=sys.stderr)
 
@@ -264,19 +268,21 @@ class Supervisor:
             self.eval_pending = self.evaluator.call("evaluate", weights)
             self.evaluated = version
 
-    def final_eval(self) -> None:
-        """At the end of a run: stops the learner's publishing and scores its final version too, so the learning
-        curve ends at the policy the run leaves behind (its last checkpoint)."""
+    def final_eval(self, fetch: Callable[[Any], dict]) -> None:
+        """At the end of a run: stops the learner's publishing and scores its final version here, at the driver's
+        priority (`fetch` turns the learner's published handle into weights), so the learning curve ends at the policy
+        the run leaves behind (its last checkpoint). An evaluation still running in the evaluator, at the lowest
+        priority, is not waited for: on a busy machine it could take minutes, and its version is an earlier one."""
         if self.evaluator is None:
             return
         settled(self.learner, "halt")
         version, weights = settled(self.learner, "latest")
-        if self.eval_pending is not None:
-            self.eval_pending.result()
-        if version > self.evaluated:
-            self.evaluator.call("evaluate", weights).result()
-            self.evaluated = version
-        self.record(self.evaluator.call("poll").result()["events"])
+        if self.eval_pending is None or self.eval_pending.ready():
+            self.record(self.evaluator.call("poll").result()["events"])
+        if version > self.scored:
+            final = Evaluator(self.cfg, self.clock)
+            final.evaluate(fetch(weights))
+            self.record(final.poll()["events"])
 
     def allocate(self) -> None:
         now = self.clock()
