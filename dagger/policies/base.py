@@ -254,7 +254,7 @@ class BasePolicy:
                                  f"{tuple(p.shape)}: another network size")
         with torch.no_grad():
             for _, p, value in pairs:
-                p.copy_(torch.from_numpy(value))
+                p.copy_(torch.from_numpy(np.require(value, requirements="W")))  # Ray hands out read-only arrays
         self.set_normalizer(*weights["normalizer"])
         self.train_gap = float(weights["train_gap"])
         self.version = int(weights["version"])
