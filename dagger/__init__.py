@@ -9,7 +9,7 @@ from dagger.gym_registration import register_envs, register_when_imported
 if TYPE_CHECKING:
     from dagger.pretrained import PretrainedPolicy, load_policy
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: setup.cfg reads it
 __all__ = ["PretrainedPolicy", "load_policy", "register_envs"]
 
 register_when_imported()  # gymnasium.make("dagger/Reacher-v0"), without importing gymnasium before it is used

@@ -54,29 +54,17 @@ def setting_help(key: str, choices: str = "") -> str:
     return f"{choices or doc} (default: {value}; setting {key})"
 
 
-def package_version() -> str:
-    """The installed dagger-fleet's version, else (a source tree that was never installed) setup.cfg's."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dagger-fleet")
-    except PackageNotFoundError:
-        import configparser
-
-        setup = configparser.ConfigParser()
-        setup.read(Path(__file__).resolve().parents[2] / "setup.cfg")
-        return setup.get("metadata", "version", fallback="unknown")
-
-
 class PrintVersion(argparse.Action):
-    """--version: prints the version, looked up only then (importlib.metadata is slow to import), and exits."""
+    """--version: prints dagger's version (setup.cfg's too: it reads dagger.__version__) and exits."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        print(f"dagger {package_version()}")
+        import dagger
+
+        print(f"dagger {dagger.__version__}")
         parser.exit()
 
 

@@ -127,7 +127,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
                   chunks_size: int = 1000) -> int:
     """Writes the episodes as one LeRobotDataset v3.0 directory (a new or empty one); returns its steps. Camera
     frames go to MP4 when `video` (None: when PyAV imports), else to PNG; sizes and chunks_size are LeRobot's.
-    `path` is named as write_robomimic's, so mypy still types export's FORMATS table."""
+    `path` is named as write_robomimic's, so `dagger export` calls either writer the same way."""
     from dagger.tasks import make_task
 
     spec = make_task(task)
