@@ -28,7 +28,8 @@ def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, t
         capture_output=True, text=True, timeout=300, env=env)
     assert start.returncode == 0, start.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] >= 1200 and summary["takeovers"] > 0 and summary["learner_updates"] > 50
+    assert summary["steps"] + summary["unrecorded_steps"] == 1200  # --steps is a budget, not a lower bound
+    assert summary["takeovers"] > 0 and summary["learner_updates"] > 50
 
     # --address joined THIS cluster: the run's driver is a job of the session's cluster, and its actors
     # (2 robots, the learner, the buffer) were created there, not in a Ray of its own.

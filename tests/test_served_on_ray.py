@@ -1,6 +1,7 @@
 """The README's "Serving a policy" flow on real Ray actors: the run's weights reach the policy server, the robots act
 with rising versions, and the learning curve scores the policy the robots ran."""
 
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ def start_on_ray(address: str, run, *extra: str) -> list[dict]:
     done = subprocess.run([sys.executable, "-m", "dagger.app.cli", "start", "--address", address, "--policy", "remote",
                            *RUN, "--run-dir", str(run), *extra], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1200  # the budget, exactly (it overran)
     return read_events(run / "events.jsonl")
 
 
