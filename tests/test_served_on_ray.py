@@ -42,6 +42,7 @@ def assert_served_weights_rose(events: list[dict]) -> None:
     assert max(versions) > published // 2
     evals = of_kind(events, "eval")
     assert len(evals) >= 2 and evals[-1]["version"] > evals[0]["version"]
+    assert evals[-1]["version"] == published  # the run's final version, served and scored at its end
 
 
 def test_a_run_that_serves_its_own_policy_on_ray_updates_it(ray_cluster, tmp_path):

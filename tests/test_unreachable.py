@@ -4,6 +4,7 @@ and mid-run on the console, then stops with the reason instead of sitting at the
 import socket
 import subprocess
 
+import pytest
 from rich.console import Console
 
 from dagger.app.dashboard import Dashboard
@@ -87,3 +88,40 @@ def test_a_run_whose_policy_server_goes_away_shows_held_robots_then_stops_saying
     assert text.count("held: policy late") == 2 and "autonomous" not in text and "Connection refused" in text
     assert "held: policy late" in board.plain(status)
 
+
+
+def test_a_held_robot_whose_budget_is_given_back_is_not_held_any_more(tmp_path):
+    """At a run's end a held robot gives back its unused steps; spent, it holds for the budget, not for its late
+    policy, so the supervisor counts it among the robots it may give steps to again."""
+    from workers.buffer import BufferWorker
+    from workers.robot import RobotWorker
+    from workers.transport import LocalEndpoint
+
+    new_token_file(tmp_path / "token")
+    cfg = point_config("policy.type=remote", f"policy.address=127.0.0.1:{free_port()}",
+                       f"policy.token_file={tmp_path / 'token'}")
+    buffer = BufferWorker(tmp_path / "segments")
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer), budgeted=True)
+    robot.set_weights({"version": 1})
+    robot.allow(5, 1)
+    robot.tick()  # a new episode
+    robot.tick()  # no policy answer: held
+    assert robot.poll()["status"]["held"].startswith("policy late")
+    robot.allow(robot.total_steps, 2)  # the supervisor takes its unused steps back
+    robot.tick()
+    assert robot.poll()["status"]["held"] == ""
+    buffer.close()
+
+
+def test_robot_agents_are_checked_only_when_the_robots_run_on_this_machine(tmp_path, monkeypatch):
+    from dagger.app.errors import UserError
+    from dagger.app.preflight import check_outside_parts
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    new_token_file(tmp_path / "token")
+    agents = [f"robot.agents=[127.0.0.1:{free_port()}]", f"robot.token_file={tmp_path / 'token'}"]
+    with pytest.raises(UserError, match="robot 0: robot agent .* nothing answers"):
+        check_outside_parts(point_config(*agents))
+    # on a cluster the robot workers reach their agents from their own nodes (often those nodes' loopback)
+    check_outside_parts(point_config(*agents, "address=10.0.0.1:6379"))
+    check_outside_parts(point_config(*agents, "robot.node_label=role=robots"))

@@ -144,9 +144,13 @@ class RobotWorker:
                   "rate": 1 / (self.robot.dt / self.cfg.robot.speed)}
         return {"events": events, "states": states, "status": status, "frame": frame}
 
+    def spent(self) -> bool:
+        """Its share of the run's step budget is used up: it holds until it is allowed more."""
+        return self.allowed is not None and self.total_steps >= self.allowed
+
     def held(self) -> str:
         """Why the robot holds though nobody asked it to (its policy or the robot itself is late), or ""."""
-        if self.state is State.WAITING:  # it holds for an operator, whatever was late before
+        if self.state is State.WAITING or self.spent():  # it holds for an operator or for budget, not for lateness
             return ""
         return next((f"{what} late: {why}" for what, why in self.late_why.items() if why), "")
 
@@ -190,7 +194,7 @@ class RobotWorker:
         """One control period: mailbox, then at most one task step, then shipping."""
         self._read_mailbox()
         self.acted = False
-        spent = self.allowed is not None and self.total_steps >= self.allowed  # its share of the budget: it holds
+        spent = self.spent()
         if self.state is State.RESETTING and not spent:
             self._new_episode()
         if self.state is State.AUTONOMOUS and not spent:

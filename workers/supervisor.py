@@ -277,9 +277,13 @@ class Supervisor:
             return
         settled(self.learner, "halt")
         version, weights = settled(self.learner, "latest")
+        if self.served is not None and version > self.sent_version:  # the server acts with the final version too
+            self.serve_weights(version, weights)
+            self.sent_version = version
         if self.eval_pending is None or self.eval_pending.ready():
             self.record(self.evaluator.call("poll").result()["events"])
-        if version > self.scored:
+        # a server that refused the weights serves what was scored already: scored again only if never
+        if version > self.scored and (not self.refused or self.scored < 0):
             final = Evaluator(self.cfg, self.clock)
             final.evaluate(fetch(weights))
             self.record(final.poll()["events"])

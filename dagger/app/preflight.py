@@ -7,6 +7,7 @@ answer, refuses the token or serves something else is one line naming it and wha
 
 from __future__ import annotations
 
+import os
 import socket
 
 from dagger.app.errors import UserError
@@ -63,7 +64,11 @@ def check_robot_agents(cfg: RunConfig) -> None:
 
 
 def check_outside_parts(cfg: RunConfig) -> None:
+    """The policy server (the driver pushes it weights, so it must reach it too) and, when the robots run on this
+    machine, their agents; on a cluster the robot workers reach their agents from their own nodes (agents often on
+    those nodes' loopback), which this machine cannot check."""
     if cfg.policy.type == "remote" and cfg.policy.address:
         check_policy_server(cfg)
-    if cfg.robot.agents:
+    on_this_machine = not (cfg.address or os.environ.get("RAY_ADDRESS") or cfg.robot.node_label)
+    if cfg.robot.agents and on_this_machine:
         check_robot_agents(cfg)
