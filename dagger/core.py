@@ -87,6 +87,9 @@ class Task(TaskSpec, Protocol):
 
     def render(self) -> np.ndarray: ...  # an RGB frame for people (the console, videos), uint8 [H, W, 3]
 
+    def render_width(self, width: int) -> None: ...  # render() at least this wide from the first frame, where the
+    # renderer can (a MuJoCo camera); a task drawn at a fixed size leaves it to the caller to enlarge
+
 
 def camera_image(task: Task) -> np.ndarray | None:
     """The policy's camera image [H, W, 3] uint8 in the task's current state; None for a state-only task."""

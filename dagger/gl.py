@@ -79,6 +79,20 @@ def configure_gl(env: MutableMapping[str, str] | None = None,
     return backend
 
 
+def widen_renderer(env: Any, width: int) -> None:
+    """Makes a gymnasium MuJoCo env in rgb_array mode render its frames `width` wide (same aspect) from its first frame
+    on: gymnasium's renderer takes its size when it draws the first one, so a renderer that has drawn is left as it is,
+    as is one that is wide enough already."""
+    sim = env.unwrapped
+    renderer = sim.mujoco_renderer
+    if renderer.viewer is not None or renderer.width is None or renderer.width >= width:
+        return
+    height = round(renderer.height * width / renderer.width / 2) * 2
+    limits = sim.model.vis.global_  # the offscreen buffer must hold the frame
+    limits.offwidth, limits.offheight = max(limits.offwidth, width), max(limits.offheight, height)
+    renderer.width, renderer.height = width, height
+
+
 def offscreen_frame(env: Any) -> np.ndarray:
     """env.render() of a gymnasium MuJoCo env in rgb_array mode, right with several envs in one process.
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dagger.core import FRAME_SHAPE, StepResult
-from dagger.gl import close_at_exit, offscreen_frame
+from dagger.gl import close_at_exit, offscreen_frame, widen_renderer
 
 METAWORLD_TASKS = {"reach": "reach-v3", "push": "push-v3", "pick-place": "pick-place-v3",
                    "drawer-open": "drawer-open-v3"}
@@ -119,6 +119,9 @@ class MetaWorldTask:
 
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+
+    def render_width(self, width: int) -> None:
+        widen_renderer(self.env, width)
 
     def render(self) -> np.ndarray:
         """The corner camera, offscreen, turned upright (Meta-World's cameras are mounted upside down)."""

@@ -66,6 +66,9 @@ class PointTask:
     def expert_action(self) -> np.ndarray:
         return self.clip(4.0 * (self.goal - self.pos) - 1.5 * self.vel)
 
+    def render_width(self, width: int) -> None:
+        pass  # drawn at FRAME_SHAPE: a video enlarges it
+
     def render(self) -> np.ndarray:
         """A top view: goal in green, point in white."""
         frame = np.full(FRAME_SHAPE, 30, np.uint8)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dagger.core import FRAME_SHAPE, StepResult
-from dagger.gl import close_at_exit, offscreen_frame
+from dagger.gl import close_at_exit, offscreen_frame, widen_renderer
 
 TOP_VIEW = {"distance": 0.55, "elevation": -90.0, "azimuth": 90.0, "lookat": np.zeros(3)}
 """Reacher's camera: straight down on the arm and target (gymnasium's default shows the arena small, from afar)"""
@@ -76,6 +76,9 @@ class ReacherTask:
 
     def clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+
+    def render_width(self, width: int) -> None:
+        widen_renderer(self.env, width)
 
     def render(self) -> np.ndarray:
         """The default camera, offscreen (a few ms a frame with Mesa on the CPU)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dagger.app.video import Caption, captioned, enlarged, render_wide, video_file
+from dagger.app.video import WIDTH, Caption, captioned, enlarged, video_file
 from dagger.checkpoint import policy_from, read_checkpoint
 from dagger.evaluation import Outcome, run_episode, summarize_episodes
 from dagger.events import first_line
@@ -56,7 +56,7 @@ def write_video(path: str, task_cfg: TaskConfig, seeds: list[int], out: Path, fp
     failures: tuple[type[Exception], ...] = (OSError, RuntimeError, ValueError, *mp4.errors())  # RuntimeError: no GL
     try:
         task = make_task(task_cfg)
-        render_wide(task)
+        task.render_width(WIDTH)  # a MuJoCo camera draws it wide; smaller frames are enlarged
         policy = policy_from(read_checkpoint(path), task)
         size = [0, 0]
         with video_file(out, fps) as video:

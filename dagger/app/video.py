@@ -19,7 +19,6 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from dagger.core import Task
 from dagger.formats import mp4
 
 SUFFIXES = (".mp4", ".gif")
@@ -66,27 +65,6 @@ def check_video_path(path: Path) -> None:
         raise ValueError(f"{path}: a video is written as .mp4 or .gif, not {path.suffix or 'a file without suffix'}")
     if path.suffix.lower() == ".mp4" and not mp4.available():
         raise ValueError(f"{path}: writing MP4 needs PyAV (pip install 'dagger-fleet[video]'), or use .gif")
-
-
-def render_wide(task: Task, width: int = WIDTH) -> None:
-    """Makes a MuJoCo task render its frames `width` wide (same aspect) instead of enlarging small ones afterwards.
-
-    Must come before the task's first frame: gymnasium's MuJoCo renderer takes its size when it draws the first one.
-    A task without that renderer (the numpy point tasks) is left as it is.
-    """
-    from dagger.metaworld_tasks import MetaWorldTask
-    from dagger.reacher_tasks import ReacherTask
-
-    if not isinstance(task, ReacherTask | MetaWorldTask):
-        return
-    env: Any = task.env.unwrapped
-    renderer = env.mujoco_renderer
-    if renderer.viewer is not None or renderer.width is None or renderer.width >= width:
-        return
-    height = round(renderer.height * width / renderer.width / 2) * 2
-    limits = env.model.vis.global_  # the offscreen buffer must hold the frame
-    limits.offwidth, limits.offheight = max(limits.offwidth, width), max(limits.offheight, height)
-    renderer.width, renderer.height = width, height
 
 
 def enlarged(frame: np.ndarray, width: int = WIDTH) -> np.ndarray:
