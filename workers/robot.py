@@ -139,7 +139,7 @@ class RobotWorker:
                   "version": self.policy.version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                   "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
                   "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
-                  "camera_ms": io.get("camera_ms", 0.0), "held": self.held(),
+                  "camera_ms": io.get("camera_ms", 0.0), **self.held(),
                   "allowed": -1 if self.allowed is None else self.allowed, "allow_seq": self.allow_seq,
                   "rate": 1 / (self.robot.dt / self.cfg.robot.speed)}
         return {"events": events, "states": states, "status": status, "frame": frame}
@@ -148,11 +148,12 @@ class RobotWorker:
         """Its share of the run's step budget is used up: it holds until it is allowed more."""
         return self.allowed is not None and self.total_steps >= self.allowed
 
-    def held(self) -> str:
-        """Why the robot holds though nobody asked it to (its policy or the robot itself is late), or ""."""
-        if self.state is State.WAITING or self.spent():  # it holds for an operator or for budget, not for lateness
-            return ""
-        return next((f"{what} late: {why}" for what, why in self.late_why.items() if why), "")
+    def held(self) -> dict[str, str]:
+        """What holds the robot though nobody asked it to ("held": "policy" or "robot", whichever is late; "": nothing)
+        and why ("held_why": the error)."""
+        late = "" if self.state is State.WAITING or self.spent() else next(  # an operator's or the budget's hold
+            (what for what, why in self.late_why.items() if why), "")
+        return {"held": late, "held_why": self.late_why[late] if late else ""}
 
     # ---- the control loop ----
     def start(self) -> None:

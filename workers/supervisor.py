@@ -131,8 +131,9 @@ class Supervisor:
             else:
                 self.held_since.pop(robot, None)
         if len(self.held_since) == len(self.robots) and now - max(self.held_since.values()) >= MAX_HELD_S:
-            why = self.status["robots"][min(self.held_since)]["held"]
-            self.failed = self.failed or f"every robot has held for {MAX_HELD_S:g} s: {why}"
+            held = self.status["robots"][min(self.held_since)]
+            self.failed = self.failed or f"every robot has held for {MAX_HELD_S:g} s: {held['held']} late: " \
+                                         f"{held['held_why']}"
 
     def clock_offset(self, robot: int) -> float:
         """Robot `robot`'s clock minus ours, from the quickest of three round trips (as NTP does); logged."""

@@ -44,7 +44,7 @@ def state_label(robot: dict, waited_s: float | None, assigned: int | None) -> st
     control', or the state."""
     state = robot["state"]
     if robot.get("held"):  # its policy server or robot agent does not answer: it holds, whatever its state
-        return "held: " + robot["held"].split(":")[0]
+        return f"held: {robot['held']} late"
     if state == "operator":
         return with_operator(robot, robot["operator"])
     if state == "waiting" and waited_s is not None:
@@ -163,8 +163,8 @@ class Dashboard:
             held = r.get("held", "")
             label = Text(state_label(r, waited.get(rid), assigned.get(rid)),
                          style="bold red" if held else STATE_STYLE[r["state"]])
-            asked = held.rpartition(": ")[2] or (self.stats.asked.get(rid, "") if r["state"] in ("waiting", "operator")
-                                                else "")
+            cause = r.get("held_why", "").rpartition(": ")[2]  # the error's last part (its address is long)
+            asked = cause or (self.stats.asked.get(rid, "") if r["state"] in ("waiting", "operator") else "")
             table.add_row(str(rid), label, asked, f"{r['uncertainty']:.4f}",
                           *([f"{r.get('risk', 0.0):.2f}"] if risk else []), f"v{r['version']}",
                           f"{r['successes']}/{r['episode']}")
@@ -214,7 +214,7 @@ class Dashboard:
         s = self.stats
         states = " ".join(f"{rid}:{'held' if r.get('held') else r['state'][:4]}"
                           for rid, r in sorted(status["robots"].items()))
-        held = next((r["held"] for r in status["robots"].values() if r.get("held")), "")
+        held = next((f"{r['held']} late: {r['held_why']}" for r in status["robots"].values() if r.get("held")), "")
         return (f"[{self.clock() - self.started:5.0f}s] {self._budget(status)} | ir {s.intervention_rate():.2f} "
                 f"takeovers {s.takeovers} human {s.human_steps} | learner {s.updates} ({s.updates_per_s:.0f}/s) "
                 f"loss {s.loss:.4f} v{s.version} | robots {states}" + (f" | held: {held}" if held else ""))
