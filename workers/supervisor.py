@@ -215,8 +215,8 @@ class Supervisor:
         self.budget.replaced(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
         self.offsets[robot] = self.clock_offset(robot)
-        _, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for
-        self.robots[robot].call("set_weights", weights)
+        version, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for
+        self.robots[robot].call("set_weights", self.for_robots(version, weights))
         self.robots[robot].call("set_thresholds", self.sent_thresholds)
 
     def unavailable(self, name: str, error: Exception) -> None:
@@ -233,16 +233,21 @@ class Supervisor:
         version = self.status["learner"].get("version", 0)
         if version > self.sent_version:
             try:
-                _, weights = self.learner.call("latest").result()
+                latest, weights = self.learner.call("latest").result()
             except Exception as err:  # noqa: BLE001 - the learner went away between poll and fetch
                 self.unavailable("learner", err)
                 return
             if self.served is not None:  # before the robots leave their start: the server acts for them
                 self.serve_weights(version, weights)
             for r in self.robots:
-                r.call("set_weights", weights)
+                r.call("set_weights", self.for_robots(latest, weights))
             self.sent_version = version
             self.maybe_evaluate(version, weights)
+
+    def for_robots(self, version: int, weights: Any) -> Any:
+        """What robots are sent of a version: its weights, or where a policy server acts for them only the version
+        (it lets them leave their start; they load nothing, so none of them need fetch the weights)."""
+        return {"version": version} if self.served is not None else weights
 
     def serve_weights(self, version: int, weights: Any) -> None:
         """Gives the policy server the weights. A server that refuses them (`dagger serve` without --accept-weights)
