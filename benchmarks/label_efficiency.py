@@ -91,17 +91,17 @@ def run_cell(cell: Cell, args: argparse.Namespace, variants: dict[str, list[str]
 
     began, base = time.perf_counter(), [f"task.name={cell.task}", f"seed={cell.seed}"]
     record: dict[str, Any] = {"task": cell.task, "method": cell.method, "seed": cell.seed}
-    cfg = load_config(None, base)
     if cell.method.startswith("dagger:"):
         overrides, steps = variants[cell.method.split(":", 1)[1]], args.steps[cell.task]
-        cfg = load_config(None, [*base, f"steps={steps}", *overrides, *PER_VERSION])
         record.update(overrides=overrides, steps=steps)
+        cfg = load_config(None, [*base, f"steps={steps}", *overrides, *PER_VERSION])
         points = run_dagger(cfg, work, args.episodes, args.points, progress)
-    elif cell.method == "bc":
+    elif cell.method == "bc":  # the baselines train `dagger start`'s learner and policy for the task
         record["updates_rule"] = args.updates or "max(2000, learner.pretrain_updates + 4 per label)"
+        cfg = load_config(None, base)
         points = run_bc(cfg, make_task(cfg.task), work, args.ladder, args.episodes, args.updates, progress)
     else:
-        classic = ClassicConfig(args.round_episodes, args.rampdown, args.max_labels)
+        cfg, classic = load_config(None, base), ClassicConfig(args.round_episodes, args.rampdown, args.max_labels)
         record.update(round_episodes=classic.round_episodes, rampdown=classic.rampdown,
                       max_labels=classic.max_labels)
         points = run_classic(cfg, make_task(cfg.task), work, classic, args.episodes, progress)

@@ -113,7 +113,7 @@ def run_bc(cfg: RunConfig, task: Task, directory: Path, ladder: Sequence[int], e
     scratch on them alone, scored; stops once success >= 0.98."""
     points = []
     for n in ladder:
-        demos = collect_demos(dataclasses.replace(cfg, demos=n, demo_file=""), task)
+        demos = collect_demos(dataclasses.replace(cfg, demos=n), task)
         learner, buffer = new_learner(cfg, task, directory / f"demos-{n}")
         buffer.add(demos)
         labels = sum(map(len, demos))
@@ -188,7 +188,7 @@ def run_classic(cfg: RunConfig, task: Task, directory: Path, classic: ClassicCon
     learner, buffer = new_learner(cfg, task, directory)
     rng, labels, round_ = np.random.default_rng(cfg.seed), 0, 0
     points: list[dict[str, Any]] = []
-    while labels < classic.max_labels and not (len(points) >= 2 and min(p["success"] for p in points[-2:]) >= 0.98):
+    while labels < classic.max_labels and not (len(points) >= 2 and all(p["success"] >= 0.98 for p in points[-2:])):
         beta, policy = linear_beta(round_, classic.rampdown), published_policy(learner, task)
         first = round_ * classic.round_episodes
         rollouts = [beta_rollout(task, policy, beta, episode_seed(cfg.seed, 0, n), rng, seq=n)
