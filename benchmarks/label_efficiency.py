@@ -237,7 +237,8 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(STEPS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default="dagger,bc,classic", help="dagger runs every variant")
-    parser.add_argument("--variants", default="", help="name:key=value,key=value;name2:... beside `default`")
+    parser.add_argument("--variants", default="",
+                        help="name:key=value,key=value;name2:... beside `default` (values without commas)")
     parser.add_argument("--steps", default="", help="the dagger loop's fleet steps, task=N,... (else STEPS)")
     parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per score")
     parser.add_argument("--points", type=int, default=8, help="dagger checkpoints scored per run (the last always)")
