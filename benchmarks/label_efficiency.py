@@ -158,6 +158,7 @@ def plot(path: Path, curves: dict[str, dict[str, list[list[dict]]]]) -> None:
         for level in LEVELS:
             ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
         ax.set(xscale="log", title=task, xlabel="labels (operator + demonstration steps)", ylim=(-0.02, 1.02))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels of a short log axis overlap
         ax.grid(alpha=0.3)
     axes[0][0].set(ylabel="policy-alone success (held-out)")
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
