@@ -26,12 +26,39 @@ class EnsembleMLP(nn.Module):
         """x: [K, B, in] (each member its own batch) or [B, in] (shared) -> [K, B, out]."""
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(len(self.weights[0]), -1, -1)
-        last = len(self.weights) - 1
+        return self.layer_outputs(x)[-1]
+
+    def layer_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [K, B, in] and each layer's output after it (relu'd, but the last)."""
+        outputs, last = [x], len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu(x)
-        return x
+            y = torch.baddbmm(b, outputs[-1], w)
+            outputs.append(torch.relu(y) if i < last else y)
+        return outputs
+
+    def mse_grads(self, x: torch.Tensor, target: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The squared error averaged over output dims, then over [K, B] (or weighted by `weight` [K, B], over a
+        total of at least 1), and its gradients for parameters(), in closed form: a bmm per product, no autograd
+        graph. x: [K, B, in], target: [K, B, out]."""
+        with torch.no_grad():
+            seen = self.layer_outputs(x)  # seen[i]: layer i's input
+            err = seen.pop() - target
+            squared = (err * err).mean(-1)
+            if weight is None:
+                loss, grad = squared.mean(), err.mul_(2.0 / err.numel())
+            else:
+                total = weight.sum().clamp(min=1.0)
+                loss = (squared * weight).sum() / total
+                grad = err.mul_(weight[..., None] * (2.0 / err.shape[-1] / total))
+            grad_w, grad_b = [], []
+            for i in reversed(range(len(self.weights))):
+                grad_w.append(torch.bmm(seen[i].transpose(1, 2), grad))
+                grad_b.append(grad.sum(1, keepdim=True))
+                if i:  # back through relu with relu's own backward kernel (a bool mask costs ~10x as much on CPU)
+                    grad = torch.ops.aten.threshold_backward(torch.bmm(grad, self.weights[i].transpose(1, 2)),
+                                                             seen[i], 0)
+        return loss, grad_w[::-1] + grad_b[::-1]
 
 
 class ImageEncoder(nn.Module):

@@ -5,6 +5,7 @@ A family subclasses BasePolicy and supplies its networks and its math:
 
     nets()                     -> {"policy": module, ...}     (the weights, besides the encoder and the signals)
     bc_loss(batch, weight)     -> a scalar loss on a normalised batch (see `update`)
+    bc_step(batch, weight)     -> (optional) one optimiser step on it without autograd (see apply_grads)
     propose(obs, image)        -> Proposal: this step's action, sampled actions, uncertainty (normalised units)
     greedy(obs, image)         -> [B, act_dim] normalised actions, no gradient (critic targets, labels)
     reset()                    -> forget the episode (queued chunks, observation history)
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
 from dagger.core import PolicyOutput
 from dagger.critics import DiscrepancyClassifier, GoalCritic
@@ -93,6 +95,28 @@ class BasePolicy:
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.trainable(), lr=self.config.lr)
+
+    def bc_step(self, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
+        """One optimiser step on bc_loss by autograd; returns the loss."""
+        loss = self.bc_loss(batch, weight)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def apply_grads(self, grads: list[torch.Tensor]) -> None:
+        """What optimizer.step() does with these gradients (one per trainable() parameter) for make_optimizer's
+        Adam, in torch's fused kernel on the optimiser's own state, without the step's per-call Python work."""
+        group = self.optimizer.param_groups[0]
+        state = [self.optimizer.state[p] for p in group["params"]]
+        for p, s in zip(group["params"], state, strict=True):
+            if not s:  # as Adam's first step starts it
+                s.update(step=torch.zeros((), dtype=torch.float32), exp_avg=torch.zeros_like(p),
+                         exp_avg_sq=torch.zeros_like(p))
+        beta1, beta2 = group["betas"]
+        adam(group["params"], grads, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state], [],
+             [s["step"] for s in state], fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+             weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
 
     # -- shared ------------------------------------------------------------------------------------------------
     def trainable(self) -> list[nn.Parameter]:
@@ -177,11 +201,7 @@ class BasePolicy:
         for key in ("pad", "image"):
             if key in batch:
                 normed[key] = torch.as_tensor(batch[key])
-        loss = self.bc_loss(normed, None if held is None else (~held).float())
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        losses = {"bc": loss.item()}
+        losses = {"bc": self.bc_step(normed, None if held is None else (~held).float()).item()}
         for name in ("critic", "hazard"):
             if transitions is not None and name in needs:
                 losses[name] = self.update_critic(transitions) if name == "critic" else self.update_hazard(transitions)

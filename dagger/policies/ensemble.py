@@ -43,3 +43,12 @@ class EnsemblePolicy(BasePolicy):
         x = self.features(batch["obs"], batch.get("image"), augment=True)
         err = ((self.net(x) - batch["action"]) ** 2).mean(-1)
         return err.mean() if weight is None else (err * weight).sum() / weight.sum().clamp(min=1.0)
+
+    def bc_step(self, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
+        """bc_loss's step with closed-form gradients (EnsembleMLP.mse_grads) and fused Adam; by autograd through
+        the image encoder on an image task."""
+        if self.encoder is not None:
+            return super().bc_step(batch, weight)
+        loss, grads = self.net.mse_grads(batch["obs"], batch["action"], weight)
+        self.apply_grads(grads)
+        return loss
