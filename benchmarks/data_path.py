@@ -8,8 +8,9 @@ On the same steps, Meta-World-reach-sized (obs 39, act 4, random float32), in se
 2. batches of 256 per second: dagger's `ReplayBuffer.sample` (what the learner's buffer calls) vs TorchRL's
    `ReplayBuffer.sample(256)` on `LazyTensorStorage`;
 3. learner updates per second at batch 128 on the default mlp-ensemble: `Learner.train` (fetch from the buffer,
-   normalise, `policy.update`) and `policy.update` alone vs a plain torch loop training the same ensemble nets
-   (Adam, MSE) on batches drawn from tensors; goal >= 0.9x.
+   normalise, `policy.update`: closed-form gradients and fused Adam) and `policy.update` alone vs a plain eager
+   torch loop training the same ensemble nets (autograd, Adam, MSE) on batches drawn from tensors; goals:
+   Learner.train >= 1.5x, policy.update >= 0.9x.
 
 The TensorDicts are built before TorchRL's clock starts (its best case); dagger's clock includes encoding. Each
 pair is measured in interleaved rounds and each side's best is shown, so a busy machine slows both alike.
@@ -245,26 +246,26 @@ def main() -> None:
         return best.get(name)
 
     rows = [("append, fsync per segment (steps/s)", "SegmentLog durable=True", got("durable"),
-             "extend, LazyTensorStorage", got("lazy"), ""),
+             "extend, LazyTensorStorage", got("lazy"), None),
             ("append, fsync per segment (steps/s)", "SegmentLog durable=True", got("durable"),
-             "extend, CompressedListStorage", got("compressed"), ""),
+             "extend, CompressedListStorage", got("compressed"), None),
             ("append, no fsync (steps/s)", "SegmentLog durable=False", got("buffered"),
-             "extend, LazyTensorStorage", got("lazy"), ""),
+             "extend, LazyTensorStorage", got("lazy"), None),
             ("append, no fsync (steps/s)", "SegmentLog durable=False", got("buffered"),
-             "extend, CompressedListStorage", got("compressed"), ""),
+             "extend, CompressedListStorage", got("compressed"), None),
             (f"sample {BATCH} (batches/s)", "ReplayBuffer.sample", got("ours_sample"),
-             "sample, LazyTensorStorage", got("theirs_sample"), ""),
-            ("updates at batch 128 (updates/s)", "Learner.train", got("train"), "plain torch loop", got("plain"),
-             ">= 0.9x"),
-            ("updates at batch 128 (updates/s)", "policy.update", got("update"), "plain torch loop", got("plain"),
-             ">= 0.9x")]
+             "sample, LazyTensorStorage", got("theirs_sample"), None),
+            ("updates at batch 128 (updates/s)", "Learner.train", got("train"), "plain torch loop", got("plain"), 1.5),
+            ("updates at batch 128 (updates/s)", "policy.update", got("update"), "plain torch loop", got("plain"), 0.9)]
 
     print("| measure | dagger | dagger | peer | peer | dagger / peer | goal |")
     print("| --- | --- | ---: | --- | ---: | ---: | --- |")
     for measure, ours_name, ours, peer_name, theirs, goal in rows:
-        met = "" if not goal or ours is None or theirs is None else (" (met)" if ours / theirs >= 0.9 else " (short)")
+        aim = "" if goal is None else f">= {goal:g}x"
+        if goal is not None and ours is not None and theirs is not None:
+            aim += " (met)" if ours / theirs >= goal else " (short)"
         print(f"| {measure} | {ours_name} | {num(ours)} | {peer_name} | {num(theirs)} | {ratio(ours, theirs)} | "
-              f"{goal}{met} |", flush=True)
+              f"{aim} |", flush=True)
 
 
 if __name__ == "__main__":
