@@ -41,9 +41,9 @@ class ReplayBuffer:
     """
 
     def __init__(self, directory: str | os.PathLike[str], sampler: Sampler | None = None, seed: int = 0,
-                 labels_only: bool = True, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+                 labels_only: bool = True, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, label_window: int = 1) -> None:
         self.sampler: Sampler = sampler if sampler is not None else UniformSampler()
-        self.storage = ReplayStorage(labels_only=labels_only)
+        self.storage = ReplayStorage(labels_only=labels_only, label_window=label_window)
         self.duplicates = 0
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()

@@ -71,11 +71,25 @@ class Moments:
         return self.mean.astype(np.float32), std.astype(np.float32)
 
 
+def centred_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Each row replaced by the mean of the `window` rows centred on it (fewer at the ends); window 1: x itself."""
+    if window == 1 or len(x) < 2:
+        return x
+    half = window // 2
+    sums = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0, dtype=np.float64)])
+    t = np.arange(len(x))
+    lo, hi = np.maximum(t - half, 0), np.minimum(t + half + 1, len(x))
+    return ((sums[hi] - sums[lo]) / (hi - lo).reshape(-1, *[1] * (x.ndim - 1))).astype(x.dtype)
+
+
 class ReplayStorage:
     """Steps in flat growable arrays: obs, action, human flag, and the stored segment of each step."""
 
-    def __init__(self, labels_only: bool = True) -> None:
+    def __init__(self, labels_only: bool = True, label_window: int = 1) -> None:
+        if label_window < 1 or label_window % 2 == 0:
+            raise ValueError(f"label_window must be an odd number of steps, at least 1; got {label_window}")
         self.labels_only = labels_only
+        self.label_window = label_window
         self.obs_dim: int | None = None
         self.act_dim: int | None = None
         self.segment_keys: list[str] = []  # stored segment index -> key
@@ -143,7 +157,8 @@ class ReplayStorage:
             return indices
         assert self._obs and self._action and self._obs_moments and self._act_moments
         self._obs.extend(seg.obs)
-        self._action.extend(seg.action)
+        action = centred_mean(seg.action, self.label_window) if seg.human else seg.action
+        self._action.extend(action)
         if self._image is not None:
             self._image.extend(seg.image)
         self._human.extend(np.full(n, seg.human))
@@ -153,7 +168,7 @@ class ReplayStorage:
             self._intervention_idx.extend(indices)
         if seg.human:
             self._obs_moments.update(seg.obs)
-            self._act_moments.update(seg.action)
+            self._act_moments.update(action)
         return indices
 
     def __len__(self) -> int:

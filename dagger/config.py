@@ -79,6 +79,9 @@ class LearnerConfig:
     """behavior-cloning updates on the demonstrations before the robots start"""
     human_fraction: float = 0.0
     """share of each batch drawn from intervention steps (0: uniform over labels; IWR uses 0.5)"""
+    label_window: int = 5
+    """a person's labels (operator steps, demonstrations) train as the mean of this many neighbouring steps of their
+    segment, centred (an odd number; 1: as given): a hand's jitter averages out, the log keeps what was sent"""
     max_updates_per_s: float = 1000.0
     """cap on the training rate so the learner leaves CPU to the robots (0: no cap)"""
     checkpoint_every: int = 20
@@ -337,6 +340,8 @@ def validate(cfg: RunConfig) -> None:
         (2 <= cfg.policy.members <= 64, "policy.members", "must be in [2, 64] (the spread needs an ensemble)"),
         (1 <= cfg.learner.batch_size <= 65536, "learner.batch_size", "must be in [1, 65536]"),
         (0 <= cfg.learner.human_fraction <= 1, "learner.human_fraction", "must be in [0, 1]"),
+        (cfg.learner.label_window >= 1 and cfg.learner.label_window % 2 == 1, "learner.label_window",
+         "must be an odd number of steps, at least 1"),
         (cfg.learner.checkpoint_every >= 0, "learner.checkpoint_every", "must not be negative"),
         (cfg.learner.checkpoint_keep >= 1, "learner.checkpoint_keep", "must be at least 1"),
         (cfg.eval.every_versions >= 0, "eval.every_versions", "must not be negative"),

@@ -43,6 +43,7 @@ def test_yaml_then_overrides(tmp_path):
     ("gate.name=ensembel", "did you mean 'ensemble'"),
     ("task=pointt", "did you mean 'point'"),
     ("gate.alpha=1.5", "'gate.alpha' must be in (0, 1)"),
+    ("learner.label_window=4", "'learner.label_window' must be an odd number of steps"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=None) as info:

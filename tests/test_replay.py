@@ -18,6 +18,7 @@ from buffers.replay import (
 )
 from buffers.schema import Segment
 from buffers.segment_log import file_name
+from buffers.storage import centred_mean
 
 
 def make_segment(robot: int, seq: int, n: int, controller: str = "operator:0", obs_dim: int = 3,
@@ -259,3 +260,31 @@ def test_action_chunks_and_observation_histories_stay_within_their_segment() -> 
     assert batch["pad"].tolist() == [[False, False, True], [False, True, True], [False, False, False]]
     single = storage.get(np.array([1]))
     assert single["action"].shape == (1, 2) and single["obs"].shape == (1, 3) and "pad" not in single
+
+
+def test_centred_mean_by_hand() -> None:
+    x = np.array([[0.0], [3.0], [6.0], [9.0], [12.0]], np.float32)
+    assert centred_mean(x, 1) is x
+    assert np.allclose(centred_mean(x, 3)[:, 0], [1.5, 3.0, 6.0, 9.0, 10.5])  # the ends average the rows they have
+    assert np.allclose(centred_mean(x, 5)[:, 0], [3.0, 4.5, 6.0, 7.5, 9.0])
+    assert centred_mean(x, 3).dtype == np.float32
+
+
+def test_a_persons_labels_train_smoothed_while_the_log_keeps_what_was_sent(tmp_path: Path) -> None:
+    human, robot = make_segment(0, 0, 6), make_segment(0, 1, 6, controller="policy")
+    with ReplayBuffer(tmp_path, labels_only=False, label_window=3) as buf:
+        buf.add([human, robot])
+        stored = buf.storage.get(np.arange(12))["action"]
+        _, _, act_mean, _ = buf.normalizer()
+    assert np.allclose(stored[:6], centred_mean(human.action, 3))  # the person's steps: their centred mean
+    assert not np.allclose(stored[:6], human.action)
+    assert np.allclose(stored[6:], robot.action)  # the policy's own steps as they were
+    assert np.allclose(act_mean, centred_mean(human.action, 3).mean(0), atol=1e-6)  # normalised as trained
+    with ReplayBuffer(tmp_path, label_window=1) as again:  # the log holds the raw actions
+        assert np.allclose(again.storage.get(np.arange(6))["action"], human.action)
+
+
+@pytest.mark.parametrize("window", [0, 2, -1])
+def test_label_window_must_be_odd_and_positive(window: int) -> None:
+    with pytest.raises(ValueError, match="label_window"):
+        ReplayStorage(label_window=window)

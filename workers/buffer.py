@@ -17,9 +17,10 @@ from buffers.schema import Segment
 
 
 class BufferWorker:
-    def __init__(self, directory: str | Path, human_fraction: float = 0.0, seed: int = 0, clock: Any = time.time):
+    def __init__(self, directory: str | Path, human_fraction: float = 0.0, seed: int = 0, clock: Any = time.time,
+                 label_window: int = 1):
         sampler = HumanWeightedSampler(human_fraction) if human_fraction > 0 else UniformSampler()
-        self.replay = ReplayBuffer(Path(directory), sampler=sampler, seed=seed)
+        self.replay = ReplayBuffer(Path(directory), sampler=sampler, seed=seed, label_window=label_window)
         self.clock = clock
         self.lock = threading.Lock()
         self.events: list[dict] = [{"ev": "log_problem", "t": clock(), "file": str(p.file), "offset": p.offset,

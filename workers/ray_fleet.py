@@ -244,7 +244,7 @@ class RayFleet:
         check_labels(cfg)
         buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
         buffer = _restartable(RayBuffer).options(name=buffer_name, **on_node(cfg.learner.node_label)).remote(
-            str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed)
+            str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed, time.time, cfg.learner.label_window)
         self.buffer: Endpoint = RayEndpoint(buffer)
         self.learner_handle = _restartable(RayLearner).options(**on_node(cfg.learner.node_label)).remote(
             cfg, obs_dim, act_dim, buffer_name, run_dir / "checkpoints")
