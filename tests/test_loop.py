@@ -149,3 +149,23 @@ def test_auto_gate_threshold_is_set_from_the_fleet(tmp_path):
 def test_ensembledagger_gate_runs_in_the_loop_with_the_task_expert(tmp_path):
     summary = run_loop(point_config("gate.name=ensembledagger", "steps=600", "gate.tau=0.02"), tmp_path)
     assert summary["robot_gated_takeovers"] > 0 and summary["human_steps"] > 0
+
+
+@pytest.mark.parametrize("rate, updates, versions", [(0.5, 5, 2), (2.0, 20, 10), (0.0, 10, 5)])
+def test_in_process_learner_trains_at_its_rate_of_simulated_time(tmp_path, rate, updates, versions):
+    """learner.max_updates_per_s counts simulated seconds in-process, as the learner's thread counts real ones on
+    Ray; 0 (no cap) is one update a control period. Publishes come every publish_every updates, as on Ray."""
+    from dagger.tasks import make_task
+    from workers.launch import LocalFleet, collect_demos
+
+    task = make_task("point")
+    period = task.dt / point_config().robot.speed  # 1 ms: a control period at 50x real time
+    cfg = point_config(f"learner.max_updates_per_s={rate / period}", "learner.publish_every=2")
+    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
+    assert fleet.clock.period == period
+    fleet.buffer_worker.add(collect_demos(cfg, task))
+    for _ in range(10):
+        fleet.between()
+    assert fleet.learner_worker.updates == updates
+    assert fleet.learner_worker.policy.version == versions
+    fleet.stop()

@@ -79,7 +79,8 @@ class LocalFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
         self.clock = SimClock(period=0.0)  # one robot control period a tick, set below
-        self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed, self.clock)
+        self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed, self.clock,
+                                          cfg.learner.label_window)
         self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint = LocalEndpoint(self.learner_worker)
@@ -89,12 +90,13 @@ class LocalFleet:
         self.clock.period = self.robot_workers[0].period
         self.evaluator: Endpoint = LocalEndpoint(Evaluator(cfg, self.clock))
         self.ticks = 0
+        self.owed = 0.0  # learner updates due, carried between periods
 
     def start(self) -> None:
         pass
 
     def between(self) -> None:
-        """One control period of every robot and one learner update (a publish every few)."""
+        """One control period of every robot and the learner's updates in it (a publish every few)."""
         for robot in self.robot_workers:
             robot.tick()
         if not self.learner_worker.failure:  # a failure stops training, as a dead thread does on Ray
@@ -103,9 +105,16 @@ class LocalFleet:
         self.clock.ticks += 1
 
     def learn(self) -> None:
-        self.learner_worker.train(1)
-        if (self.ticks + 1) % self.cfg.learner.publish_every == 0:
-            self.learner_worker.publish()
+        """The updates the learner's clock allows in one period: learner.max_updates_per_s of simulated time, as
+        its thread runs on Ray when the cores keep up (0, no cap: one a period); a publish as often as on Ray."""
+        rate = self.cfg.learner.max_updates_per_s
+        self.owed += rate * self.clock.period if rate > 0 else 1.0
+        n, self.owed = int(self.owed), self.owed - int(self.owed)
+        learner = self.learner_worker
+        if n > 0:
+            learner.train(n)
+        if learner.updates - learner.updates_at_publish >= self.cfg.learner.publish_every:
+            learner.publish()
 
     def fetch(self, published: Any) -> dict:
         return published
@@ -144,7 +153,7 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
 def clone_from_demos(cfg: RunConfig, task: Task, directory: Path, updates: int) -> Learner:
     """Behaviour cloning in this process: cfg.demos scripted demonstrations into a replay buffer in `directory`, then
     `updates` learner updates and a published version (how benchmarks train a policy family)."""
-    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed)
+    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed, label_window=cfg.learner.label_window)
     buffer.add(collect_demos(cfg, task))
     learner = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer))
     learner.train(updates)
