@@ -5,7 +5,9 @@ loop and two baselines trained by the same learner (policy family, config, batch
                     checkpoint per version, about --points of them scored;
 - bc                scripted demonstrations only, n episodes for n in --ladder, each trained from scratch;
 - classic           classic DAgger as `imitation` runs it: rounds of beta-mixture rollouts (beta 1 - i/rampdown),
-                    every visited state labelled with the expert's noiseless action, aggregated, trained on warm.
+                    every visited state labelled by the same simulated person as the loop's operator (the expert
+                    with `operator.noise`), aggregated, trained on warm;
+- classic-exact     the same, labelled with the expert's noiseless action (a labeller no person is).
 
 Every score is the policy alone on --episodes held-out episodes (the same seeds for every method). One JSON per cell
 (task x method x seed) in --out/cells, so a run resumes; --report-only rebuilds points.csv, label_efficiency.png and
@@ -36,6 +38,7 @@ STEPS = {"reacher": 12000, "reach": 12000, "push": 30000, "pick-place": 30000, "
 """the dagger loop's fleet steps per task"""
 PER_VERSION = ["learner.checkpoint_every=1", "learner.checkpoint_keep=1000000"]
 """what the dagger runs add to measure: a checkpoint of every published version"""
+METHODS = ("dagger", "bc", "classic", "classic-exact")
 LEVELS = (0.8, 0.95)
 GOAL = 5.0
 """issue 25: classic DAgger needs at least this many times dagger's labels to reach 0.95"""
@@ -45,12 +48,18 @@ GOAL = 5.0
 class Cell:
     task: str
     method: str
-    """dagger:<variant>, bc or classic"""
+    """dagger:<variant>, bc, classic or classic-exact"""
     seed: int
 
     @property
     def name(self) -> str:
         return f"{self.task}_{self.method.replace(':', '-')}_s{self.seed}"
+
+
+def cost(cell: Cell) -> tuple[bool, int]:
+    """Which cells to start first, so that the longest do not run alone at the end: classic DAgger's (a score every
+    round), then by the task's fleet steps."""
+    return cell.method.startswith("classic"), STEPS.get(cell.task, 0)
 
 
 def say(line: str) -> None:
@@ -101,9 +110,11 @@ def run_cell(cell: Cell, args: argparse.Namespace, variants: dict[str, list[str]
         cfg = load_config(None, base)
         points = run_bc(cfg, make_task(cfg.task), work, args.ladder, args.episodes, args.updates, progress)
     else:
-        cfg, classic = load_config(None, base), ClassicConfig(args.round_episodes, args.rampdown, args.max_labels)
+        cfg = load_config(None, base)
+        noise = cfg.operator.noise if cell.method == "classic" else 0.0
+        classic = ClassicConfig(args.round_episodes, args.rampdown, args.max_labels, noise=noise)
         record.update(round_episodes=classic.round_episodes, rampdown=classic.rampdown,
-                      max_labels=classic.max_labels)
+                      max_labels=classic.max_labels, label_noise=noise)
         points = run_classic(cfg, make_task(cfg.task), work, classic, args.episodes, progress)
     record.update(episodes=args.episodes, points=points, wall_s=round(time.perf_counter() - began, 1))
     path = args.out / "cells" / f"{cell.name}.json"
@@ -120,7 +131,7 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
 
 def curves_by(cells: list[dict[str, Any]]) -> dict[str, dict[str, list[list[dict]]]]:
     """task -> method -> one curve (points in label order) per seed, methods in table order."""
-    order = {"dagger:default": 0, "bc": 2, "classic": 3}
+    order = {"dagger:default": 0, "bc": 2, "classic": 3, "classic-exact": 4}
     out: dict[str, dict[str, list[list[dict]]]] = {}
     for c in sorted(cells, key=lambda c: (c["task"], order.get(c["method"], 1), c["method"], c["seed"])):
         out.setdefault(c["task"], {}).setdefault(c["method"], []).append(sorted(c["points"], key=lambda p: p["labels"]))
@@ -208,16 +219,18 @@ def best_variant(methods: dict[str, list[list[dict]]]) -> str:
 
 def table(curves: dict[str, dict[str, list[list[dict]]]]) -> list[str]:
     lines = ["| task | method | seeds | labels to 0.8 | labels to 0.95 | final success "
-             "| classic / dagger labels at 0.95 |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "| classic / dagger labels at 0.95 | classic-exact / dagger |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for task, methods in curves.items():
         best = best_variant(methods) if any(m.startswith("dagger:") for m in methods) else None
         for method, seeds in methods.items():
             final = [c[-1]["success"] for c in seeds]
             final_text = f"{np.median(final):.2f}" + (f" ({min(final):.2f}–{max(final):.2f})" if len(seeds) > 1 else "")
             shown = method + (" (best)" if method == best and method != "dagger:default" else "")
-            ratio = ratio_text(methods.get("classic"), seeds) if method in ("dagger:default", best) else ""
+            ratios = [ratio_text(methods.get(c), seeds) if method in ("dagger:default", best) else ""
+                      for c in ("classic", "classic-exact")]
             lines.append(f"| {task} | {shown} | {len(seeds)} | {needed_text(seeds, LEVELS[0])} | "
-                         f"{needed_text(seeds, LEVELS[1])} | {final_text} | {ratio} |")
+                         f"{needed_text(seeds, LEVELS[1])} | {final_text} | {' | '.join(ratios)} |")
     return lines
 
 
@@ -239,7 +252,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="cells, points.csv and the plot (default: a temp dir)")
     parser.add_argument("--tasks", default=",".join(STEPS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--methods", default="dagger,bc,classic", help="dagger runs every variant")
+    parser.add_argument("--methods", default="dagger,bc,classic,classic-exact", help="dagger runs every variant")
     parser.add_argument("--variants", default="",
                         help="name:key=value,key=value;name2:... beside `default` (values without commas)")
     parser.add_argument("--steps", default="", help="the dagger loop's fleet steps, task=N,... (else STEPS)")
@@ -262,12 +275,12 @@ def main() -> None:
     args.ladder = [int(n) for n in args.ladder.split(",")]
     variants = parse_variants(args.variants)
     chosen = args.methods.split(",")
-    if unknown := set(chosen) - {"dagger", "bc", "classic"}:
-        raise SystemExit(f"label_efficiency: unknown methods {sorted(unknown)}; choose from dagger, bc, classic")
+    if unknown := set(chosen) - set(METHODS):
+        raise SystemExit(f"label_efficiency: unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     methods = ([f"dagger:{v}" for v in variants] if "dagger" in chosen else []) + [m for m in chosen if m != "dagger"]
     cells = [Cell(task, method, int(seed)) for task in args.tasks.split(",") for method in methods
              for seed in args.seeds.split(",")]
-    todo = [c for c in cells if not (args.out / "cells" / f"{c.name}.json").exists()]
+    todo = sorted((c for c in cells if not (args.out / "cells" / f"{c.name}.json").exists()), key=cost, reverse=True)
     say(f"label efficiency -> {args.out}: {len(cells)} cells, {len(cells) - len(todo)} done already")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for future in as_completed([pool.submit(run_cell, c, args, variants) for c in todo]):

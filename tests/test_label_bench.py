@@ -71,6 +71,21 @@ def test_classic_dagger_labels_every_visited_state_with_the_experts_noiseless_ac
     assert seg.human  # stored as labels by the replay buffer
 
 
+def test_classic_dagger_with_a_persons_noise_labels_the_expert_plus_that_noise(one_torch_thread) -> None:
+    task = make_task("point")
+    policy = make_policy(PolicyConfig(), task.obs_dim, task.act_dim)
+    rollout = beta_rollout(task, policy, 1.0, 11, np.random.default_rng(0), noise=0.1)
+    replay = make_task("point")
+    replay.reset(seed=11)
+    gaps = []
+    for action in rollout.executed:  # beta 1: the noisy label is what was executed
+        gaps.append(action - replay.clip(replay.expert_action()))
+        replay.step(action)
+    gaps = np.concatenate(gaps)
+    inside = np.abs(np.concatenate(rollout.executed)) < 0.999  # clipping at the action bounds shrinks the noise
+    assert abs(gaps[inside].mean()) < 0.03 and 0.07 < gaps[inside].std() < 0.13
+
+
 def test_classic_dagger_executes_the_experts_action_with_probability_beta(point_rollout) -> None:
     always = point_rollout(1.0, seed=3)
     assert always.by_expert.all() and np.array_equal(always.executed, always.segment.action)
@@ -113,7 +128,8 @@ def test_one_cell_of_each_method_on_the_point_task(tmp_path: Path) -> None:
                "--variants", "fewer:demos=1"]
     first = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
     cells = {c["method"]: c for c in map(json.loads, map(Path.read_text, (tmp_path / "cells").glob("*.json")))}
-    assert set(cells) == {"dagger:default", "dagger:fewer", "bc", "classic"}
+    assert set(cells) == {"dagger:default", "dagger:fewer", "bc", "classic", "classic-exact"}
+    assert cells["classic"]["label_noise"] == 0.1 and cells["classic-exact"]["label_noise"] == 0.0
     for method, cell in cells.items():
         labels = [p["labels"] for p in cell["points"]]
         assert labels == sorted(labels) and labels[0] > 0, method
@@ -131,8 +147,8 @@ def test_one_cell_of_each_method_on_the_point_task(tmp_path: Path) -> None:
         assert len(list(csv.DictReader(f))) == sum(len(c["points"]) for c in cells.values())
     assert (tmp_path / "label_efficiency.png").stat().st_size > 0
     rows = [line for line in first.stdout.splitlines() if line.startswith("| point |")]
-    assert [row.split(" | ")[1] for row in rows][:1] == ["dagger:default"] and len(rows) == 4
+    assert [row.split(" | ")[1] for row in rows][:1] == ["dagger:default"] and len(rows) == 5
     again = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)  # finished cells skipped
-    assert "4 done already" in again.stderr and again.stdout == first.stdout
+    assert "5 done already" in again.stderr and again.stdout == first.stdout
     report = subprocess.run([*command[:4], "--report-only"], capture_output=True, text=True, check=True, timeout=300)
     assert report.stdout == first.stdout

@@ -1,6 +1,7 @@
 """Label efficiency: policy-alone success against labels (operator plus demonstration steps) for the dagger loop and
 two baselines trained by the same learner: behaviour cloning on scripted demonstrations, and classic DAgger (Ross et
-al. 2011, as the `imitation` library runs it: beta-mixture rollouts, every visited state labelled by the expert).
+al. 2011, as the `imitation` library runs it: beta-mixture rollouts, every visited state labelled by the expert, with
+the loop's operator's noise or none).
 
     points = run_dagger(cfg, run_dir, episodes=100)                # the loop in-process, scored at its checkpoints
     points = run_bc(cfg, task, directory, [3, 6, 12], episodes=100)
@@ -56,7 +57,7 @@ def published_policy(learner: Learner, task: Task) -> BasePolicy:
 
 def new_learner(cfg: RunConfig, task: Task, directory: Path) -> tuple[Learner, BufferWorker]:
     """A learner from scratch on an empty replay buffer in `directory` (what `dagger start` trains with)."""
-    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed)
+    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed, label_window=cfg.learner.label_window)
     return Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer)), buffer
 
 
@@ -138,7 +139,7 @@ def linear_beta(round_: int, rampdown: int = 15) -> float:
 @dataclass
 class Rollout:
     segment: Segment
-    """every visited state; `action`: the expert's noiseless action there (the label), `policy_action`: the policy's"""
+    """every visited state; `action`: the expert's action there (the label), `policy_action`: the policy's"""
     by_expert: np.ndarray
     """per step: the expert's action was executed (else the policy's)"""
 
@@ -148,15 +149,17 @@ class Rollout:
 
 
 def beta_rollout(task: Task, policy: Policy, beta: float, seed: int, rng: np.random.Generator,
-                 seq: int = 0) -> Rollout:
+                 seq: int = 0, noise: float = 0.0) -> Rollout:
     """One episode executing, each step, the expert's action with probability beta and else the policy's; every
-    visited state is labelled with the expert's noiseless action."""
+    visited state is labelled with the expert's action, plus Gaussian noise of std `noise` (a person's hand: the
+    loop's simulated operator adds the same; 0: the noiseless expert `imitation` uses)."""
     obs, done = task.reset(seed=seed), False
     steps: list[dict[str, Any]] = []
     by_expert: list[bool] = []
     policy.reset()
     while not done:
-        label = task.clip(task.expert_action())
+        expert = task.expert_action()
+        label = task.clip(expert + rng.normal(0.0, noise, expert.shape) if noise > 0 else expert)
         image = camera_image(task)
         acted = policy.act(obs, image).action  # every step, as `imitation` does: a stateful policy sees them all
         by_expert.append(bool(rng.random() < beta))
@@ -179,6 +182,8 @@ class ClassicConfig:
     """stop once the aggregate holds this many labels"""
     min_updates: int = 500
     """updates per round: 4 per new label, at least this many"""
+    noise: float = 0.0
+    """std of the labeller's noise on each expert action (task units; 0: the noiseless scripted expert)"""
 
 
 def run_classic(cfg: RunConfig, task: Task, directory: Path, classic: ClassicConfig, episodes: int,
@@ -191,7 +196,7 @@ def run_classic(cfg: RunConfig, task: Task, directory: Path, classic: ClassicCon
     while labels < classic.max_labels and not (len(points) >= 2 and all(p["success"] >= 0.98 for p in points[-2:])):
         beta, policy = linear_beta(round_, classic.rampdown), published_policy(learner, task)
         first = round_ * classic.round_episodes
-        rollouts = [beta_rollout(task, policy, beta, episode_seed(cfg.seed, 0, n), rng, seq=n)
+        rollouts = [beta_rollout(task, policy, beta, episode_seed(cfg.seed, 0, n), rng, seq=n, noise=classic.noise)
                     for n in range(first, first + classic.round_episodes)]
         buffer.add([r.segment for r in rollouts])
         new = sum(len(r.segment) for r in rollouts)
