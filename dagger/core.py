@@ -77,6 +77,8 @@ class Task(TaskSpec, Protocol):
         res = task.step(task.expert_action())
     """
 
+    horizon: int  # steps after which an episode ends (its time limit)
+
     def reset(self, seed: int | None = None) -> np.ndarray: ...
 
     def step(self, action: np.ndarray) -> StepResult: ...
@@ -109,6 +111,8 @@ class Gate(Protocol):
     needs_expert: bool  # the gate compares the policy with an expert's action (scripted experts only)
 
     def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool: ...
+
+    def overtime(self, step: int, horizon: int) -> bool: ...  # ask because the episode's time runs out
 
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool: ...
 

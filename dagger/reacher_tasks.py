@@ -28,6 +28,7 @@ class ReacherTask:
     instruction = "touch the target with the fingertip"
     image_shape: tuple[int, int, int] | None = None
     ends_on_success = False  # success is judged on the last step of 50
+    horizon = 50
     obs_dim = 10
     act_dim = 2
     success_radius = 0.02

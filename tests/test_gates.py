@@ -73,3 +73,12 @@ def test_ensembledagger_needs_low_spread_and_agreement_with_the_expert():
     assert gate.should_request_help(out(0.05, (0.3, 0.0)), agree)  # sure but wrong: gap 0.045 > tau
     with pytest.raises(ValueError, match="needs the expert's action"):
         gate.should_request_help(out(0.05))
+
+
+@pytest.mark.parametrize("name, overtime, horizon, asks_from", [
+    ("ensemble", 0.75, 80, 60), ("random", 0.5, 90, 45), ("ensemble", 0.0, 80, None), ("ensemble", 0.75, 0, None),
+    ("never", 0.75, 80, None), ("human", 0.75, 80, None)])
+def test_overtime_asks_once_the_share_of_the_time_limit_has_passed(name, overtime, horizon, asks_from):
+    gate = make_gate(GateConfig(name=name, overtime=overtime))
+    asks = [step for step in range(200) if gate.overtime(step, horizon)]
+    assert (asks[0] if asks else None) == asks_from

@@ -169,3 +169,27 @@ def test_in_process_learner_trains_at_its_rate_of_simulated_time(tmp_path, rate,
     assert fleet.learner_worker.updates == updates
     assert fleet.learner_worker.policy.version == versions
     fleet.stop()
+
+
+@pytest.mark.parametrize("task, gate, asks_at", [("reach", "ensemble", 40), ("reach", "never", None),
+                                                 ("reacher", "ensemble", None)])
+def test_a_robot_asks_once_when_its_episodes_time_runs_out(tmp_path, task, gate, asks_at):
+    """Meta-World reach ends at success or after 80 steps: with gate.overtime 0.5 a failing policy (untrained, and
+    never unsure enough for the gate) asks at step 40 of the episode, because the time runs out. Reacher runs its
+    50 steps whatever happens: nothing to run out of. The never gate (behaviour cloning) never asks."""
+    from dagger.config import load_config
+
+    cfg = load_config(None, [f"task={task}", f"gate.name={gate}", "gate.threshold=1e9", "gate.overtime=0.5"])
+    buffer = BufferWorker(tmp_path / "segments")
+    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, LocalEndpoint(buffer))
+    learner.publish()
+    robot.set_weights(learner.latest()[1])
+    for _ in range(60):
+        robot.tick()
+    asked = [e for e in robot.poll()["events"] if e["ev"] == "help_requested"]
+    if asks_at is None:
+        assert not asked and robot.state is not State.WAITING
+    else:
+        assert [e["reason"] for e in asked] == ["overtime"] and robot.state is State.WAITING
+        assert robot.total_steps == asks_at and robot.episodes == 1

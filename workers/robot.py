@@ -80,6 +80,8 @@ class RobotWorker:
         self.operator_id = -1
         self.request: dict = {}
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
+        self.overtime_asked = False  # this episode has asked because its time runs out
+        self.overtime_horizon = self.robot.horizon if self.robot.ends_on_success else 0  # a fixed-length one: never
         self.shipper = Shipper(buffer, cfg.robot.ship_every_s, clock, self._emit)
         self.total_steps = 0
         # budgeted: the run's step budget is shared out (workers.budget): no step beyond what the supervisor allows
@@ -264,6 +266,7 @@ class RobotWorker:
         self.policy.reset()
         self.last_out = None
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
+        self.overtime_asked = False
         self.state = State.AUTONOMOUS
 
     def _see(self, obs: Observation) -> None:
@@ -314,6 +317,9 @@ class RobotWorker:
             return  # no answer in time: hold, ask again next step
         if self.watcher is not None and self.watcher.wants_takeover(out.action):
             self._ask_for_help(out, "human")
+        elif not self.overtime_asked and self.gate.overtime(int(self.ep_stats["steps"]), self.overtime_horizon):
+            self.overtime_asked = True
+            self._ask_for_help(out, "overtime")
         elif self.gate.should_request_help(out, self.robot.expert_action() if self.gate.needs_expert else None):
             self._ask_for_help(out, self.gate.name)
         else:

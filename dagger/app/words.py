@@ -15,7 +15,7 @@ from dagger.gates import GATES
 REASONS = {"human": "operator stepped in", "random": "random spot check", "safe": "action likely wrong",
            "lazy": "action likely wrong", "ensembledagger": "strays from the expert", "device_lost": "device lost",
            "e_stop": "emergency stop", "skipped": "operator skipped it", "not_claimed": "offer timed out",
-           "stale_input": "input went stale", "deadman_released": "deadman released"}
+           "stale_input": "input went stale", "deadman_released": "deadman released", "overtime": "running out of time"}
 """why a robot is in the queue: the gate that asked, or the safety stop that queued it again"""
 
 

@@ -17,6 +17,7 @@ class BaseGate:
 
     name = "base"
     needs_expert = False
+    robot_gated = True  # the robot asks for help (never, human: it does not)
     needs: tuple[str, ...] = ()  # what the learner must train besides the ensemble: "critic", "classifier"
 
     def __init__(self, config: GateConfig, seed: int = 0):
@@ -27,6 +28,10 @@ class BaseGate:
 
     def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool:
         return False
+
+    def overtime(self, step: int, horizon: int) -> bool:
+        """Time is running out: `step` of an episode has passed gate.overtime of its `horizon` (0: unknown)."""
+        return self.robot_gated and self.config.overtime > 0 and horizon > 0 and step >= self.config.overtime * horizon
 
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool:
         if self.config.agree_steps <= 0:

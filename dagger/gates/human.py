@@ -6,3 +6,4 @@ from dagger.gates.base import BaseGate
 class HumanGate(BaseGate):
     name = "human"
     human_gated = True
+    robot_gated = False

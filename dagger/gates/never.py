@@ -5,3 +5,4 @@ from dagger.gates.base import BaseGate
 
 class NeverGate(BaseGate):
     name = "never"
+    robot_gated = False

@@ -40,6 +40,7 @@ class Observation(StepResult):
 
 class Robot(TaskSpec, Protocol):
     paced: bool  # get_observation waits for the robot's own clock (a real robot); else the worker keeps time
+    horizon: int  # the episode's time limit in steps; 0: not known (a robot agent's welcome does not say)
 
     def connect(self) -> None: ...
 
@@ -72,7 +73,7 @@ class SimRobot:
         self.task = task
         self.name, self.instruction = task.name, task.instruction
         self.obs_dim, self.act_dim, self.image_shape = task.obs_dim, task.act_dim, task.image_shape
-        self.dt, self.ends_on_success = task.dt, task.ends_on_success
+        self.dt, self.ends_on_success, self.horizon = task.dt, task.ends_on_success, task.horizon
         self.last: Observation | None = None
         self.connected = False
         self.camera_ms = 0.0  # the camera's cost per observation (moving average), on an image task
