@@ -52,7 +52,7 @@ def test_thrifty_tunes_novelty_and_risk_from_robot_states():
 
 
 def test_thrifty_keeps_its_priors_until_enough_states():
-    gate = ThriftyGate(GateConfig(name="thrifty", min_states=25))
+    gate = ThriftyGate(GateConfig(name="thrifty", min_states=25, threshold=0.02))
     assert gate.observe([[5.0, 0.0]] * 24) == {"threshold": 0.02, "risk_threshold": 0.48, "back_safety": 0.495}
 
 
