@@ -184,8 +184,9 @@ class DiffusionPolicy(BasePolicy):
         return {"policy": self.net}
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW with the reference's betas and decay, the rate capped at LR = 1e-3: a rate of 3e-3 learns as fast but, with no EMA to smooth the weights, leaves more samples between two modes
-        (up to 5 of 32 after 1000 steps, none at 1e-3); the reference's 1e-4 needs thousands of epochs."""
+        """AdamW with the reference's betas and decay, the rate capped at LR = 1e-3: a rate of 3e-3 learns as fast
+        but, with no EMA to smooth the weights, leaves more samples between two modes (up to 5 of 32 after 1000
+        steps, none at 1e-3); the reference's 1e-4 needs thousands of epochs."""
         return torch.optim.AdamW(self.trainable(), lr=min(self.config.lr, LR), betas=(0.95, 0.999),
                                  weight_decay=1e-6, fused=True)
 
