@@ -48,9 +48,11 @@ MUJOCO_TASKS = {"reacher", "reacher-image", *METAWORLD_TASKS}
 """tasks that step MuJoCo (and render through OpenGL)"""
 TASK_IMAGES: dict[str, tuple[int, int, int]] = {"reacher-image": (64, 64, 3)}
 """image tasks and their camera images' shape (what a learner needs to know without making the task)"""
-TASK_DEFAULTS: dict[str, list[str]] = {"reacher-image": ["robot.speed=1", "learner.batch_size=16"]}
+TASK_DEFAULTS: dict[str, list[str]] = {"reacher-image": ["robot.speed=1", "learner.batch_size=16",
+                                                       "learner.max_updates_per_s=25"]}
 """settings a task starts from (a config file and overrides still win): image robots render every step, so they run
-in real time, and a CNN update on 16 images per member stays near 40 ms on one core"""
+in real time, and a CNN update on 16 images per member stays near 40 ms on one core: about 25 a second, which an
+in-process run (training at that rate of simulated time) must not exceed either"""
 
 
 def make_task(cfg: TaskConfig | str) -> Task:
