@@ -39,6 +39,8 @@ STEPS = {"reacher": 12000, "reach": 12000, "push": 30000, "pick-place": 30000, "
 PER_VERSION = ["learner.checkpoint_every=1", "learner.checkpoint_keep=1000000"]
 """what the dagger runs add to measure: a checkpoint of every published version"""
 METHODS = ("dagger", "bc", "classic", "classic-exact")
+ORDER = {"dagger:default": 0, "bc": 2, "classic": 3, "classic-exact": 4}
+"""methods in table and legend order (other dagger variants: 1)"""
 LEVELS = (0.8, 0.95)
 GOAL = 5.0
 """issue 25: classic DAgger needs at least this many times dagger's labels to reach 0.95"""
@@ -131,9 +133,8 @@ def read_cells(out: Path) -> list[dict[str, Any]]:
 
 def curves_by(cells: list[dict[str, Any]]) -> dict[str, dict[str, list[list[dict]]]]:
     """task -> method -> one curve (points in label order) per seed, methods in table order."""
-    order = {"dagger:default": 0, "bc": 2, "classic": 3, "classic-exact": 4}
     out: dict[str, dict[str, list[list[dict]]]] = {}
-    for c in sorted(cells, key=lambda c: (c["task"], order.get(c["method"], 1), c["method"], c["seed"])):
+    for c in sorted(cells, key=lambda c: (c["task"], ORDER.get(c["method"], 1), c["method"], c["seed"])):
         out.setdefault(c["task"], {}).setdefault(c["method"], []).append(sorted(c["points"], key=lambda p: p["labels"]))
     return out
 
@@ -158,13 +159,15 @@ def plot(path: Path, curves: dict[str, dict[str, list[list[dict]]]]) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), sharey=True, squeeze=False)
+    names = sorted({m for methods in curves.values() for m in methods}, key=lambda m: (ORDER.get(m, 1), m))
+    colours = {m: f"C{i}" for i, m in enumerate(names)}  # one colour per method in every panel
     for ax, (task, methods) in zip(axes[0], curves.items(), strict=True):
         for method, seeds in methods.items():
             grid = np.unique([p["labels"] for c in seeds for p in c]).astype(float)
             ys = np.array([np.interp(np.log(grid), np.log([p["labels"] for p in c]), [p["success"] for p in c],
                                      left=np.nan, right=c[-1]["success"]) for c in seeds])
-            (line,) = ax.plot(grid, np.nanmedian(ys, axis=0), marker="o", markersize=3, label=method)
-            ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=line.get_color(), alpha=0.2,
+            ax.plot(grid, np.nanmedian(ys, axis=0), marker="o", markersize=3, color=colours[method])
+            ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=colours[method], alpha=0.2,
                             linewidth=0)
         for level in LEVELS:
             ax.axhline(level, color="grey", linestyle="--", linewidth=0.8)
@@ -172,7 +175,8 @@ def plot(path: Path, curves: dict[str, dict[str, list[list[dict]]]]) -> None:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels of a short log axis overlap
         ax.grid(alpha=0.3)
     axes[0][0].set(ylabel="policy-alone success (held-out)")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    handles = [matplotlib.lines.Line2D([], [], color=colours[m], marker="o", markersize=3) for m in names]
+    axes[0][-1].legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
