@@ -75,11 +75,13 @@ def centred_mean(x: np.ndarray, window: int) -> np.ndarray:
     """Each row replaced by the mean of the `window` rows centred on it (fewer at the ends); window 1: x itself."""
     if window == 1 or len(x) < 2:
         return x
-    half = window // 2
-    sums = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0, dtype=np.float64)])
-    t = np.arange(len(x))
-    lo, hi = np.maximum(t - half, 0), np.minimum(t + half + 1, len(x))
-    return ((sums[hi] - sums[lo]) / (hi - lo).reshape(-1, *[1] * (x.ndim - 1))).astype(x.dtype)
+    half, n = window // 2, len(x)
+    total, count = np.zeros(x.shape, np.float64), np.zeros(n)
+    for shift in range(-half, half + 1):  # a sum of shifted copies, not of a running sum: zeros stay exactly zero
+        lo, hi = max(0, -shift), min(n, n - shift)
+        total[lo:hi] += x[lo + shift:hi + shift]
+        count[lo:hi] += 1
+    return (total / count.reshape(-1, *[1] * (x.ndim - 1))).astype(x.dtype)
 
 
 class ReplayStorage:

@@ -6,7 +6,8 @@ from dagger.config import ConfigError, RunConfig, load_config, parse_override, t
 def test_defaults_need_no_file():
     cfg = load_config()
     assert cfg.task.name == "reach" and cfg.learner.label_window == 5  # the default task's own (TASK_DEFAULTS)
-    cfg.learner.label_window = RunConfig().learner.label_window
+    assert cfg.policy.type == "mlp-ensemble" and cfg.policy.lr == 1e-3  # the default family's own (FAMILIES)
+    cfg.learner.label_window, cfg.policy.lr = RunConfig().learner.label_window, RunConfig().policy.lr
     assert cfg == RunConfig()
     assert cfg.gate.name == "ensemble" and cfg.robots == 4
 
