@@ -14,6 +14,7 @@ from typing import Any
 
 from buffers.replay import HumanWeightedSampler, ReplayBuffer, UniformSampler
 from buffers.schema import Segment
+from dagger.config import RunConfig
 
 
 class BufferWorker:
@@ -25,6 +26,11 @@ class BufferWorker:
         self.lock = threading.Lock()
         self.events: list[dict] = [{"ev": "log_problem", "t": clock(), "file": str(p.file), "offset": p.offset,
                                     "what": p.what} for p in self.replay.problems]
+
+    @classmethod
+    def for_run(cls, directory: str | Path, cfg: RunConfig, clock: Any = time.time) -> BufferWorker:
+        """The buffer a run with these settings keeps: its sampler's human share, its seed, its label window."""
+        return cls(directory, cfg.learner.human_fraction, cfg.seed, clock, cfg.learner.label_window)
 
     def add(self, segments: list[Segment]) -> list[str]:
         with self.lock:

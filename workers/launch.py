@@ -79,8 +79,7 @@ class LocalFleet:
     def __init__(self, cfg: RunConfig, run_dir: Path, obs_dim: int, act_dim: int, incarnation: int = 0):
         self.cfg = cfg
         self.clock = SimClock(period=0.0)  # one robot control period a tick, set below
-        self.buffer_worker = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed, self.clock,
-                                          cfg.learner.label_window)
+        self.buffer_worker = BufferWorker.for_run(run_dir / "segments", cfg, self.clock)
         self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint = LocalEndpoint(self.learner_worker)
@@ -153,7 +152,7 @@ def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.
 def clone_from_demos(cfg: RunConfig, task: Task, directory: Path, updates: int) -> Learner:
     """Behaviour cloning in this process: cfg.demos scripted demonstrations into a replay buffer in `directory`, then
     `updates` learner updates and a published version (how benchmarks train a policy family)."""
-    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed, label_window=cfg.learner.label_window)
+    buffer = BufferWorker.for_run(directory, cfg)
     buffer.add(collect_demos(cfg, task))
     learner = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer))
     learner.train(updates)

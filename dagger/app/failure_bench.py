@@ -144,8 +144,7 @@ def run_bc(cfg: RunConfig, run_dir: Path, wanted: dict[str, Any], source: str) -
     log = EventLog(run_dir / "events.jsonl")
     log.write([{"ev": "run_start", "t": time.time(), "method": "bc", "task": cfg.task.name, "seed": cfg.seed,
                 "from": source, **wanted}])
-    buffer = BufferWorker(run_dir / "segments", cfg.learner.human_fraction, cfg.seed,
-                          label_window=cfg.learner.label_window)
+    buffer = BufferWorker.for_run(run_dir / "segments", cfg)
     learner = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer), checkpoints=run_dir / "checkpoints")
     demos = collect_demos(cfg, task)
     buffer.add(demos)

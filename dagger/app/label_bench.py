@@ -57,7 +57,7 @@ def published_policy(learner: Learner, task: Task) -> BasePolicy:
 
 def new_learner(cfg: RunConfig, task: Task, directory: Path) -> tuple[Learner, BufferWorker]:
     """A learner from scratch on an empty replay buffer in `directory` (what `dagger start` trains with)."""
-    buffer = BufferWorker(directory, cfg.learner.human_fraction, cfg.seed, label_window=cfg.learner.label_window)
+    buffer = BufferWorker.for_run(directory, cfg)
     return Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer)), buffer
 
 
