@@ -42,3 +42,7 @@ class LabelBuffer:
 
     def sample_transitions(self, count: int) -> dict | None:
         return self.transitions.sample(count, self.rng)
+
+    def stats(self) -> dict[str, int]:
+        """Counts, named as a ReplayBuffer's: every step it holds is labelled."""
+        return {"stored_steps": len(self), "labelled_steps": len(self)}

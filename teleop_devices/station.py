@@ -1,9 +1,9 @@
 """The operator station: reads every human operator's device on the driver's main thread and streams
 the readings to the robots those operators control.
 
-    station = OperatorStation({0: SpaceMouseOperator(mouse, act_dim=2)}, robots, log)
+    station = OperatorStation({0: SpaceMouseOperator(mouse, act_dim=2)}, send_input, send_lost, log)
     station.assign(0, robot=3)
-    station.tick()        # every ~10 ms: read devices, send readings, notice lost devices
+    station.tick()        # every ~10 ms: read devices, send_input(3, reading); a lost device: send_lost(3, 0)
 
 Robots apply the safety rules (teleop_devices.remote); the station only reports what it saw.
 """
@@ -31,10 +31,14 @@ class HumanDevice(Protocol):
 
 
 class OperatorStation:
-    def __init__(self, devices: dict[int, HumanDevice], send: Callable[[int, str, Any], None],
-                 record: Callable[[list[dict]], None], clock: Callable[[], float] = time.time,
-                 health_every_s: float = 1.0, pump: Callable[[], None] | None = None):
-        self.devices, self.send, self.record, self.clock, self.pump = devices, send, record, clock, pump
+    def __init__(self, devices: dict[int, HumanDevice], send_input: Callable[[int, dict[str, Any]], None],
+                 send_lost: Callable[[int, int], None], record: Callable[[list[dict]], None],
+                 clock: Callable[[], float] = time.time, health_every_s: float = 1.0,
+                 pump: Callable[[], None] | None = None):
+        """send_input(robot, reading): an operator's newest reading (teleop_devices.remote reads it) for a robot it
+        controls; send_lost(robot, operator): that operator's device disappeared."""
+        self.devices, self.record, self.clock, self.pump = devices, record, clock, pump
+        self.send_input, self.send_lost = send_input, send_lost
         self.robots: dict[int, set[int]] = {op: set() for op in devices}
         self.lost: set[int] = set()
         self.t_input: dict[tuple[int, int], float] = {}
@@ -67,7 +71,7 @@ class OperatorStation:
             for robot in self.robots[op]:
                 if reading.takeover:
                     self.t_input.setdefault((op, robot), now)
-                self.send(robot, "operator_input", {
+                self.send_input(robot, {
                     "action": None if reading.action is None else [float(a) for a in reading.action],
                     "takeover": reading.takeover, "hand_back": reading.hand_back, "deadman": reading.deadman,
                     "e_stop": reading.e_stop, "skip": reading.skip, "mark": reading.mark, "t_report": now,
@@ -90,5 +94,5 @@ class OperatorStation:
         self.lost.add(op)
         self.record([{"ev": "device_lost", "t": self.clock(), "operator": op, "device": self.devices[op].label}])
         for robot in self.robots[op]:
-            self.send(robot, "operator_lost", op)
+            self.send_lost(robot, op)
         self.robots[op] = set()

@@ -10,6 +10,7 @@ from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
 from workers.robot import RobotWorker
+from workers.roles import SampleSource
 from workers.transport import Done, LocalEndpoint
 
 
@@ -19,7 +20,7 @@ class BrokenBuffer:
     transient = ()
 
     def call(self, method, *args):
-        if method == "sample":
+        if method is SampleSource.sample:
             return Done(error=ZeroDivisionError("batch of 0"))
         return Done({})
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from workers.buffer import BufferWorker
 from workers.launch import LocalFleet, collect_demos
 from workers.learner import Learner
 from workers.robot import RobotWorker, State
+from workers.roles import BufferRole
 from workers.supervisor import Supervisor
 from workers.transport import LocalEndpoint
 
@@ -84,10 +86,10 @@ class HungBuffer:
     transient = ()
 
     def __init__(self):
-        self.calls: list[tuple[str, list[Segment]]] = []
+        self.calls: list[tuple[Callable, list[Segment]]] = []
         self.waited: list[str] = []
 
-    def call(self, method: str, *args):
+    def call(self, method, *args):
         self.calls.append((method, *args))
         return NeverReady(self.waited)
 
@@ -172,9 +174,9 @@ class SyncCheckingEndpoint:
         self.buffer, self.fsyncs, self.log_file = buffer, fsyncs, log_file
         self.adds: list[tuple[list[str], bool]] = []  # (controllers of the batch, fsync'd whole)
 
-    def call(self, method: str, *args):
+    def call(self, method, *args):
         pending = LocalEndpoint(self.buffer).call(method, *args)
-        if method == "add":
+        if method is BufferRole.add:
             st = self.log_file.stat()
             self.adds.append(([s.controller for s in args[0]], (st.st_ino, st.st_size) in self.fsyncs))
             self.fsyncs.clear()
@@ -231,7 +233,7 @@ def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
         per_tick.append(len(hung.calls) - before)
     assert robot.total_steps == 100  # one task step per tick, the 100 ticks never waited
     assert hung.waited == []  # no result() on a pending that is not ready
-    assert {c[0] for c in hung.calls} == {"add"}
+    assert {c[0] for c in hung.calls} == {BufferRole.add}
     assert max(per_tick) == 1  # at most one add per tick, and only on ticks that close a segment
     # 40-step episodes: segments close every 5 steps and at each episode end; ticks 5, 10, ..., 100
     assert [i + 1 for i, n in enumerate(per_tick) if n] == list(range(5, 101, 5))

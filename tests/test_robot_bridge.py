@@ -313,7 +313,7 @@ def test_the_supervisor_measures_each_robots_clock_and_logs_on_its_own(tmp_path)
     log.close()
     probe = next(e for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "probe")
     assert abs(probe["t"] - time.time()) < 1.0
-    supervisor.send(0, "operator_input", {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
+    supervisor.send_input(0, {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
     _, reading = robot.inbox.get_nowait()
     assert abs(reading["t_report"] - 1050.0) < 0.01 and abs(reading["t_input"] - 1049.0) < 0.01
 

@@ -17,8 +17,8 @@ def station_with_mouse(*reports):
     hid = FakeHid(list(reports))
     mouse = SpaceMouseOperator(SpaceMouse(hid, SpaceMouseConfig(axis_map=["x", "y"], e_stop_button=2)), act_dim=2)
     sent, events, clock = [], [], Clock()
-    station = OperatorStation({0: mouse}, lambda robot, method, arg: sent.append((robot, method, arg)),
-                              events.extend, clock)
+    station = OperatorStation({0: mouse}, lambda robot, reading: sent.append((robot, "input", reading)),
+                              lambda robot, op: sent.append((robot, "lost", op)), events.extend, clock)
     return station, hid, sent, events, clock
 
 
@@ -27,7 +27,7 @@ def test_readings_go_to_every_robot_the_operator_controls_and_e_stop_reaches_all
     station.assign(0, 3)
     station.assign(0, 5)
     station.tick()
-    assert {(r, m) for r, m, _ in sent} == {(3, "operator_input"), (5, "operator_input")}
+    assert {(r, m) for r, m, _ in sent} == {(3, "input"), (5, "input")}
     first = sent[0][2]
     assert first["deadman"] and first["action"] == [1.0, 0.0] and first["t_report"] == clock.t
     sent.clear()
@@ -60,7 +60,7 @@ def test_a_lost_device_is_reported_once_and_its_robots_told():
     hid.unplug()
     station.tick()
     station.tick()
-    assert [(r, m) for r, m, _ in sent if m == "operator_lost"] == [(2, "operator_lost")]
+    assert [(r, m) for r, m, _ in sent if m == "lost"] == [(2, "lost")]
     assert [e["ev"] for e in events if e["ev"] == "device_lost"] == ["device_lost"]
     assert not station.available(0)
-    assert not any(m == "operator_input" and arg["deadman"] is False for _, m, arg in sent)
+    assert not any(m == "input" and arg["deadman"] is False for _, m, arg in sent)

@@ -9,7 +9,7 @@ to more than the budget. A replaced robot's steps stay counted; its replacement 
 
     budget = StepBudget(3000, robots=4, lead=320)
     budget.seen(robot, steps=..., allowed=..., seq=...)     # from each robot's status
-    for robot, allowed, seq in budget.grants(stepping={0, 2, 3}): robots[robot].call("allow", allowed, seq)
+    for robot, allowed, seq in budget.grants(stepping={0, 2, 3}): robots[robot].call(RobotRole.allow, allowed, seq)
 """
 
 from __future__ import annotations

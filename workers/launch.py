@@ -39,15 +39,16 @@ from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
+from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
 from workers.supervisor import Supervisor
 from workers.transport import Endpoint, LocalEndpoint, guard, settled
 
 
 class Fleet(Protocol):
-    robots: list[Endpoint]
-    buffer: Endpoint
-    learner: Endpoint
-    evaluator: Endpoint
+    robots: list[Endpoint[RobotRole]]
+    buffer: Endpoint[BufferRole]
+    learner: Endpoint[LearnerRole]
+    evaluator: Endpoint[EvaluatorRole]
 
     @property
     def clock(self) -> Callable[[], float]: ...
@@ -80,14 +81,14 @@ class LocalFleet:
         self.cfg = cfg
         self.clock = SimClock(period=0.0)  # one robot control period a tick, set below
         self.buffer_worker = BufferWorker.for_run(run_dir / "segments", cfg, self.clock)
-        self.buffer: Endpoint = LocalEndpoint(self.buffer_worker)
+        self.buffer: Endpoint[BufferRole] = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
-        self.learner: Endpoint = LocalEndpoint(self.learner_worker)
+        self.learner: Endpoint[LearnerRole] = LocalEndpoint(self.learner_worker)
         self.robot_workers = [RobotWorker(i, cfg, self.buffer, self.clock, incarnation, budgeted=cfg.minutes == 0)
                               for i in range(cfg.robots)]
-        self.robots: list[Endpoint] = [LocalEndpoint(r) for r in self.robot_workers]
+        self.robots: list[Endpoint[RobotRole]] = [LocalEndpoint(r) for r in self.robot_workers]
         self.clock.period = self.robot_workers[0].period
-        self.evaluator: Endpoint = LocalEndpoint(Evaluator(cfg, self.clock))
+        self.evaluator: Endpoint[EvaluatorRole] = LocalEndpoint(Evaluator(cfg, self.clock))
         self.ticks = 0
         self.owed = 0.0  # learner updates due, carried between periods
 
@@ -180,24 +181,24 @@ def start_policy(cfg: RunConfig, run_dir: Path, task: Task, fleet: Fleet, resume
     if resumed and has_checkpoint(run_dir):
         say(f"resuming from the newest checkpoint in {run_dir}")
         ckpt = read_checkpoint(run_dir)
-        settled(learner, "restore", ckpt, True)
+        settled(learner, LearnerRole.restore, ckpt, True)
         return {"ev": "policy_start", "t": clock(), "source": "resume", "path": ckpt["path"],
                 "version": int(ckpt["version"])}
     sources = [f"{cfg.demos} from the scripted expert"] if cfg.demos else []
     sources += [f"those in {cfg.demo_file}"] if cfg.demo_file else []
     say("collecting demonstrations: " + " and ".join(sources))
     demos = collect_demos(cfg, task, clock)
-    settled(fleet.buffer, "add", demos)
+    settled(fleet.buffer, BufferRole.add, demos)
     event = {"ev": "policy_start", "t": clock(), "demo_episodes": len(demos), "demo_steps": sum(map(len, demos))}
     if cfg.init_from:
         say(f"starting from the policy in {cfg.init_from}")
         ckpt = read_checkpoint(cfg.init_from)
-        settled(learner, "restore", ckpt, False)
+        settled(learner, LearnerRole.restore, ckpt, False)
         event.update(source="init_from", path=ckpt["path"], version=int(ckpt["version"]))
     else:
         updates, began = cfg.learner.pretrain_updates, time.perf_counter()
         say(f"pretraining the policy: {updates} updates on {event['demo_steps']} demonstration steps")
-        loss = settled(learner, "train", updates)  # one call: the same batches as ever (no progress between)
+        loss = settled(learner, LearnerRole.train, updates)  # one call: the same batches as ever (no progress between)
         say(f"pretrained the policy: {updates} updates in {time.perf_counter() - began:.1f} s, loss {loss:.4f}")
         event.update(source="demos", version=0)
     return event
@@ -251,13 +252,13 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     fleet = make_fleet(cfg, run_dir, task.obs_dim, task.act_dim, incarnation)
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
-        log.write(settled(fleet.buffer, "unreported", logged))
+        log.write(settled(fleet.buffer, BufferRole.unreported, logged))
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task.name, "policy": cfg.policy.type, "gate": cfg.gate.name, "alpha": cfg.gate.alpha,
                 "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
     first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0, on_progress=on_progress)
-    settled(fleet.learner, "publish")
+    settled(fleet.learner, LearnerRole.publish)
     log.write([first])
     restart = getattr(fleet, "restart_robot", None)
     supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
@@ -265,7 +266,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
                             served=None if served is None else ServedWeights(served, fleet.fetch))
     supervisor.poll()
     for robot in fleet.robots:
-        robot.call("want_frames", frames_every_s)
+        robot.call(RobotRole.want_frames, frames_every_s)
     if on_progress is not None:
         on_progress(f"starting {cfg.robots} robot{'' if cfg.robots == 1 else 's'}")
     fleet.start()

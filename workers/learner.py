@@ -31,6 +31,7 @@ from dagger.events import first_line
 from dagger.gates import GATES
 from dagger.policies import make_policy
 from dagger.tasks import TASK_IMAGES
+from workers.roles import SampleSource
 from workers.transport import Endpoint, start_loop
 
 #: on an image task, one fetch from the buffer carries at most this many bytes of images (a long train() fetches
@@ -39,8 +40,8 @@ IMAGE_FETCH_BYTES = 64 << 20
 
 
 class Learner:
-    def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint, clock: Any = time.time,
-                 checkpoints: Path | None = None):
+    def __init__(self, cfg: RunConfig, obs_dim: int, act_dim: int, buffer: Endpoint[SampleSource],
+                 clock: Any = time.time, checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.buffer, self.clock, self.checkpoints = cfg, buffer, clock, checkpoints
         image_shape = TASK_IMAGES.get(cfg.task.name)
@@ -74,14 +75,14 @@ class Learner:
 
     def _train(self, n: int) -> float:
         p, batch = self.policy, self.cfg.learner.batch_size
-        data = self.buffer.call("sample", n * p.members * batch, p.horizon, p.history).result()
+        data = self.buffer.call(SampleSource.sample, n * p.members * batch, p.horizon, p.history).result()
         if data is None:
             return float("nan")
         if not self.frozen_normalizer:
             p.set_normalizer(*data["normalizer"])
         parts = {k: v.reshape(n, p.members, batch, *v.shape[1:]) for k, v in data.items() if k != "normalizer"}
         critics = [name for name in ("critic", "hazard") if name in self.needs]
-        transitions = self.buffer.call("sample_transitions", n * batch).result() if critics else None
+        transitions = self.buffer.call(SampleSource.sample_transitions, n * batch).result() if critics else None
         losses: dict[str, list[float]] = {}
         for i in range(n):
             part = {k: v[i * batch:(i + 1) * batch] for k, v in transitions.items()} if transitions else None
@@ -113,7 +114,7 @@ class Learner:
         if self.checkpoints is None:
             return
         try:
-            data = self.buffer.call("stats").result()
+            data = self.buffer.call(SampleSource.stats).result()
         except self.buffer.transient:
             data = {}  # the buffer is restarting: the checkpoint goes without its counts
         config = to_dict(self.cfg)

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import ray
 import torch
@@ -27,7 +28,12 @@ from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
 from workers.robot import RobotWorker
+from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
 from workers.transport import Endpoint, settled
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
 
 RESTARTS = 5
 """how often Ray restarts a crashed buffer or learner actor within one run"""
@@ -159,7 +165,7 @@ def placed(role: str, **fields: Any) -> dict:
             "node": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
 
 
-class RayPending:
+class RayPending(Generic[T]):
     def __init__(self, ref: ray.ObjectRef):
         self.ref = ref
 
@@ -167,12 +173,13 @@ class RayPending:
         done, _ = ray.wait([self.ref], timeout=0)
         return bool(done)
 
-    def result(self) -> Any:
+    def result(self) -> T:
         return ray.get(self.ref)
 
 
-class RayEndpoint:
-    """Calls an actor's method with .remote(); the call never blocks the caller."""
+class RayEndpoint(Generic[R]):
+    """Calls an actor's method (the one named as a role's, workers.roles) with .remote(); the call never blocks the
+    caller."""
 
     transient: tuple[type[BaseException], ...] = (ray.exceptions.RayActorError,  # a restarting actor
                                                   ray.exceptions.ActorUnavailableError)
@@ -180,8 +187,8 @@ class RayEndpoint:
     def __init__(self, handle: Any):
         self.handle = handle
 
-    def call(self, method: str, *args: Any) -> RayPending:
-        return RayPending(getattr(self.handle, method).remote(*args))
+    def call(self, method: Callable[Concatenate[R, P], T], *args: P.args, **kwargs: P.kwargs) -> RayPending[T]:
+        return RayPending(getattr(self.handle, method.__name__).remote(*args, **kwargs))
 
 
 class RayLearner(Learner):
@@ -245,23 +252,24 @@ class RayFleet:
         buffer_name = f"dagger-buffer-{uuid.uuid4().hex}"  # unique on a cluster that other runs share
         buffer = _restartable(RayBuffer).options(name=buffer_name, **on_node(cfg.learner.node_label)).remote(
             str(run_dir / "segments"), cfg.learner.human_fraction, cfg.seed, time.time, cfg.learner.label_window)
-        self.buffer: Endpoint = RayEndpoint(buffer)
+        self.buffer: Endpoint[BufferRole] = RayEndpoint(buffer)
         self.learner_handle = _restartable(RayLearner).options(**on_node(cfg.learner.node_label)).remote(
             cfg, obs_dim, act_dim, buffer_name, run_dir / "checkpoints")
-        self.learner: Endpoint = RayEndpoint(self.learner_handle)
+        self.learner: Endpoint[LearnerRole] = RayEndpoint(self.learner_handle)
         self.robot_handles = [self.new_robot(i, incarnation) for i in range(cfg.robots)]
-        self.robots: list[Endpoint] = [RayEndpoint(h) for h in self.robot_handles]
+        self.robots: list[Endpoint[RobotRole]] = [RayEndpoint(h) for h in self.robot_handles]
         self.incarnations = [incarnation] * cfg.robots
         self.evaluator_handle = _actor(RayEvaluator).remote(cfg)
-        self.evaluator: Endpoint = RayEndpoint(self.evaluator_handle)
+        self.evaluator: Endpoint[EvaluatorRole] = RayEndpoint(self.evaluator_handle)
 
     def new_robot(self, robot: int, incarnation: int) -> Any:
         return _actor(RayRobot).options(**on_node(self.cfg.robot.node_label)).remote(
             robot, self.cfg, self.buffer, incarnation=incarnation, budgeted=self.cfg.minutes == 0)
 
     def start(self) -> None:
-        ray.get([h.start.remote() for h in self.robot_handles])
-        settled(self.learner, "start")
+        for started in [r.call(RobotRole.start) for r in self.robots]:
+            started.result()
+        settled(self.learner, LearnerRole.start)
 
     def between(self) -> None:
         pass
@@ -269,7 +277,7 @@ class RayFleet:
     def fetch(self, published: Any) -> dict:
         return ray.get(published) if isinstance(published, ray.ObjectRef) else published
 
-    def restart_robot(self, robot: int) -> Endpoint:
+    def restart_robot(self, robot: int) -> Endpoint[RobotRole]:
         """A fresh actor in place of a dead one; its segment keys cannot collide with the old ones'."""
         self.incarnations[robot] += 1
         ray.kill(self.robot_handles[robot], no_restart=True)
@@ -285,14 +293,14 @@ class RayFleet:
 
     def stop(self) -> list[dict]:
         polls = []
-        for ref in [h.stop.remote() for h in self.robot_handles]:
+        for stopped in [r.call(RobotRole.stop) for r in self.robots]:
             try:
-                polls.append(ray.get(ref))
+                polls.append(stopped.result())
             except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
                 continue
-        polls.append(settled(self.learner, "stop"))  # a learner restarting is waited for
-        polls.append(settled(self.buffer, "poll"))
-        settled(self.buffer, "close")
+        polls.append(settled(self.learner, LearnerRole.stop))  # a learner restarting is waited for
+        polls.append(settled(self.buffer, BufferRole.poll))
+        settled(self.buffer, BufferRole.close)
         buffer_handle = self.buffer.handle  # type: ignore[attr-defined]
         for handle in [*self.robot_handles, self.learner_handle, self.evaluator_handle, buffer_handle]:
             ray.kill(handle)

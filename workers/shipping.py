@@ -13,16 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from buffers.schema import Segment
+from workers.roles import BufferRole
 from workers.transport import Endpoint, Pending
 
 
 class Shipper:
-    def __init__(self, buffer: Endpoint, every_s: float, clock: Callable[[], float],
+    def __init__(self, buffer: Endpoint[BufferRole], every_s: float, clock: Callable[[], float],
                  emit: Callable[..., None]):
         self.buffer, self.every_s, self.clock, self.emit = buffer, every_s, clock, emit
         self.outbox: list[Segment] = []
         self.unacked: dict[str, Segment] = {}  # human segments sent but not yet durable
-        self.in_flight: list[tuple[Pending, list[Segment]]] = []
+        self.in_flight: list[tuple[Pending[list[str]], list[Segment]]] = []
         self.last_ship = 0.0
 
     def add(self, seg: Segment) -> None:
@@ -36,7 +37,7 @@ class Shipper:
         now = self.clock()
         if self.outbox and (force or now - self.last_ship >= self.every_s):
             batch, self.outbox = self.outbox, []
-            self.in_flight.append((self.buffer.call("add", batch), batch))
+            self.in_flight.append((self.buffer.call(BufferRole.add, batch), batch))
             self.last_ship = now
 
     def flush(self) -> None:
@@ -49,7 +50,7 @@ class Shipper:
     def collect_acks(self) -> bool:
         """Drops acknowledged human segments; True when a failed send must be retried now."""
         retry = False
-        still: list[tuple[Pending, list[Segment]]] = []
+        still: list[tuple[Pending[list[str]], list[Segment]]] = []
         for pending, batch in self.in_flight:
             if not pending.ready():
                 still.append((pending, batch))

@@ -24,6 +24,7 @@ from teleop_devices.scripted import Fatigue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.budget import StepBudget
 from workers.evaluator import Evaluator
+from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
 from workers.transport import Endpoint, Pending, settled
 
 MAX_OUTAGE_POLLS = 300
@@ -33,17 +34,18 @@ MAX_HELD_S = 30.0
 
 
 class Supervisor:
-    def __init__(self, cfg: RunConfig, robots: list[Endpoint], buffer: Endpoint, learner: Endpoint,
-                 log: EventLog, on_events: Callable[[list[dict]], None] | None = None, clock: Any = time.time,
-                 restart: Callable[[int], Endpoint] | None = None, devices: dict[int, HumanDevice] | None = None,
-                 pump: Callable[[], None] | None = None, evaluator: Endpoint | None = None,
-                 served: Any = None):
+    def __init__(self, cfg: RunConfig, robots: list[Endpoint[RobotRole]], buffer: Endpoint[BufferRole],
+                 learner: Endpoint[LearnerRole], log: EventLog, on_events: Callable[[list[dict]], None] | None = None,
+                 clock: Any = time.time, restart: Callable[[int], Endpoint[RobotRole]] | None = None,
+                 devices: dict[int, HumanDevice] | None = None, pump: Callable[[], None] | None = None,
+                 evaluator: Endpoint[EvaluatorRole] | None = None, served: Any = None):
         self.served = served  # policy.type=remote: the policy server (or a client of it) that takes the weights
         self.refused = ""  # why the policy server last refused weights (said once per reason)
         self.cfg, self.robots, self.buffer, self.learner, self.log, self.clock = (
             cfg, robots, buffer, learner, log, clock)
         self.restart = restart
-        self.station = OperatorStation(devices, self.send, self.record, clock, pump=pump) if devices else None
+        self.station = OperatorStation(devices, self.send_input, self.send_lost, self.record, clock,
+                                       pump=pump) if devices else None
         self.on_events = on_events  # e.g. the dashboard's live numbers
         self.allocator = make_allocator(cfg.allocator, cfg.operators, cfg.seed,
                                         **({"aging_s": cfg.aging_s} if cfg.allocator == "priority" else {}))
@@ -60,7 +62,7 @@ class Supervisor:
         self.evaluator = evaluator if cfg.eval.every_versions > 0 else None
         self.evaluated = -1  # the last version sent to the evaluator
         self.scored = -1  # the last version whose evaluation was logged
-        self.eval_pending: Pending | None = None
+        self.eval_pending: Pending[int] | None = None
         self.sent_thresholds: dict[str, float] = self.fleet_gate.observe([]) if self.fleet_gate else {}
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
@@ -74,10 +76,10 @@ class Supervisor:
 
     def poll(self) -> dict[str, Any]:
         """One round of the control plane; returns the latest status of every component."""
-        robot_polls = [r.call("poll") for r in self.robots]
-        learner_poll, buffer_poll = self.learner.call("poll"), self.buffer.call("poll")
+        robot_polls = [r.call(RobotRole.poll) for r in self.robots]
+        learner_poll, buffer_poll = self.learner.call(LearnerRole.poll), self.buffer.call(BufferRole.poll)
         if self.evaluator is not None:
-            self.record(self.evaluator.call("poll").result()["events"])
+            self.record(self.evaluator.call(EvaluatorRole.poll).result()["events"])
         for robot, pending in enumerate(robot_polls):
             try:
                 result = pending.result()
@@ -97,7 +99,7 @@ class Supervisor:
                 self.record([{"ev": "component_back", "t": self.clock(), "component": name}])
             self.record(result["events"])
             if any(e["ev"] == "restarted" for e in result["events"]):  # numbers on after what robots run
-                self.learner.call("advance_to", self.sent_version)
+                self.learner.call(LearnerRole.advance_to, self.sent_version)
             self.status[name] = result["status"]
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
@@ -120,7 +122,7 @@ class Supervisor:
             return
         stepping = {r for r, s in self.status["robots"].items() if s["state"] != "waiting" and not s.get("held")}
         for robot, allowed, seq in self.budget.grants(stepping):
-            self.robots[robot].call("allow", allowed, seq)
+            self.robots[robot].call(RobotRole.allow, allowed, seq)
 
     def check_held(self, now: float) -> None:
         """A fleet whose every robot has held for MAX_HELD_S because its policy server or robot agent does not
@@ -141,7 +143,7 @@ class Supervisor:
         try:
             for _ in range(3):
                 t0 = self.clock()
-                t = self.robots[robot].call("now").result()
+                t = self.robots[robot].call(RobotRole.now).result()
                 t1 = self.clock()
                 samples.append((t1 - t0, t - (t0 + t1) / 2))
         except Exception:  # noqa: BLE001 - a robot that does not answer is found lost at its first poll
@@ -150,11 +152,15 @@ class Supervisor:
         self.record([{"ev": "clock_offset", "t": self.clock(), "robot": robot, "offset_s": offset, "rtt_s": rtt}])
         return offset
 
-    def send(self, robot: int, method: str, arg: Any) -> None:
-        if method == "operator_input":  # the station's times, on the robot's clock
-            arg = {**arg, "t_report": arg["t_report"] + self.offsets[robot],
-                   "t_input": arg["t_input"] + self.offsets[robot]}
-        self.robots[robot].call(method, arg)
+    def send_input(self, robot: int, reading: dict[str, Any]) -> None:
+        """An operator's reading from the station, its times moved onto the robot's clock."""
+        reading = {**reading, "t_report": reading["t_report"] + self.offsets[robot],
+                   "t_input": reading["t_input"] + self.offsets[robot]}
+        self.robots[robot].call(RobotRole.operator_input, reading)
+
+    def send_lost(self, robot: int, operator: int) -> None:
+        """The station lost the device of an operator who controls the robot."""
+        self.robots[robot].call(RobotRole.operator_lost, operator)
 
     def record(self, events: list[dict]) -> None:
         self.log.write(events)
@@ -201,7 +207,7 @@ class Supervisor:
             if thresholds != self.sent_thresholds:
                 self.sent_thresholds = thresholds
                 for r in self.robots:
-                    r.call("set_thresholds", thresholds)
+                    r.call(RobotRole.set_thresholds, thresholds)
 
     def robot_lost(self, robot: int, error: Exception) -> None:
         """Frees the robot's operator and queue place, then replaces it (when a restart is given)."""
@@ -215,9 +221,9 @@ class Supervisor:
         self.budget.replaced(robot)
         self.record([{"ev": "robot_restarted", "t": self.clock(), "robot": robot}])
         self.offsets[robot] = self.clock_offset(robot)
-        version, weights = settled(self.learner, "latest")  # a learner Ray is restarting is waited for
-        self.robots[robot].call("set_weights", self.for_robots(version, weights))
-        self.robots[robot].call("set_thresholds", self.sent_thresholds)
+        version, weights = settled(self.learner, LearnerRole.latest)  # a learner Ray is restarting is waited for
+        self.robots[robot].call(RobotRole.set_weights, self.for_robots(version, weights))
+        self.robots[robot].call(RobotRole.set_thresholds, self.sent_thresholds)
 
     def unavailable(self, name: str, error: Exception) -> None:
         """A learner or buffer that did not answer a poll: logged once per outage; the run stops when it stays
@@ -233,14 +239,14 @@ class Supervisor:
         version = self.status["learner"].get("version", 0)
         if version > self.sent_version:
             try:
-                latest, weights = self.learner.call("latest").result()
+                latest, weights = self.learner.call(LearnerRole.latest).result()
             except Exception as err:  # noqa: BLE001 - the learner went away between poll and fetch
                 self.unavailable("learner", err)
                 return
             if self.served is not None:  # before the robots leave their start: the server acts for them
                 self.serve_weights(version, weights)
             for r in self.robots:
-                r.call("set_weights", self.for_robots(latest, weights))
+                r.call(RobotRole.set_weights, self.for_robots(latest, weights))
             self.sent_version = version
             self.maybe_evaluate(version, weights)
 
@@ -271,7 +277,7 @@ class Supervisor:
         every = self.cfg.eval.every_versions
         due = self.evaluated < 0 or version // every > self.evaluated // every
         if due and (self.eval_pending is None or self.eval_pending.ready()):
-            self.eval_pending = self.evaluator.call("evaluate", weights)
+            self.eval_pending = self.evaluator.call(EvaluatorRole.evaluate, weights)
             self.evaluated = version
 
     def final_eval(self, fetch: Callable[[Any], dict]) -> None:
@@ -281,13 +287,13 @@ class Supervisor:
         priority, is not waited for: on a busy machine it could take minutes, and its version is an earlier one."""
         if self.evaluator is None:
             return
-        settled(self.learner, "halt")
-        version, weights = settled(self.learner, "latest")
+        settled(self.learner, LearnerRole.halt)
+        version, weights = settled(self.learner, LearnerRole.latest)
         if self.served is not None and version > self.sent_version:  # the server acts with the final version too
             self.serve_weights(version, weights)
             self.sent_version = version
         if self.eval_pending is None or self.eval_pending.ready():
-            self.record(self.evaluator.call("poll").result()["events"])
+            self.record(self.evaluator.call(EvaluatorRole.poll).result()["events"])
         # a server that refused the weights serves what was scored already: scored again only if never
         if version > self.scored and (not self.refused or self.scored < 0):
             final = Evaluator(self.cfg, self.clock)
@@ -311,7 +317,7 @@ class Supervisor:
             remote = self.station is not None and op in self.station.devices
             strain, switching = self.strain(op, now), self.last_robot.get(op, robot) != robot
             self.last_robot[op] = robot
-            self.robots[robot].call("assign", op, remote, strain, switching)
+            self.robots[robot].call(RobotRole.assign, op, remote, strain, switching)
             if self.station is not None and remote:
                 self.station.assign(op, robot)
             self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,

@@ -1,8 +1,11 @@
 """How components call each other, the same way in-process and across Ray.
 
-    buffer = LocalEndpoint(BufferWorker(...))        # or RayEndpoint(actor_handle)
-    pending = buffer.call("add", segments)          # never blocks
-    if pending.ready(): acked = pending.result()
+A call names its method by reference to the role's Protocol (workers.roles), so mypy checks the method's name, its
+arguments and its result's type; the endpoint calls the target's method of that name.
+
+    buffer: Endpoint[BufferRole] = LocalEndpoint(BufferWorker(...))      # or RayEndpoint(actor_handle)
+    pending = buffer.call(BufferRole.add, segments)                     # never blocks
+    if pending.ready(): acked = pending.result()                        # list[str]
 """
 
 from __future__ import annotations
@@ -10,62 +13,75 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast
+
+P = ParamSpec("P")
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+SETTLE_TRIES = 30
+"""how often settled() calls a component that is being restarted before the error goes to its caller"""
 
 
-class Pending(Protocol):
+class Pending(Protocol[T_co]):
     def ready(self) -> bool: ...
 
-    def result(self) -> Any: ...
+    def result(self) -> T_co: ...
 
 
-class Endpoint(Protocol):
+class Endpoint(Protocol[R_co]):
+    """A component in role R_co (workers.roles), in this process or another."""
+
     transient: tuple[type[BaseException], ...]
     """errors of a call to a component that is being restarted, worth trying again (none in-process)"""
 
-    def call(self, method: str, *args: Any) -> Pending: ...
+    def call(self, method: Callable[Concatenate[R_co, P], T], *args: P.args, **kwargs: P.kwargs) -> Pending[T]:
+        """Calls the target's method named as `method` (a role's, e.g. BufferRole.add) with these arguments."""
+        ...
 
 
-class Done:
+class Done(Generic[T_co]):
     """A call that already finished (or failed) in this process."""
 
-    def __init__(self, value: Any = None, error: BaseException | None = None):
+    def __init__(self, value: T_co | None = None, error: BaseException | None = None):
         self.value, self.error = value, error
 
     def ready(self) -> bool:
         return True
 
-    def result(self) -> Any:
+    def result(self) -> T_co:
         if self.error is not None:
             raise self.error
-        return self.value
+        return cast(T_co, self.value)
 
 
-class LocalEndpoint:
+class LocalEndpoint(Generic[R]):
     """Calls a plain object's method at once; errors surface at result(), as they would remotely."""
 
     transient: tuple[type[BaseException], ...] = ()  # nothing in-process restarts: an error is an error
 
-    def __init__(self, target: Any):
+    def __init__(self, target: R):
         self.target = target
 
-    def call(self, method: str, *args: Any) -> Pending:
-        try:
-            return Done(getattr(self.target, method)(*args))
+    def call(self, method: Callable[Concatenate[R, P], T], *args: P.args, **kwargs: P.kwargs) -> Pending[T]:
+        try:  # the target's own method of that name, never the role's stub
+            return Done(getattr(self.target, method.__name__)(*args, **kwargs))
         except Exception as err:  # noqa: BLE001 - delivered to the caller like a remote error
             return Done(error=err)
 
 
-def settled(endpoint: Endpoint, method: str, *args: Any, tries: int = 30) -> Any:
+def settled(endpoint: Endpoint[R], method: Callable[Concatenate[R, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A call's result, tried again a second later while it fails with one of the endpoint's `transient` errors
-    (an actor that Ray is restarting), up to `tries` times. Only for calls that are safe to repeat (start-up:
+    (an actor that Ray is restarting), up to SETTLE_TRIES times. Only for calls that are safe to repeat (start-up:
     demos, pretraining; the end of a run: halt, the final version, stop)."""
-    for _ in range(tries - 1):
+    for _ in range(SETTLE_TRIES - 1):
         try:
-            return endpoint.call(method, *args).result()
+            return endpoint.call(method, *args, **kwargs).result()
         except endpoint.transient:
             time.sleep(1.0)
-    return endpoint.call(method, *args).result()
+    return endpoint.call(method, *args, **kwargs).result()
 
 
 def guard(fn: Callable[[], None], failed: Callable[[str], None]) -> Callable[[], None]:
