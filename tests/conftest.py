@@ -1,4 +1,5 @@
-"""Test session setup: headless SDL, and one Ray cluster for the whole session (only if asked for)."""
+"""Test session setup: headless SDL, events checked strictly when written, and one Ray cluster for the whole session
+(only if asked for)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+os.environ["DAGGER_STRICT_EVENTS"] = "1"  # an event not as dagger.events.KINDS says is an error (subprocesses too)
 
 import pytest  # noqa: E402
 

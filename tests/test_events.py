@@ -1,17 +1,103 @@
-"""The event log: a writer killed mid-line loses that line only, and nothing else is ever dropped."""
+"""The event log: every kind the code writes is catalogued and checked when written; a writer killed mid-line loses
+that line only, and nothing else is ever dropped."""
 
 import json
+import re
 from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from dagger.events import EventLog, cut_torn_tail, read_events
+import dagger.events
+from dagger.events import FIELDS, KINDS, EventLog, cut_torn_tail, read_events
 
-EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["run_start", "weights_loaded", "note"]),
-                                         "t": st.floats(0, 1e9, allow_nan=False),
-                                         "note": st.text(max_size=20)}), min_size=1, max_size=8)
+ROOT = Path(__file__).resolve().parents[1]
+WRITERS = ("dagger", "workers", "buffers", "teleop_devices", "benchmarks")
+KIND_IN_SOURCE = re.compile(r'(?:"ev"\s*:\s*|emit\w*(?:\([^()]*\))?\(\s*)(f?)"([^"\n]*)"')
+"""a kind where an event is made: {"ev": "kind", ...}, or a helper's emit("kind", ...), _emit("kind", ...),
+emitter(robot)("kind", ...)"""
+DYNAMIC = {"{what}_late": r'\b_?late\w*\(\s*"(\w+)"', "{what}_back": r'\b_?on_time\(\s*"(\w+)"'}
+"""a kind made by an f-string -> the call whose first argument fills it in"""
+
+
+def emitted_kinds() -> dict[str, str]:
+    """Every kind of event the source tree writes -> where (file:line)."""
+    found: dict[str, str] = {}
+    for folder in WRITERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            for match in KIND_IN_SOURCE.finditer(text):
+                where = f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+                if not match.group(1):
+                    found.setdefault(match.group(2), where)
+                    continue
+                assert match.group(2) in DYNAMIC, f"{where}: a kind made by f\"{match.group(2)}\": add it to DYNAMIC"
+                fills = re.findall(DYNAMIC[match.group(2)], text)
+                assert fills, f"{where}: nothing fills in f\"{match.group(2)}\" ({DYNAMIC[match.group(2)]})"
+                for fill in fills:
+                    found.setdefault(match.group(2).replace("{what}", fill), where)
+    return found
+
+
+def test_every_kind_the_code_writes_is_catalogued():
+    kinds = emitted_kinds()
+    assert {"segment", "takeover", "robot_late", "policy_back", "device_health", "placed"} <= set(kinds)  # it sees
+    missing = {kind: where for kind, where in kinds.items() if kind not in KINDS}
+    assert not missing, f"kinds of event written but not catalogued in dagger.events.KINDS: {missing}"
+    retired = set(KINDS) - set(kinds)  # reading never needed them: an old log's unknown kind is read unchecked
+    assert not retired, f"catalogued in dagger.events.KINDS but written nowhere (take them out): {sorted(retired)}"
+
+
+def test_the_catalogue_says_what_each_kind_means_and_keeps_what_readers_rely_on():
+    for name, kind in KINDS.items():
+        assert kind.doc.strip() and not set(kind.needs) & set(kind.has), name
+        assert not set(kind.needs) & set(kind.may) and not set(kind.has) & set(kind.may), name
+    assert FIELDS["takeover"] == {"gated": "string", "wait_s": "number", "operator": "integer"}  # as old logs read
+    assert "latency_s" not in FIELDS["takeover"] and "reason" not in FIELDS["handback"]  # newer: optional on read
+
+
+@pytest.mark.parametrize(("event", "named"), [
+    ({"ev": "takeover", "t": 1.0, "gated": "robot", "operator": 0, "robot": 0, "reason": "spread", "latency_s": 0.1,
+      "reaction_s": 0.2}, "takeover event: field 'wait_s' is missing"),
+    ({"ev": "handback", "t": 1.0, "robot": 0, "operator": 1, "reason": 3}, "handback event: field 'reason' should"),
+    ({"ev": "weights_loaded", "t": 1.0, "robot": 0, "version": 1.5}, "weights_loaded event: field 'version' should"),
+    ({"ev": "learner", "t": 1.0, "updates": 3, "loss": "low"}, "learner event: field 'loss' should"),
+    ({"ev": "robot_wandered", "t": 1.0, "robot": 0}, "'robot_wandered' is not a kind of event"),
+    ({"ev": "run_end"}, "run_end event: field 't' is missing"),
+])
+def test_an_event_not_as_catalogued_is_refused_on_write_naming_its_kind_and_field(tmp_path, event, named):
+    log = EventLog(tmp_path / "events.jsonl")
+    good = {"ev": "handback", "t": 0.5, "robot": 0, "operator": 1, "reason": "released"}
+    with pytest.raises(ValueError, match=re.escape(named)):
+        log.write([good, event])
+    log.write([good, {"ev": "learner", "t": 2.0, "updates": 3, "loss": None}])  # null: "no loss yet"
+    log.close()
+    assert read_events(log.path) == [good, {"ev": "learner", "t": 2.0, "updates": 3, "loss": None}]  # none of the bad
+
+
+def test_outside_tests_only_what_would_spoil_the_log_is_refused(tmp_path, monkeypatch, caplog):
+    """A run warns once about a kind or field off the catalogue and writes it; a field readers need is refused."""
+    monkeypatch.setattr(dagger.events, "STRICT", False)
+    log = EventLog(tmp_path / "events.jsonl")
+    odd = [{"ev": "robot_wandered", "t": 1.0}, {"ev": "robot_wandered", "t": 2.0},
+           {"ev": "handback", "t": 3.0, "robot": 0, "operator": 1}]
+    log.write(odd)
+    with pytest.raises(ValueError, match="handback event: field 'operator' is missing"):
+        log.write([{"ev": "handback", "t": 4.0, "robot": 0}])
+    log.close()
+    assert read_events(log.path) == odd
+    warned = [r.getMessage() for r in caplog.records if r.name == "dagger.events"]
+    assert len(warned) == 2 and "'robot_wandered' is not a kind" in warned[0] and "'reason' is missing" in warned[1]
+
+
+def test_tests_check_events_strictly():
+    assert dagger.events.STRICT  # tests/conftest.py: an uncatalogued kind fails the test that writes it
+
+EVENTS = st.lists(st.fixed_dictionaries({"ev": st.sampled_from(["run_start", "weights_loaded", "robot_restarted"]),
+                                         "t": st.floats(0, 1e9, allow_nan=False), "robot": st.integers(0, 9),
+                                         "version": st.integers(0, 9), "note": st.text(max_size=20)}),
+                  min_size=1, max_size=8)
 
 
 def written(path: Path, events: list[dict]) -> bytes:
