@@ -71,18 +71,23 @@ def supervisor_with_waiting(tmp_path, allocator, asks):
     return sup
 
 
+def queue_of(sup):
+    """The supervisor's help queue in order, at t = 10 s."""
+    return sup.help.queue(10.0, sup.robot_statuses(), sup.steps)
+
+
 @pytest.mark.parametrize("allocator, order", [("priority", [1, 0, 2]), ("fifo", [0, 2, 1]),
                                               ("fleet-ensemble", [2, 1, 0])])
 def test_the_live_queue_takes_any_fleet_allocator(tmp_path, allocator, order):
     # (robot, asked at, urgency, spread); priority with aging 2 s: 1 + 9/2, 9 + 1/2, 2 + 5/2
     asks = [(0, 1.0, 1.0, 0.06), (1, 9.0, 9.0, 0.07), (2, 5.0, 2.0, 0.5)]
-    assert supervisor_with_waiting(tmp_path, allocator, asks).queue(now=10.0) == order
+    assert queue_of(supervisor_with_waiting(tmp_path, allocator, asks)) == order
 
 
 def test_robots_an_allocator_leaves_alone_are_still_served(tmp_path):
     # C.U.R. zeroes uncertainty below 0.05: it ranks no robot here; the queue falls back to waiting time
     asks = [(0, 3.0, 1.0, 0.01), (1, 2.0, 1.0, 0.02)]
-    assert supervisor_with_waiting(tmp_path, "cur", asks).queue(now=10.0) == [1, 0]
+    assert queue_of(supervisor_with_waiting(tmp_path, "cur", asks)) == [1, 0]
 
 
 def test_one_poll_asks_the_allocator_once_and_queues_the_rest_in_its_order(tmp_path):
@@ -94,5 +99,5 @@ def test_one_poll_asks_the_allocator_once_and_queues_the_rest_in_its_order(tmp_p
     sup.learner = LocalEndpoint(Learner(sup.cfg, 6, 2, sup.buffer))
     sup.poll()
     # fleet-thrifty keeps running z-scores: one allocation round adds every robot's signals once
-    assert sup.allocator.novelty.count == len(asks)
-    assert [q["robot"] for q in sup.status["queue"]] == sup.unserved and len(sup.unserved) == len(asks) - 1
+    assert sup.help.allocator.novelty.count == len(asks)
+    assert [q["robot"] for q in sup.status["queue"]] == sup.help.unserved and len(sup.help.unserved) == len(asks) - 1

@@ -89,3 +89,24 @@ def test_the_keyboard_shows_its_rate_and_no_deadman(console):
     console.draw(served("operator:0", devices))
     assert {"50 Hz  ·  age 4 ms", "100 Hz  ·  age 2 ms"} <= set(console.labels)
     assert [s for s in console.labels if s.startswith("deadman")] == ["deadman released"]  # the gamepad's only
+
+
+def red_rows(console, tmp_path):
+    """The rows of the trace panel's plot that the red threshold line crosses."""
+    console.save(tmp_path / "trace.png")
+    plot = pygame.surfarray.array3d(pygame.image.load(str(tmp_path / "trace.png")))[358:678, 390:480]  # [x, y, rgb]
+    red = (np.abs(plot - np.array([235, 80, 80])).sum(-1) < 30).sum(0)
+    return [390 + int(y) for y in np.flatnonzero(red > 200)]
+
+
+def test_the_trace_draws_the_threshold_the_supervisor_tuned_as_the_dashboard_does(tmp_path):
+    cfg = load_config(None, ["task=point", "robots=3", "gate.name=auto", "gate.threshold=0.1"])
+    console = OperatorConsole(cfg)
+    console.update(status([]))  # robot 0 (served, shown) has uncertainty 0.01 in its trace
+    console.draw(status([]))
+    assert "uncertainty vs threshold 0.1000 (red)" in console.labels
+    assert red_rows(console, tmp_path) == [435]  # the prior: the plot's top is twice it, the line at half height
+    console.draw(status([]) | {"thresholds": {"threshold": 0.004}})
+    assert "uncertainty vs threshold 0.0040 (red)" in console.labels
+    assert red_rows(console, tmp_path) == [444]  # tuned: the plot's top is the trace's 0.01; 0.4 of 90 px up
+    console.close()

@@ -103,10 +103,10 @@ def test_a_robot_replaced_mid_handover_leaves_the_supervisor_serving_the_others(
         sup.allocate()
 
     robot_says(0, {**ask, "t": 1.0})
-    assert sup.serving == {0: {0}}
+    assert sup.help.serving == {0: {0}}
     dead = sup.robots[0]
     sup.robot_lost(0, RuntimeError("actor died"))
-    assert sup.serving == {0: set()} and sup.robots[0] is not dead
+    assert sup.help.serving == {0: set()} and sup.robots[0] is not dead
     # what the replaced robot's stream may still carry: a handback by nobody (-1) and one by the freed operator
     robot_says(0, {"ev": "handback", "t": 2.0, "operator": -1, "reason": "episode_end"},
                {"ev": "assign_refused", "t": 2.0, "operator": 0, "state": "starting"})

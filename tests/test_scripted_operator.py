@@ -5,11 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dagger.events import EventLog
+from dagger.help_queue import HelpQueue
 from dagger.tasks import make_task
 from teleop_devices.scripted import OperatorConfig, ScriptedOperator
 from tests.conftest import point_config
-from workers.supervisor import Supervisor
 
 
 def operators(n=4000, **traits):
@@ -45,23 +44,11 @@ def test_styles():
         assert any(r.hand_back for r in readings) == expect_hand_back
 
 
-class Clock:
-    t = 0.0
-
-    def __call__(self):
-        return self.t
-
-
-def test_supervisor_fatigue_grows_with_continuous_work_and_resets_after_rest(tmp_path):
-    clock = Clock()
-    sup = Supervisor(point_config("operator.fatigue_per_min=0.1", "operator.rest_s=60"), [], None, None,
-                     EventLog(tmp_path / "events.jsonl"), clock=clock)
-    sup.strain(0, 0.0)  # assigned at the start
-    clock.t = 600.0  # ten minutes later, working all along
-    assert sup.strain(0, clock.t) == pytest.approx(2.0)
-    sup.free_since[0] = 600.0
-    clock.t = 630.0  # a 30 s break is not a rest
-    assert sup.strain(0, clock.t) == pytest.approx(1.0 + 0.1 * 630 / 60)
-    sup.free_since[0] = 700.0
-    clock.t = 800.0  # 100 s idle: rested
-    assert sup.strain(0, clock.t) == pytest.approx(1.0)
+def test_an_operators_strain_grows_with_continuous_work_and_resets_after_rest():
+    queue = HelpQueue.for_run(point_config("operator.fatigue_per_min=0.1", "operator.rest_s=60"), robots=1, now=0.0)
+    queue.strain(0, 0.0)  # assigned at the start
+    assert queue.strain(0, 600.0) == pytest.approx(2.0)  # ten minutes later, working all along
+    queue.fatigue.free(0, 600.0)
+    assert queue.strain(0, 630.0) == pytest.approx(1.0 + 0.1 * 630 / 60)  # a 30 s break is not a rest
+    queue.fatigue.free(0, 700.0)
+    assert queue.strain(0, 800.0) == pytest.approx(1.0)  # 100 s idle: rested

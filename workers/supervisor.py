@@ -1,7 +1,7 @@
 """The supervisor: the control plane of a run, the same in-process and on Ray.
 
-It polls every component, writes their events to events.jsonl, queues help requests, assigns
-operators, forwards new weights and fleet gate thresholds, and stops the run at its budget.
+It polls every component, writes their events to events.jsonl, keeps the help queue (dagger.help_queue) and
+carries out its assignments, forwards new weights and fleet gate thresholds, and stops the run at its budget.
 None of this is on a robot's control path: robots never wait for it.
 """
 
@@ -13,14 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from dagger.allocators import FleetSignals, make_allocator
 from dagger.config import RunConfig
-from dagger.core import HelpRequest
 from dagger.events import EventLog, first_line
 from dagger.gates import AutoGate, make_gate
-from teleop_devices.scripted import Fatigue
+from dagger.help_queue import RELEASES, HelpQueue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.budget import StepBudget
 from workers.evaluator import Evaluator
@@ -47,17 +43,9 @@ class Supervisor:
         self.station = OperatorStation(devices, self.send_input, self.send_lost, self.record, clock,
                                        pump=pump) if devices else None
         self.on_events = on_events  # e.g. the dashboard's live numbers
-        self.allocator = make_allocator(cfg.allocator, cfg.operators, cfg.seed,
-                                        **({"aging_s": cfg.aging_s} if cfg.allocator == "priority" else {}))
+        self.help = HelpQueue.for_run(cfg, len(robots), clock(), remote=devices or ())
         gate = make_gate(cfg.gate)
         self.fleet_gate = gate if isinstance(gate, AutoGate) else None  # tuned from every robot's states
-        self.waiting: dict[int, HelpRequest] = {}
-        self.unserved: list[int] = []  # waiting robots still unassigned after the last allocation, in its order
-        self.serving: dict[int, set[int]] = {op: set() for op in range(cfg.operators)}
-        self.fatigue = Fatigue(cfg.operator, cfg.operators, clock())
-        self.free_since = self.fatigue.free_since  # operator -> when it last became idle (NaN: working)
-        self.last_robot: dict[int, int] = {}  # operator -> the robot it served last
-        self.skipped: dict[int, int] = {}  # operator -> the robot it declined last (not offered again next)
         self.sent_version = 0
         self.evaluator = evaluator if cfg.eval.every_versions > 0 else None
         self.evaluated = -1  # the last version sent to the evaluator
@@ -108,9 +96,8 @@ class Supervisor:
         self.share_budget()
         self.forward_weights()
         self.allocate()
-        self.status["queue"] = [{"robot": r, "reason": self.waiting[r].reason, "urgency": self.waiting[r].score,
-                                 "waiting_s": now - self.waiting[r].t_requested} for r in self.unserved]
-        self.status["serving"] = {op: sorted(robots) for op, robots in self.serving.items()}
+        self.status["queue"] = self.help.queue_status(now)
+        self.status["serving"] = self.help.serving_status()
         self.status["steps"] = self.steps
         self.status["thresholds"] = self.sent_thresholds  # a tuned gate's bars now (auto, thrifty), for the dashboard
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
@@ -188,20 +175,11 @@ class Supervisor:
         self.budget.lead = max(self.budget.lead, math.ceil(status.get("rate", 0.0) / 2))
         self.steps = self.budget.taken
         for event in result["events"]:
-            robot = event.get("robot", -1)
             if event["ev"] == "help_requested":
-                urgency = event["score"] / event["threshold"] if event["threshold"] > 0 else event["score"]
-                self.waiting[robot] = HelpRequest(robot, event["t"], urgency, event["reason"])
-            elif event["ev"] in ("handback", "assign_refused"):
-                if event["operator"] not in self.serving:  # e.g. from a robot replaced mid-handover: nobody to free
-                    continue
-                self.serving[event["operator"]].discard(robot)
-                if not self.serving[event["operator"]]:
-                    self.fatigue.free(event["operator"], event["t"])
-                if event.get("reason") in ("skipped", "not_claimed"):
-                    self.skipped[event["operator"]] = robot
+                self.help.asked(event)
+            elif event["ev"] in RELEASES and self.help.released(event):
                 if self.station is not None and event["operator"] in self.station.devices:
-                    self.station.release(event["operator"], robot)
+                    self.station.release(event["operator"], event.get("robot", -1))
         if self.fleet_gate is not None and result["states"]:
             thresholds = self.fleet_gate.observe(result["states"])
             if thresholds != self.sent_thresholds:
@@ -212,9 +190,7 @@ class Supervisor:
     def robot_lost(self, robot: int, error: Exception) -> None:
         """Frees the robot's operator and queue place, then replaces it (when a restart is given)."""
         self.record([{"ev": "robot_lost", "t": self.clock(), "robot": robot, "error": str(error)[:300]}])
-        self.waiting.pop(robot, None)
-        for served in self.serving.values():
-            served.discard(robot)
+        self.help.lost(robot)
         if self.restart is None:
             raise RuntimeError(f"robot {robot} failed and cannot be restarted: {error}") from error
         self.robots[robot] = self.restart(robot)
@@ -301,54 +277,20 @@ class Supervisor:
             self.record(final.poll()["events"])
 
     def allocate(self) -> None:
+        """Carries out the help queue's assignments: each robot is told its operator, the station its robots."""
         now = self.clock()
-        free = [op for op, robots in self.serving.items() if len(robots) < self.cfg.operator.attention
-                and (self.station is None or op not in self.station.devices or self.station.available(op))]
-        order = self.queue(now)  # once per round: allocators may keep state (running z-scores, a random stream)
-        for robot in order:
-            op = next((o for o in free if self.skipped.get(o) != robot), None)
-            if op is None:
-                continue
-            self.skipped.pop(op, None)
-            self.serving[op].add(robot)
-            if len(self.serving[op]) >= self.cfg.operator.attention:
-                free.remove(op)
-            request = self.waiting.pop(robot)
-            remote = self.station is not None and op in self.station.devices
-            strain, switching = self.strain(op, now), self.last_robot.get(op, robot) != robot
-            self.last_robot[op] = robot
-            self.robots[robot].call(RobotRole.assign, op, remote, strain, switching)
-            if self.station is not None and remote:
-                self.station.assign(op, robot)
-            self.record([{"ev": "operator_assigned", "t": now, "robot": robot, "operator": op,
-                          "queued_s": now - request.t_requested, "strain": strain, "switching": switching}])
-        self.unserved = [r for r in order if r in self.waiting]
+        away = self.station.lost if self.station is not None else ()  # operators whose device disappeared
+        for given in self.help.allocate(now, self.robot_statuses(), self.steps, away):
+            self.robots[given.robot].call(RobotRole.assign, given.operator, given.remote, given.strain,
+                                          given.switching)
+            if self.station is not None and given.remote:
+                self.station.assign(given.operator, given.robot)
+            self.record([{"ev": "operator_assigned", "t": now, "robot": given.robot, "operator": given.operator,
+                          "queued_s": given.queued_s, "strain": given.strain, "switching": given.switching}])
 
-    def signals(self, now: float) -> FleetSignals:
-        """Every robot's latest signals, as the fleet allocators read them."""
-        n = len(self.robots)
-        status = [self.status["robots"].get(r, {}) for r in range(n)]
-        waiting = [self.waiting.get(r) for r in range(n)]
-        served = set().union(*self.serving.values())
-        return FleetSignals(
-            uncertainty=np.array([s.get("uncertainty", 0.0) for s in status]),
-            risk=np.array([s.get("risk", 0.0) for s in status]),  # the hazard critic's, trained when read (READS_RISK)
-            td_risk=1.0 - np.array([s.get("safety", 1.0) for s in status]),
-            constraint=np.array([bool(s.get("constraint", False)) for s in status]),
-            waiting_s=np.array([0.0 if w is None else now - w.t_requested for w in waiting]),
-            helped=np.array([r in served for r in range(n)]), step=self.steps,
-            urgency=np.array([0.0 if w is None else w.score for w in waiting]))
-
-    def queue(self, now: float) -> list[int]:
-        """Waiting robots in the allocator's order; those it leaves out follow, longest waiting first, since a
-        robot that asked holds still until someone serves it."""
-        ranked = [r for r in self.allocator.allocate(self.signals(now)) if r in self.waiting]
-        rest = sorted(set(self.waiting) - set(ranked), key=lambda r: (self.waiting[r].t_requested, r))
-        return ranked + rest
-
-    def strain(self, op: int, now: float) -> float:
-        """Fatigue factor of a simulated operator: grows with continuous work, resets after a rest."""
-        return float(self.fatigue.assign(op, now))
+    def robot_statuses(self) -> list[dict[str, Any]]:
+        """Every robot's latest status, in robot order ({} for one not heard from yet)."""
+        return [self.status["robots"].get(r, {}) for r in range(len(self.robots))]
 
     def done(self, started: float) -> bool:
         if self.cfg.minutes > 0:

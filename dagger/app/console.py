@@ -1,8 +1,8 @@
 """The operator console: one pygame window per operator station.
 
 It shows the queue of robots asking for help, the camera of the robot an operator is serving (or
-the next in the queue), that robot's uncertainty trace against the gate threshold, and each
-operator's device health. Keyboard operators type into this window.
+the next in the queue), that robot's uncertainty trace against the gate threshold (as the supervisor last tuned it,
+for a tuned gate), and each operator's device health. Keyboard operators type into this window.
 
     console = OperatorConsole(cfg, keyboards=[kb]); console.update(status); console.save("console.png")
 """
@@ -144,9 +144,9 @@ class OperatorConsole:
     def draw_trace(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, w, h = rect
         rid = self.focus(status)
-        self.panel(rect, "uncertainty vs threshold (red)")
+        threshold = self.threshold(status)
+        self.panel(rect, f"uncertainty vs threshold {threshold:.4f} (red)")
         values = list(self.trace.get(rid, [])) if rid is not None else []
-        threshold = self.cfg.gate.threshold
         top = max([threshold * 2, *values]) or 1.0
         plot = (x + 10, y + 30, w - 20, h - 40)
 
@@ -158,6 +158,11 @@ class OperatorConsole:
             step = plot[2] / (len(values) - 1)
             points = [(int(plot[0] + i * step), to_y(v)) for i, v in enumerate(values)]
             self.pygame.draw.lines(self.screen, STATE_COLOR["operator"], False, points, 2)
+
+    def threshold(self, status: dict[str, Any]) -> float:
+        """The gate's threshold now: as the supervisor last tuned it (auto, thrifty: status["thresholds"], as the
+        dashboard shows it), else the config's."""
+        return float(status.get("thresholds", {}).get("threshold", self.cfg.gate.threshold))
 
     def draw_operators(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, _, _ = rect
