@@ -2,6 +2,7 @@
 
     policy = make_policy(PolicyConfig(type="chunking"), obs_dim=10, act_dim=2, seed=0)
     out = policy.act(obs)                # out.action, out.spread (the family's uncertainty), out.samples
+    outs = policy.act_batch(obs_k, None, [policy.stream(robot) for robot in robots])   # K robots, one pass
 
 A new family is one module with one BasePolicy subclass and its entry in families.FAMILIES. Importing this package
 imports no torch: a family's class (and BasePolicy, EnsemblePolicy, ...) loads when first asked for, so the
@@ -18,7 +19,7 @@ from dagger.core import Policy, TaskSpec
 from dagger.policies.families import FAMILIES, PolicyConfig, trained_family
 
 if TYPE_CHECKING:
-    from dagger.policies.base import HOLDOUT, BasePolicy, Proposal
+    from dagger.policies.base import HOLDOUT, BasePolicy, Proposal, Stream
     from dagger.policies.ensemble import EnsemblePolicy
 
 
@@ -39,7 +40,7 @@ class FamilyClasses(Mapping[str, "type[BasePolicy]"]):
 POLICIES: Mapping[str, type[BasePolicy]] = FamilyClasses()
 
 _LAZY = {"HOLDOUT": "dagger.policies.base", "BasePolicy": "dagger.policies.base", "Proposal": "dagger.policies.base",
-         "EnsemblePolicy": "dagger.policies.ensemble"}
+         "Stream": "dagger.policies.base", "EnsemblePolicy": "dagger.policies.ensemble"}
 """names this package hands out from the torch modules, imported when first used"""
 
 
@@ -70,5 +71,5 @@ def robot_policy(config: PolicyConfig, task: TaskSpec, robot: int = 0) -> Policy
                         instruction=task.instruction, act_dim=task.act_dim)
 
 
-__all__ = ["FAMILIES", "HOLDOUT", "POLICIES", "BasePolicy", "EnsemblePolicy", "PolicyConfig", "Proposal",
+__all__ = ["FAMILIES", "HOLDOUT", "POLICIES", "BasePolicy", "EnsemblePolicy", "PolicyConfig", "Proposal", "Stream",
            "make_policy", "robot_policy", "trained_family"]

@@ -6,12 +6,18 @@ A family subclasses BasePolicy and supplies its networks and its math:
     nets()                     -> {"policy": module, ...}     (the weights, besides the encoder and the signals)
     bc_loss(batch, weight)     -> a scalar loss on a normalised batch (see `update`)
     bc_step(batch, weight)     -> (optional) one optimiser step on it without autograd (see apply_grads)
-    propose(obs, image)        -> Proposal: this step's action, sampled actions, uncertainty (normalised units)
+    propose_batch(seen, pixels, streams) -> [Proposal]: each robot's action, samples, uncertainty (normalised units)
     greedy(obs, image)         -> [B, act_dim] normalised actions, no gradient (critic targets, labels)
-    reset()                    -> forget the episode (queued chunks, observation history)
+    stream_type                -> (optional) a Stream subclass: the family's episode state besides the history
+
+A robot's episode state (observation history, queued chunks, the plan being executed, its own random draws) lives
+in its Stream, not on the policy, so one policy acts for a group of robots in one batched pass:
 
     policy = make_policy(PolicyConfig(type="diffusion"), obs_dim=10, act_dim=2)
-    out = policy.act(obs)                          # out.action, out.spread (the family's uncertainty), out.samples
+    streams = [policy.stream(robot) for robot in range(4)]   # each draws as make_policy(..., seed=robot) would
+    outs = policy.act_batch(obs, images, streams)  # obs [4, obs_dim]; images [4, H, W, 3] or None
+    streams[2].reset()                             # robot 2 starts a new episode
+    out = policy.act(obs[0])                       # one robot: the policy's own stream (policy.reset() resets it)
     losses = policy.update(batch)                  # one training step; the learner calls it
     policy.load(other.weights())                   # only a newer version is taken
 """
@@ -19,7 +25,8 @@ A family subclasses BasePolicy and supplies its networks and its math:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,6 +54,31 @@ class Proposal:
     spread: float | None = None  # the family's uncertainty; None: the samples' variance in the task's units
 
 
+@dataclass(eq=False)
+class Stream:
+    """One robot's episode with a policy: what acting carries from step to step. Families with more state (queued
+    chunks, a plan, their own random draws) extend it; `reset` starts a new episode and never reseeds a generator
+    (draws go on across episodes, as one robot's own policy's did)."""
+
+    robot: int  # whose episode; a family seeds the stream's draws from it as it seeds a policy's from its seed
+    history: int = 1  # observations the policy sees (BasePolicy.history)
+    recent: deque[torch.Tensor] = field(init=False)  # this episode's last `history` normalised obs
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.history)
+
+    def reset(self) -> None:
+        self.recent.clear()
+
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        """Adds this step's normalised obs [obs_dim]; returns the last `history` of them [history, obs_dim], the
+        first repeated at an episode's start."""
+        self.recent.append(x)
+        while len(self.recent) < self.history:
+            self.recent.appendleft(self.recent[0])
+        return torch.stack(list(self.recent))
+
+
 class BasePolicy:
     """The frame of a policy family; see the module docstring for what a family supplies."""
 
@@ -56,6 +88,7 @@ class BasePolicy:
     history = 1  # observations per sample: batch["obs"] is [M, B, history, obs_dim] when > 1
     shape_keys: tuple[str, ...] = ("hidden",)  # a family's shape_keys and defaults: its FAMILIES entry (families.py)
     defaults: tuple[str, ...] = ()
+    stream_type: type[Stream] = Stream  # what stream() makes: act_batch refuses another kind
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
@@ -73,7 +106,7 @@ class BasePolicy:
         self.act_std = np.ones(act_dim, np.float32)
         self.train_gap = 0.0  # mean ‖π(o) − a‖² over recent training labels (ThriftyDAgger's hand-back bar)
         self.version = 0
-        self.recent: deque[torch.Tensor] = deque(maxlen=self.history)  # this episode's last normalised obs
+        self._own: Stream | None = None  # act()'s stream, made on first use: stream(seed)
         self._optimizer: torch.optim.Optimizer | None = None
 
     # -- what a family supplies -------------------------------------------------------------------------------
@@ -83,15 +116,35 @@ class BasePolicy:
     def bc_loss(self, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
 
-    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
+    def propose_batch(self, seen: torch.Tensor, pixels: torch.Tensor | None,
+                      streams: Sequence[Stream]) -> list[Proposal]:
+        """Robot i's decision from seen[i] (normalised obs [K, obs_dim], or [K, history, obs_dim] when history > 1)
+        and pixels[i] (uint8 [K, H, W, 3] on an image task), carrying streams[i]'s episode on; random draws come
+        from each stream's own generator."""
         raise NotImplementedError
 
     def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def stream(self, robot: int) -> Stream:
+        """A fresh episode for robot `robot`, acting as make_policy(..., seed=robot) would on its own."""
+        return self.stream_type(robot, self.history)
+
+    @property
+    def own(self) -> Stream:
+        """act()'s stream: the policy's own episode, drawing as its seed says."""
+        if self._own is None:
+            self._own = self.stream(self.seed)
+        return self._own
+
+    @property
+    def recent(self) -> deque[torch.Tensor]:
+        """The own stream's observation history."""
+        return self.own.recent
+
     def reset(self) -> None:
-        """A new episode: forget the observation history (a family with queued actions forgets those too)."""
-        self.recent.clear()
+        """A new episode for act(): forget the observation history (and queued actions); draws go on."""
+        self.own.reset()
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.trainable(), lr=self.config.lr)
@@ -171,22 +224,53 @@ class BasePolicy:
         """This step's action with the family's uncertainty and the signals the gates read; obs in task units. The
         families here are not language-conditioned: a policy server hands them the task's instruction, they ignore
         it."""
-        x = self.norm_obs(np.asarray(obs, np.float32))
-        self.recent.append(x)
-        while len(self.recent) < self.history:
-            self.recent.appendleft(self.recent[0])
-        seen = torch.stack(list(self.recent))[None] if self.history > 1 else x[None]
-        pixels = None if image is None else torch.as_tensor(np.asarray(image))[None]
+        pixels = None if image is None else np.asarray(image)[None]
+        return self.act_batch(np.asarray(obs, np.float32)[None], pixels, [self.own])[0]
+
+    def act_batch(self, obs: np.ndarray, images: np.ndarray | None, streams: Sequence[Stream]) -> list[PolicyOutput]:
+        """act() for K robots in one pass: obs [K, obs_dim] in task units, images uint8 [K, H, W, 3] (image tasks)
+        or None, streams[i] robot i's episode (from stream()). Robot i's output is what its own policy's act() gives
+        (make_policy(..., seed=streams[i].robot), these weights loaded), to float rounding."""
+        x = self.norm_obs(self.checked_batch(obs, images, streams))
+        if not streams:
+            return []
+        if self.history > 1:
+            seen = torch.stack([s.observe(row) for s, row in zip(streams, x, strict=True)])
+        else:
+            seen = x
+            for s, row in zip(streams, x, strict=True):
+                s.recent.append(row)
+        pixels = None if images is None else torch.as_tensor(np.asarray(images))
         with torch.no_grad():
-            proposal = self.propose(seen, pixels)
-            action = proposal.action[None]
-            twins = [critic.q(x[None], action).numpy() for critic in (self.critic, self.hazard)]
-            p_safe = float(self.classifier.p_safe(x[None])[0])
-        samples = self.units(proposal.samples)
-        spread = float(samples.var(0).mean()) if proposal.spread is None else float(proposal.spread)
-        return PolicyOutput(self.units(proposal.action), spread, self.version, safety=float(twins[0][:, 0].min()),
-                            p_safe=p_safe, train_gap=self.train_gap, risk=float(twins[1][:, 0].max()),
-                            samples=samples)
+            proposals = self.propose_batch(seen, pixels, streams)
+            actions = torch.stack([p.action for p in proposals])
+            safety = self.critic.q(x, actions).min(0).values.numpy()  # the twins' [2, K]
+            risk = self.hazard.q(x, actions).max(0).values.numpy()
+            p_safe = self.classifier.p_safe(x).numpy()
+        outputs = []
+        for i, proposal in enumerate(proposals):
+            samples = self.units(proposal.samples)
+            spread = float(samples.var(0).mean()) if proposal.spread is None else float(proposal.spread)
+            outputs.append(PolicyOutput(self.units(proposal.action), spread, self.version, safety=float(safety[i]),
+                                        p_safe=float(p_safe[i]), train_gap=self.train_gap, risk=float(risk[i]),
+                                        samples=samples))
+        return outputs
+
+    def checked_batch(self, obs: np.ndarray, images: np.ndarray | None, streams: Sequence[Stream]) -> np.ndarray:
+        """obs as float32 [K, obs_dim]; a ValueError (TypeError for a stream of another kind) naming what is off."""
+        obs = np.asarray(obs, np.float32)
+        k = len(streams)
+        if obs.shape != (k, self.obs_dim):
+            raise ValueError(f"act_batch: obs has shape {obs.shape}; {k} streams need ({k}, {self.obs_dim})")
+        if images is not None and len(images) != k:
+            raise ValueError(f"act_batch: {len(images)} images for {k} streams")
+        if len({id(s) for s in streams}) != k:
+            raise ValueError("act_batch: a stream appears twice (one step per robot per call)")
+        for s in streams:
+            if not isinstance(s, self.stream_type):
+                raise TypeError(f"act_batch: robot {s.robot}'s stream is a {type(s).__name__}; this {self.family} "
+                                f"policy keeps a {self.stream_type.__name__} (make it with policy.stream(robot))")
+        return obs
 
     def update(self, batch: dict[str, Any], transitions: dict[str, np.ndarray] | None = None,
                needs: tuple[str, ...] = (), tau_sup: float = 0.008) -> dict[str, float]:

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
 
-from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.base import BasePolicy, PolicyConfig, Proposal, Stream
 from dagger.policies.families import FAMILIES
 
 D_MODEL, HEADS, ENCODER_LAYERS, DECODER_LAYERS, FEEDFORWARD = 64, 4, 2, 1, 128
@@ -85,11 +88,28 @@ class ChunkTransformer(nn.Module):
         return torch.einsum("bkd,hda->hbka", self.trunk(x), self.head_w) + self.head_b
 
 
+@dataclass(eq=False)
+class ChunkStream(Stream):
+    """A robot's episode with a chunking policy: the live chunks besides the history."""
+
+    chunk: int = 1  # chunks that overlap: the policy's config.chunk
+    chunks: deque[torch.Tensor] = field(init=False)  # [heads, k, act_dim] each, oldest first
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.chunks = deque(maxlen=self.chunk)
+
+    def reset(self) -> None:
+        super().reset()
+        self.chunks.clear()
+
+
 class ChunkingPolicy(BasePolicy):
     """Predicts `config.chunk` actions per step; executes ACT's temporal ensemble of the last chunk-many chunks."""
 
     family = "chunking"
     shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
+    stream_type = ChunkStream
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
@@ -98,19 +118,21 @@ class ChunkingPolicy(BasePolicy):
         super().__init__(obs_dim, act_dim, config, seed, image_shape)
         self.bootstrap = torch.Generator().manual_seed(seed + 7)  # which samples each head trains on
         self.net = ChunkTransformer(obs_dim, act_dim, config.chunk, config.members, self.width - obs_dim, seed)
-        self.chunks: deque[torch.Tensor] = deque(maxlen=config.chunk)  # [heads, k, act_dim] each, oldest first
 
     def nets(self) -> dict[str, nn.Module]:
         return {"policy": self.net}
 
-    def reset(self) -> None:
-        super().reset()
-        self.chunks.clear()
+    def stream(self, robot: int) -> ChunkStream:
+        return ChunkStream(robot, self.history, self.config.chunk)
 
-    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
-        self.chunks.append(self.net(self.features(obs, image))[:, 0])
-        action, samples = temporal_ensemble(list(self.chunks))
-        return Proposal(action, samples)
+    def propose_batch(self, seen: torch.Tensor, pixels: torch.Tensor | None,
+                      streams: Sequence[Stream]) -> list[Proposal]:
+        chunks = self.net(self.features(seen, pixels))  # [heads, K, k, act_dim]
+        proposals = []
+        for i, stream in enumerate(cast(Sequence[ChunkStream], streams)):
+            stream.chunks.append(chunks[:, i])
+            proposals.append(Proposal(*temporal_ensemble(list(stream.chunks))))
+        return proposals
 
     def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.features(obs, image))[:, :, 0].mean(0)

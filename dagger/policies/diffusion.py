@@ -22,13 +22,15 @@ clipped x0 estimate is a random corner of the box, which showed as spread where 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.base import BasePolicy, PolicyConfig, Proposal, Stream
 from dagger.policies.families import FAMILIES
 
 DOWN_DIMS = (32, 64)  # channels per U-Net level; the sequence halves between levels
@@ -152,12 +154,31 @@ class ConditionalUnet1D(nn.Module):
         return self.out(h).transpose(1, 2)
 
 
+@dataclass(eq=False)
+class DiffusionStream(Stream):
+    """A robot's episode with a diffusion policy: the sequences being executed and its own draws (which go on across
+    episodes: reset does not reseed them)."""
+
+    generator: torch.Generator = field(init=False)  # acting's draws: seeded from robot, as a policy's from its seed
+    plan: torch.Tensor | None = None  # [samples, horizon, act_dim]: the sequences being executed
+    step: int = 0  # position in the plan of the next action
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.generator = torch.Generator().manual_seed(self.robot)
+
+    def reset(self) -> None:
+        super().reset()
+        self.plan, self.step = None, 0
+
+
 class DiffusionPolicy(BasePolicy):
     """Executes the first of `samples` jointly drawn action sequences for `execute` steps; spread = the variance
     across the drawn sequences at the executed position (task units, mean over action dims)."""
 
     family = "diffusion"
     shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
+    stream_type = DiffusionStream
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
@@ -175,10 +196,7 @@ class DiffusionPolicy(BasePolicy):
             self.net = ConditionalUnet1D(act_dim, cond_dim, DOWN_DIMS, KERNEL)
         self.alpha_bar = cosine_alpha_bar(config.denoise_steps)
         self.timesteps = ddim_timesteps(config.denoise_steps, config.inference_steps)
-        self.generator = torch.Generator().manual_seed(seed)  # acting's draws
         self.noise = torch.Generator().manual_seed(seed + 1)  # training's noise and levels
-        self.plan: torch.Tensor | None = None  # [samples, horizon, act_dim]: the sequences being executed
-        self.step = 0  # position in the plan of the next action
 
     def nets(self) -> dict[str, nn.Module]:
         return {"policy": self.net}
@@ -200,10 +218,13 @@ class DiffusionPolicy(BasePolicy):
         mean, std = torch.from_numpy(self.act_mean), torch.from_numpy(self.act_std)
         return (-1 - mean) / std, (1 - mean) / std
 
-    def sample(self, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, cond: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator]) -> torch.Tensor:
         """One action sequence per row of cond [B, C] by DDIM from Gaussian noise -> [B, horizon, act_dim]
-        (no gradient)."""
-        x = torch.randn(len(cond), self.horizon, self.act_dim, generator=generator)
+        (no gradient). The noise comes from `generator`, or with n generators, the i-th B/n rows' from the i-th."""
+        gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        if len(cond) % len(gens):
+            raise ValueError(f"sample: {len(cond)} rows cannot be split among {len(gens)} generators")
+        x = torch.cat([torch.randn(len(cond) // len(gens), self.horizon, self.act_dim, generator=g) for g in gens])
         low, high = self.bounds()
         with torch.no_grad():
             for i, t in enumerate(self.timesteps):
@@ -213,24 +234,34 @@ class DiffusionPolicy(BasePolicy):
                               low, high)
         return x
 
-    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
-        if self.plan is None or self.step >= self.execute:
-            cond = self.condition(obs, image).expand(self.config.samples, -1)
-            self.plan, self.step = self.sample(cond, self.generator), 0
-        # sample 0 is executed as drawn: a mean over the samples would average the modes
-        here = self.plan[:, self.step]
-        self.step += 1
-        return Proposal(here[0], here)
+    @property
+    def plan(self) -> torch.Tensor | None:
+        """The own stream's sequences being executed [samples, horizon, act_dim] (None before the first act)."""
+        return cast(DiffusionStream, self.own).plan
+
+    def propose_batch(self, seen: torch.Tensor, pixels: torch.Tensor | None,
+                      streams: Sequence[Stream]) -> list[Proposal]:
+        """Draws afresh, in one DDIM pass, for the robots whose plan is used up (or new); the others step on."""
+        mine = cast(Sequence[DiffusionStream], streams)
+        due = [i for i, s in enumerate(mine) if s.plan is None or s.step >= self.execute]
+        if due:
+            cond = self.condition(seen[due], None if pixels is None else pixels[due])  # [D, C]
+            drawn = self.sample(cond.repeat_interleave(self.config.samples, 0), [mine[i].generator for i in due])
+            for i, plan in zip(due, drawn.unflatten(0, (len(due), self.config.samples)), strict=True):
+                mine[i].plan, mine[i].step = plan, 0
+        proposals = []
+        for s in mine:
+            assert s.plan is not None
+            here = s.plan[:, s.step]  # sample 0 is executed as drawn: a mean over the samples would average the modes
+            s.step += 1
+            proposals.append(Proposal(here[0], here))
+        return proposals
 
     def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """One sequence per row, its first action; the noise comes from a generator seeded afresh from the
         policy's seed, so the same inputs give the same actions and acting's draws are untouched."""
         generator = torch.Generator().manual_seed(self.seed)
         return self.sample(self.condition(obs, image), generator)[:, 0]
-
-    def reset(self) -> None:
-        super().reset()
-        self.plan, self.step = None, 0
 
     def bc_loss(self, batch: dict[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
         """DDPM ε-prediction: noise each action sequence to a random level, regress the noise (mean squared

@@ -3,11 +3,13 @@ their mean and the uncertainty their variance (EnsembleDAgger's and ThriftyDAgge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from dagger.nets import EnsembleMLP
-from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.base import BasePolicy, PolicyConfig, Proposal, Stream
 from dagger.policies.families import FAMILIES
 
 
@@ -31,9 +33,10 @@ class EnsemblePolicy(BasePolicy):
         """Normalised obs [B, obs_dim] -> the members' normalised actions [K, B, act_dim]."""
         return self.net(self.features(obs, image))
 
-    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
-        members = self.member_actions(obs, image)[:, 0]
-        return Proposal(members.mean(0), members)
+    def propose_batch(self, seen: torch.Tensor, pixels: torch.Tensor | None,
+                      streams: Sequence[Stream]) -> list[Proposal]:
+        members = self.member_actions(seen, pixels)  # [members, K, act_dim]
+        return [Proposal(members[:, i].mean(0), members[:, i]) for i in range(len(streams))]
 
     def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         return self.member_actions(obs, image).mean(0)

@@ -33,11 +33,15 @@ the tasks' [-1, 1] in task units, (±1 − act_mean) / act_std normalised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
 import torch
 from torch import nn
 
 from dagger.nets import EnsembleMLP
-from dagger.policies.base import BasePolicy, PolicyConfig, Proposal
+from dagger.policies.base import BasePolicy, PolicyConfig, Proposal, Stream
 from dagger.policies.families import FAMILIES
 
 #: DFO candidates and resampling rounds per decision (acting and greedy)
@@ -48,22 +52,60 @@ NOISE, SHRINK = 0.33, 0.5
 LOW, HIGH = -1.0, 1.0
 
 
+@dataclass(eq=False)
+class ImplicitStream(Stream):
+    """A robot's episode with an implicit policy: its own DFO draws (which go on across episodes)."""
+
+    rng: torch.Generator = field(init=False)  # seeded from robot + 1, as a policy's from its seed + 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.rng = torch.Generator().manual_seed(self.robot + 1)
+
+
+Generators = torch.Generator | Sequence[torch.Generator]
+"""one generator for every row of a batch, or row b's own at b"""
+
+
+def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The parts concatenated along the batch rows (dim 1); one part as it is."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+
+
+def by_row(gens: Generators, rows: int) -> list[tuple[torch.Generator, slice]]:
+    """(generator, the batch rows it draws for): all `rows` from one, or row b from gens[b]."""
+    if isinstance(gens, torch.Generator):
+        return [(gens, slice(0, rows))]
+    if len(gens) != rows:
+        raise ValueError(f"{len(gens)} generators for {rows} rows")
+    return [(g, slice(b, b + 1)) for b, g in enumerate(gens)]
+
+
 class ImplicitPolicy(BasePolicy):
     """Two energy models; the action is model 0's DFO optimum, the spread their Jeffreys divergence."""
 
     family = "implicit"
     members = 2  # IIFL's exactly two models
     shape_keys, defaults = FAMILIES[family].shape_keys, FAMILIES[family].defaults
+    stream_type = ImplicitStream
 
     def __init__(self, obs_dim: int, act_dim: int, config: PolicyConfig | None = None, seed: int = 0,
                  image_shape: tuple[int, int, int] | None = None):
         config = config or PolicyConfig(type="implicit")
         super().__init__(obs_dim, act_dim, config, seed, image_shape)
         self.net = EnsembleMLP(self.members, [self.width + act_dim] + [config.hidden] * config.layers + [1], seed)
-        self.rng = torch.Generator().manual_seed(seed + 1)  # the negatives and acting's draws
 
     def nets(self) -> dict[str, nn.Module]:
         return {"energy": self.net}
+
+    @property
+    def rng(self) -> torch.Generator:
+        """The training negatives' and act()'s draws: the own stream's generator, seeded from seed + 1."""
+        return cast(ImplicitStream, self.own).rng
+
+    @rng.setter
+    def rng(self, generator: torch.Generator) -> None:
+        cast(ImplicitStream, self.own).rng = generator
 
     def box(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The action box [LOW, HIGH] in normalised units: low, high [act_dim]."""
@@ -89,19 +131,22 @@ class ImplicitPolicy(BasePolicy):
             out.append(x.reshape(actions.shape[1:3]))
         return torch.stack(out)
 
-    def dfo(self, feats: torch.Tensor, members: tuple[int, ...],
-            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def dfo(self, feats: torch.Tensor, members: tuple[int, ...], gens: Generators) -> tuple[torch.Tensor, torch.Tensor]:
         """IBC's derivative-free optimisation for each model in `members` and each row of feats [K, B, width]:
-        the final population [K, B, CANDIDATES, act_dim] and its energies [K, B, CANDIDATES]."""
+        the final population [K, B, CANDIDATES, act_dim] and its energies [K, B, CANDIDATES]. Row b's draws come
+        from `gens` (one generator for all rows, or gens[b]) in the order one row alone would draw them."""
         k, b = feats.shape[:2]
         low, high = self.box()
         scale = NOISE * (high - low) / 2
-        pop = self.uniform((k, b, CANDIDATES), gen)
+        parts = by_row(gens, b)
+        pop = joined([self.uniform((k, rows.stop - rows.start, CANDIDATES), g) for g, rows in parts])
         for _ in range(ITERS):
-            prob = torch.softmax(-self.energy(feats, pop, members), -1).reshape(k * b, CANDIDATES)
-            pick = torch.multinomial(prob, CANDIDATES, replacement=True, generator=gen).reshape(k, b, CANDIDATES)
+            prob = torch.softmax(-self.energy(feats, pop, members), -1)  # [K, B, CANDIDATES]
+            pick = joined([torch.multinomial(prob[:, rows].reshape(-1, CANDIDATES), CANDIDATES, replacement=True,
+                                             generator=g).reshape(k, -1, CANDIDATES) for g, rows in parts])
             pop = pop.gather(2, pick[..., None].expand(-1, -1, -1, self.act_dim))
-            pop = torch.minimum(torch.maximum(pop + scale * torch.randn(pop.shape, generator=gen), low), high)
+            noise = joined([torch.randn(pop[:, rows].shape, generator=g) for g, rows in parts])
+            pop = torch.minimum(torch.maximum(pop + scale * noise, low), high)
             scale = scale * SHRINK
         return pop, self.energy(feats, pop, members)
 
@@ -114,14 +159,19 @@ class ImplicitPolicy(BasePolicy):
         own, other = energies[..., :n], energies[..., n:].flip(0)  # other[j]: model 1-j on model j's samples
         return (torch.softmax(-own, -1) * (other - own)).sum(-1).sum(0)
 
-    def propose(self, obs: torch.Tensor, image: torch.Tensor | None) -> Proposal:
-        feats = self.features(obs, image)[None].expand(2, -1, -1)  # both models see the one state
-        pop, energies = self.dfo(feats, (0, 1), self.rng)  # [2, 1, N, act_dim], [2, 1, N]
-        spread = float(self.divergence(feats, pop)[0].clamp(min=0.0))
-        pick = torch.multinomial(torch.softmax(-energies[:, 0], -1), self.config.samples, replacement=True,
-                                 generator=self.rng)
-        samples = torch.cat([pop[j, 0, pick[j]] for j in range(2)])
-        return Proposal(pop[0, 0, energies[0, 0].argmin()], samples, spread)
+    def propose_batch(self, seen: torch.Tensor, pixels: torch.Tensor | None,
+                      streams: Sequence[Stream]) -> list[Proposal]:
+        gens = [s.rng for s in cast(Sequence[ImplicitStream], streams)]
+        feats = self.features(seen, pixels)[None].expand(2, -1, -1)  # both models see each state: [2, K, width]
+        pop, energies = self.dfo(feats, (0, 1), gens)  # [2, K, N, act_dim], [2, K, N]
+        spreads = self.divergence(feats, pop).clamp(min=0.0)
+        proposals = []
+        for i, gen in enumerate(gens):
+            pick = torch.multinomial(torch.softmax(-energies[:, i], -1), self.config.samples, replacement=True,
+                                     generator=gen)
+            samples = torch.cat([pop[j, i, pick[j]] for j in range(2)])
+            proposals.append(Proposal(pop[0, i, energies[0, i].argmin()], samples, float(spreads[i])))
+        return proposals
 
     def greedy(self, obs: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """Model 0's DFO optimum per row; a generator seeded afresh from self.seed makes it a function of obs."""

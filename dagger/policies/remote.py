@@ -5,8 +5,13 @@ the robot holds that step.
     server = PolicyServer(lambda: EnsemblePolicy(10, 2), token).start()      # on the GPU machine
     policy = RemotePolicy(server.address, token, deadline_ms=100, robot=0)   # on the robot
     out = policy.act(obs, image)                                             # or PolicyTimeout: hold this step
+    outs = policy.act_batch(obs, images, robots=[0, 3, 5])   # one request for three robots (or streams below)
+    streams = [policy.stream(robot) for robot in range(4)]; streams[2].reset()   # a reset reaches the server
 
-Wire (dagger.wire): authenticated msgpack frames, each a map with a "kind": act | reset | load | hello.
+Wire (dagger.wire): authenticated msgpack frames, each a map with a "kind": act | act_batch | reset | load | hello.
+act_batch carries K robots' observations in one frame ({robots: [K ids], obs: [K, obs_dim], images: [K, H, W, 3] or
+absent, t: [K], reset: [K bools]}) and is answered {outputs: [K answers to act]}; the server acts for each robot as
+an act of its own would.
 Reference (../shared/REFERENCES.md, "Large pretrained (VLA) policies"): LeRobot's async inference serves policies
 over gRPC but unpickles its input and has no watchdog; DROID serves them over websocket + msgpack. The HMAC
 authenticates, it neither encrypts nor stops a replay by someone on the path: keep the link on a trusted network
@@ -20,7 +25,8 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -37,7 +43,8 @@ from dagger.wire import (
     too_large,
 )
 
-KINDS = ("act", "reset", "load", "hello")
+KINDS = ("act", "act_batch", "reset", "load", "hello")
+MAX_BATCH = 256  # robots in one act_batch request
 IDLE_S = 60.0  # the server hangs up on a connection silent this long (a robot reconnects on its next call)
 
 log = logging.getLogger(__name__)
@@ -175,37 +182,108 @@ class PolicyServer:
             return frame(self.token, {"error": f"{message['kind']} failed: {type(e).__name__}: {e}", "seq": seq})
 
     def handle(self, message: dict) -> dict:
-        kind, robot = message["kind"], message.get("robot", 0)
+        kind = message["kind"]
         if kind == "load":
             if not self.accept_weights:
                 raise PermissionError("this server refuses weights (accept_weights=False)")
             return {"version": self.load(message["weights"])}
-        if not isinstance(robot, int) or isinstance(robot, bool) or robot < 0:
-            raise ValueError(f"robot must be an id >= 0, got {robot!r}")
+        if kind == "act_batch":
+            return self.act_batch(message)
+        robot = checked_robot(message.get("robot", 0))
         with self.lock:
             policy = self.policy(robot)
             if kind == "hello":
                 return {"version": policy.version, **{k: getattr(policy, k) for k in ("obs_dim", "act_dim")
                                                       if hasattr(policy, k)}}
-            if kind == "reset" or message.get("reset"):
-                policy.reset()
-                self.answered.pop(robot, None)
             if kind == "reset":
+                self.reset(robot)
                 return {}
-            t, obs = message.get("t"), np.asarray(message["obs"])
-            last = self.answered.get(robot)
-            if t is not None and last is not None and last[0] == t and np.array_equal(last[1], obs):
-                return last[2]
             image = message.get("image")
-            # a language-conditioned policy takes act(obs, image, instruction=...); others are never passed one
-            extra: dict[str, Any] = {"instruction": message["instruction"]} if message.get("instruction") else {}
-            out = policy.act(obs, None if image is None else np.asarray(image), **extra)
-            answer = {"action": np.asarray(out.action), "spread": out.spread, "version": out.version,
-                      "samples": None if out.samples is None else np.asarray(out.samples), "safety": out.safety,
-                      "p_safe": out.p_safe, "risk": out.risk, "train_gap": out.train_gap}
-            if t is not None:
-                self.answered[robot] = (t, obs, answer)
+            return self.act(robot, np.asarray(message["obs"]), None if image is None else np.asarray(image),
+                            message.get("t"), bool(message.get("reset")), message.get("instruction") or "")
+
+    def act_batch(self, message: dict) -> dict:
+        """One act per robot of an act_batch request, every field checked before any robot's policy moves."""
+        robots = message.get("robots")
+        if not isinstance(robots, list) or not 1 <= len(robots) <= MAX_BATCH:
+            got = f"{len(robots)} ids" if isinstance(robots, list) else type(robots).__name__
+            raise ValueError(f"robots must be a list of 1 to {MAX_BATCH} robot ids, got {got}")
+        robots = [checked_robot(r) for r in robots]
+        k = len(robots)
+        if len(set(robots)) != k:
+            raise ValueError(f"robots {robots} name a robot twice")
+        obs = batch_field(message, "obs", k, "numbers [K, obs_dim]",
+                          lambda a: a.ndim == 2 and a.shape[1] > 0 and a.dtype.kind in "biuf")
+        images = None if message.get("images") is None else batch_field(
+            message, "images", k, "uint8 [K, H, W, 3]",
+            lambda a: a.ndim == 4 and a.shape[3] == 3 and a.dtype == np.uint8)
+        t = message.get("t")
+        if t is not None and not (isinstance(t, list) and len(t) == k
+                                  and all(isinstance(n, int) and not isinstance(n, bool) for n in t)):
+            raise ValueError(f"t must be a list of {k} step counts, one per robot")
+        resets = message.get("reset")
+        if resets is not None and not (isinstance(resets, list) and len(resets) == k
+                                       and all(isinstance(r, bool) for r in resets)):
+            raise ValueError(f"reset must be a list of {k} booleans, one per robot")
+        instruction = message.get("instruction") or ""
+        if not isinstance(instruction, str):
+            raise ValueError(f"instruction must be a string, got {type(instruction).__name__}")
+        with self.lock:
+            outputs = [self.act(robot, obs[i], None if images is None else images[i], None if t is None else t[i],
+                                bool(resets and resets[i]), instruction) for i, robot in enumerate(robots)]
+        return {"outputs": outputs, "version": outputs[-1]["version"]}
+
+    def reset(self, robot: int) -> None:
+        """A new episode for robot `robot`'s policy (call with the lock held)."""
+        self.policy(robot).reset()
+        self.answered.pop(robot, None)
+
+    def act(self, robot: int, obs: np.ndarray, image: np.ndarray | None, t: int | None, reset: bool,
+            instruction: str) -> dict:
+        """Robot `robot`'s answer to one act (call with the lock held): a retry of its last step (same count `t`,
+        same obs) gets that step's answer again; `reset` starts a new episode first."""
+        policy = self.policy(robot)
+        if reset:
+            self.reset(robot)
+        last = self.answered.get(robot)
+        if t is not None and last is not None and last[0] == t and np.array_equal(last[1], obs):
+            return last[2]
+        # a language-conditioned policy takes act(obs, image, instruction=...); others are never passed one
+        extra: dict[str, Any] = {"instruction": instruction} if instruction else {}
+        out = policy.act(obs, image, **extra)
+        answer = {"action": np.asarray(out.action), "spread": out.spread, "version": out.version,
+                  "samples": None if out.samples is None else np.asarray(out.samples), "safety": out.safety,
+                  "p_safe": out.p_safe, "risk": out.risk, "train_gap": out.train_gap}
+        if t is not None:
+            self.answered[robot] = (t, obs, answer)
         return answer
+
+
+def checked_robot(robot: Any) -> int:
+    if not isinstance(robot, int) or isinstance(robot, bool) or robot < 0:
+        raise ValueError(f"robot must be an id >= 0, got {robot!r}"[:200])
+    return robot
+
+
+def batch_field(message: dict, name: str, k: int, what: str, fits: Callable[[np.ndarray], bool]) -> np.ndarray:
+    """Field `name` of an act_batch request: an array with K rows that `fits`; else a ValueError saying what it is."""
+    value = message.get(name)
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
+    if len(value.shape) == 0 or value.shape[0] != k or not fits(value):
+        raise ValueError(f"{name} must be {what} for K = {k} robots, got {value.dtype} {list(value.shape)}")
+    return value
+
+
+@dataclass(eq=False)
+class RemoteStream:
+    """One robot's episode on a policy server, as a group's RemotePolicy sees it: `reset` reaches the server."""
+
+    robot: int
+    reset_robot: Callable[[int], None]  # the client's reset(robot)
+
+    def reset(self) -> None:
+        self.reset_robot(self.robot)
 
 
 class RemotePolicy:
@@ -220,28 +298,63 @@ class RemotePolicy:
         self.address, self.host, self.port = address, host.strip("[]"), int(port)
         self.token, self.deadline_ms, self.robot = checked_token(token), deadline_ms, robot
         self.instruction, self.timeout_s, self.act_dim = instruction, timeout_s, act_dim
-        self.answered = 0  # answers to act this episode: a retry after a timeout repeats it (see PolicyServer)
+        # robot -> answers to act this episode: a retry after a timeout repeats the count (see PolicyServer)
+        self.answered: dict[int, int] = {}
         self.version = 0  # the version of the last answer
         self.sock: socket.socket | None = None
         self.inbox = bytearray()  # bytes received that are not a whole frame yet
         self.seq = 0
         self.due: int | None = None  # the request whose answer has not come yet
-        self.reset_due = False  # a reset the server has not confirmed: the next act asks for it first
+        self.reset_due: set[int] = set()  # robots whose reset the server has not confirmed: their next act asks first
         self.lock = threading.Lock()
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
         """The server's answer within deadline_ms, else PolicyTimeout (the robot holds this step)."""
-        request: dict[str, Any] = {"kind": "act", "robot": self.robot, "obs": np.asarray(obs), "t": self.answered}
+        robot = self.robot
+        request: dict[str, Any] = {"kind": "act", "robot": robot, "obs": np.asarray(obs),
+                                   "t": self.answered.get(robot, 0)}
         if image is not None:
             request["image"] = np.asarray(image)
         if self.instruction:
             request["instruction"] = self.instruction
-        if self.reset_due:
+        if robot in self.reset_due:
             request["reset"] = True
         a = self.call(request, self.deadline_ms / 1000)
-        self.reset_due = False
-        self.answered += 1
+        self.reset_due.discard(robot)
+        self.answered[robot] = self.answered.get(robot, 0) + 1
         return self.checked(a)
+
+    def stream(self, robot: int) -> RemoteStream:
+        """Robot `robot`'s episode for act_batch; its reset() resets the robot's policy on the server."""
+        return RemoteStream(robot, self.reset)
+
+    def act_batch(self, obs: np.ndarray, images: np.ndarray | None,
+                  robots: Sequence[int] | Sequence[RemoteStream]) -> list[PolicyOutput]:
+        """act() for K robots in ONE request: obs [K, obs_dim], images [K, H, W, 3] or None, robots the K robot ids
+        (or their streams). Within deadline_ms, else PolicyTimeout for all K (they hold this step; a retry of the
+        same step gets the same answers)."""
+        ids = [r.robot if isinstance(r, RemoteStream) else int(r) for r in robots]
+        obs = np.asarray(obs)
+        if not 1 <= len(ids) <= MAX_BATCH or len(set(ids)) != len(ids):
+            raise ValueError(f"act_batch: robots must be 1 to {MAX_BATCH} distinct ids, got {ids}")
+        if len(obs) != len(ids) or (images is not None and len(images) != len(ids)):
+            raise ValueError(f"act_batch: {len(ids)} robots, {len(obs)} observations"
+                             + ("" if images is None else f", {len(images)} images"))
+        request: dict[str, Any] = {"kind": "act_batch", "robots": ids, "obs": obs,
+                                   "t": [self.answered.get(r, 0) for r in ids],
+                                   "reset": [r in self.reset_due for r in ids]}
+        if images is not None:
+            request["images"] = np.asarray(images)
+        if self.instruction:
+            request["instruction"] = self.instruction
+        a = self.call(request, self.deadline_ms / 1000)
+        self.reset_due.difference_update(ids)
+        for r in ids:
+            self.answered[r] = self.answered.get(r, 0) + 1
+        outputs = a.get("outputs")
+        if not isinstance(outputs, list) or len(outputs) != len(ids) or not all(isinstance(o, dict) for o in outputs):
+            raise RemotePolicyError(f"policy server {self.address}: not an answer to act_batch for {len(ids)} robots")
+        return [self.checked(o) for o in outputs]
 
     def checked(self, a: dict) -> PolicyOutput:
         """The answer as a PolicyOutput; RemotePolicyError when it is not one a robot may move on (a missing field,
@@ -259,15 +372,18 @@ class RemotePolicy:
                                     f"{self.act_dim or 'some'} finite numbers")
         return out
 
-    def reset(self) -> None:
-        """A new episode for this robot's policy on the server. Best effort within the deadline; if unconfirmed,
-        the next act asks the server to reset first, so an episode never starts on the last one's queued actions."""
-        self.reset_due, self.answered = True, 0
+    def reset(self, robot: int | None = None) -> None:
+        """A new episode for this robot's policy on the server (or robot `robot`'s). Best effort within the deadline;
+        if unconfirmed, the robot's next act asks the server to reset first, so an episode never starts on the last
+        one's queued actions."""
+        robot = self.robot if robot is None else robot
+        self.reset_due.add(robot)
+        self.answered[robot] = 0
         try:
-            self.call({"kind": "reset", "robot": self.robot}, self.deadline_ms / 1000)
+            self.call({"kind": "reset", "robot": robot}, self.deadline_ms / 1000)
         except (PolicyTimeout, RemotePolicyError):
             return
-        self.reset_due = False
+        self.reset_due.discard(robot)
 
     def load(self, weights: dict) -> None:
         """Pushes weights to the server (RemotePolicyError when it refuses them)."""
