@@ -37,8 +37,10 @@ from teleop_devices.remote import SafetyConfig
 from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_STYLES, OperatorConfig
 from teleop_devices.spacemouse import SpaceMouseConfig
 
+INFER_MODES = ("inline", "beside")
+"""where a robot group's policy runs (robot.infer)"""
 MAX_COUNT = 1000
-"""most robots, operators or demonstrations a run takes (each robot is a process)"""
+"""most robots, operators or demonstrations a run takes"""
 
 _LABEL_PART = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
 NODE_LABEL = re.compile(rf"([A-Za-z0-9.-]+/)?{_LABEL_PART}={_LABEL_PART}")
@@ -53,6 +55,12 @@ class ConfigError(ValueError):
 class RobotConfig:
     speed: float = 4.0
     """control rate as a multiple of the task's real-time rate (1.0: one step per task dt)"""
+    per_actor: int = 1
+    """robots one worker process drives, with one batched policy call a control period for those it holds (a
+    process per robot costs ~380 MB and its share of a core; see README, "Fleet scale")"""
+    infer: str = "inline"
+    """inline: the policy answers within the control period; beside: in a thread of its own, the period going on at
+    once, each robot acting on the answer to its previous observation (a slow family keeps the control rate)"""
     segment_max_steps: int = 50
     """a segment closes after this many steps even without a controller change"""
     ship_every_s: float = 0.25
@@ -324,6 +332,8 @@ def validate(cfg: RunConfig) -> None:
          f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
          "does not store; use e.g. priority"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
+        (1 <= cfg.robot.per_actor <= MAX_COUNT, "robot.per_actor", f"must be in [1, {MAX_COUNT}]"),
+        (cfg.robot.infer in INFER_MODES, "robot.infer", f"must be one of {list(INFER_MODES)}"),
         (len(cfg.robot.agents) in (0, 1, cfg.robots), "robot.agents",
          f"gives {len(cfg.robot.agents)} agents for {cfg.robots} robots: give one per robot, or one HOST:PORT "
          "(robot i at PORT+i)"),

@@ -7,8 +7,9 @@ A robot steps a Task with a Policy; a Gate decides when it asks for help; an all
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,16 +34,30 @@ class PolicyTimeout(TimeoutError):
     """A served policy's answer did not come within the control deadline: the robot holds this step."""
 
 
+class Stream(Protocol):
+    """One robot's episode with a policy (its history, queued actions, random draws): what acting carries on."""
+
+    robot: int
+
+    def reset(self) -> None: ...  # the robot starts a new episode
+
+
 class Policy(Protocol):
-    """An action source with versioned weights.
+    """An action source with versioned weights, for one robot or a group in one batched call.
 
         out = policy.act(obs)          # out.action, out.spread
+        outs = policy.act_batch(obs_k, None, [policy.stream(r) for r in robots])
         policy.load(weights)           # weights["version"] > policy.version
     """
 
     version: int
 
     def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput: ...  # image: image tasks
+
+    def stream(self, robot: int) -> Any: ...  # a Stream: robot `robot`'s episode, drawing as its own policy would
+
+    def act_batch(self, obs: np.ndarray, images: np.ndarray | None,
+                  streams: Sequence[Any]) -> list[PolicyOutput]: ...  # obs [K, obs_dim]; streams[i]: robot i's
 
     def reset(self) -> None: ...  # a new episode: forget queued actions and past observations
 
@@ -109,6 +124,8 @@ class Gate(Protocol):
     threshold: float
 
     needs_expert: bool  # the gate compares the policy with an expert's action (scripted experts only)
+    tuned: tuple[str, ...]  # thresholds the supervisor sets fleet-wide from every robot's states (else none)
+    human_gated: bool  # an operator watches the robot and decides when to step in (HG-DAgger)
 
     def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool: ...
 

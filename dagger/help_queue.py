@@ -7,7 +7,7 @@ out the assignments it returns (tells the robot, the operator station, the event
     queue.asked(event)                                     # a robot's help_requested event
     queue.released(event)                                  # a handback / assign_refused: the operator is free again
     for given in queue.allocate(now, statuses, steps):     # waiting robots to free operators, in priority order
-        robots[given.robot].call(RobotRole.assign, given.operator, given.remote, given.strain, given.switching)
+        groups[group_of[given.robot]].call(RobotRole.assign, given)
 """
 
 from __future__ import annotations

@@ -26,6 +26,35 @@ class DeviceReading:
     age_s: float = 0.0  # how old the underlying report is
 
 
+@dataclass
+class Command:
+    """What the operator in control of a robot says in one control period (OperatorLink.drive)."""
+
+    action: np.ndarray | None = None  # what the robot executes (ramped at a handover); None: it holds
+    label: np.ndarray | None = None  # the operator's own action, which hand-back rules compare with the policy's
+    stop: str = ""  # a safety stop (stale_input, device_lost, e_stop, ...): hold, free the operator, ask again
+    hand_back: bool = False  # the operator gives control back to the policy
+    mark: str = ""  # an episode label the operator has just given ("success" / "failure")
+    t_input: float = 0.0  # when the operator's takeover input happened, on the robot's clock
+
+
+class OperatorLink(Protocol):
+    """An operator in control of one robot, as its controller sees it: a simulated person running beside the robot
+    (teleop_devices.scripted) or a person's device streamed in (teleop_devices.remote), behind one interface.
+
+        link.push(reading)                        # a streamed reading arrived (a simulated operator needs none)
+        command = link.drive(last_action, now)    # this period: act, hold, stop or hand back
+    """
+
+    operator_id: int
+
+    def push(self, reading: dict) -> None: ...
+
+    def device_lost(self) -> None: ...
+
+    def drive(self, last_action: np.ndarray, now: float) -> Command: ...
+
+
 class TeleopDevice(Protocol):
     """Human (or simulated-human) input.
 

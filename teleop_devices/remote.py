@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop_devices.reading import DeviceReading
+from teleop_devices.reading import Command, DeviceReading
 
 
 @dataclass
@@ -78,6 +78,19 @@ class RemoteOperator:
         if not reading.deadman and not reading.hand_back:
             return "deadman_released"
         return None
+
+    def drive(self, last_action: np.ndarray, now: float) -> Command:
+        """This period's command (OperatorLink) under the safety rules: a stop, a hold until the operator engages
+        (deadman held and an action), else the ramped action."""
+        reading = self.read(now)
+        reason = self.stop_reason(reading, now)
+        if reason is not None:
+            return Command(stop=reason)
+        if reading.action is None or not reading.deadman:
+            return Command()
+        mark = reading.mark if self.new_mark(reading) else ""
+        return Command(self.command(reading.action, last_action, now), reading.action, hand_back=reading.hand_back,
+                       mark=mark, t_input=self.t_input if self.t_input is not None else now)
 
     def new_mark(self, reading: DeviceReading) -> bool:
         """True when the operator has just pressed a mark button (a held button marks once)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from teleop_devices.reading import DeviceReading, Expert
+from teleop_devices.reading import Command, DeviceReading, Expert
 
 OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard")
 OPERATOR_STYLES = ("brief", "until_done")
@@ -138,6 +138,19 @@ class ScriptedOperator:
         action = self.task.clip(self.task.expert_action() + noise)
         brief = self.config.style == "brief"
         return DeviceReading(action=action, hand_back=brief and self.actions >= self.config.correction_steps)
+
+    def push(self, reading: dict) -> None:
+        """A simulated operator reads the task itself: streamed readings are not its (OperatorLink)."""
+
+    def device_lost(self) -> None:
+        """A simulated operator has no device to lose (OperatorLink)."""
+
+    def drive(self, last_action: np.ndarray, now: float) -> Command:
+        """This period's command (OperatorLink): the noisy expert once the reaction time has passed, else hold."""
+        reading = self.read()
+        if reading.action is None:
+            return Command()
+        return Command(reading.action, reading.action, hand_back=reading.hand_back, t_input=now)
 
     def wants_takeover(self, policy_action: np.ndarray) -> bool:
         """HG-DAgger: a watching operator steps in when the robot's action is clearly wrong."""

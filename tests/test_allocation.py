@@ -24,6 +24,7 @@ def test_fifo():
 def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
     from dagger.events import EventLog, read_events
     from tests.conftest import point_config
+    from tests.one_robot import Workers
     from workers.buffer import BufferWorker
     from workers.robot import RobotWorker
     from workers.supervisor import Supervisor
@@ -31,9 +32,8 @@ def test_an_operator_is_not_offered_the_robot_it_just_skipped(tmp_path):
 
     cfg = point_config("robots=2")
     buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
-    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(2)]
     log = EventLog(tmp_path / "events.jsonl")
-    sup = Supervisor(cfg, robots, buffer, None, log)
+    sup = Supervisor(cfg, Workers([RobotWorker(i, cfg, buffer) for i in range(2)], buffer), log)
 
     def robot_says(robot, *events):
         sup.handle({"events": [{"robot": robot, **e} for e in events], "states": [],
@@ -55,6 +55,7 @@ def supervisor_with_waiting(tmp_path, allocator, asks):
     """A supervisor whose robots asked for help (robot, t, score, uncertainty), before any operator is free."""
     from dagger.events import EventLog
     from tests.conftest import point_config
+    from tests.one_robot import Workers
     from workers.buffer import BufferWorker
     from workers.robot import RobotWorker
     from workers.supervisor import Supervisor
@@ -62,8 +63,8 @@ def supervisor_with_waiting(tmp_path, allocator, asks):
 
     cfg = point_config(f"robots={len(asks)}", f"allocator={allocator}")
     buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
-    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(len(asks))]
-    sup = Supervisor(cfg, robots, buffer, None, EventLog(tmp_path / "events.jsonl"), clock=lambda: 10.0)
+    robots = Workers([RobotWorker(i, cfg, buffer) for i in range(len(asks))], buffer)
+    sup = Supervisor(cfg, robots, EventLog(tmp_path / "events.jsonl"), clock=lambda: 10.0)
     for robot, t, score, uncertainty in asks:
         sup.handle({"events": [{"ev": "help_requested", "robot": robot, "t": t, "score": score, "threshold": 1.0,
                                 "reason": "ensemble"}], "states": [],

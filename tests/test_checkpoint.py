@@ -255,11 +255,11 @@ def test_init_from_starts_a_new_run_from_a_trained_policy(trained, tmp_path):
 
 def test_a_robot_runs_one_control_loop_however_often_it_is_started(tmp_path):
     """A robot restarted before the fleet starts gets start() twice; two loops would step it twice per tick."""
+    from tests.one_robot import OneRobot
     from workers.buffer import BufferWorker
-    from workers.robot import RobotWorker
     from workers.transport import LocalEndpoint
 
-    robot = RobotWorker(0, point_config(), LocalEndpoint(BufferWorker(tmp_path)))
+    robot = OneRobot(0, point_config(), LocalEndpoint(BufferWorker(tmp_path)))
     robot.start()
     first = robot.thread
     robot.start()

@@ -6,6 +6,7 @@ import pytest
 
 from dagger.events import read_events
 from tests.conftest import point_config, wait_until
+from tests.one_robot import Workers
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
@@ -49,8 +50,8 @@ def test_a_dead_control_loop_stops_the_robot_and_is_reported(tmp_path, monkeypat
     wait_until(lambda: not robot.thread.is_alive())
     time.sleep(0.05)
     assert len(ticks) == 3  # nothing steps after the failure
-    poll = robot.poll()
-    assert poll["status"]["failure"] == "RuntimeError: sensor gone"
+    [poll] = robot.poll()
+    assert poll["status"]["group_failure"] == "RuntimeError: sensor gone"
     assert [e["ev"] for e in poll["events"]] == ["loop_failed"]
 
 
@@ -91,10 +92,11 @@ def test_a_robot_replaced_mid_handover_leaves_the_supervisor_serving_the_others(
 
     cfg = point_config("robots=2")
     buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
-    robots = [LocalEndpoint(RobotWorker(i, cfg, buffer)) for i in range(2)]
+    weights = LocalEndpoint(type("Weights", (), {"latest": lambda self: (0, None)})())
+    fleet = Workers([RobotWorker(i, cfg, buffer) for i in range(2)], buffer, learner=weights,
+                    restart=lambda group: RobotWorker(group, cfg, buffer))
     log = EventLog(tmp_path / "events.jsonl")
-    sup = Supervisor(cfg, robots, buffer, None, log, restart=lambda rid: LocalEndpoint(RobotWorker(rid, cfg, buffer)))
-    sup.learner = LocalEndpoint(type("Weights", (), {"latest": lambda self: (0, None)})())
+    sup = Supervisor(cfg, fleet, log)
     ask = {"ev": "help_requested", "score": 0.5, "threshold": 0.1, "reason": "ensemble"}
 
     def robot_says(robot, *events):
@@ -104,9 +106,9 @@ def test_a_robot_replaced_mid_handover_leaves_the_supervisor_serving_the_others(
 
     robot_says(0, {**ask, "t": 1.0})
     assert sup.help.serving == {0: {0}}
-    dead = sup.robots[0]
-    sup.robot_lost(0, RuntimeError("actor died"))
-    assert sup.help.serving == {0: set()} and sup.robots[0] is not dead
+    dead = sup.group(0)
+    sup.group_lost(0, RuntimeError("actor died"))
+    assert sup.help.serving == {0: set()} and sup.group(0) is not dead
     # what the replaced robot's stream may still carry: a handback by nobody (-1) and one by the freed operator
     robot_says(0, {"ev": "handback", "t": 2.0, "operator": -1, "reason": "episode_end"},
                {"ev": "assign_refused", "t": 2.0, "operator": 0, "state": "starting"})

@@ -20,14 +20,15 @@ from buffers.codec import decode_segment
 from buffers.replay import ReplayBuffer
 from buffers.schema import Segment
 from buffers.segment_log import SegmentLog, file_name
+from dagger.control import State
 from dagger.events import EventLog
 from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from tests.conftest import make_segment, point_config
+from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import LocalFleet, collect_demos
 from workers.learner import Learner
-from workers.robot import RobotWorker, State
 from workers.roles import BufferRole
 from workers.supervisor import Supervisor
 from workers.transport import LocalEndpoint
@@ -102,7 +103,7 @@ def test_every_step_records_the_version_that_acted_and_changes_at_the_exact_tick
     # so the switch falls inside the second segment: steps 1-4 | 5 6 7 (v1) 8 (v2) | 9-12 | 13.
     cfg = point_config("gate.name=never", "robot.segment_max_steps=4", "robot.ship_every_s=0")
     buffer = BufferWorker(tmp_path / "segments")
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
     w1 = first_weights(cfg, buffer)
     w2 = {**w1, "version": 2, "params": [p + np.float32(0.05) for p in w1["params"]]}
     robot.set_weights(w1)
@@ -190,7 +191,7 @@ def test_a_robot_ships_policy_and_human_segments_together_and_the_batch_is_durab
                        "operator.correction_steps=3", "robot.ship_every_s=3600")
     buffer = BufferWorker(tmp_path / "segments")
     endpoint = SyncCheckingEndpoint(buffer, fsyncs, tmp_path / "segments" / file_name(0))
-    robot = RobotWorker(0, cfg, endpoint)
+    robot = OneRobot(0, cfg, endpoint)
     robot.set_weights(first_weights(cfg, buffer))
     robot.tick()  # asks at its first state: nothing recorded yet
     assert robot.state is State.WAITING
@@ -224,7 +225,7 @@ def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
     # gate never: one policy step per tick; segments of 5 steps, shipped as soon as they close.
     cfg = point_config("gate.name=never", "robot.segment_max_steps=5", "robot.ship_every_s=0")
     hung = HungBuffer()
-    robot = RobotWorker(0, cfg, hung)
+    robot = OneRobot(0, cfg, hung)
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
     per_tick = []
     for _ in range(100):
@@ -244,7 +245,7 @@ def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
 def test_shipping_waits_for_ship_every_s_and_never_for_the_buffer(tmp_path):
     cfg = point_config("gate.name=never", "robot.segment_max_steps=5", "robot.ship_every_s=3600")
     hung = HungBuffer()
-    robot = RobotWorker(0, cfg, hung)
+    robot = OneRobot(0, cfg, hung)
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
     for _ in range(100):
         robot.tick()
@@ -260,7 +261,7 @@ def test_human_segments_stay_with_a_robot_whose_buffer_hangs(tmp_path):
     cfg = point_config("gate.name=random", "gate.rate=1.0", "operator.reaction_s=0.0",
                        "operator.correction_steps=3", "robot.ship_every_s=0")
     hung = HungBuffer()
-    robot = RobotWorker(0, cfg, hung)
+    robot = OneRobot(0, cfg, hung)
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "segments")))
     for _ in range(40):
         if robot.state is State.WAITING:
@@ -279,10 +280,10 @@ def test_human_segments_stay_with_a_robot_whose_buffer_hangs(tmp_path):
 
 def test_a_waiting_robot_holds_still(tmp_path):
     cfg = point_config("gate.name=random", "gate.rate=1.0")
-    robot = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")))
+    robot = OneRobot(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")))
     acts = []
-    real_act = robot.policy.act
-    robot.policy.act = lambda obs, image=None: acts.append(obs) or real_act(obs, image)
+    real_act = robot.policy.policy.act_batch
+    robot.policy.policy.act_batch = lambda obs, images, streams: acts.append(obs) or real_act(obs, images, streams)
     robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "other")))
     robot.tick()  # loads, starts an episode, asks for help in its first state
     assert robot.state is State.WAITING and len(acts) == 1
@@ -312,7 +313,7 @@ def test_auto_gate_thresholds_reach_every_robot(tmp_path):
     fleet.learner_worker.train(cfg.learner.pretrain_updates)
     fleet.learner_worker.publish()
     log = EventLog(tmp_path / "events.jsonl")
-    supervisor = Supervisor(cfg, fleet.robots, fleet.buffer, fleet.learner, log)
+    supervisor = Supervisor(cfg, fleet, log)
     seen: list[tuple[float, float]] = []  # every robot-controlled state the supervisor was given
     handle = supervisor.handle
     supervisor.handle = lambda result: (seen.extend(result["states"]), handle(result))[1]
@@ -329,7 +330,7 @@ def test_auto_gate_thresholds_reach_every_robot(tmp_path):
     assert supervisor.fleet_gate.threshold == pytest.approx(expected, rel=1e-12)
     assert expected != prior
     for robot in fleet.robot_workers:
-        assert robot.gate.threshold == supervisor.fleet_gate.threshold, f"robot {robot.id}"
+        assert robot.controllers[robot.ids[0]].gate.threshold == supervisor.fleet_gate.threshold, f"robot {robot.ids}"
     assert {e["robot"] for e in [*supervisor.status["robots"].values()]} == {0, 1, 2}
     fleet.stop()
 
@@ -338,7 +339,7 @@ def test_auto_gate_thresholds_reach_every_robot(tmp_path):
 def test_a_robot_sends_its_states_only_for_a_gate_the_supervisor_tunes(tmp_path, gate, sent):
     cfg = point_config(f"gate.name={gate}", "gate.threshold=1000000.0", "robot.ship_every_s=0")
     buffer = BufferWorker(tmp_path / "segments")
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
     robot.set_weights(first_weights(cfg, buffer))
     for _ in range(5):  # the first tick reads the weights, starts the episode and steps
         robot.tick()

@@ -7,13 +7,14 @@ import pytest
 
 from buffers.codec import decode_segment
 from buffers.segment_log import SegmentLog
+from dagger.control import State
 from dagger.events import read_events
 from dagger.metrics import summarize
 from tests.conftest import point_config
+from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
-from workers.robot import RobotWorker, State
 from workers.transport import LocalEndpoint
 
 
@@ -66,7 +67,7 @@ def test_report_needs_only_the_event_log(finished_run, tmp_path):
 def robot_with_weights(tmp_path, *overrides):
     cfg = point_config(*overrides)
     buffer = BufferWorker(tmp_path / "segments")
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
     learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, LocalEndpoint(buffer))
     learner.publish()
     robot.set_weights(learner.latest()[1])
@@ -97,7 +98,7 @@ def test_a_robot_takes_only_newer_weights(tmp_path):
     robot, _ = robot_with_weights(tmp_path)
     robot.tick()
     assert robot.policy.version == 1
-    old = robot.policy.weights()
+    old = robot.policy.policy.weights()
     robot.set_weights({**old, "version": 0})
     robot.tick()
     assert robot.policy.version == 1
@@ -181,7 +182,7 @@ def test_a_robot_asks_once_when_its_episodes_time_runs_out(tmp_path, task, gate,
 
     cfg = load_config(None, [f"task={task}", f"gate.name={gate}", "gate.threshold=1e9", "gate.overtime=0.5"])
     buffer = BufferWorker(tmp_path / "segments")
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
     learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, LocalEndpoint(buffer))
     learner.publish()
     robot.set_weights(learner.latest()[1])

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dagger.checkpoint import policy_from, read_checkpoint
+from dagger.control import State
 from dagger.core import PolicyOutput
 from dagger.evaluation import evaluate_policy
 from dagger.events import read_events
@@ -24,9 +25,9 @@ from dagger.policies.remote import PolicyServer
 from dagger.tasks import make_task
 from dagger.wire import new_token
 from tests.conftest import ROOT, point_config
+from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
-from workers.robot import RobotWorker, State
 from workers.transport import LocalEndpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,7 +106,7 @@ def test_a_robot_holds_while_its_policy_server_is_late(tmp_path):
         cfg = point_config("policy.type=remote", f"policy.address={server.address}",
                            f"policy.token_file={tmp_path / 'token'}", "policy.deadline_ms=50")
         buffer = BufferWorker(tmp_path / "segments")
-        robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+        robot = OneRobot(0, cfg, LocalEndpoint(buffer))
         robot.set_weights({"version": 1})  # a served robot takes no weights: it leaves its start
         robot.tick()  # the episode starts; the answer is late: no step
         robot.tick()

@@ -29,6 +29,7 @@ from dagger.robots.base import RobotLate, SimRobot
 from dagger.robots.remote import RemoteRobot
 from dagger.tasks import make_task
 from dagger.wire import Session, frame, new_token
+from tests.one_robot import OneRobot, Workers
 from workers.buffer import BufferWorker
 from workers.robot import RobotWorker
 from workers.supervisor import Supervisor
@@ -66,7 +67,7 @@ def run_worker(agent, tmp_path, monkeypatch, until):
     monkeypatch.setenv("DAGGER_ROBOT_TOKEN", TOKEN.hex())
     cfg = load_config(None, ["task=point", f"robot.agents=[{agent.address}]", "gate.name=never"])
     buffer = BufferWorker(str(tmp_path / "segments"), 0.0, 0)
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
     weights = make_policy(cfg.policy, robot.robot.obs_dim, robot.robot.act_dim).weights()
     robot.set_weights({**weights, "version": 1})
     robot.start()
@@ -318,15 +319,17 @@ def test_the_supervisor_measures_each_robots_clock_and_logs_on_its_own(tmp_path)
     buffer = LocalEndpoint(BufferWorker(str(tmp_path / "segments"), 0.0, 0))
     robot = RobotWorker(0, cfg, buffer, clock=lambda: 1050.0)  # 50 s ahead of ours (clocks that stand still)
     log = EventLog(tmp_path / "events.jsonl")
-    supervisor = Supervisor(cfg, [LocalEndpoint(robot)], buffer, None, log, clock=lambda: 1000.0)
+    sent = []
+    robot.operator_input = lambda robot_id, reading: sent.append(reading)
+    supervisor = Supervisor(cfg, Workers([robot], buffer), log, clock=lambda: 1000.0)
     assert supervisor.offsets[0] == 50.0
-    robot._emit("weights_loaded", version=1)
-    supervisor.handle(robot.poll())
+    robot.emit("weights_loaded", robot=0, version=1)
+    supervisor.handle(robot.poll()[0])
     log.close()
     probe = next(e for e in read_events(tmp_path / "events.jsonl") if e["ev"] == "weights_loaded")
     assert probe["t"] == 1000.0
-    supervisor.send(0, "operator_input", {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
-    _, reading = robot.inbox.get_nowait()
+    supervisor.send_input(0, {"action": [0.0, 0.0], "t_report": 1000.0, "t_input": 999.0})
+    [reading] = sent
     assert abs(reading["t_report"] - 1050.0) < 0.01 and abs(reading["t_input"] - 1049.0) < 0.01
 
 

@@ -55,7 +55,7 @@ def test_each_worker_class_has_every_method_of_its_role(role: type, cls: type) -
 
 def test_the_check_finds_a_missing_method_a_renamed_parameter_and_an_undefaulted_extra() -> None:
     class Robot:
-        def allow(self, steps: int, sequence: int) -> None: ...
+        def allow(self, robot: int, steps: int, sequence: int) -> None: ...
 
         def want_frames(self, every_s: float, colour: bool) -> None: ...
 
@@ -108,7 +108,7 @@ def test_mypy_rejects_a_misspelt_method_and_a_wrong_argument(tmp_path: Path) -> 
 
         def use(buffer: Endpoint[BufferRole], robot: Endpoint[RobotRole]) -> list[str]:
             buffer.call(BufferRole.ad, [])
-            robot.call(RobotRole.allow, 10, "1")
+            robot.call(RobotRole.allow, 0, 10, "1")
             buffer.call(RobotRole.poll)
             return settled(buffer, BufferRole.add, [])
     """))

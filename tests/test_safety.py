@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from dagger.control import State
 from tests.conftest import point_config
+from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.learner import Learner
-from workers.robot import RobotWorker, State
 from workers.transport import LocalEndpoint
 
 
@@ -24,7 +25,7 @@ def robot(tmp_path):
     cfg = point_config("gate.threshold=0.0", "safety.max_age_s=0.1", "safety.ramp_s=0.2")
     buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
     clock = Clock()
-    robot = RobotWorker(0, cfg, buffer, clock=clock)
+    robot = OneRobot(0, cfg, buffer, clock=clock)
     learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
     learner.publish()
     robot.set_weights(learner.latest()[1])
@@ -106,7 +107,7 @@ def test_e_stop(robot):
 
 
 def test_handover_ramps_without_a_jump(robot):
-    robot.last_action = np.array([-0.8, 0.6])  # what the policy commanded before it asked
+    robot.ctl.last_action = np.array([-0.8, 0.6])  # what the policy commanded before it asked
     human = np.array([0.5, -0.5])
     executed = []
     for _ in range(8):

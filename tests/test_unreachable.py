@@ -93,15 +93,15 @@ def test_a_run_whose_policy_server_goes_away_shows_held_robots_then_stops_saying
 def test_a_held_robot_whose_budget_is_given_back_is_not_held_any_more(tmp_path):
     """At a run's end a held robot gives back its unused steps; spent, it holds for the budget, not for its late
     policy, so the supervisor counts it among the robots it may give steps to again."""
+    from tests.one_robot import OneRobot
     from workers.buffer import BufferWorker
-    from workers.robot import RobotWorker
     from workers.transport import LocalEndpoint
 
     new_token_file(tmp_path / "token")
     cfg = point_config("policy.type=remote", f"policy.address=127.0.0.1:{free_port()}",
                        f"policy.token_file={tmp_path / 'token'}")
     buffer = BufferWorker(tmp_path / "segments")
-    robot = RobotWorker(0, cfg, LocalEndpoint(buffer), budgeted=True)
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer), budgeted=True)
     robot.set_weights({"version": 1})
     robot.allow(5, 1)
     robot.tick()  # a new episode

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,29 +38,10 @@ from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.robot import RobotWorker
-from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
+from workers.robot import RobotWorker, group_members
+from workers.roles import BufferRole, EvaluatorRole, Fleet, LearnerRole, RobotRole
 from workers.supervisor import Supervisor
 from workers.transport import Endpoint, LocalEndpoint, guard, settled
-
-
-class Fleet(Protocol):
-    robots: list[Endpoint[RobotRole]]
-    buffer: Endpoint[BufferRole]
-    learner: Endpoint[LearnerRole]
-    evaluator: Endpoint[EvaluatorRole]
-
-    @property
-    def clock(self) -> Callable[[], float]: ...
-
-    def start(self) -> None: ...
-
-    def between(self) -> None: ...
-
-    def stop(self) -> list[dict]: ...
-
-    def fetch(self, published: Any) -> dict:
-        """The weights themselves, from what the learner's `latest` hands out (on Ray, an object reference)."""
 
 
 class SimClock:
@@ -84,9 +65,11 @@ class LocalFleet:
         self.buffer: Endpoint[BufferRole] = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint[LearnerRole] = LocalEndpoint(self.learner_worker)
-        self.robot_workers = [RobotWorker(i, cfg, self.buffer, self.clock, incarnation, budgeted=cfg.minutes == 0)
-                              for i in range(cfg.robots)]
-        self.robots: list[Endpoint[RobotRole]] = [LocalEndpoint(r) for r in self.robot_workers]
+        self.members = group_members(cfg.robots, cfg.robot.per_actor)
+        self.incarnations = [incarnation] * cfg.robots
+        self.robot_workers = [RobotWorker(ids[0], cfg, self.buffer, self.clock, incarnation,
+                                          budgeted=cfg.minutes == 0, count=len(ids)) for ids in self.members]
+        self.groups: list[Endpoint[RobotRole]] = [LocalEndpoint(r) for r in self.robot_workers]
         self.clock.period = self.robot_workers[0].period
         self.evaluator: Endpoint[EvaluatorRole] = LocalEndpoint(Evaluator(cfg, self.clock))
         self.ticks = 0
@@ -119,8 +102,16 @@ class LocalFleet:
     def fetch(self, published: Any) -> dict:
         return published
 
+    def replace_robot(self, robot: int) -> None:
+        self.incarnations[robot] += 1
+        group = next(g for g, ids in enumerate(self.members) if robot in ids)
+        self.robot_workers[group].replace(robot, self.incarnations[robot])
+
+    def restart_group(self, group: int) -> Endpoint[RobotRole]:
+        raise RuntimeError(f"robots {self.members[group]} failed: in-process robot workers are not restarted")
+
     def stop(self) -> list[dict]:
-        polls = [r.stop() for r in self.robot_workers] + [self.learner_worker.stop()]
+        polls = [p for r in self.robot_workers for p in r.stop()] + [self.learner_worker.stop()]
         polls.append(self.buffer_worker.poll())
         self.buffer_worker.close()
         return polls
@@ -260,13 +251,11 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     first = start_policy(cfg, run_dir, task, fleet, resumed=incarnation > 0, on_progress=on_progress)
     settled(fleet.learner, LearnerRole.publish)
     log.write([first])
-    restart = getattr(fleet, "restart_robot", None)
-    supervisor = Supervisor(cfg, list(fleet.robots), fleet.buffer, fleet.learner, log, on_events, clock=clock,
-                            restart=restart, devices=devices, pump=pump, evaluator=fleet.evaluator,
+    supervisor = Supervisor(cfg, fleet, log, on_events, clock=clock, devices=devices, pump=pump,
                             served=None if served is None else ServedWeights(served, fleet.fetch))
     supervisor.poll()
-    for robot in fleet.robots:
-        robot.call(RobotRole.want_frames, frames_every_s)
+    for group in fleet.groups:
+        group.call(RobotRole.want_frames, frames_every_s)
     if on_progress is not None:
         on_progress(f"starting {cfg.robots} robot{'' if cfg.robots == 1 else 's'}")
     fleet.start()
@@ -274,7 +263,7 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)
     if reason == "interrupted":  # a second Ctrl-C while shutting down forces the exit
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    supervisor.final_eval(fleet.fetch)
+    supervisor.weights.final_eval(fleet.fetch)
     for result in fleet.stop():
         if "states" in result:
             supervisor.handle(result)

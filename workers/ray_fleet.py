@@ -27,7 +27,7 @@ from dagger.events import first_line
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.robot import RobotWorker
+from workers.robot import RobotWorker, group_members
 from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
 from workers.transport import Endpoint, settled
 
@@ -233,13 +233,13 @@ class RayRobot(RobotWorker):
     def __init__(self, *args: Any, **kwargs: Any):
         torch.set_num_threads(1)
         super().__init__(*args, **kwargs)
-        self.events.append(placed("robot", robot=self.id))
+        self.events.extend(placed("robot", robot=robot) for robot in self.ids)
 
 
 # num_cpus=0: actors are scheduled by their own loops' rates, not by Ray's CPU accounting.
 _actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload]
 # The buffer and the learner hold state a run cannot lose: Ray restarts them, the buffer replays its log and the
-# learner restores its newest checkpoint. Robots are replaced by the supervisor instead (restart_robot).
+# learner restores its newest checkpoint. Robots are replaced by the supervisor instead (restart_group).
 _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS)  # type: ignore[call-overload]
 
 
@@ -256,18 +256,21 @@ class RayFleet:
         self.learner_handle = _restartable(RayLearner).options(**on_node(cfg.learner.node_label)).remote(
             cfg, obs_dim, act_dim, buffer_name, run_dir / "checkpoints")
         self.learner: Endpoint[LearnerRole] = RayEndpoint(self.learner_handle)
-        self.robot_handles = [self.new_robot(i, incarnation) for i in range(cfg.robots)]
-        self.robots: list[Endpoint[RobotRole]] = [RayEndpoint(h) for h in self.robot_handles]
+        self.members = group_members(cfg.robots, cfg.robot.per_actor)
         self.incarnations = [incarnation] * cfg.robots
+        self.robot_handles = [self.new_group(group) for group in range(len(self.members))]
+        self.groups: list[Endpoint[RobotRole]] = [RayEndpoint(h) for h in self.robot_handles]
         self.evaluator_handle = _actor(RayEvaluator).remote(cfg)
         self.evaluator: Endpoint[EvaluatorRole] = RayEndpoint(self.evaluator_handle)
 
-    def new_robot(self, robot: int, incarnation: int) -> Any:
+    def new_group(self, group: int) -> Any:
+        ids = self.members[group]
         return _actor(RayRobot).options(**on_node(self.cfg.robot.node_label)).remote(
-            robot, self.cfg, self.buffer, incarnation=incarnation, budgeted=self.cfg.minutes == 0)
+            ids[0], self.cfg, self.buffer, incarnation=[self.incarnations[r] for r in ids],
+            budgeted=self.cfg.minutes == 0, count=len(ids))
 
     def start(self) -> None:
-        for started in [r.call(RobotRole.start) for r in self.robots]:
+        for started in [g.call(RobotRole.start) for g in self.groups]:
             started.result()
         settled(self.learner, LearnerRole.start)
 
@@ -277,25 +280,31 @@ class RayFleet:
     def fetch(self, published: Any) -> dict:
         return ray.get(published) if isinstance(published, ray.ObjectRef) else published
 
-    def restart_robot(self, robot: int) -> Endpoint[RobotRole]:
-        """A fresh actor in place of a dead one; its segment keys cannot collide with the old ones'."""
+    def replace_robot(self, robot: int) -> None:
         self.incarnations[robot] += 1
-        ray.kill(self.robot_handles[robot], no_restart=True)
-        handle = self.new_robot(robot, self.incarnations[robot])
+        group = next(g for g, ids in enumerate(self.members) if robot in ids)
+        self.groups[group].call(RobotRole.replace, robot, self.incarnations[robot])
+
+    def restart_group(self, group: int) -> Endpoint[RobotRole]:
+        """A fresh actor in place of a dead one; its robots' segment keys cannot collide with the old ones'."""
+        for robot in self.members[group]:
+            self.incarnations[robot] += 1
+        ray.kill(self.robot_handles[group], no_restart=True)
+        handle = self.new_group(group)
         try:
             ray.get(handle.start.remote(), timeout=RESTART_S)
         except ray.exceptions.GetTimeoutError as err:  # e.g. its node died and no other carries its label
-            raise RuntimeError(f"robot {robot} could not be restarted within {RESTART_S:g} s (no live node for "
-                               f"it? robot.node_label={self.cfg.robot.node_label!r})") from err
-        self.robot_handles[robot] = handle
-        self.robots[robot] = RayEndpoint(handle)
-        return self.robots[robot]
+            raise RuntimeError(f"robots {self.members[group]} could not be restarted within {RESTART_S:g} s (no live "
+                               f"node for them? robot.node_label={self.cfg.robot.node_label!r})") from err
+        self.robot_handles[group] = handle
+        self.groups[group] = RayEndpoint(handle)
+        return self.groups[group]
 
     def stop(self) -> list[dict]:
         polls = []
-        for stopped in [r.call(RobotRole.stop) for r in self.robots]:
+        for stopped in [g.call(RobotRole.stop) for g in self.groups]:
             try:
-                polls.append(stopped.result())
+                polls.extend(stopped.result())
             except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
                 continue
         polls.append(settled(self.learner, LearnerRole.stop))  # a learner restarting is waited for

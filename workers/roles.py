@@ -12,51 +12,57 @@ workers.evaluator.Evaluator) implement these; tests/test_roles.py checks that th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from buffers.schema import Segment
+from dagger.help_queue import Assignment
+from workers.transport import Endpoint
 
 
 class RobotRole(Protocol):
-    """One robot's worker, as the supervisor and the fleet drive it: a mailbox of commands read between control
-    steps, and a poll that drains its outbox.
+    """A worker driving a group of robots (robot.per_actor of them), as the supervisor and the fleet drive it: a
+    mailbox of commands read between control periods, and a poll that drains its outbox, one entry per robot.
 
-        robot.call(RobotRole.set_weights, weights); robot.call(RobotRole.assign, 0, False, 1.0, False)
-        events = robot.call(RobotRole.poll).result()["events"]
+        group.call(RobotRole.set_weights, weights); group.call(RobotRole.assign, assignment)
+        for robot in group.call(RobotRole.poll).result(): robot["status"], robot["events"]
     """
 
     def set_weights(self, weights: dict) -> None:
-        """A published version (or, with a policy server, only its number)."""
+        """A published version (or, with a policy server, only its number), for every robot of the group."""
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """A tuned gate's thresholds, set fleet-wide."""
 
-    def assign(self, operator_id: int, remote: bool = False, strain: float = 1.0, switching: bool = False) -> None:
-        """Gives the waiting robot to an operator: scripted (with its fatigue `strain`) or remote (readings
+    def assign(self, given: Assignment) -> None:
+        """Gives the waiting robot `given.robot` to an operator: scripted (with its fatigue) or remote (readings
         streamed)."""
 
-    def operator_input(self, reading: dict) -> None:
-        """A remote operator's newest device reading, with times on the robot's clock."""
+    def operator_input(self, robot: int, reading: dict) -> None:
+        """A remote operator's newest device reading for `robot`, with times on the robot's clock."""
 
-    def operator_lost(self, operator_id: int) -> None:
+    def operator_lost(self, robot: int, operator_id: int) -> None:
         """The operator's device disappeared."""
 
-    def allow(self, steps: int, seq: int) -> None:
-        """Its share of the run's step budget; the newest `seq` wins."""
+    def allow(self, robot: int, steps: int, seq: int) -> None:
+        """`robot`'s share of the run's step budget; the newest `seq` wins."""
 
     def want_frames(self, every_s: float) -> None:
-        """A camera frame every every_s seconds in its polls (0: none)."""
+        """A camera frame of each robot every every_s seconds in its polls (0: none)."""
+
+    def replace(self, robot: int, incarnation: int) -> None:
+        """A fresh controller and robot connection for a robot that failed; the rest of the group drives on."""
 
     def now(self) -> float:
-        """The robot's clock (the supervisor measures its offset from its own)."""
+        """The group's clock (the supervisor measures its offset from its own)."""
 
-    def poll(self) -> dict:
-        """Events, robot-controlled states, a status line and the newest frame since the last poll."""
+    def poll(self) -> list[dict]:
+        """Per robot: events, robot-controlled states, a status line and the newest frame since the last poll."""
 
     def start(self) -> None:
         """Starts its control loop (on Ray: in its own thread)."""
 
-    def stop(self) -> dict:
+    def stop(self) -> list[dict]:
         """Stops the loop, ships everything; a final poll."""
 
 
@@ -143,3 +149,33 @@ class EvaluatorRole(Protocol):
 
     def poll(self) -> dict:
         """`eval` events since the last poll."""
+
+
+class Fleet(Protocol):
+    """A run's components, in this process (workers.launch.LocalFleet) or as Ray actors (workers.ray_fleet.RayFleet):
+    robot groups (group g drives robots members[g]), the buffer, the learner and the evaluator."""
+
+    groups: list[Endpoint[RobotRole]]
+    members: list[list[int]]
+    buffer: Endpoint[BufferRole]
+    learner: Endpoint[LearnerRole]
+    evaluator: Endpoint[EvaluatorRole]
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def start(self) -> None: ...
+
+    def between(self) -> None:
+        """Drives in-process components one control period (nothing on Ray)."""
+
+    def stop(self) -> list[dict]: ...
+
+    def fetch(self, published: Any) -> dict:
+        """The weights themselves, from what the learner's `latest` hands out (on Ray, an object reference)."""
+
+    def replace_robot(self, robot: int) -> None:
+        """A fresh controller, as a new incarnation, for a robot that failed in a group that lives on."""
+
+    def restart_group(self, group: int) -> Endpoint[RobotRole]:
+        """A fresh worker for a group whose worker died, each of its robots a new incarnation (RuntimeError: none)."""

@@ -59,7 +59,7 @@ class Shipper:
                 for key in pending.result():
                     seg = self.unacked.pop(key, None)
                     if seg is not None:  # the operator's steps are durable: what the fault benchmark counts
-                        self.emit("stored", seq=seg.seq, steps=len(seg))
+                        self.emit("stored", robot=seg.robot, seq=seg.seq, steps=len(seg))
             except Exception as err:  # noqa: BLE001 - the buffer failed: keep human segments, resend
                 self.emit("ship_failed", error=str(err)[:200], segments=len(batch))
                 self.outbox.extend(s for s in batch if s.key in self.unacked)

@@ -19,6 +19,8 @@ class BaseGate:
     needs_expert = False
     robot_gated = True  # the robot asks for help (never, human: it does not)
     needs: tuple[str, ...] = ()  # what the learner must train besides the ensemble: "critic", "classifier"
+    tuned: tuple[str, ...] = ()  # thresholds the supervisor tunes fleet-wide from robots' states (AutoGate.observe)
+    human_gated = False  # an operator watches the robot and decides when to step in (HG-DAgger)
 
     def __init__(self, config: GateConfig, seed: int = 0):
         self.config = config

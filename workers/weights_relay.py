@@ -1,0 +1,110 @@
+"""Where each new policy version goes: every robot group (or, where a policy server acts for the robots, the server,
+and the robots only its number), and the evaluator when it is free; at the end, the final version is scored.
+
+    relay = WeightsRelay(cfg, fleet, record, clock, served=None)
+    relay.forward(version)          # the learner published `version`: fetch it once, send it on
+    relay.final_eval(fleet.fetch)   # the run ends: the version it leaves behind is scored
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from dagger.config import RunConfig
+from dagger.events import first_line
+from workers.evaluator import Evaluator
+from workers.roles import EvaluatorRole, Fleet, LearnerRole, RobotRole
+from workers.transport import Endpoint, Pending, settled
+
+
+class WeightsRelay:
+    def __init__(self, cfg: RunConfig, fleet: Fleet, record: Callable[[list[dict]], None],
+                 clock: Callable[[], float], served: Any = None):
+        self.cfg, self.fleet, self.record, self.clock = cfg, fleet, record, clock
+        self.served = served  # policy.type=remote: the policy server (or a client of it) that takes the weights
+        self.refused = ""  # why the policy server last refused weights (said once per reason)
+        self.sent_version = 0
+        self.evaluator = fleet.evaluator if cfg.eval.every_versions > 0 else None
+        self.evaluated = -1  # the last version sent to the evaluator
+        self.scored = -1  # the last version whose evaluation was logged
+        self.eval_pending: Pending[int] | None = None
+
+    def forward(self, version: int) -> None:
+        """Sends on a newer published version; a learner gone between its poll and the fetch raises (the caller
+        counts the outage)."""
+        if version <= self.sent_version:
+            return
+        latest, weights = self.fleet.learner.call(LearnerRole.latest).result()
+        if self.served is not None:  # before the robots leave their start: the server acts for them
+            self.serve(version, weights)
+        for group in self.fleet.groups:
+            group.call(RobotRole.set_weights, self.for_robots(latest, weights))
+        self.sent_version = version
+        self.maybe_evaluate(version, weights)
+
+    def send_latest(self, group: Endpoint[RobotRole]) -> None:
+        """A restarted group gets the newest version (a learner Ray is restarting is waited for)."""
+        version, weights = settled(self.fleet.learner, LearnerRole.latest)
+        group.call(RobotRole.set_weights, self.for_robots(version, weights))
+
+    def for_robots(self, version: int, weights: Any) -> Any:
+        """What robots are sent of a version: its weights, or where a policy server acts for them only the version
+        (it lets them leave their start; they load nothing, so none of them need fetch the weights)."""
+        return {"version": version} if self.served is not None else weights
+
+    def serve(self, version: int, weights: Any) -> None:
+        """Gives the policy server the weights. A server that refuses them (`dagger serve` without --accept-weights)
+        serves on with its own policy: said once on the console and logged, then again only when the reason changes."""
+        try:
+            self.served.load(weights)
+        except Exception as err:  # noqa: BLE001 - a frozen server serves on; the robots act with its policy
+            why = first_line(err, 300)
+            if why != self.refused:
+                self.refused = why
+                self.record([{"ev": "policy_server_refused", "t": self.clock(), "version": version, "error": why}])
+                print(f"dagger: warning: the policy server did not take weights v{version}: {why}", file=sys.stderr)
+        else:
+            self.refused = ""
+
+    def seen(self, events: list[dict]) -> None:
+        """Notes the versions whose evaluation was logged."""
+        for e in events:
+            if e["ev"] == "eval":
+                self.scored = max(self.scored, e["version"])
+
+    def maybe_evaluate(self, version: int, weights: Any) -> None:
+        """Sends the evaluator the first version and the first one past each multiple of eval.every_versions,
+        only when it is free (it never queues work)."""
+        if self.evaluator is None:
+            return
+        every = self.cfg.eval.every_versions
+        due = self.evaluated < 0 or version // every > self.evaluated // every
+        if due and (self.eval_pending is None or self.eval_pending.ready()):
+            self.eval_pending = self.evaluator.call(EvaluatorRole.evaluate, weights)
+            self.evaluated = version
+
+    def poll_evaluator(self) -> None:
+        if self.evaluator is not None:
+            self.record(self.evaluator.call(EvaluatorRole.poll).result()["events"])
+
+    def final_eval(self, fetch: Callable[[Any], dict]) -> None:
+        """At the end of a run: stops the learner's publishing and scores its final version here, at the driver's
+        priority (`fetch` turns the learner's published handle into weights), so the learning curve ends at the policy
+        the run leaves behind (its last checkpoint). An evaluation still running in the evaluator, at the lowest
+        priority, is not waited for: on a busy machine it could take minutes, and its version is an earlier one."""
+        if self.evaluator is None:
+            return
+        settled(self.fleet.learner, LearnerRole.halt)
+        version, weights = settled(self.fleet.learner, LearnerRole.latest)
+        if self.served is not None and version > self.sent_version:  # the server acts with the final version too
+            self.serve(version, weights)
+            self.sent_version = version
+        if self.eval_pending is None or self.eval_pending.ready():
+            self.poll_evaluator()
+        # a server that refused the weights serves what was scored already: scored again only if never
+        if version > self.scored and (not self.refused or self.scored < 0):
+            final = Evaluator(self.cfg, self.clock)
+            final.evaluate(fetch(weights))
+            self.record(final.poll()["events"])
