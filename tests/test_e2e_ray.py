@@ -63,7 +63,7 @@ def test_dagger_start_on_ray_then_report_from_the_event_log_alone(ray_cluster, t
     assert json.loads(report.stdout) == summary
 
 
-def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_path):
+def test_a_dead_group_actor_is_restarted_with_all_its_robots_and_the_run_goes_on(ray_cluster, tmp_path):
     import threading
 
     import ray
@@ -73,7 +73,7 @@ def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_pat
     from workers.ray_fleet import RayFleet
     from workers.robot import INCARNATION_STRIDE
 
-    cfg = point_config("minutes=0.25", "robot.speed=10.0")
+    cfg = point_config("minutes=0.25", "robot.speed=10.0", "robots=3", "robot.per_actor=2")  # groups [0, 1] and [2]
     fleets = []
 
     def make_fleet(*args):
@@ -82,13 +82,14 @@ def test_a_dead_robot_actor_is_replaced_and_the_run_goes_on(ray_cluster, tmp_pat
 
     killer = threading.Timer(6.0, lambda: ray.kill(fleets[0].robot_handles[0], no_restart=True))
     killer.start()
-    summary = run_loop(cfg, tmp_path, make_fleet)  # a run that hung on its dead robot fails at the test's deadline
+    summary = run_loop(cfg, tmp_path, make_fleet)  # a run that hung on its dead robots fails at the test's deadline
     killer.join()
     events = read_events(tmp_path / "events.jsonl")
-    kinds = [e["ev"] for e in events]
-    assert kinds.count("robot_lost") == 1 and kinds.count("robot_restarted") == 1
-    restarted = [e for e in events if e["ev"] == "segment" and e["robot"] == 0 and e["seq"] >= INCARNATION_STRIDE]
-    assert restarted, "the replacement robot never shipped a segment"
+    assert sorted(e["robot"] for e in events if e["ev"] == "robot_lost") == [0, 1]  # the group's, not robot 2
+    assert sorted(e["robot"] for e in events if e["ev"] == "robot_restarted") == [0, 1]
+    for robot in (0, 1):
+        again = [e for e in events if e["ev"] == "segment" and e["robot"] == robot and e["seq"] >= INCARNATION_STRIDE]
+        assert again, f"robot {robot} of the replacement group never shipped a segment"
     assert summary["steps"] == sum(e["steps"] for e in events if e["ev"] == "segment")
 
 
