@@ -78,12 +78,18 @@ def test_a_group_of_three_acts_exactly_as_three_robots_alone(tmp_path):
         assert a.controller == b.controller
 
 
-def test_one_batched_policy_call_a_period_for_the_robots_that_need_it(tmp_path):
-    cfg = point_config("robots=4", "gate.name=never")
-    group = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")), count=4)
+def started(tmp_path, count, *overrides, shipped=None, **kwargs):
+    """A group of `count` robots (gate never) with a first published version in its mailbox."""
+    cfg = point_config(f"robots={count}", "gate.name=never", *overrides)
+    group = RobotWorker(0, cfg, LocalEndpoint(shipped or BufferWorker(tmp_path / "segments")), count=count, **kwargs)
     learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "other")))
     learner.publish()
     group.set_weights(learner.latest()[1])
+    return group
+
+
+def test_one_batched_policy_call_a_period_for_the_robots_that_need_it(tmp_path):
+    group = started(tmp_path, 4)
     calls = []
     real = group.policy.answers
     group.policy.answers = lambda asking: calls.append([c.id for c in asking]) or real(asking)
@@ -101,11 +107,7 @@ class Broken(RuntimeError):
 
 
 def test_a_robot_whose_simulator_raises_holds_alone_and_is_replaced(tmp_path):
-    cfg = point_config("robots=3", "gate.name=never")
-    group = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")), count=3)
-    learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "other")))
-    learner.publish()
-    group.set_weights(learner.latest()[1])
+    group = started(tmp_path, 3)
     for _ in range(5):
         group.tick()
     sick = group.controllers[1]
@@ -134,11 +136,7 @@ def test_a_robot_whose_simulator_raises_holds_alone_and_is_replaced(tmp_path):
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_every_robot_of_a_group_stops_at_its_own_budget_share(tmp_path, count):
-    cfg = point_config(f"robots={count}", "gate.name=never")
-    group = RobotWorker(0, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")), count=count, budgeted=True)
-    learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "other")))
-    learner.publish()
-    group.set_weights(learner.latest()[1])
+    group = started(tmp_path, count, budgeted=True)
     for robot in range(count):
         group.allow(robot, 5 + robot, 1)
     for _ in range(20):
@@ -147,12 +145,8 @@ def test_every_robot_of_a_group_stops_at_its_own_budget_share(tmp_path, count):
 
 
 def test_beside_the_control_step_each_robot_acts_on_its_previous_observations_answer(tmp_path):
-    cfg = point_config("robots=2", "gate.name=never", "robot.infer=beside")
     shipped = Recorder()
-    group = RobotWorker(0, cfg, LocalEndpoint(shipped), count=2)
-    learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "other")))
-    learner.publish()
-    group.set_weights(learner.latest()[1])
+    group = started(tmp_path, 2, "robot.infer=beside", shipped=shipped)
     beside = group.policy.beside
     for _ in range(60):
         group.tick()
