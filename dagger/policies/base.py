@@ -247,14 +247,16 @@ class BasePolicy:
             safety = self.critic.q(x, actions).min(0).values.numpy()  # the twins' [2, K]
             risk = self.hazard.q(x, actions).max(0).values.numpy()
             p_safe = self.classifier.p_safe(x).numpy()
-        outputs = []
-        for i, proposal in enumerate(proposals):
-            samples = self.units(proposal.samples)
-            spread = float(samples.var(0).mean()) if proposal.spread is None else float(proposal.spread)
-            outputs.append(PolicyOutput(self.units(proposal.action), spread, self.version, safety=float(safety[i]),
-                                        p_safe=float(p_safe[i]), train_gap=self.train_gap, risk=float(risk[i]),
-                                        samples=samples))
-        return outputs
+        acts = self.units(actions)
+        if len({p.samples.shape for p in proposals}) == 1:  # the task's units for every robot at once
+            every = self.units(torch.stack([p.samples for p in proposals]))
+            samples, spreads = list(every), every.var(1).mean(-1).tolist()
+        else:  # e.g. chunking at an episode's start, with fewer live chunks for some robots
+            samples = [self.units(p.samples) for p in proposals]
+            spreads = [float(s.var(0).mean()) for s in samples]
+        return [PolicyOutput(acts[i], float(spreads[i]) if p.spread is None else float(p.spread), self.version,
+                             safety=float(safety[i]), p_safe=float(p_safe[i]), train_gap=self.train_gap,
+                             risk=float(risk[i]), samples=samples[i]) for i, p in enumerate(proposals)]
 
     def checked_batch(self, obs: np.ndarray, images: np.ndarray | None, streams: Sequence[Stream]) -> np.ndarray:
         """obs as float32 [K, obs_dim]; a ValueError (TypeError for a stream of another kind) naming what is off."""
