@@ -13,7 +13,12 @@ each such ack is a `stored` event), those found in the segment log, missing, dup
 twice), corrupt frames the log reader skipped, and runs that finished their budget. Only the trial's own
 processes are killed: they carry a marker in their environment, which Ray's workers inherit.
 
-    python benchmarks/faults.py [--trials 20] [--seconds 25]
+    python benchmarks/faults.py [--trials 20] [--seconds 25] [--parallel 1]
+
+--parallel N runs up to N trials at once (each has its own Ray, run directory and marker, so no trial can kill
+another's processes); the kill delays are drawn before any trial starts, in the order the sequential run draws
+them, so a seed picks the same delays either way. Trials side by side share the machine's cores: more of each run's
+budget goes by per step, which is why the default, for the measured table, is one at a time.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from buffers.codec import decode_segment
@@ -67,11 +73,12 @@ def kill_actor(title: str, run_dir: Path) -> bool:
     return False
 
 
-def trial(fault: str, seconds: float, rng: random.Random) -> dict:
+def trial(fault: str, seconds: float, delay: float) -> dict:
+    """One run of `seconds`, its `fault` process killed `delay` seconds after the first takeover."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"fault-{fault}-")) / "run"
     driver = start(run_dir, seconds)
     wait_for_takeover(run_dir / "events.jsonl", 300.0)  # Ray may start slowly on a busy machine
-    time.sleep(rng.uniform(0.0, seconds / 3))
+    time.sleep(delay)
     if fault == "driver":
         driver.send_signal(signal.SIGKILL)
         driver.wait()
@@ -103,16 +110,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--faults", default=",".join(FAULTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", type=int, default=1, help="trials run at once (default 1)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    print(f"{'fault':<8} {'trials':>6} {'acked steps':>12} {'found':>6} {'missing':>8} {'duplicated':>11} "
-          f"{'corrupt frames':>15} {'continued':>10}", flush=True)
-    for fault in args.faults.split(","):
-        rows = [trial(fault, args.seconds, rng) for _ in range(args.trials)]
-        total = {k: sum(r[k] for r in rows) for k in ("acked", "found", "missing", "duplicated", "corrupt",
-                                                      "continued")}
-        print(f"{fault:<8} {args.trials:>6} {total['acked']:>12} {total['found']:>6} {total['missing']:>8} "
-              f"{total['duplicated']:>11} {total['corrupt']:>15} {total['continued']:>6}/{args.trials}", flush=True)
+    faults = args.faults.split(",")
+    delays = {(f, i): rng.uniform(0.0, args.seconds / 3) for f in faults for i in range(args.trials)}
+    with ThreadPoolExecutor(max(1, args.parallel)) as pool:
+        futures = {key: pool.submit(trial, key[0], args.seconds, delay) for key, delay in delays.items()}
+        print(f"{'fault':<8} {'trials':>6} {'acked steps':>12} {'found':>6} {'missing':>8} {'duplicated':>11} "
+              f"{'corrupt frames':>15} {'continued':>10}", flush=True)
+        for fault in faults:  # a fault's row once its trials are done, in the order asked for
+            rows = [futures[fault, i].result() for i in range(args.trials)]
+            total = {k: sum(r[k] for r in rows) for k in ("acked", "found", "missing", "duplicated", "corrupt",
+                                                          "continued")}
+            print(f"{fault:<8} {args.trials:>6} {total['acked']:>12} {total['found']:>6} {total['missing']:>8} "
+                  f"{total['duplicated']:>11} {total['corrupt']:>15} {total['continued']:>6}/{args.trials}",
+                  flush=True)
 
 
 if __name__ == "__main__":
