@@ -1,6 +1,6 @@
-"""Faults survived: SIGKILL a robot actor, the buffer, the learner or the driver at a random moment of a
-`dagger start` run on Ray (operators mid-takeover most of the time), then compare the human steps the
-buffer acknowledged with those in the durable segment log.
+"""Faults survived: SIGKILL a robot actor (one robot, or a group of two), the buffer, the learner or the driver at
+a random moment of a `dagger start` run on Ray (operators mid-takeover most of the time), then compare the human
+steps the buffer acknowledged with those in the durable segment log.
 
 Per fault and trial: the run is started as a user starts it (a subprocess, point task, 2 robots, a
 scripted operator that keeps control until the episode ends, a Ray of its own); once the first takeover
@@ -40,7 +40,10 @@ from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 
 MARKER = "DAGGER_FAULT_TRIAL"
-FAULTS = {"robot": "ray::RayRobot", "buffer": "ray::RayBuffer", "learner": "ray::RayLearner", "driver": ""}
+FAULTS = {"robot": "ray::RayRobot", "group": "ray::RayRobot", "buffer": "ray::RayBuffer", "learner": "ray::RayLearner",
+          "driver": ""}
+GROUPED = {"group": ("robot.per_actor=2",)}
+"""faults whose run drives its two robots from one worker process: its kill takes both, mid-takeover"""
 
 
 def start(run_dir: Path, seconds: float, *extra: str) -> subprocess.Popen:
@@ -76,14 +79,14 @@ def kill_actor(title: str, run_dir: Path) -> bool:
 def trial(fault: str, seconds: float, delay: float) -> dict:
     """One run of `seconds`, its `fault` process killed `delay` seconds after the first takeover."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"fault-{fault}-")) / "run"
-    driver = start(run_dir, seconds)
+    driver = start(run_dir, seconds, *GROUPED.get(fault, ()))
     wait_for_takeover(run_dir / "events.jsonl", 300.0)  # Ray may start slowly on a busy machine
     time.sleep(delay)
     if fault == "driver":
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         time.sleep(2.0)
-        driver = start(run_dir, seconds / 2, "--resume")
+        driver = start(run_dir, seconds / 2, "--resume", *GROUPED.get(fault, ()))
     elif not kill_actor(FAULTS[fault], run_dir):
         raise RuntimeError(f"{run_dir}: no {FAULTS[fault]} process of this trial to kill")
     driver.wait(timeout=seconds * 4 + 60)

@@ -202,7 +202,7 @@ class FleetRun:
         return statistics.mean(self.last[g[0]].get("batch", 0.0) for g in self.groups())
 
     def groups(self) -> list[list[int]]:
-        return group_members(self.robots, self.per_actor)
+        return group_members(self.robots, self.per_actor, os.cpu_count() or 1)
 
     def overrun_fraction(self) -> float:
         """The worst group's share of its periods in the window that ended past their time."""

@@ -55,9 +55,10 @@ class ConfigError(ValueError):
 class RobotConfig:
     speed: float = 4.0
     """control rate as a multiple of the task's real-time rate (1.0: one step per task dt)"""
-    per_actor: int = 1
-    """robots one worker process drives, with one batched policy call a control period for those it holds (a
-    process per robot costs ~380 MB and its share of a core; see README, "Fleet scale")"""
+    per_actor: int = 0
+    """robots one worker process drives, with one batched policy call a control period for those it holds; 0: as
+    many as spread the robots over the cores, ⌈robots / cores⌉ (measured best: README, "Fleet scale"; a process
+    per robot costs ~380 MB and its share of a core)"""
     infer: str = "inline"
     """inline: the policy answers within the control period; beside: in a thread of its own, the period going on at
     once, each robot acting on the answer to its previous observation (a slow family keeps the control rate)"""
@@ -332,7 +333,7 @@ def validate(cfg: RunConfig) -> None:
          f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
          "does not store; use e.g. priority"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
-        (1 <= cfg.robot.per_actor <= MAX_COUNT, "robot.per_actor", f"must be in [1, {MAX_COUNT}]"),
+        (0 <= cfg.robot.per_actor <= MAX_COUNT, "robot.per_actor", f"must be in [0, {MAX_COUNT}] (0: by the cores)"),
         (cfg.robot.infer in INFER_MODES, "robot.infer", f"must be one of {list(INFER_MODES)}"),
         (len(cfg.robot.agents) in (0, 1, cfg.robots), "robot.agents",
          f"gives {len(cfg.robot.agents)} agents for {cfg.robots} robots: give one per robot, or one HOST:PORT "

@@ -65,7 +65,7 @@ class LocalFleet:
         self.buffer: Endpoint[BufferRole] = LocalEndpoint(self.buffer_worker)
         self.learner_worker = Learner(cfg, obs_dim, act_dim, self.buffer, self.clock, run_dir / "checkpoints")
         self.learner: Endpoint[LearnerRole] = LocalEndpoint(self.learner_worker)
-        self.members = group_members(cfg.robots, cfg.robot.per_actor)
+        self.members = group_members(cfg.robots, cfg.robot.per_actor, os.cpu_count() or 1)
         self.incarnations = [incarnation] * cfg.robots
         self.robot_workers = [RobotWorker(ids[0], cfg, self.buffer, self.clock, incarnation,
                                           budgeted=cfg.minutes == 0, count=len(ids)) for ids in self.members]

@@ -256,7 +256,7 @@ class RayFleet:
         self.learner_handle = _restartable(RayLearner).options(**on_node(cfg.learner.node_label)).remote(
             cfg, obs_dim, act_dim, buffer_name, run_dir / "checkpoints")
         self.learner: Endpoint[LearnerRole] = RayEndpoint(self.learner_handle)
-        self.members = group_members(cfg.robots, cfg.robot.per_actor)
+        self.members = group_members(cfg.robots, cfg.robot.per_actor, int(ray.cluster_resources().get("CPU", 1)))
         self.incarnations = [incarnation] * cfg.robots
         self.robot_handles = [self.new_group(group) for group in range(len(self.members))]
         self.groups: list[Endpoint[RobotRole]] = [RayEndpoint(h) for h in self.robot_handles]

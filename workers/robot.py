@@ -34,8 +34,10 @@ from workers.transport import Endpoint, start_loop
 __all__ = ["INCARNATION_STRIDE", "Assignment", "RobotWorker", "State", "group_members"]
 
 
-def group_members(robots: int, per_actor: int) -> list[list[int]]:
-    """The robots each worker drives: consecutive ids, per_actor to a worker (the last may have fewer)."""
+def group_members(robots: int, per_actor: int, cores: int) -> list[list[int]]:
+    """The robots each worker drives: consecutive ids, per_actor to a worker (the last may have fewer); per_actor 0:
+    ⌈robots / cores⌉, a worker per core."""
+    per_actor = per_actor or -(-robots // max(1, cores))
     return [list(range(first, min(first + per_actor, robots))) for first in range(0, robots, per_actor)]
 
 
