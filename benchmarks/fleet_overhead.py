@@ -250,7 +250,7 @@ def fleet(task_name: str, robots: int, per_actor: int, seconds: float, settings:
     polled = [(t, s) for t, s in statuses if t0 <= t <= t1]
     (sa, first), (sb, last) = polled[0], polled[-1]
     cores = {role: (b.get(role, 0.0) - a.get(role, 0.0)) / (tb - ta) for role in b}
-    cores["others"] = cores.pop("machine") - sum(cores.values())
+    cores["others"] = max(0.0, cores.pop("machine") - sum(cores.values()))  # /proc/stat and ours tick apart
     return FleetRun(robots, per_actor, rate, cores, sb - sa, first, last)
 
 
