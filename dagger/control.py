@@ -134,13 +134,13 @@ class RobotController:
         """Its share of the run's step budget is used up: it holds until it is allowed more."""
         return self.allowed is not None and self.total_steps >= self.allowed
 
-    def prepare(self) -> bool:
-        """The period's start: a new episode when one is due; True when this period needs the policy's answer in
-        self.obs (and self.image)."""
+    def prepare(self, may_reset: bool = True) -> bool:
+        """The period's start: a new episode when one is due (and `may_reset`: else it holds this period); True when
+        this period needs the policy's answer in self.obs (and self.image)."""
         self.acted = False
         if self.failure or self.spent():
             return False
-        if self.state is State.RESETTING:
+        if self.state is State.RESETTING and may_reset:
             self.new_episode()
         return self.state in (State.AUTONOMOUS, State.OPERATOR)
 
@@ -197,8 +197,8 @@ class RobotController:
     def hold(self) -> None:
         """A period without a command: the robot holds (a paced robot's observation keeps the loop's time)."""
         self.robot.hold()
-        if self.failure or (self.state is State.STARTING and not self.robot.paced):
-            return
+        if self.failure or (self.state in (State.STARTING, State.RESETTING) and not self.robot.paced):
+            return  # nothing to see: it has not started, or waits for its next episode
         try:
             obs = self.robot.get_observation()
         except RobotLate:

@@ -166,3 +166,14 @@ def test_beside_the_control_step_each_robot_acts_on_its_previous_observations_an
         checked += first.sum() + len(later)
     assert checked >= 2 * 50
     assert 0 < group.policy.latency_ms
+
+
+def test_a_paced_group_starts_one_episode_a_period_and_every_robot_gets_its_turn(tmp_path):
+    group = started(tmp_path, 3)
+    group.resets_per_period = 1  # as its own paced loop runs it
+    starts = []
+    for _ in range(4):
+        group.tick()
+        starts.append(sorted(r for r, c in group.controllers.items() if c.episodes))
+    assert starts == [[0], [0, 1], [0, 1, 2], [0, 1, 2]]
+    assert [c.total_steps for c in group.controllers.values()] == [4, 3, 2]  # each stepped once it had started
