@@ -18,7 +18,7 @@ took over half a core meanwhile; N = 4 is always measured). Beside it, the p50 a
 for a group of K = 2 (N = 4's shape), timed in this process alone.
 
     python benchmarks/fleet_overhead.py [--table scale|realtime|both] [--robots 1 4 16 64 256] [--per-actor half]
-        [--seconds 20] [--tasks reacher reach] [--families mlp-ensemble chunking diffusion implicit]
+        [--seconds 20] [--tasks reacher reach] [--families mlp-ensemble chunking diffusion implicit] [--infer beside]
 """
 
 from __future__ import annotations
@@ -339,6 +339,7 @@ def realtime_table(args: argparse.Namespace) -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     for family in args.families:
         p50, p99 = period_work_ms(args.realtime_task, family, 2)
+        name = family if args.infer == "inline" else f"{family}, infer {args.infer}"
         tried: dict[int, FleetRun] = {}
         n_max, n = 0, 1
         while n <= args.max_realtime:
@@ -353,7 +354,7 @@ def realtime_table(args: argparse.Namespace) -> None:
                              for size, r in sorted(tried.items()))
         capped = " (cap)" if n > args.max_realtime else ""
         goal = f"N = {REALTIME_GOAL_N}: {'met' if keeps_time(at, dt) else 'missed'}"
-        print(f"| {family} | {n_max}{capped} | {p50:.1f} / {p99:.1f} | {at.overrun_fraction():.1%} | "
+        print(f"| {name} | {n_max}{capped} | {p50:.1f} / {p99:.1f} | {at.overrun_fraction():.1%} | "
               f"{at.slowest_robot():.1f} | {at.cores.get('others', 0.0):.2f} | {searched} | {goal} |", flush=True)
 
 
@@ -361,7 +362,7 @@ def realtime_run(args: argparse.Namespace, family: str, robots: int, again: bool
     """N robots of `family` in real time, K = ceil(N / 2); says on stderr how it went. A run that missed real time
     while other programs took more than BUSY cores runs once more (the machine is shared)."""
     run = fleet(args.realtime_task, robots, math.ceil(robots / 2), args.seconds,
-                ["robot.speed=1", f"policy.type={family}"])
+                ["robot.speed=1", f"policy.type={family}", f"robot.infer={args.infer}"])
     print(f"  {family} N={robots}: overruns {run.overrun_fraction():.1%}, slowest robot {run.slowest_robot():.1f} "
           f"steps/s, batch {run.batch():.2f}, cores " + ", ".join(f"{role} {c:.2f}" for role, c in run.cores.items()),
           file=sys.stderr, flush=True)
@@ -387,6 +388,8 @@ def main() -> None:
                         help="largest N also run as N plain processes and N Ray actors")
     parser.add_argument("--families", nargs="+", default=["mlp-ensemble", "chunking", "diffusion", "implicit"])
     parser.add_argument("--realtime-task", default="reach")
+    parser.add_argument("--infer", choices=["inline", "beside"], default="inline",
+                        help="where the real-time table's groups run their policy (robot.infer)")
     parser.add_argument("--max-realtime", type=int, default=128, help="largest N the real-time search tries")
     args = parser.parse_args()
     if args.table in ("scale", "both"):
