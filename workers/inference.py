@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Protocol
 
 import numpy as np
@@ -52,7 +53,7 @@ class GroupPolicy:
         if weights["version"] <= self.version:
             return False
         if not self.served:  # the supervisor gives a policy server its weights
-            with self.beside.lock if self.beside is not None else _NO_LOCK:
+            with self.beside.lock if self.beside is not None else nullcontext():
                 self.policy.load(weights)
         self.version = int(weights["version"])
         return True
@@ -88,17 +89,6 @@ class GroupPolicy:
 
     def measured(self, began: float) -> None:
         self.latency_ms += 0.05 * (1000 * (time.perf_counter() - began) - self.latency_ms)
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
 
 
 class Beside:
