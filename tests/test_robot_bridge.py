@@ -356,16 +356,15 @@ def test_a_frame_from_another_connection_does_not_verify(agent):
 def test_peers_that_never_finish_the_handshake_are_cut_off_and_capped(agent, monkeypatch):
     import dagger.robots.agent as agent_module
 
+    # no idle limit a test could wait out: a silent peer hung up on within LIVE_S was cut off by the handshake
+    monkeypatch.setattr(agent_module, "IDLE_S", 100 * LIVE_S)
     host, port = agent.address.split(":")
     idle = [socket.create_connection((host, int(port)), timeout=LIVE_S) for _ in range(agent_module.HANDSHAKES + 4)]
     wait_for(lambda: agent.health().get("refused_busy", 0) == 4)  # past the cap: hung up on at once
     for sock in idle[agent_module.HANDSHAKES:]:
         assert hung_up(sock)
-    start = time.monotonic()
     for sock in idle[:agent_module.HANDSHAKES]:  # silent peers: cut off when the handshake's time is up
         assert hung_up(sock)
-    # by the handshake's deadline (5 s): long before a controller's idle limit (30 s), even on a busy machine
-    assert time.monotonic() - start < agent_module.IDLE_S
     robot = connected(agent.address)  # the agent still serves a real controller
     robot.disconnect()
 
