@@ -38,7 +38,7 @@ from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.robot import RobotWorker, group_members
+from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, Fleet, LearnerRole, RobotRole
 from workers.supervisor import Supervisor
 from workers.transport import Endpoint, LocalEndpoint, guard, settled
@@ -103,9 +103,7 @@ class LocalFleet:
         return published
 
     def replace_robot(self, robot: int) -> None:
-        self.incarnations[robot] += 1
-        group = next(g for g, ids in enumerate(self.members) if robot in ids)
-        self.robot_workers[group].replace(robot, self.incarnations[robot])
+        replace_robot(self.groups, self.members, self.incarnations, robot)
 
     def restart_group(self, group: int) -> Endpoint[RobotRole]:
         raise RuntimeError(f"robots {self.members[group]} failed: in-process robot workers are not restarted")

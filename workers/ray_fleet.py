@@ -27,7 +27,7 @@ from dagger.events import first_line
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
 from workers.learner import Learner
-from workers.robot import RobotWorker, group_members
+from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
 from workers.transport import Endpoint, settled
 
@@ -281,9 +281,7 @@ class RayFleet:
         return ray.get(published) if isinstance(published, ray.ObjectRef) else published
 
     def replace_robot(self, robot: int) -> None:
-        self.incarnations[robot] += 1
-        group = next(g for g, ids in enumerate(self.members) if robot in ids)
-        self.groups[group].call(RobotRole.replace, robot, self.incarnations[robot])
+        replace_robot(self.groups, self.members, self.incarnations, robot)
 
     def restart_group(self, group: int) -> Endpoint[RobotRole]:
         """A fresh actor in place of a dead one; its robots' segment keys cannot collide with the old ones'."""

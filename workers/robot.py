@@ -28,10 +28,11 @@ from dagger.gates import make_gate
 from dagger.help_queue import Assignment
 from dagger.robots import make_robot
 from workers.inference import GroupPolicy
+from workers.roles import RobotRole
 from workers.shipping import Shipper
 from workers.transport import Endpoint, start_loop
 
-__all__ = ["INCARNATION_STRIDE", "Assignment", "RobotWorker", "State", "group_members"]
+__all__ = ["INCARNATION_STRIDE", "Assignment", "RobotWorker", "State", "group_members", "replace_robot"]
 
 
 def group_members(robots: int, per_actor: int, cores: int) -> list[list[int]]:
@@ -39,6 +40,14 @@ def group_members(robots: int, per_actor: int, cores: int) -> list[list[int]]:
     ⌈robots / cores⌉, a worker per core."""
     per_actor = per_actor or -(-robots // max(1, cores))
     return [list(range(first, min(first + per_actor, robots))) for first in range(0, robots, per_actor)]
+
+
+def replace_robot(groups: list[Endpoint[RobotRole]], members: list[list[int]], incarnations: list[int],
+                  robot: int) -> None:
+    """A fleet's answer to a robot that failed in a group that lives on: a fresh controller, its next incarnation."""
+    incarnations[robot] += 1
+    group = next(g for g, ids in enumerate(members) if robot in ids)
+    groups[group].call(RobotRole.replace, robot, incarnations[robot])
 
 
 class RobotWorker:
@@ -70,7 +79,7 @@ class RobotWorker:
         self.resets_per_period = len(self.ids)
 
     def controller(self, robot: int, incarnation: int) -> RobotController:
-        calls = Callbacks(self.emitter(robot), lambda seg: self.shipper.add(seg), self.observed,
+        calls = Callbacks(self.emitter(robot), self.shipper.add, self.observed,
                           partial(self.new_episode, robot))
         return RobotController(robot, self.cfg, make_robot(self.cfg.task, self.cfg.robot.agents,
                                                            self.cfg.robot.token_file, robot),
@@ -201,22 +210,22 @@ class RobotWorker:
         resets = 0
         for ctl in self.controllers.values():
             resetting = ctl.state is State.RESETTING
-            if self.guarded(ctl, partial(ctl.prepare, may_reset=resets < self.resets_per_period)):
+            if self.guarded(ctl, ctl.prepare, resets < self.resets_per_period):
                 asking.append(ctl)
             resets += resetting and ctl.state is not State.RESETTING
         answers = self.policy.answers(asking) if asking else {}
         for ctl in self.controllers.values():
             if not ctl.failure:
-                self.guarded(ctl, partial(ctl.act, answers.get(ctl.id)))
+                self.guarded(ctl, ctl.act, answers.get(ctl.id))
         due = self.frame_every_s > 0 and time.perf_counter() - self.last_frame >= self.frame_every_s
         if due:
             self.render()
         self.shipper.ship()
 
-    def guarded(self, ctl: RobotController, fn: Callable[[], Any]) -> Any:
-        """fn's result; an exception (the robot's simulator or connection raised) stops that robot only."""
+    def guarded(self, ctl: RobotController, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args)'s result; an exception (the robot's simulator or connection raised) stops that robot only."""
         try:
-            return fn()
+            return fn(*args)
         except Exception as err:  # noqa: BLE001 - one robot's fault holds that robot, not its group
             ctl.failed(f"{type(err).__name__}: {err}"[:300])
             return None
