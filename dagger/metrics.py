@@ -3,6 +3,9 @@
     summary = summarize(read_events(run_dir / "events.jsonl"))
     summary["intervention_rate_by_quarter"]      # four numbers, quarters of the fleet's steps
     series = run_series(events)                  # per window of the fleet's steps, for plots and TensorBoard
+
+Every count of steps is of what the buffer kept (see `kept_segments`): an operator's segment counts once the buffer
+acknowledged it durable, and never when the segment log later lost it; the summary says what was taken and lost.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ WINDOWS = 20
 """windows of the fleet's steps in the report's plots and TensorBoard scalars"""
 ALPHA_GATES = ("auto", "thrifty")
 """gates that hold a target intervention rate α (gate.alpha)"""
+LOST_SHOWN = 20
+"""lost segments the summary names (robot:seq); the rest are counted"""
+ACKED_OTHERWISE = ("policy", "demo")
+"""controllers whose segments need no `stored` event: policy steps are shipped in batches without one, and
+demonstrations are added by the driver itself before the run"""
 
 
 def of_kind(events: Iterable[dict], kind: str) -> list[dict]:
@@ -101,14 +109,49 @@ def ask_rate(asks: float, policy_steps: float) -> float:
     return asks / max(1, policy_steps + asks)
 
 
+def segment_key(event: dict) -> str:
+    """robot:seq, how the buffer, `segment_trained` and `log_lost` name a segment."""
+    return f"{event['robot']}:{event['seq']}"
+
+
+def kept_segments(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The `segment` events whose steps the buffer kept, and the operators' segments it did not (taken, but lost).
+
+    An operator's segment is kept when the buffer acknowledged it durable (a `stored` event), sampled it for training
+    (`segment_trained`) or read it back from its log (a `recovered` segment event), unless a later `log_lost` names it
+    (its log was found torn or damaged). A policy segment is kept unless `log_lost` names it. A run that logged no
+    acknowledgement at all (no `stored`, no `ship_failed`: logs from before robots reported them) is taken at its
+    word, as those logs were read.
+    """
+    lost_from_log = {key for e in of_kind(events, "log_lost") for key in e.get("keys", [])}
+    proven = ({segment_key(e) for e in of_kind(events, "stored")}
+              | {e["key"] for e in of_kind(events, "segment_trained")})
+    kept: list[dict] = []
+    lost: list[dict] = []
+    for run in runs(events):
+        acks = any(e["ev"] in ("stored", "ship_failed") for e in run)
+        for seg in of_kind(run, "segment"):
+            key, human = segment_key(seg), seg["controller"] not in ACKED_OTHERWISE
+            if key not in lost_from_log and (not human or not acks or seg.get("recovered") or key in proven):
+                kept.append(seg)
+            elif human:
+                lost.append(seg)
+    return kept, lost
+
+
+def kept_keys(events: list[dict]) -> set[str]:
+    """robot:seq of the segments `kept_segments` keeps."""
+    return {segment_key(s) for s in kept_segments(events)[0]}
+
+
 def achieved_rate(events: list[dict]) -> float:
     """A gate's achieved intervention rate: help requests / (policy-controlled steps + help requests)."""
-    policy_steps = sum(e["steps"] for e in of_kind(events, "segment") if e["controller"] == "policy")
+    policy_steps = sum(e["steps"] for e in kept_segments(events)[0] if e["controller"] == "policy")
     return ask_rate(len(of_kind(events, "help_requested")), policy_steps)
 
 
 def achieved_rate_by_window(events: list[dict], windows: int) -> list[float]:
-    segments = of_kind(events, "segment")
+    segments = kept_segments(events)[0]
     asks = events_by_window(segments, of_kind(events, "help_requested"), windows)
     policy_steps = steps_by_window(segments, windows, human=False)
     return [ask_rate(a, p) for a, p in zip(asks, policy_steps, strict=True)]
@@ -119,7 +162,7 @@ def run_series(events: list[dict], windows: int = WINDOWS) -> dict[str, Any]:
 
     `achieved_rate` and `alpha` only where the run's gate holds a target rate α (ALPHA_GATES).
     """
-    segments = of_kind(events, "segment")
+    segments = kept_segments(events)[0]
     start = next(iter(of_kind(events, "run_start")), {})
     series = {"step": window_edges(sum(s["steps"] for s in segments), windows)[1:],
               "intervention_rate": human_share_by_window(segments, windows),
@@ -218,10 +261,10 @@ def operator_busy_s(events: list[dict]) -> float:
 
 def learning_curve(events: list[dict]) -> list[dict]:
     """Each `eval` event (the policy alone on held-out episodes) with the human labels the run had gathered
-    when that version was published (operator-controlled steps in segments ended by then) and the wall time
+    when that version was published (operator-controlled steps in kept segments ended by then) and the wall time
     since the run began."""
     published = {e["version"]: e["t"] for e in of_kind(events, "weights_published")}
-    human = sorted((s["t_end"], s["steps"]) for s in of_kind(events, "segment") if s["controller"] != "policy")
+    human = sorted((s["t_end"], s["steps"]) for s in kept_segments(events)[0] if s["controller"] != "policy")
     human_ends = [t for t, _ in human]
     cumulative = np.cumsum([n for _, n in human])
     start = next((e["t"] for e in of_kind(events, "run_start")), 0.0)
@@ -235,12 +278,24 @@ def learning_curve(events: list[dict]) -> list[dict]:
     return points
 
 
+def lost_labels(lost: list[dict]) -> dict[str, Any]:
+    """The summary's account of operators' segments taken but not kept: how many, their steps, the first
+    LOST_SHOWN of them by robot:seq (in time order) and how many more."""
+    ordered = [segment_key(s) for s in _time_order(lost)]
+    shown = ordered[:LOST_SHOWN] + ([f"... {len(ordered) - LOST_SHOWN} more"] if len(ordered) > LOST_SHOWN else [])
+    return {"human_steps_lost": sum(s["steps"] for s in lost), "human_segments_lost": len(lost),
+            "lost_segments": shown}
+
+
 def summarize(events: list[dict]) -> dict:
-    segments = of_kind(events, "segment")
+    """The run's numbers. `steps`, `human_steps` and every rate built on them count what the buffer kept
+    (kept_segments); `human_steps_taken` is what the operators did, `human_steps_lost` the difference, and
+    `lost_segments` names the lost segments (robot:seq)."""
+    segments, lost = kept_segments(events)
     episodes = of_kind(events, "episode_end")
     takeovers = of_kind(events, "takeover")
     learner = of_kind(events, "learner")
-    segment_t = {f"{s['robot']}:{s['seq']}": s["t"] for s in segments}
+    segment_t = {segment_key(s): s["t"] for s in segments}
     lags = [e["t"] - segment_t[e["key"]] for e in of_kind(events, "segment_trained") if e["key"] in segment_t]
     starts = of_kind(events, "run_start")
     duration, operator_s = active_seconds(events)
@@ -253,7 +308,9 @@ def summarize(events: list[dict]) -> dict:
     return {
         "steps": steps,
         "unrecorded_steps": unrecorded,  # taken from a state the worker never saw (a robot agent's late command)
-        "human_steps": human_steps,
+        "human_steps": human_steps,  # stored: the operators' steps the buffer kept
+        "human_steps_taken": human_steps + sum(s["steps"] for s in lost),
+        **lost_labels(lost),
         "intervention_rate": _round(human_steps / steps if steps else 0.0),
         "takeovers": len(takeovers),
         "robot_gated_takeovers": sum(t["gated"] == "robot" for t in takeovers),

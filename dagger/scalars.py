@@ -5,10 +5,10 @@
     logger.add(events)          # as they are logged; writes when event time passes the next multiple of every_s
     logger.close()              # the last values, then closes the writers
 
-The keys: fleet/… (steps, human steps, intervention rate, takeovers, help requests, episodes, success rates
-over the last WINDOW episodes), gate/threshold, learner/… (updates, loss, version), buffer/human_steps_stored,
-eval/… (success rate and its interval, version), gate/target_alpha and gate/achieved_rate for gates tuned to a
-rate, robot/<i>/… and operator/<j>/…. The step axis is fleet
+The keys: fleet/… (steps and human steps the buffer kept, human steps taken, intervention rate, takeovers, help
+requests, episodes, success rates over the last WINDOW episodes), gate/threshold, learner/… (updates, loss,
+version), buffer/human_steps_stored, eval/… (success rate and its interval, version), gate/target_alpha and
+gate/achieved_rate for gates tuned to a rate, robot/<i>/… and operator/<j>/…. The step axis is fleet
 steps. Everything is also recomputable from events.jsonl: `dagger report --tensorboard` replays it here.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from dagger.metrics import ALPHA_GATES, ask_rate
+from dagger.metrics import ALPHA_GATES, ask_rate, kept_keys, segment_key
 
 WINDOW = 20
 """episodes the fleet's success rates are averaged over"""
@@ -33,8 +33,14 @@ class Writer(Protocol):
 
 
 class ScalarLogger:
-    def __init__(self, writers: list[Writer], every_s: float = 5.0):
-        self.writers, self.every_s = writers, every_s
+    """fleet/steps and fleet/human_steps count what the buffer kept, as dagger.metrics.summarize does: live, an
+    operator's segment counts when its `stored` event arrives (fleet/human_steps_taken counts it when it closes) and
+    is taken back when a `log_lost` names it; a replay passes `kept` (metrics.kept_keys), the segments to count."""
+
+    def __init__(self, writers: list[Writer], every_s: float = 5.0, kept: set[str] | None = None):
+        self.writers, self.every_s, self.kept = writers, every_s, kept
+        self.waiting: dict[str, dict] = {}  # operators' segments closed, not yet acknowledged durable
+        self.counted: dict[str, dict] = {}  # segments counted, by robot:seq, for a log_lost to take back
         self.values: dict[str, float] = {}
         self.step, self.t = 0, 0.0
         self.next_t: float | None = None  # when the next write is due (set by the first event)
@@ -67,14 +73,19 @@ class ScalarLogger:
         if kind == "run_start" and e.get("gate") in ALPHA_GATES and isinstance(e.get("alpha"), float):
             v["gate/target_alpha"] = e["alpha"]  # a gate tuned to ask on a fraction α of steps
         elif kind == "segment" and e["controller"] != "demo":
-            human = e["controller"] != "policy"
-            self.step += e["steps"]
-            self._count("fleet/steps", e["steps"])
-            self._count("fleet/human_steps", e["steps"] * human)
-            v["fleet/intervention_rate"] = v["fleet/human_steps"] / max(1.0, v["fleet/steps"])
-            if robot:
-                self._count(robot + "steps", e["steps"])
-                self._count(robot + "human_steps", e["steps"] * human)
+            key, human = segment_key(e), e["controller"] != "policy"
+            self._count("fleet/human_steps_taken", e["steps"] * human)
+            if self.kept is not None:
+                if key in self.kept:
+                    self._segment(e)
+            elif human and not e.get("recovered"):
+                self.waiting[key] = e
+            else:
+                self._segment(e)
+        elif kind == "log_lost":
+            for key in e.get("keys", []):
+                if key in self.counted:
+                    self._segment(self.counted.pop(key), -1)
         elif kind == "episode_end":
             self.episodes.append((bool(e["success"]), bool(e["success"]) and e["human_steps"] == 0))
             self._count("fleet/episodes")
@@ -99,13 +110,28 @@ class ScalarLogger:
             v["learner/version"] = float(e["version"])
         elif kind == "stored":
             self._count("buffer/human_steps_stored", e["steps"])
-        if "gate/target_alpha" in v and kind in ("segment", "help_requested"):
+            if segment_key(e) in self.waiting:
+                self._segment(self.waiting.pop(segment_key(e)))
+        if "gate/target_alpha" in v and kind in ("segment", "stored", "log_lost", "help_requested"):
             asks = v.get("fleet/help_requests", 0.0)
             policy = v.get("fleet/steps", 0.0) - v.get("fleet/human_steps", 0.0)
             v["gate/achieved_rate"] = ask_rate(asks, policy)
         if kind == "eval":
             v.update({"eval/success_rate": float(e["success_rate"]), "eval/version": float(e["version"]),
                       "eval/ci95_low": float(e["ci95"][0]), "eval/ci95_high": float(e["ci95"][1])})
+
+    def _segment(self, e: dict, sign: int = 1) -> None:
+        """Counts a kept segment's steps (sign -1: takes them back)."""
+        human, steps = e["controller"] != "policy", sign * e["steps"]
+        self.step += steps
+        self._count("fleet/steps", steps)
+        self._count("fleet/human_steps", steps * human)
+        self.values["fleet/intervention_rate"] = self.values["fleet/human_steps"] / max(1.0, self.values["fleet/steps"])
+        if isinstance(e.get("robot"), int) and e["robot"] >= 0:
+            self._count(f"robot/{e['robot']}/steps", steps)
+            self._count(f"robot/{e['robot']}/human_steps", steps * human)
+        if sign > 0:
+            self.counted[segment_key(e)] = e
 
     def flush(self) -> None:
         if self.dirty:
@@ -187,7 +213,7 @@ def make_writers(names: list[str], run_dir: Path, project: str = "dagger",
 
 def replay(events: list[dict], writers: list[Writer], every_s: float = 5.0) -> None:
     """Writes a finished run's scalars from its events, as the live logger would have."""
-    logger = ScalarLogger(writers, every_s)
+    logger = ScalarLogger(writers, every_s, kept=kept_keys(events))
     for event in events:
         logger.add([event])
     logger.close()

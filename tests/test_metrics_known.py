@@ -223,6 +223,63 @@ def test_achieved_rate_and_run_series():
     assert "achieved_rate" not in series  # the ensemble gate has no target rate
 
 
+# ------------------------------------------------------------------------------------------- storage that fails
+
+# The same run with a buffer that failed part of the time: robots logged `ship_failed`, so an operator's segment
+# counts only where the log shows it was kept. C (0:1) and D (1:1) were sampled for training (segment_trained, in
+# EVENTS); G (0:3) has neither a `stored` event nor a training sample: it was taken and lost.
+FAILING = EVENTS[:-1] + [
+    {"ev": "ship_failed", "t": 106.2, "robot": 0, "error": "OSError: [Errno 27] File too large", "segments": 1},
+    {"ev": "stored", "t": 103.7, "robot": 1, "seq": 1, "steps": 4},
+    EVENTS[-1]]
+# ... and then its segment log, reopened, said it had lost C (a human segment) and F (1:2, a policy segment)
+LOG_LOST = FAILING + [{"ev": "log_lost", "t": 113.0, "keys": ["0:1", "1:2"], "frames": 2, "human_steps": 6}]
+
+
+def test_a_failing_buffer_counts_only_the_human_steps_it_kept():
+    s = summarize(FAILING)
+    assert (s["human_steps_taken"], s["human_steps"], s["human_steps_lost"]) == (16, 10, 6)  # C + D kept, G lost
+    assert (s["human_segments_lost"], s["lost_segments"]) == (1, ["0:3"])
+    assert s["steps"] == 42 and s["intervention_rate"] == 0.2381  # 32 policy + 10 stored; 10 / 42
+    # by t_end without G: A 0-8, B 8-10, C 10-16 (h), D 16-20 (h), E 20-30, F 30-36, H 36-38, J 38-42;
+    # quarter edges round(42 w / 4) = 0, 10, 21, 32, 42: C + D's 10 human steps all in [10, 21)
+    assert s["intervention_rate_by_quarter"] == [0.0, 0.9091, 0.0, 0.0]
+    assert s["mean_steps_between_interventions"] == 10.7  # policy steps are all kept: 32 / 3
+    assert s["episodes"] == 5 and s["takeovers"] == 3  # what happened, stored or not
+
+
+def test_segments_the_log_lost_leave_every_count():
+    s = summarize(LOG_LOST)
+    assert (s["human_steps_taken"], s["human_steps"], s["human_steps_lost"]) == (16, 4, 12)  # only D is left
+    assert s["lost_segments"] == ["0:1", "0:3"]  # C (t_end 103.0), then G (106.0)
+    assert s["steps"] == 30  # 48 - C 6 - G 6 - F 6
+    assert achieved_rate(LOG_LOST) == pytest.approx(3 / 29)  # 3 help requests / (32 - F's 6 policy steps + 3)
+    # labels by each version's publication: D (t_end 103.6) is the only one; v1..v4 at 100, 100.55, 104.2, 104.5
+    curve = learning_curve(LOG_LOST + [{"ev": "eval", "t": 113.5, "version": v, "success_rate": 0.5,
+                                        "ci95": [0.1, 0.9], "episodes": 4} for v in (2, 3)])
+    assert [p["human_labels"] for p in curve] == [0, 4]
+
+
+def test_the_lost_segments_named_are_bounded():
+    from dagger.metrics import LOST_SHOWN
+
+    run = [{"ev": "run_start", "t": 0.0},
+           {"ev": "ship_failed", "t": 0.5, "robot": 0, "error": "disk", "segments": 1}]
+    run += [seg(0, i, "operator:0", 2, float(i), i + 0.5, [[1, 2]]) for i in range(LOST_SHOWN + 5)]
+    s = summarize(run)
+    assert s["human_segments_lost"] == LOST_SHOWN + 5 and s["human_steps_lost"] == 2 * (LOST_SHOWN + 5)
+    assert s["lost_segments"] == [f"0:{i}" for i in range(LOST_SHOWN)] + ["... 5 more"]
+    # a segment the buffer read back from its log after a killed driver is stored though never acknowledged
+    recovered = {**seg(0, 99, "operator:0", 3, 50.0, 50.5, [[1, 3]]), "recovered": True}
+    assert summarize(run + [recovered])["human_steps"] == 3
+
+
+def test_a_log_from_before_acknowledgements_is_taken_at_its_word(summary):
+    # EVENTS has no `stored` and no `ship_failed`: every segment counts, as before robots reported acknowledgements
+    assert (summary["human_steps"], summary["human_steps_taken"], summary["human_steps_lost"]) == (16, 16, 0)
+    assert summary["lost_segments"] == []
+
+
 def test_autonomous_success_by_quarter_sorts_episodes_by_time():
     assert autonomous_success_by_quarter(of_kind(EVENTS, "episode_end")) == [0.0, 0.0, 1.0, 0.0]
 

@@ -67,3 +67,30 @@ def test_summarize_counts_and_lag():
     assert s["human_idle_share"] == pytest.approx(1 - (0.8 + 1.0) / (2 * 3.6), abs=1e-3)
     assert (s["takeover_latency_ms_p50"], s["takeover_latency_ms_p99"]) == (20.0, pytest.approx(29.8))
     assert (s["reaction_time_s_p50"], s["queue_wait_s_p50"], s["queue_wait_s_p99"]) == (0.3, 0.3, 0.398)
+
+
+def test_the_report_says_what_the_operators_took_what_was_stored_and_which_segments_were_lost(tmp_path):
+    from rich.console import Console
+
+    from dagger.app.report import print_run_report, write_run_report
+
+    # 12 policy steps; operator segments 0:1 (5 steps, stored), 0:2 (4, never acknowledged: the buffer failed),
+    # 1:0 (3, stored, then lost from the log)
+    events = [{"ev": "run_start", "t": 0.0, "robots": 2, "operators": 1, "task": "point", "gate": "ensemble"},
+              seg(1.0, 12), seg(2.0, 5, "operator:0", seq=1), {"ev": "stored", "t": 2.1, "robot": 0, "seq": 1,
+                                                               "steps": 5},
+              seg(3.0, 4, "operator:0", seq=2),
+              {"ev": "ship_failed", "t": 3.1, "robot": 0, "error": "OSError: File too large", "segments": 1},
+              seg(4.0, 3, "operator:0", robot=1, seq=0), {"ev": "stored", "t": 4.1, "robot": 1, "seq": 0, "steps": 3},
+              {"ev": "run_end", "t": 5.0},
+              {"ev": "log_lost", "t": 6.0, "keys": ["1:0"], "frames": 1, "human_steps": 3}]
+    summary = write_run_report(tmp_path, events)
+    assert (summary["steps"], summary["human_steps"], summary["human_steps_taken"]) == (17, 5, 12)
+    assert (summary["human_steps_lost"], summary["lost_segments"]) == (7, ["0:2", "1:0"])
+    assert summary["intervention_rate"] == round(5 / 17, 4)
+    md = (tmp_path / "report.md").read_text()
+    assert "Human steps taken 12, stored 5, lost 7 in 2 segments" in md and "0:2, 1:0" in md
+    assert "| human_steps | 5 |" in md and "| human_steps_taken | 12 |" in md
+    console = Console(record=True, width=200)
+    print_run_report(tmp_path, summary, console)
+    assert "Human steps taken 12, stored 5, lost 7" in console.export_text()

@@ -84,6 +84,8 @@ def write_run_report(run_dir: Path, events: list[dict]) -> dict:
     if start.get("gate") not in ALPHA_GATES or start.get("alpha") is None:
         setting.pop("alpha", None)
     intro = [", ".join(f"{k}={v}" for k, v in setting.items())]
+    if summary["human_steps_lost"]:
+        intro.append(lost_words(summary))
     images: dict[str, str] = {}
     if not summary["steps"]:
         intro.append(NOTHING_TO_DRAW)
@@ -103,9 +105,19 @@ def write_run_report(run_dir: Path, events: list[dict]) -> dict:
     return summary
 
 
+def lost_words(summary: dict) -> str:
+    """What the operators did that the buffer did not keep, in a sentence."""
+    return (f"Human steps taken {summary['human_steps_taken']}, stored {summary['human_steps']}, lost "
+            f"{summary['human_steps_lost']} in {summary['human_segments_lost']} segments the buffer never made "
+            f"durable or its log lost (robot:seq): {', '.join(summary['lost_segments'])}. Every count of steps "
+            "here is of what was stored.")
+
+
 def print_run_report(run_dir: Path, summary: dict, console: Console | None = None) -> None:
     """The summary as a rich table, then where the report and plots are, or that there was nothing to draw."""
     console = console or Console()
     print_summary(summary, run_dir, console)
+    if summary["human_steps_lost"]:
+        console.print(lost_words(summary), markup=False)
     plots = f"plots: {run_dir / 'plots'}" if summary["steps"] else NOTHING_TO_DRAW
     console.print(f"report: {run_dir / 'report.md'}  {plots}")
