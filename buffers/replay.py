@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ class ReplayBuffer:
         self._sampled: set[int] = set()  # stored segment indices already in some batch
         self.transitions: TransitionStore | None = None  # every step, for the goal critic
         self.replayed: list[dict] = []  # the `segment` event of every segment read back from the log at opening
+        self.reopen_every_s = 1.0  # after a failed fsync, how often an add tries the log again
+        self._reopening = threading.Lock()
+        self._reopened = -float("inf")
         self._log = SegmentLog(directory, max_file_bytes=max_file_bytes)
         try:
             self.problems: list[LogProblem] = list(self._log.problems)
@@ -87,10 +91,12 @@ class ReplayBuffer:
         self.problems += scan.problems + bad
 
     def add(self, segments: Sequence[Segment]) -> list[str]:
-        """Logs and stores segments; returns their keys once acknowledged.
+        """Logs and stores segments; returns their keys once acknowledged. Several threads may add at once.
 
         All are checked first: one bad segment raises InvalidSegment (naming its key and field)
-        and nothing of the batch is written. Human segments are fsync'd before this returns.
+        and nothing of the batch is written. Human segments are fsync'd before this returns (group commit: one
+        fsync serves the adds waiting together), and stored only then, so nothing a failed fsync lost is trained on
+        or acknowledged as a duplicate later. A log that failed is reopened at most every `reopen_every_s`.
         """
         with self._lock:
             self.storage.check(segments)
@@ -100,14 +106,32 @@ class ReplayBuffer:
                     self.duplicates += 1
                 else:
                     fresh[seg.key] = seg
-            payloads = [encode_segment(seg) for seg in fresh.values()]
-            for payload in payloads:
-                self._log.append(payload, durable=False)
-            if any(seg.human for seg in fresh.values()):
-                self._log.sync()  # one fsync covers the whole batch, before any key is returned
+        if fresh:
+            self._reopen_if_failed()
+            end = 0
             for seg in fresh.values():
-                self._store(seg)
-            return [seg.key for seg in segments]
+                end = self._log.append(encode_segment(seg), durable=False)
+            if any(seg.human for seg in fresh.values()):
+                self._log.sync(end)  # covers the whole batch (and other adds'), before any key is returned
+            with self._lock:
+                for seg in fresh.values():
+                    if seg.key in self._keys:  # another add of the same key got there first
+                        self.duplicates += 1
+                    else:
+                        self._store(seg)
+        return [seg.key for seg in segments]
+
+    def _reopen_if_failed(self) -> None:
+        with self._reopening:
+            if self._log.failed is None or time.monotonic() - self._reopened < self.reopen_every_s:
+                return
+            self._reopened = time.monotonic()
+            log.warning("replay buffer: reopening the segment log after: %s", self._log.failed)
+            self._log.reopen()
+
+    def sync(self) -> None:
+        """Returns once every segment logged so far is on disk; raises OSError (LogFailed) if it cannot be."""
+        self._log.sync()
 
     def _store(self, seg: Segment) -> None:
         self.storage.add(seg)
@@ -154,8 +178,7 @@ class ReplayBuffer:
 
     def close(self) -> None:
         """Syncs and closes the log (releasing its lock); the buffer takes no more segments."""
-        with self._lock:
-            self._log.close()
+        self._log.close()
 
     def __enter__(self) -> ReplayBuffer:
         return self

@@ -15,13 +15,14 @@ import fcntl
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from buffers.frames import HEADER, MAGIC, LogProblem, LogRecord, frame, scan_file
 
-__all__ = ["HEADER", "MAGIC", "LogProblem", "LogRecord", "LogScan", "SegmentLog", "file_name", "frame",
+__all__ = ["HEADER", "MAGIC", "LogFailed", "LogProblem", "LogRecord", "LogScan", "SegmentLog", "file_name", "frame",
            "log_files", "scan_file"]
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,37 @@ class LogScan:
         self.problems.append(problem)
 
 
+class LogFailed(OSError):
+    """The log could not make frames durable: an fsync failed (or a write it depended on). The frames written since
+    the last good fsync may be lost even where the page cache still shows them, so the log takes no more appends
+    until it is reopened (a second fsync would succeed without having written them: the fsyncgate lesson)."""
+
+
 class SegmentLog:
-    """Appends frames to the newest file of a directory; one writer per directory (flock)."""
+    """Appends frames to the newest file of a directory; one writer per directory (flock). Thread-safe.
+
+    Durable appends are group-committed: frames are written under a lock, then each durable caller waits for an
+    fsync that covers its frame's end. The first waiter leads: it fsyncs everything written so far, so one fsync
+    acknowledges every caller whose frame was written before it began; callers that arrive meanwhile wait for the
+    next. An fsync that fails fails every caller it would have acknowledged, and the log (`failed`) until reopen().
+    """
 
     def __init__(self, directory: str | os.PathLike[str],
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, commit_wait_s: float = 0.002) -> None:
         self.directory = Path(directory)
         self.max_file_bytes = max_file_bytes
+        self.commit_wait_s = commit_wait_s  # a leader waits up to this long for appends already under way
         self.problems: list[LogProblem] = []  # what opening found and repaired
+        self.failed: OSError | None = None  # why the log takes no appends until reopen(), or None
+        self.fsyncs = 0  # fsyncs that made appended frames durable (group commit: fewer than durable appends)
+        self._write = threading.Lock()  # the file, its size, `_written`; taken before `_sync`, never after
+        self._sync = threading.Condition(threading.Lock())  # `_durable`, `_syncing`, `_writing`, `failed`
+        self._written = 0  # bytes appended since opening, over every file: where the next frame ends up
+        self._durable = 0  # of those, the bytes an fsync has covered
+        self._lost_upto = 0  # frames ending up to here were written before reopen(): never durable, for this reason
+        self._lost_why: OSError | None = None
+        self._syncing = False  # a leader is in fsync
+        self._writing = 0  # appends between their start and their frame's write
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -122,48 +146,144 @@ class SegmentLog:
             finally:
                 os.close(fd)
 
-    def append(self, payload: bytes, durable: bool = False) -> None:
-        """Writes one frame; durable=True returns only after it is fsync'd to disk."""
-        if self._closed:
-            raise ValueError(f"segment log {self.directory} is closed")
+    def reopen(self) -> None:
+        """After a failure: closes the file and opens the newest again (truncating a torn tail), taking appends again.
+        Frames that were never acknowledged may or may not be there; their senders send them again."""
+        with self._write:
+            if self._closed:
+                raise ValueError(f"segment log {self.directory} is closed")
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._open_last()
+            with self._sync:
+                self._lost_upto, self._lost_why = self._written, self.failed
+                self.failed = None
+
+    def append(self, payload: bytes, durable: bool = False) -> int:
+        """Writes one frame; durable=True returns only after an fsync covered it (group commit: see the class).
+        Returns where the frame ends, for sync(upto). Raises OSError (LogFailed once an fsync failed) otherwise."""
         if len(payload) >= 2**32:
             raise ValueError(f"payload of {len(payload)} bytes exceeds the frame limit of 2**32 - 1")
         data = frame(payload)
+        with self._sync:
+            self._writing += 1
+        try:
+            with self._write:
+                end = self._write_frame(data)
+        finally:
+            with self._sync:
+                self._writing -= 1
+                self._sync.notify_all()
+        if durable:
+            self.sync(end)
+        return end
+
+    def _write_frame(self, data: bytes) -> int:
+        if self._closed:
+            raise ValueError(f"segment log {self.directory} is closed")
+        if self.failed is not None:
+            raise LogFailed(self.failed.errno, f"{self.failed.strerror} (it takes no appends until reopened)")
         if self._size > 0 and self._size + len(data) > self.max_file_bytes:
             self._rotate()
         try:
             view = memoryview(data)
             while view:
                 view = view[self._file.write(view) or 0:]
-        except BaseException:
+        except OSError as e:
             with contextlib.suppress(OSError):  # leave no partial frame behind
+                os.ftruncate(self._file.fileno(), self._size)
+            raise OSError(e.errno, f"segment log {self.path}: writing a frame of {len(data)} bytes at "
+                                   f"{self._size} failed: {e.strerror or e}") from e
+        except BaseException:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._file.fileno(), self._size)
             raise
         self._size += len(data)
-        if durable:
-            self.sync()
+        self._written += len(data)
+        return self._written
 
     def _rotate(self) -> None:
-        os.fsync(self._file.fileno())  # frames already written stay durable across the switch
+        try:
+            os.fsync(self._file.fileno())  # frames already written stay durable across the switch
+        except OSError as e:
+            self._fail(e, f"fsync of {self.path} before moving to the next file failed")
+        with self._sync:
+            self._durable = self._written
+            self._sync.notify_all()
         self._file.close()
         self._index += 1
-        self._open(self.directory / file_name(self._index))
+        try:
+            self._open(self.directory / file_name(self._index))
+        except OSError as e:
+            self._fail(e, f"opening {file_name(self._index)} failed")
 
-    def sync(self) -> None:
-        """Forces everything appended so far onto disk."""
-        if not self._closed:
-            os.fsync(self._file.fileno())
+    def _fail(self, err: OSError, what: str) -> None:
+        failed = LogFailed(err.errno, f"segment log {self.directory}: {what}: {err.strerror or err}")
+        with self._sync:
+            self.failed = self.failed or failed
+            self._sync.notify_all()
+        raise failed from err
+
+    def sync(self, upto: int | None = None) -> None:
+        """Returns once everything appended so far (or up to `upto`, an end append returned) is on disk. One fsync
+        serves every caller waiting when it begins; raises LogFailed for frames a failed fsync did not make durable."""
+        if upto is None:
+            with self._write:
+                upto = self._written
+        while not self._lead(upto):
+            pass
+
+    def _lead(self, upto: int) -> bool:
+        """True once `upto` is durable; else fsyncs as the leader (or returns False to look again)."""
+        with self._sync:
+            while self._durable < upto and self._syncing and self.failed is None:
+                self._sync.wait()
+            if self._durable >= upto:
+                return True
+            why = self.failed or (self._lost_why if upto <= self._lost_upto else None)
+            if why is not None:
+                raise LogFailed(why.errno, why.strerror)
+            self._syncing = True
+            if self.commit_wait_s > 0 and self._writing:  # appends under way: let their frames join this fsync
+                self._sync.wait_for(lambda: not self._writing, self.commit_wait_s)
+        target, fd = 0, -1
+        try:
+            with self._write:  # what this fsync covers; a dup stays valid should a rotation close the file
+                if self._closed:  # close() synced (or failed): look again
+                    return False
+                target, fd = self._written, os.dup(self._file.fileno())
+            os.fsync(fd)
+            self.fsyncs += 1
+        except OSError as e:
+            self._fail(e, f"fsync of {self.path} failed; its frames up to byte {target} of this session may be lost")
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            with self._sync:
+                self._syncing = False
+                self._sync.notify_all()
+        with self._sync:
+            self._durable = max(self._durable, target)
+            self._sync.notify_all()
+        return False
 
     def close(self) -> None:
-        """Syncs, closes the file and releases the directory lock; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-            os.close(self._lock_fd)
+        """Syncs, closes the file and releases the directory lock; idempotent. A failed fsync raises LogFailed."""
+        with self._write:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as e:
+                self._fail(e, f"fsync of {self.path} on closing failed")
+            else:
+                with self._sync:
+                    self._durable = self._written
+                    self._sync.notify_all()
+            finally:
+                self._file.close()
+                os.close(self._lock_fd)
 
     def __enter__(self) -> SegmentLog:
         return self

@@ -24,6 +24,8 @@ class BufferWorker:
         self.replay = ReplayBuffer(Path(directory), sampler=sampler, seed=seed, label_window=label_window)
         self.clock = clock
         self.lock = threading.Lock()
+        # can the buffer make segments durable: ok, the last error in full, when the current outage began (clock)
+        self.storage: dict[str, Any] = {"ok": True, "error": None, "since": None}
         self.events: list[dict] = [{"ev": "log_problem", "t": clock(), "file": str(p.file), "offset": p.offset,
                                     "what": p.what} for p in self.replay.problems]
 
@@ -33,8 +35,23 @@ class BufferWorker:
         return cls(directory, cfg.learner.human_fraction, cfg.seed, clock, cfg.learner.label_window)
 
     def add(self, segments: list[Segment]) -> list[str]:
-        with self.lock:
-            return self.replay.add(segments)
+        """Stores segments; returns their keys once acknowledged (human ones durable). Adds run concurrently (the
+        replay buffer's group commit gives the ones waiting together one fsync). An OSError from the log reaches the
+        caller with its cause in words (e.g. 'File too large') and marks storage failed in poll()'s status until an
+        add is durable again: during an outage every add is fsync'd, so a success proves storage is back."""
+        try:
+            keys = self.replay.add(segments)
+            if not self.storage["ok"]:
+                self.replay.sync()
+        except OSError as err:
+            with self.lock:
+                self.storage = {"ok": False, "error": f"{type(err).__name__}: {err}",
+                                "since": self.storage["since"] or self.clock()}
+            raise
+        if not self.storage["ok"]:
+            with self.lock:
+                self.storage = {"ok": True, "error": None, "since": None}
+        return keys
 
     def sample(self, count: int, horizon: int = 1, history: int = 1) -> dict[str, Any] | None:
         """count labelled steps (None while there are none), plus the current normalizer; horizon/history: action
@@ -66,7 +83,7 @@ class BufferWorker:
     def poll(self) -> dict:
         with self.lock:
             events, self.events = self.events, []
-            return {"events": events, "status": self.replay.stats()}
+            return {"events": events, "status": {**self.replay.stats(), "storage": dict(self.storage)}}
 
     def close(self) -> None:
         with self.lock:
