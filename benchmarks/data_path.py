@@ -2,9 +2,11 @@
 
 On the same steps, Meta-World-reach-sized (obs 39, act 4, random float32), in segments of 50 steps:
 
-1. append throughput (steps/s): `encode_segment` + `SegmentLog.append` (checksummed frames; fsync per segment as
-   for a human segment, and without) vs TorchRL's `ReplayBuffer.extend` of the same steps as a TensorDict on
-   `LazyTensorStorage` and on `CompressedListStorage`;
+1. append throughput (steps/s): `encode_segment` + `SegmentLog.append` (checksummed frames) vs TorchRL's
+   `ReplayBuffer.extend` of the same steps as a TensorDict on `LazyTensorStorage` and on `CompressedListStorage`:
+   durable as a run makes them (`--shippers` threads at once, as the buffer actor runs adds, each human segment
+   acknowledged only once an fsync covered it: group commit; goal >= 1x LazyTensorStorage), and the whole
+   `BufferWorker.add` a shipper waits for that way; one at a time with an fsync each; and without fsync;
 2. batches of 256 per second: dagger's `ReplayBuffer.sample` (what the learner's buffer calls) vs TorchRL's
    `ReplayBuffer.sample(256)` on `LazyTensorStorage`;
 3. learner updates per second at batch 128 on the default mlp-ensemble: `Learner.train` (fetch from the buffer,
@@ -28,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -88,6 +91,52 @@ def timed(body: Callable[[int], object], items: int, seconds: float) -> tuple[fl
 def dagger_append(segs: list[Segment], directory: Path, durable: bool, seconds: float) -> float:
     with SegmentLog(directory) as log:
         rate, _ = timed(lambda i: log.append(encode_segment(segs[i]), durable=durable), len(segs), seconds)
+    return rate * SEG_STEPS
+
+
+def concurrent(body: Callable[[int], object], items: int, seconds: float, threads: int) -> float:
+    """body(i) for i = 0 .. items-1 from `threads` threads at once (each takes the next i) until all are done or
+    `seconds` pass; calls per second."""
+    lock, next_item = threading.Lock(), iter(range(items))
+    start = threading.Barrier(threads + 1)
+    done = [0] * threads
+
+    def shipper(k: int) -> None:
+        start.wait()
+        while time.perf_counter() - began <= seconds:
+            with lock:
+                i = next(next_item, None)
+            if i is None:
+                return
+            body(i)
+            done[k] += 1
+
+    workers = [threading.Thread(target=shipper, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    began = time.perf_counter()
+    start.wait()
+    for w in workers:
+        w.join()
+    return sum(done) / (time.perf_counter() - began)
+
+
+def dagger_group_append(segs: list[Segment], directory: Path, seconds: float, shippers: int) -> float:
+    """Durable appends as a run makes them: `shippers` threads at once (the buffer actor's concurrency), each
+    appending one human segment and acknowledged only once an fsync covered it (group commit)."""
+    with SegmentLog(directory) as log:
+        rate = concurrent(lambda i: log.append(encode_segment(segs[i]), durable=True), len(segs), seconds, shippers)
+    return rate * SEG_STEPS
+
+
+def dagger_buffer_add(segs: list[Segment], directory: Path, seconds: float, shippers: int) -> float:
+    """The whole durable add a shipper waits for: BufferWorker.add([human segment]) from `shippers` threads at once
+    (log, group commit, then the in-memory storage and transition store)."""
+    buffer = BufferWorker(directory, seed=0)
+    try:
+        rate = concurrent(lambda i: buffer.add([segs[i]]), len(segs), seconds, shippers)
+    finally:
+        buffer.close()
     return rate * SEG_STEPS
 
 
@@ -185,6 +234,8 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=2000, help="segments of 50 steps generated")
     parser.add_argument("--updates", type=int, default=300, help="learner updates timed per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each side's best is shown")
+    parser.add_argument("--shippers", type=int, default=4, help="concurrent durable appends (the buffer actor's "
+                                                                "max_concurrency on Ray)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -218,6 +269,8 @@ def main() -> None:
         note(f"round {r + 1}/{args.rounds}: append ...")
         part = slice(r * per_round, (r + 1) * per_round)
         keep("durable", dagger_append(segs[part], root / f"durable-{r}", True, box))
+        keep("group", dagger_group_append(segs[part], root / f"group-{r}", box, args.shippers))
+        keep("buffer_add", dagger_buffer_add(segs[part], root / f"buffer-{r}", box, args.shippers))
         keep("buffered", dagger_append(segs[part], root / f"buffered-{r}", False, box))
         if have_torchrl:
             keep("lazy", torchrl_append(tds[part], "lazy", box))
@@ -245,9 +298,14 @@ def main() -> None:
     def got(name: str) -> float | None:
         return best.get(name)
 
-    rows = [("append, fsync per segment (steps/s)", "SegmentLog durable=True", got("durable"),
+    together = f"{args.shippers} shippers at once"
+    rows = [(f"durable append, {together} (steps/s)", "SegmentLog group commit", got("group"),
+             "extend, LazyTensorStorage", got("lazy"), 1.0),
+            (f"durable add, {together} (steps/s)", "BufferWorker.add", got("buffer_add"),
              "extend, LazyTensorStorage", got("lazy"), None),
-            ("append, fsync per segment (steps/s)", "SegmentLog durable=True", got("durable"),
+            ("append, fsync per segment, one at a time (steps/s)", "SegmentLog durable=True", got("durable"),
+             "extend, LazyTensorStorage", got("lazy"), None),
+            ("append, fsync per segment, one at a time (steps/s)", "SegmentLog durable=True", got("durable"),
              "extend, CompressedListStorage", got("compressed"), None),
             ("append, no fsync (steps/s)", "SegmentLog durable=False", got("buffered"),
              "extend, LazyTensorStorage", got("lazy"), None),
