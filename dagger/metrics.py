@@ -231,13 +231,23 @@ def active_seconds(events: list[dict]) -> tuple[float | None, float | None]:
 
 
 def updates_trained(events: list[dict]) -> int:
-    """Gradient updates over all runs: a resumed learner counts on from its checkpoint's count, a fresh one
-    from 0, so each run adds its last count minus where it began."""
+    """Gradient updates the learners made, over all runs and every learner process: each counts from where it began
+    (0, or a checkpoint's count when it restored one with its trainer: `--resume`, or Ray restarting a crashed
+    learner, which logs `restored` then `restarted`) to the last count it logged. A learner restarted without a
+    checkpoint (`restarted` with no `restored` before it) begins again at 0. Updates made after a learner's last
+    logged count are not known and not counted."""
     total = 0
     for run in runs(events):
-        counts = [e["updates"] for e in run if e["ev"] == "learner"]
-        base = next((e["updates"] for e in run if e["ev"] == "restored" and e.get("trainer")), 0)
-        total += max(counts, default=base) - base
+        base, last, restored = 0, None, False  # where this learner began, its last count, restored since it counted
+        for e in run:
+            if e["ev"] in ("learner", "weights_published", "checkpoint") and isinstance(e.get("updates"), int):
+                last, restored = max(e["updates"], last or 0), False
+            elif (e["ev"] == "restored" and e.get("trainer")) or (
+                    e["ev"] == "restarted" and e.get("component") == "learner" and not restored):
+                total += max(0, last - base) if last is not None else 0  # the learner before it ends here
+                base, last = (e["updates"], None) if e["ev"] == "restored" else (0, None)
+                restored = e["ev"] == "restored"
+        total += max(0, last - base) if last is not None else 0
     return total
 
 

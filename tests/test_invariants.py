@@ -4,7 +4,10 @@
 - a batch with a human segment is fsync'd, every byte of it, before its keys are acknowledged;
 - no remote call inside a control step: the robot never waits on the buffer, it calls it only to ship;
 - a waiting robot holds still (no task step, no policy action, nothing recorded);
-- a tuned gate's fleet-wide thresholds reach every robot.
+- a tuned gate's fleet-wide thresholds reach every robot;
+- a learner restarted after a crash never gives a version number twice, and the report counts every update made;
+- scripted demonstration steps are never exported as interventions (LeRobot, robomimic);
+- run seeds stay below the evaluation seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from buffers.replay import ReplayBuffer
 from buffers.schema import Segment
 from buffers.segment_log import SegmentLog, file_name
 from dagger.control import State
-from dagger.events import EventLog
+from dagger.events import EventLog, read_events
+from dagger.metrics import summarize
 from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
 from tests.conftest import make_segment, point_config
@@ -347,3 +351,81 @@ def test_a_robot_sends_its_states_only_for_a_gate_the_supervisor_tunes(tmp_path,
     buffer.close()
     assert robot.total_steps == 5
     assert len(states) == (5 if sent else 0)
+
+
+# ---------------------------------------------------------------- 5. a learner restarted after a crash
+
+
+def crash_and_restart(fleet: LocalFleet, supervisor: Supervisor, run_dir: Path) -> Learner:
+    """The fleet's learner dies (its unpolled events with it) and a new process takes its place as Ray's restart
+    does: a Learner on the same checkpoint dir that runs resume_after_crash (its training is the fleet's, stepped)."""
+    old = fleet.learner_worker
+    task = make_task(fleet.cfg.task)
+    new = Learner(fleet.cfg, task.obs_dim, task.act_dim, fleet.buffer, fleet.clock, run_dir / "checkpoints")
+    new.start = lambda: None  # type: ignore[method-assign]  # LocalFleet.between trains it, as it trained `old`
+    new.resume_after_crash()
+    fleet.learner_worker, fleet.learner = new, LocalEndpoint(new)
+    supervisor.learner = fleet.learner
+    old.events.clear()
+    return new
+
+
+def test_weight_versions_never_repeat_after_a_learner_restart(tmp_path):
+    # checkpoints at every 2nd version; the learner dies when its newest version (logged and sent to the robots) is
+    # odd, so the checkpoint it restores is a version behind: numbering on from the checkpoint would repeat one
+    cfg = point_config("gate.name=never", "learner.checkpoint_every=2", "learner.publish_every=20",
+                       "learner.pretrain_updates=20", "eval.every_versions=0", "learner.batch_size=16")
+    task = make_task(cfg.task)
+    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
+    fleet.buffer_worker.add(collect_demos(cfg, task))
+    fleet.learner_worker.train(cfg.learner.pretrain_updates)
+    fleet.learner_worker.publish()
+    log = EventLog(tmp_path / "events.jsonl")
+    supervisor = Supervisor(cfg, fleet, log)
+    supervisor.poll()
+    while not (fleet.learner_worker.published["version"] >= 5 and fleet.learner_worker.published["version"] % 2
+               and supervisor.weights.sent_version == fleet.learner_worker.published["version"]):
+        fleet.between()
+        supervisor.poll()
+    before = supervisor.weights.sent_version
+    new = crash_and_restart(fleet, supervisor, tmp_path)
+    assert new.latest()[0] == before - 1  # restored the checkpoint a version behind what the robots run
+    supervisor.poll()  # reads `restarted`: the learner numbers on after what the robots run
+    while new.latest()[0] < before + 3:
+        fleet.between()
+        supervisor.poll()
+    fleet.stop()
+    log.close()
+    events = read_events(tmp_path / "events.jsonl")
+    published = [e["version"] for e in events if e["ev"] == "weights_published"]
+    assert len(published) == len(set(published)), f"a version number was given twice: {published}"
+    assert published == sorted(published) and published[-1] >= before + 3
+    for robot in range(cfg.robots):  # each robot took each number once, in order
+        loaded = [e["version"] for e in events if e["ev"] == "weights_loaded" and e["robot"] == robot]
+        assert len(loaded) == len(set(loaded)) and loaded == sorted(loaded) and loaded[-1] > before
+
+
+def test_learner_updates_are_every_update_each_learner_process_made(tmp_path):
+    # a learner trains 30 updates, publishes (a checkpoint), trains 12 more and dies; its replacement restores the
+    # checkpoint (30) and trains on: the report counts 42 + what the replacement added past 30
+    cfg = point_config("learner.checkpoint_every=1", "learner.batch_size=16")
+    task = make_task(cfg.task)
+    buffer = BufferWorker(tmp_path / "segments")
+    buffer.add(collect_demos(cfg, task))
+    first = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer), checkpoints=tmp_path / "checkpoints")
+    first.train(30)
+    first.publish()
+    first.train(12)
+    first._emit_progress()
+    events = [{"ev": "run_start", "t": 0.0}, *first.poll()["events"]]
+    second = Learner(cfg, task.obs_dim, task.act_dim, LocalEndpoint(buffer), checkpoints=tmp_path / "checkpoints")
+    second.start = lambda: None  # type: ignore[method-assign]  # trained here, by hand
+    second.resume_after_crash()
+    assert second.updates == 30
+    second.advance_to(first.latest()[0])
+    second.train(25)
+    second.publish()
+    events += [*second.stop()["events"], {"ev": "run_end", "t": second.clock()}]
+    buffer.close()
+    assert sum(e["ev"] == "restored" for e in events) == 1
+    assert summarize(events)["learner_updates"] == 42 + 25

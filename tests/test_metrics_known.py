@@ -419,3 +419,43 @@ def test_auroc_is_the_share_of_positive_negative_pairs_ranked_right():
     assert auroc([1.0, 2.0, 3.0], [False, False, True]) == 1.0
     assert auroc([1.0, 2.0, 3.0], [True, False, False]) == 0.0
     assert math.isnan(auroc([1.0, 2.0], [True, True]))
+
+
+def learner_at(t, updates):
+    return {"ev": "learner", "t": t, "updates": updates, "loss": 0.1}
+
+
+def test_updates_count_every_learner_process_after_a_crash_restore():
+    # one run: the learner makes 16,400 updates (a checkpoint at 16,000), crashes; Ray restarts it, it restores
+    # the checkpoint (16,000 with its trainer) and trains to 20,320: 16,400 + 4,320 = 20,720 updates were made
+    run = [{"ev": "run_start", "t": 0.0},
+           learner_at(1.0, 5000),
+           {"ev": "checkpoint", "t": 2.0, "version": 8, "updates": 16000, "path": "c", "trained_on_steps": 9},
+           learner_at(3.0, 16400),
+           {"ev": "restored", "t": 4.0, "version": 8, "updates": 16000, "path": "c", "trainer": True},
+           {"ev": "restarted", "t": 4.0, "component": "learner", "version": 8},
+           learner_at(5.0, 16200),
+           {"ev": "weights_published", "t": 6.0, "version": 9, "updates": 20320},
+           {"ev": "run_end", "t": 7.0}]
+    assert summarize(run)["learner_updates"] == 20720
+    # without a checkpoint to restore, the restarted learner began again at 0: 16,400 + 20,320
+    fresh = [e for e in run if e["ev"] != "restored"]
+    assert summarize(fresh)["learner_updates"] == 16400 + 20320
+
+
+def test_updates_after_resume_and_a_crash_in_the_resumed_run():
+    # run 1 killed at 450 updates (checkpoint at 400); run 2 restores 400, trains to 500, crashes after a
+    # checkpoint at 480, is restarted from it and trains to 600: 450 + (500 - 400) + (600 - 480) = 670
+    first = [{"ev": "run_start", "t": 0.0}, learner_at(1.0, 400), learner_at(2.0, 450)]
+    second = [{"ev": "run_start", "t": 10.0, "resumed": True},
+              {"ev": "restored", "t": 10.5, "version": 5, "updates": 400, "path": "c", "trainer": True},
+              learner_at(11.0, 480), learner_at(12.0, 500),
+              {"ev": "restored", "t": 13.0, "version": 6, "updates": 480, "path": "d", "trainer": True},
+              {"ev": "restarted", "t": 13.0, "component": "learner", "version": 6},
+              learner_at(14.0, 600), {"ev": "run_end", "t": 15.0}]
+    assert summarize(first + second)["learner_updates"] == 670
+    # a policy taken from another run without its trainer (init_from) counts from the learner's own 0
+    init = [{"ev": "run_start", "t": 0.0},
+            {"ev": "restored", "t": 0.5, "version": 0, "updates": 0, "path": "x", "trainer": False},
+            learner_at(1.0, 300)]
+    assert summarize(init)["learner_updates"] == 300
