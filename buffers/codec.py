@@ -104,8 +104,10 @@ def encode(obj: Any) -> bytes:
     return bytes([FORMAT_VERSION]) + lz4.frame.compress(packed)
 
 
-def decode(payload: bytes) -> Any:
-    """Inverse of encode; any malformed payload raises CodecError."""
+def decode(payload: bytes, max_decoded: int = MAX_DECODED) -> Any:
+    """Inverse of encode; any malformed payload raises CodecError, and so does one that inflates past `max_decoded`
+    bytes (a reader that knows what a message can hold passes that: nothing larger is ever inflated)."""
+    max_decoded = min(max_decoded, MAX_DECODED)
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise CodecError(f"payload must be bytes, got {type(payload).__name__}")
     payload = bytes(payload)
@@ -115,11 +117,11 @@ def decode(payload: bytes) -> Any:
         raise CodecError(f"unknown codec format {payload[0]} (expected {FORMAT_VERSION})")
     inflate = lz4.frame.LZ4FrameDecompressor()
     try:
-        packed = inflate.decompress(payload[1:], max_length=MAX_DECODED)
+        packed = inflate.decompress(payload[1:], max_length=max_decoded)
     except Exception as e:
         raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: {e}") from e
     if not inflate.eof:  # cut short, or a small payload that would inflate without bound
-        why = "is cut short" if inflate.needs_input else f"inflates past {MAX_DECODED} bytes"
+        why = "is cut short" if inflate.needs_input else f"inflates past {max_decoded} bytes"
         raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: it {why}")
     try:
         return msgpack.unpackb(packed, ext_hook=_ext_hook, raw=False, strict_map_key=False)

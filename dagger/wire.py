@@ -6,6 +6,10 @@ replays (a sequence number per direction) and stale messages (the sender's time,
     conn.sendall(frame(token, {"kind": "hello"}))
     message = open_frame(token, mac, body)          # BadFrame unless authentic and a msgpack map
     session = Session(token); conn.sendall(session.seal({"kind": "act"})); message = session.read(conn)
+
+A server greets each connection with a challenge (`greet`; the client answers it with `answer_challenge`): until the
+peer has signed a fresh nonce it may send one short frame (HELLO_BYTES), and every frame, before or after, must come
+whole within FRAME_S of its first byte, so a peer that trickles bytes is cut off whatever each recv's timeout.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import hmac
 import math
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from buffers.codec import CodecError, decode, encode
+from buffers.codec import MAX_DECODED, CodecError, decode, encode
 
 MAX_BYTES = 64 << 20  # the longest body either side reads; a longer length is refused before reading it
 HEADER = 4 + 32  # body length + HMAC-SHA256
+HELLO_BYTES = 4096  # the longest frame read (and inflated) before the peer is authenticated
+FRAME_S = 10.0  # a frame must come whole within this of its first byte (a peer sending 1 byte a second is cut off)
+HANDSHAKE_S = 5.0  # a connection must be authenticated (TLS, challenge, hello) within this
 
 
 class BadFrame(ValueError):
@@ -69,13 +77,16 @@ def frame(token: bytes, message: Any) -> bytes:
     return len(body).to_bytes(4, "big") + hmac.new(token, body, hashlib.sha256).digest() + body
 
 
-def open_frame(token: bytes, mac: bytes, body: bytes) -> dict:
-    """The message in a frame whose length was checked; BadFrame unless authentic and a msgpack map."""
+def open_frame(token: bytes, mac: bytes, body: bytes, decoded: int = MAX_DECODED) -> dict:
+    """The message in a frame whose length was checked; BadFrame unless authentic and a msgpack map that inflates to
+    `decoded` bytes at most."""
     if not hmac.compare_digest(mac, hmac.new(token, body, hashlib.sha256).digest()):
         raise BadFrame("unauthenticated: the frame's HMAC does not match the token", "unsigned")
     try:
-        message = decode(body)
+        message = decode(body, decoded)
     except CodecError as e:
+        if "inflates past" in str(e):
+            raise BadFrame(f"too large: {e}", "too_large") from e
         raise BadFrame(f"not a msgpack message: {e}", "not_msgpack") from e
     if not isinstance(message, dict):
         raise BadFrame(f"not a msgpack message: a {type(message).__name__}, expected a map", "not_msgpack")
@@ -86,10 +97,16 @@ def too_large(size: int, limit: int = MAX_BYTES) -> BadFrame:
     return BadFrame(f"too large: a body of {size} bytes; the limit is {limit}", "too_large")
 
 
-def recv_exact(conn: socket.socket, n: int) -> bytes | None:
-    """n bytes, or None when the peer hangs up first. Grows as bytes come: a claimed length costs nothing."""
-    buf = bytearray()
+def recv_exact(conn: socket.socket, n: int, end: float | None = None, start: bytes = b"") -> bytes | None:
+    """n bytes (counting `start`, already read), or None when the peer hangs up first; TimeoutError once the clock
+    (time.monotonic) passes `end`, however the bytes trickle. Grows as bytes come: a claimed length costs nothing."""
+    buf = bytearray(start)
     while len(buf) < n:
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"a frame not whole within its deadline ({len(buf)} of {n} bytes came)")
+            conn.settimeout(left)
         chunk = conn.recv(min(n - len(buf), 1 << 20))
         if not chunk:
             return None
@@ -97,19 +114,30 @@ def recv_exact(conn: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def read_frame(conn: socket.socket, token: bytes, limit: int = MAX_BYTES) -> dict | None:
-    """The next authentic message on a connection (a body of `limit` bytes at most); None when the peer hangs up;
-    BadFrame when it is refused."""
-    header = recv_exact(conn, HEADER)
-    if header is None:
+def read_frame(conn: socket.socket, token: bytes, limit: int = MAX_BYTES, decoded: int = MAX_DECODED,
+               frame_s: float | None = None) -> dict | None:
+    """The next authentic message on a connection (a body of `limit` bytes at most, inflating to `decoded` at most);
+    None when the peer hangs up; BadFrame when it is refused. The first byte may take the socket's timeout (the
+    connection's idle limit); the rest must come within frame_s (default FRAME_S) of it (TimeoutError), whatever each
+    recv's timeout."""
+    frame_s = FRAME_S if frame_s is None else frame_s
+    idle = conn.gettimeout()
+    first = conn.recv(HEADER)
+    if not first:
         return None
-    size = int.from_bytes(header[:4], "big")
-    if size > limit:
-        raise too_large(size, limit)
-    body = recv_exact(conn, size)
+    try:
+        header = recv_exact(conn, HEADER, time.monotonic() + frame_s, first)
+        if header is None:
+            return None
+        size = int.from_bytes(header[:4], "big")
+        if size > limit:
+            raise too_large(size, limit)
+        body = recv_exact(conn, HEADER + size, time.monotonic() + frame_s, header)
+    finally:
+        conn.settimeout(idle)
     if body is None:
         return None
-    return open_frame(token, header[4:], body)
+    return open_frame(token, header[4:], body[HEADER:], decoded)
 
 
 class Session:
@@ -125,11 +153,13 @@ class Session:
         self.sent = 0
         self.received = 0
         self.offset: float | None = None  # the peer's clock minus ours; None: not measured yet (times unchecked)
-        self.limit = MAX_BYTES  # the longest body this side reads (small until the peer is authenticated)
+        self.limit = HELLO_BYTES  # the longest body this side reads (small until the peer is authenticated)
+        self.decoded = HELLO_BYTES  # the most a body may inflate to (set by what the peer's messages can hold)
 
     def bind(self, *nonces: bytes) -> None:
         """From now on, frames are signed with HMAC(token, nonces): a key of this connection's own."""
         self.token = hmac.new(self.token, b"".join(nonces), hashlib.sha256).digest()
+        self.allow(MAX_BYTES, MAX_DECODED)  # the peer is authenticated: a server narrows this to what it reads
 
     def seal(self, message: dict) -> bytes:
         self.sent += 1
@@ -153,7 +183,60 @@ class Session:
                                f"applied); the limit is {self.max_age_s * 1000:.0f} ms", "stale")
         return message
 
+    def allow(self, limit: int, decoded: int | None = None) -> None:
+        """Frames of up to `limit` bytes from now on, inflating to `decoded` (default: as many) at most."""
+        self.limit, self.decoded = min(limit, MAX_BYTES), min(decoded or limit, MAX_DECODED)
+
     def read(self, conn: socket.socket) -> dict | None:
         """The next message on conn, authentic, in sequence and fresh; None when the peer hangs up."""
-        message = read_frame(conn, self.token, self.limit)
+        message = read_frame(conn, self.token, self.limit, self.decoded)
         return None if message is None else self.check(message)
+
+
+def greet(conn: socket.socket, session: Session, end: float | None = None) -> bytes:
+    """The server's side of a handshake, by time.monotonic() `end` (default: HANDSHAKE_S from now): a challenge out,
+    a hello signing its nonce in, then the session bound to this connection's key; the client's nonce (echo it in
+    the welcome). BadFrame when the hello is not an answer to this challenge."""
+    nonce = secrets.token_bytes(16)
+    end = time.monotonic() + HANDSHAKE_S if end is None else end
+    conn.settimeout(max(end - time.monotonic(), 1e-3))
+    conn.sendall(session.seal({"kind": "challenge", "nonce": nonce}))
+    hello = read_frame(conn, session.token, session.limit, session.decoded, frame_s=end - time.monotonic())
+    if hello is None:
+        raise ConnectionError("hung up during the handshake")
+    session.check(hello)
+    if hello.get("kind") != "hello" or hello.get("nonce") != nonce:
+        raise BadFrame("hello: not an answer to this connection's challenge (a replayed hello?)", "replayed")
+    client_nonce = hello.get("client_nonce")
+    if type(client_nonce) is not bytes or len(client_nonce) != 16:
+        raise BadFrame(f"field 'client_nonce': expected 16 bytes, got {str(client_nonce)[:40]!r}")
+    session.bind(nonce, client_nonce)
+    return client_nonce
+
+
+def answer_challenge(conn: socket.socket, session: Session, challenge: dict) -> bytes:
+    """The client's side: a hello signing the server's challenge, then the session bound to this connection's key;
+    the client's nonce (the server's welcome must echo it)."""
+    nonce = challenge.get("nonce")
+    if type(nonce) is not bytes or len(nonce) != 16:
+        raise BadFrame(f"field 'nonce': expected 16 bytes, got {str(nonce)[:40]!r}")
+    client_nonce = secrets.token_bytes(16)
+    conn.sendall(session.seal({"kind": "hello", "nonce": nonce, "client_nonce": client_nonce}))
+    session.bind(nonce, client_nonce)
+    return client_nonce
+
+
+def server_tls(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """TLS for a server with this certificate (PEM) and its private key: the link is encrypted, the server known."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def client_tls(ca: str | Path) -> ssl.SSLContext:
+    """TLS for a client that trusts the servers `ca` (a PEM file: the CA, or a server's self-signed certificate)
+    vouches for; the host name (or IP address) it dials must be in the certificate."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context

@@ -12,6 +12,7 @@ import hmac
 import pickle
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from buffers.codec import encode
 from dagger.core import PolicyOutput, PolicyTimeout
 from dagger.policies import EnsemblePolicy, PolicyConfig
 from dagger.policies.remote import PolicyServer, RemotePolicy, RemotePolicyError
-from dagger.wire import HEADER, frame, new_token, open_frame, read_token, recv_exact
+from dagger.wire import Session, answer_challenge, frame, new_token, read_token
 from tests.conftest import wait_until
 
 CONFIG = PolicyConfig(members=3, hidden=16)
@@ -101,16 +102,23 @@ class Touch:
         return (Path.touch, (self.path,))
 
 
-def exchange(address: str, data: bytes, token: bytes) -> tuple[dict, bytes]:
-    """Sends raw bytes to the server; returns its answer and what follows it (b"": it hung up)."""
+def exchange(address: str, data: bytes | Callable[[Session], bytes], token: bytes) -> tuple[dict, bytes]:
+    """Sends raw bytes to the server, in place of the hello (bytes) or after the handshake (a function of the
+    connection's session); returns its answer and what follows it (b"": it hung up)."""
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as conn:
+        session = Session(token)
+        challenge = session.read(conn)
+        assert challenge is not None and challenge["kind"] == "challenge"
+        if callable(data):
+            client_nonce = answer_challenge(conn, session, challenge)
+            welcome = session.read(conn)
+            assert welcome is not None and welcome["client_nonce"] == client_nonce
+            data = data(session)
         conn.sendall(data)
-        header = recv_exact(conn, HEADER)
-        assert header is not None
-        body = recv_exact(conn, int.from_bytes(header[:4], "big"))
-        assert body is not None
-        return open_frame(token, header[4:], body), conn.recv(1)
+        answer = session.read(conn)
+        assert answer is not None
+        return answer, conn.recv(1)
 
 
 def signed(token: bytes, body: bytes) -> bytes:
@@ -169,9 +177,11 @@ def test_bad_frames_are_refused_and_the_server_serves_on(case, tmp_path):
     data, why = {
         "wrong token": (frame(new_token(), {"kind": "hello"}), "unauthenticated"),
         "missing token": (len(hello).to_bytes(4, "big") + bytes(32) + hello, "unauthenticated"),
-        "pickle with a valid HMAC": (signed(token, pickle.dumps(Touch(marker))), "not a msgpack message"),
+        "pickle with a valid HMAC": (lambda session: signed(session.token, pickle.dumps(Touch(marker))),
+                                     "not a msgpack message"),
         "too large": ((1 << 31).to_bytes(4, "big") + bytes(32), "too large"),  # 2 GiB claimed, never read
-        "unknown kind": (frame(token, {"kind": "eval", "code": "__import__('os').system('true')"}), "unknown kind"),
+        "unknown kind": (lambda session: session.seal({"kind": "eval", "code": "__import__('os').system('true')"}),
+                         "unknown kind"),
     }[case]
     with PolicyServer(ensemble, token) as server:
         answer, after = exchange(server.address, data, token)
@@ -256,8 +266,8 @@ def test_an_unconfirmed_reset_happens_before_the_next_act():
         remote = RemotePolicy(server.address, token, deadline_ms=ANSWERED_MS)
         remote.act(np.zeros(1))
         remote.act(np.zeros(1))
-        for conn in list(server.conns):  # the link breaks; the server and its policies stay up
-            conn.shutdown(socket.SHUT_RDWR)
+        for guest in list(server.door.inside):  # the link breaks; the server and its policies stay up
+            guest.hang_up()
         remote.reset()  # not confirmed: no error, the robot starts its episode anyway
         assert remote.act(np.zeros(1)).action[0] == 1  # not 3: the server reset this robot's policy first
 

@@ -8,116 +8,124 @@ the robot holds that step.
     outs = policy.act_batch(obs, images, robots=[0, 3, 5])   # one request for three robots (or streams below)
     streams = [policy.stream(robot) for robot in range(4)]; streams[2].reset()   # a reset reaches the server
 
-Wire (dagger.wire): authenticated msgpack frames, each a map with a "kind": act | act_batch | reset | load | hello.
+Wire (dagger.wire, the robot bridge's rules): a challenge, a hello signing it, a welcome; then msgpack frames signed
+with the connection's own key and numbered each way, each a map with a "kind": act | act_batch | reset | load |
+hello, each answered in order by a map naming the request's number ("re").
 act_batch carries K robots' observations in one frame ({robots: [K ids], obs: [K, obs_dim], images: [K, H, W, 3] or
 absent, t: [K], reset: [K bools]}) and is answered {outputs: [K answers to act]}; the server acts for each robot as
 an act of its own would.
 Reference (../shared/REFERENCES.md, "Large pretrained (VLA) policies"): LeRobot's async inference serves policies
 over gRPC but unpickles its input and has no watchdog; DROID serves them over websocket + msgpack. The HMAC
-authenticates, it neither encrypts nor stops a replay by someone on the path: keep the link on a trusted network
-(or an SSH tunnel / VPN).
+authenticates and the numbering stops replays; neither encrypts: give the server a certificate (tls=wire.server_tls,
+`dagger serve --tls-cert`) and the robots its CA (policy.tls_ca), or keep the link on a tunnel / VPN.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import socket
-import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn
 
 import numpy as np
 
 from dagger.core import Policy, PolicyOutput, PolicyTimeout
+from dagger.listener import Guest, Listener
+from dagger.log_once import LogOnce
 from dagger.wire import (
     HEADER,
-    MAX_BYTES,
     BadFrame,
+    Session,
+    answer_challenge,
     checked_token,
-    frame,
+    greet,
     open_frame,
-    read_frame,
     too_large,
 )
 
 KINDS = ("act", "act_batch", "reset", "load", "hello")
 MAX_BATCH = 256  # robots in one act_batch request
 IDLE_S = 60.0  # the server hangs up on a connection silent this long (a robot reconnects on its next call)
+SLOTS = 64  # connections at once (a robot group, or a robot, holds one)
+UNPROVEN = 16  # of which not yet authenticated; a newer one pushes the oldest out
+MAX_ROBOTS = 1024  # robots whose policy (episode state) the server keeps; the least recently used goes first
+ROBOT_TTL_S = 3600.0  # a robot not heard from this long is forgotten (it starts afresh if it comes back)
 
 log = logging.getLogger(__name__)
+
+
+def request_bytes(obs_dim: int = 1024, image_shape: Sequence[int] | None = (480, 640, 3), weights: int = 0,
+                  batch: int = MAX_BATCH) -> int:
+    """The most a request can hold, inflated: an act_batch of `batch` robots' observations (obs_dim numbers of at
+    most 8 bytes) and images, or a load of `weights` bytes, and 64 KiB of fields around them. A frame is never
+    inflated past it."""
+    image = math.prod(image_shape) if image_shape else 0
+    return (64 << 10) + max(batch * (8 * obs_dim + image + 256), 2 * weights)
 
 
 class RemotePolicyError(RuntimeError):
     """The server refused a request, or answered with something this side cannot trust."""
 
 
-class _Listener(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    block_on_close = False  # close() must not wait for a policy call that hangs (a stalled GPU)
-    allow_reuse_address = True  # a restarted server takes its port back at once
-    owner: PolicyServer
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        cast(_Listener, self.server).owner.serve(self.request, self.client_address)
-
-
 class PolicyServer:
-    """Hosts a policy for many robots, one thread per connection. Each robot id has its own policy (its episode
-    state: queued chunks, past observations), made by `make` on the robot's first request and given the newest
-    weights loaded so far; a lock runs one policy call at a time (the robots share one model, one GPU)."""
+    """Hosts a policy for many robots, one thread per connection (SLOTS at most, dagger.listener). Each robot id has
+    its own policy (its episode state: queued chunks, past observations), made by `make` on the robot's first
+    request and given the newest weights loaded so far; at most `max_robots` are kept, and one not heard from for
+    `robot_ttl_s` is forgotten. A lock runs one policy call at a time (the robots share one model, one GPU).
+
+    A connection is the bridge's (dagger.wire): a challenge, a hello signing it, then every frame signed with the
+    connection's own key and numbered; a request replayed, out of order or unnumbered is refused and its connection
+    closed. Requests inflate to `max_request` bytes at most (request_bytes: set it from the task's shapes)."""
 
     def __init__(self, make: Callable[[], Policy], token: bytes, host: str = "127.0.0.1", port: int = 0,
-                 accept_weights: bool = True):
+                 accept_weights: bool = True, tls: ssl.SSLContext | None = None, max_request: int | None = None,
+                 max_robots: int = MAX_ROBOTS, robot_ttl_s: float = ROBOT_TTL_S, slots: int = SLOTS,
+                 unproven: int = UNPROVEN, clock: Callable[[], float] = time.monotonic):
         self.make, self.token, self.accept_weights = make, checked_token(token), accept_weights
-        self.policies: dict[int, Policy] = {}
+        self.max_request = max_request or request_bytes()
+        self.max_robots, self.robot_ttl_s, self.clock = max_robots, robot_ttl_s, clock
+        self.policies: collections.OrderedDict[int, Policy] = collections.OrderedDict()  # least recently used first
+        self.heard: dict[int, float] = {}  # robot -> when it was last asked for (clock)
         # robot -> (its answers this episode when asked, the observation, the answer): a request repeated after a
         # timeout (the robot held: same count, same observation) gets the same answer, so a policy with episode
         # state (queued chunks, past observations) advances once per robot step, not once per try
         self.answered: dict[int, tuple[int, np.ndarray, dict]] = {}
         self.weights: dict | None = None  # the newest weights loaded: a robot's policy made later takes them
         self.lock = threading.Lock()
-        self.conns: set[socket.socket] = set()
-        self.conns_lock = threading.Lock()
-        self.closed = False
-        self.listener = _Listener((host, port), _Handler)
-        self.listener.owner = self
-        self.thread: threading.Thread | None = None
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.refusals = LogOnce(log)
+        self.door = Listener(host, port, self.serve, "policy server", slots, unproven, tls)
 
     @property
     def address(self) -> str:
-        host, port = self.listener.server_address[:2]
-        return f"{host!s}:{port}"
+        return self.door.address
 
     def start(self) -> PolicyServer:
-        self.thread = threading.Thread(target=self.listener.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name=f"policy-server {self.address}", daemon=True)
-        self.thread.start()
+        self.door.start()
         return self
 
     def close(self) -> None:
         """Stops accepting and hangs up on every client (they see the server down)."""
-        with self.conns_lock:
-            self.closed = True
-            conns = list(self.conns)
-        if self.thread is not None:
-            self.listener.shutdown()
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already gone
-        self.listener.server_close()
+        self.door.close()
+        self.refusals.flush()
 
     def __enter__(self) -> PolicyServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def health(self) -> dict[str, Any]:
+        """What the server holds and what it refused: connections, robots kept, counts by cause."""
+        waiting, inside = self.door.held()
+        return {"connections": waiting + inside, "unauthenticated": waiting, "robots": len(self.policies),
+                **dict(self.door.counts), **dict(self.counts)}
 
     def load(self, weights: dict) -> int:
         """Gives every robot's policy the weights (each takes only newer ones); returns robot 0's version."""
@@ -132,54 +140,67 @@ class PolicyServer:
             return policy.version
 
     def policy(self, robot: int) -> Policy:
-        """Robot `robot`'s policy, made on first use (call with the lock held)."""
-        if robot not in self.policies:
+        """Robot `robot`'s policy, made on first use (call with the lock held); the least recently used robots past
+        max_robots, and those silent for robot_ttl_s, are forgotten first."""
+        now = self.clock()
+        if robot in self.policies:
+            self.policies.move_to_end(robot)
+        else:
+            while self.policies:
+                oldest = next(iter(self.policies))
+                if len(self.policies) < self.max_robots and now - self.heard[oldest] < self.robot_ttl_s:
+                    break
+                self.forget(oldest)
             policy = self.make()
             if self.weights is not None:
                 policy.load(self.weights)
             self.policies[robot] = policy
+        self.heard[robot] = now
         return self.policies[robot]
 
-    def serve(self, conn: socket.socket, peer: Any = None) -> None:
-        """One client's connection: answer each request; a bad frame gets an error naming why, then a hang-up."""
-        with self.conns_lock:
-            if self.closed:
-                return
-            self.conns.add(conn)
+    def forget(self, robot: int) -> None:
+        self.policies.pop(robot, None)
+        self.heard.pop(robot, None)
+        self.answered.pop(robot, None)
+        self.counts["robots_forgotten"] += 1
+
+    def serve(self, guest: Guest) -> None:
+        """One client's connection: the handshake, then an answer to each request; a refused frame gets an error
+        naming why, then a hang-up."""
+        conn, session = guest.sock, Session(self.token)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(IDLE_S)  # a peer that stalls (mid-frame, or silent) does not hold a thread for ever
-            while True:
-                try:
-                    message = self.receive(conn)
-                except BadFrame as e:
-                    log.warning("policy server %s: refused a frame from %s: %s", self.address, peer, e)
-                    conn.sendall(frame(self.token, {"error": str(e)}))
-                    return
-                if message is None:
-                    return
-                conn.sendall(self.answer(message))
+            try:
+                client_nonce = greet(conn, session)
+                if not guest.proven():
+                    return  # evicted while it answered
+                session.allow(self.max_request)
+                conn.sendall(session.seal({"kind": "welcome", "client_nonce": client_nonce}))
+                conn.settimeout(IDLE_S)  # between requests; each one must come whole within wire.FRAME_S
+                while (message := session.read(conn)) is not None:
+                    if message.get("kind") not in KINDS:
+                        raise BadFrame(f"unknown kind {str(message.get('kind'))[:40]!r}: expected one of "
+                                       f"{', '.join(KINDS)}", "unknown_kind")
+                    conn.sendall(session.seal(self.answer(message)))
+            except BadFrame as e:
+                self.refused(e, guest.peer)
+                conn.sendall(session.seal({"error": str(e), "refused": e.why}))
+        except TimeoutError:
+            self.counts["refused_slow"] += 1  # silent past IDLE_S, or a frame not whole within its deadline
         except OSError:
             return  # the client went away
-        finally:
-            with self.conns_lock:
-                self.conns.discard(conn)
 
-    def receive(self, conn: socket.socket) -> dict | None:
-        message = read_frame(conn, self.token)
-        if message is None:
-            return None
-        if message.get("kind") not in KINDS:
-            raise BadFrame(f"unknown kind {message.get('kind')!r}: expected one of {', '.join(KINDS)}")
-        return message
+    def refused(self, e: BadFrame, peer: Any) -> None:
+        self.counts[f"refused_{e.why}"] += 1
+        self.refusals.warning("policy server %s: refused a frame from %s: %s; hung up", self.address, peer, e,
+                              key=e.why)
 
-    def answer(self, message: dict) -> bytes:
-        """The answer frame, echoing the request's seq; a failed request answers {"error": why}."""
-        seq = message.get("seq")
+    def answer(self, message: dict) -> dict:
+        """The answer, naming the request's number ("re"); a failed request answers {"error": why}."""
         try:
-            return frame(self.token, {**self.handle(message), "seq": seq})
+            return {**self.handle(message), "re": message["seq"]}
         except Exception as e:  # noqa: BLE001 - the client hears why; the server goes on serving
-            return frame(self.token, {"error": f"{message['kind']} failed: {type(e).__name__}: {e}", "seq": seq})
+            return {"error": f"{message['kind']} failed: {type(e).__name__}: {e}"[:2000], "re": message["seq"]}
 
     def handle(self, message: dict) -> dict:
         kind = message["kind"]
@@ -293,17 +314,17 @@ class RemotePolicy:
     next call reconnects. `timeout_s` bounds load and hello, which are not on the control loop."""
 
     def __init__(self, address: str, token: bytes, deadline_ms: float, robot: int = 0, instruction: str = "",
-                 timeout_s: float = 10.0, act_dim: int | None = None):
+                 timeout_s: float = 10.0, act_dim: int | None = None, tls: ssl.SSLContext | None = None):
         host, _, port = address.rpartition(":")
         self.address, self.host, self.port = address, host.strip("[]"), int(port)
         self.token, self.deadline_ms, self.robot = checked_token(token), deadline_ms, robot
-        self.instruction, self.timeout_s, self.act_dim = instruction, timeout_s, act_dim
+        self.instruction, self.timeout_s, self.act_dim, self.tls = instruction, timeout_s, act_dim, tls
         # robot -> answers to act this episode: a retry after a timeout repeats the count (see PolicyServer)
         self.answered: dict[int, int] = {}
         self.version = 0  # the version of the last answer
         self.sock: socket.socket | None = None
+        self.session: Session | None = None  # this connection's key and numbering, once the handshake is done
         self.inbox = bytearray()  # bytes received that are not a whole frame yet
-        self.seq = 0
         self.due: int | None = None  # the request whose answer has not come yet
         self.reset_due: set[int] = set()  # robots whose reset the server has not confirmed: their next act asks first
         self.lock = threading.Lock()
@@ -402,15 +423,16 @@ class RemotePolicy:
             raise self.timeout(timeout_s, "another call on this policy held it")
         try:
             if self.sock is None:
-                self.sock = socket.create_connection((self.host, self.port), timeout=max(end - time.monotonic(), 1e-3))
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.connect(end)
             if self.due is not None:
                 self.await_answer(self.due, end)  # dropped: its caller gave up on it
-            self.seq += 1
-            self.send(frame(self.token, {**request, "seq": self.seq}), end)
-            self.due = self.seq
-            answer = self.await_answer(self.seq, end)
+            assert self.session is not None
+            self.send(self.session.seal(request), end)
+            self.due = self.session.sent
+            answer = self.await_answer(self.session.sent, end)
         except TimeoutError:
+            if self.session is None:  # a handshake cut short: the next call starts a new one
+                self.drop()
             raise self.timeout(timeout_s, "no answer yet") from None
         except OSError as e:  # refused, reset, closed: the next call reconnects
             self.drop()
@@ -420,6 +442,27 @@ class RemotePolicy:
         if "version" in answer:
             self.version = int(answer["version"])
         return answer
+
+    def connect(self, end: float) -> None:
+        """A new connection: TCP (TLS when given), then the challenge answered and the welcome checked."""
+        sock = socket.create_connection((self.host, self.port), timeout=max(end - time.monotonic(), 1e-3))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock, self.session = sock, None
+        session = Session(self.token)
+        challenge = self.receive(end, session)
+        if challenge.get("kind") != "challenge":
+            self.refuse(BadFrame(f"expected a challenge, got {str(challenge.get('kind'))[:40]!r}"))
+        client_nonce = answer_challenge(sock, session, challenge)
+        welcome = self.receive(end, session)
+        if welcome.get("kind") != "welcome" or welcome.get("client_nonce") != client_nonce:
+            self.refuse(BadFrame("not a welcome for this connection's hello (a replayed welcome?)", "replayed"))
+        self.session = session
 
     def timeout(self, timeout_s: float, why: str) -> PolicyTimeout:
         return PolicyTimeout(f"policy server {self.address}: no answer within {timeout_s * 1000:g} ms ({why})")
@@ -435,32 +478,34 @@ class RemotePolicy:
 
     def await_answer(self, seq: int, end: float) -> dict:
         """The answer to request `seq`; answers to earlier requests are dropped."""
+        assert self.session is not None
         while True:
-            answer = self.receive(end)
-            if answer.get("seq") == seq:
-                break
-            if answer.get("seq") is None:  # the server refused a frame and hangs up
+            answer = self.receive(end, self.session)
+            if "refused" in answer:  # the server refused a frame and hangs up
                 self.drop()
                 raise RemotePolicyError(f"policy server {self.address}: {answer.get('error')}")
+            if answer.get("re") == seq:
+                break
         self.due = None
-        del answer["seq"]
+        del answer["re"], answer["seq"], answer["ts"]
         if "error" in answer:
             raise RemotePolicyError(f"policy server {self.address}: {answer['error']}")
         return answer
 
-    def receive(self, end: float) -> dict:
-        """The next authentic frame's message; TimeoutError at `end` (a partial frame waits for the next call)."""
+    def receive(self, end: float, session: Session) -> dict:
+        """The next authentic frame's message, in sequence; TimeoutError at `end` (a partial frame waits for the
+        next call)."""
         assert self.sock is not None
         while True:
             if len(self.inbox) >= HEADER:
                 size = int.from_bytes(self.inbox[:4], "big")
-                if size > MAX_BYTES:
-                    self.refuse(too_large(size))
+                if size > session.limit:
+                    self.refuse(too_large(size, session.limit))
                 if len(self.inbox) >= HEADER + size:
                     mac, body = bytes(self.inbox[4:HEADER]), bytes(self.inbox[HEADER:HEADER + size])
                     del self.inbox[:HEADER + size]
                     try:
-                        return open_frame(self.token, mac, body)
+                        return session.check(open_frame(session.token, mac, body, session.decoded))
                     except BadFrame as e:
                         self.refuse(e)
             left = end - time.monotonic()
@@ -472,7 +517,7 @@ class RemotePolicy:
                 raise ConnectionError("the server closed the connection")
             self.inbox += chunk
 
-    def refuse(self, err: BadFrame) -> None:
+    def refuse(self, err: BadFrame) -> NoReturn:
         self.drop()
         hint = " (do the robot and the server share the token?)" if "unauthenticated" in str(err) else ""
         raise RemotePolicyError(f"answer from policy server {self.address}: {err}{hint}") from err
@@ -480,5 +525,5 @@ class RemotePolicy:
     def drop(self) -> None:
         if self.sock is not None:
             self.sock.close()
-        self.sock, self.due = None, None
+        self.sock, self.session, self.due = None, None, None
         self.inbox.clear()

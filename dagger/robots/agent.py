@@ -10,14 +10,19 @@ When no valid command came within `watchdog_periods` periods, or the controller 
 command comes. A frame that is unsigned, replayed, stale, not msgpack or malformed is refused, counted and logged,
 and its connection closed (the robot holds); nothing a peer sends stops the agent. A message that repeats (a hold,
 a refusal for the same reason, a failing period) is logged once, then counted (dagger.log_once).
+
+Connections come in through dagger.listener: HANDSHAKES at once may be unauthenticated, a newer one pushing the
+oldest out, so a flood of strangers never locks the controller out; a controller's frames are read whole within
+wire.FRAME_S and hold what a command can hold (COMMAND_BYTES), inflated or not. With `tls` (wire.server_tls) the
+link is encrypted.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,18 +30,24 @@ from typing import Any
 
 import numpy as np
 
+from dagger.listener import Guest, Listener
 from dagger.log_once import LogOnce
 from dagger.robots.base import Robot
-from dagger.robots.bridge import TO_AGENT, blob, integer, kind, number, obs_message, spec_of, vector
-from dagger.wire import MAX_BYTES, BadFrame, Session, checked_token
+from dagger.robots.bridge import TO_AGENT, integer, kind, number, obs_message, spec_of, vector
+from dagger.wire import HELLO_BYTES, BadFrame, Session, checked_token, greet
 
-HANDSHAKE_S = 5.0  # a connection must say hello within this
-HANDSHAKES = 8  # connections not yet authenticated at once; more are hung up on at once
-HELLO_BYTES = 4096  # the longest frame read before the peer is authenticated
+__all__ = ["HANDSHAKES", "HELLO_BYTES", "RobotAgent", "command_bytes"]
+
+HANDSHAKES = 16  # connections not yet authenticated at once; a newer one pushes the oldest out
 IDLE_S = 30.0  # a controller silent this long is hung up on (the watchdog held the robot long before)
 QUEUED = 256  # frames waiting for a controller that does not read: past this it is hung up on
 
 log = logging.getLogger(__name__)
+
+
+def command_bytes(act_dim: int) -> int:
+    """The most a controller's message can hold (an act of act_dim numbers is the largest), with room for fields."""
+    return 2048 + 16 * act_dim
 
 
 class _Link:
@@ -104,12 +115,12 @@ def _hang_up(conn: socket.socket) -> None:
 class RobotAgent:
     def __init__(self, robot: Robot, token: bytes, host: str = "127.0.0.1", port: int = 0,
                  period: float | None = None, watchdog_periods: float = 3.0, max_age_s: float = 0.5,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, tls: ssl.SSLContext | None = None):
         self.robot, self.token, self.max_age_s, self.clock = robot, checked_token(token), max_age_s, clock
         self.period = period or robot.dt
         self.deadline = watchdog_periods * self.period
-        self.listener = socket.create_server((host, port))
-        self.listening = "{}:{}".format(*self.listener.getsockname()[:2])
+        # a controller and the one replacing it are authenticated at once, at most
+        self.door = Listener(host, port, self._serve, "robot agent", HANDSHAKES + 2, HANDSHAKES, tls)
         self.counts: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.controller: _Link | None = None
@@ -124,26 +135,25 @@ class RobotAgent:
         self.latest: dict | None = None  # the newest observation message (made in the control loop's thread only)
         self.intervals: collections.deque[float] = collections.deque(maxlen=20_000)  # control periods, s
         self.closed = threading.Event()
-        self.handshakes = threading.BoundedSemaphore(HANDSHAKES)
         self.threads: list[threading.Thread] = []
         self.holds, self.refusals, self.failures = LogOnce(log), LogOnce(log), LogOnce(log)
 
     @property
     def address(self) -> str:
-        return self.listening
+        return self.door.address
 
     def start(self) -> RobotAgent:
         self.robot.connect()
-        for target, name in ((self._accept, "accept"), (self._control, "control")):
-            thread = threading.Thread(target=target, daemon=True, name=f"robot-agent {name} {self.address}")
-            thread.start()
-            self.threads.append(thread)
+        thread = threading.Thread(target=self._control, daemon=True, name=f"robot-agent control {self.address}")
+        thread.start()
+        self.threads.append(thread)
+        self.door.start()
         return self
 
     def close(self) -> None:
         """Stops accepting, hangs up, stops the control loop, then holds and disconnects the robot."""
         self.closed.set()
-        _hang_up(self.listener)  # shutdown wakes the thread blocked in accept()
+        self.door.close()
         with self.lock:
             link, self.controller, self.command = self.controller, None, None
         if link is not None:
@@ -158,37 +168,27 @@ class RobotAgent:
     def health(self) -> dict[str, Any]:
         jitter = np.abs(np.asarray(self.intervals) - self.period) * 1000 if self.intervals else np.zeros(1)
         return {"period_ms": round(self.period * 1000, 3), "ticks": self.tick, "episode": self.episode,
-                "connected": self.controller is not None, "moving": self.moving, **dict(self.counts),
+                "connected": self.controller is not None, "moving": self.moving, **self._door_counts(),
+                **dict(self.counts),
                 "jitter_ms_p50": round(float(np.percentile(jitter, 50)), 3),
                 "jitter_ms_p99": round(float(np.percentile(jitter, 99)), 3)}
 
-    # ---- connections ----
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, peer = self.listener.accept()
-            except OSError:
-                return  # closed
-            if self.closed.is_set() or not self.handshakes.acquire(blocking=False):
-                self.counts["refused_busy"] += 1
-                _hang_up(conn)
-                continue
-            try:
-                threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
-                                 name=f"robot-agent {peer}").start()
-            except RuntimeError:  # no thread to be had: this peer is turned away, the agent goes on
-                self.handshakes.release()
-                self.counts["refused_busy"] += 1
-                _hang_up(conn)
+    def _door_counts(self) -> dict[str, int]:
+        counts = self.door.counts
+        return {"refused_busy": counts["evicted"] + counts["refused_full"], **{
+            k: v for k, v in counts.items() if k.startswith("refused_") and k != "refused_full"}}
 
-    def _serve(self, conn: socket.socket, peer: Any) -> None:
+    # ---- connections ----
+    def _serve(self, guest: Guest) -> None:
         link = None
         try:
-            link = self._handshake(conn)
+            link = self._handshake(guest)
             while (message := self._read(link)) is not None and self._handle(link, message):
                 pass
         except BadFrame as e:
-            self._refused(e, peer)
+            self._refused(e, guest.peer)
+        except TimeoutError:
+            self.counts["refused_slow"] += 1  # silent past its limit, or a frame not whole within its deadline
         except OSError:
             pass  # the controller went away
         finally:
@@ -197,32 +197,16 @@ class RobotAgent:
                     self.controller, self.command = None, None  # the robot holds from its next period
             if link is not None:
                 link.close()
-            _hang_up(conn)
 
-    def _handshake(self, conn: socket.socket) -> _Link:
+    def _handshake(self, guest: Guest) -> _Link:
         """Challenge, hello, welcome within HANDSHAKE_S in all; the authenticated controller's link."""
-        deadline = threading.Timer(HANDSHAKE_S, _hang_up, (conn,))  # a peer that trickles bytes is cut off
-        deadline.start()
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(HANDSHAKE_S)
-            session = Session(self.token, self.max_age_s, self.clock)
-            session.limit = HELLO_BYTES
-            nonce = secrets.token_bytes(16)
-            conn.sendall(session.seal({"kind": "challenge", "nonce": nonce}))
-            hello = session.read(conn)
-            if hello is None:
-                raise OSError("hung up during the handshake")
-            if kind(hello, TO_AGENT) != "hello" or blob(hello, "nonce") != nonce:
-                raise BadFrame("hello: not an answer to this connection's challenge (a replayed hello?)", "replayed")
-            client_nonce = blob(hello, "client_nonce")
-            session.bind(nonce, client_nonce)
-            session.limit = MAX_BYTES
-            if self.closed.is_set():
-                raise OSError("the agent is closing")
-        finally:
-            deadline.cancel()
-            self.handshakes.release()
+        conn = guest.sock
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = Session(self.token, self.max_age_s, self.clock)
+        client_nonce = greet(conn, session)
+        if self.closed.is_set() or not guest.proven():
+            raise ConnectionError("the agent is closing, or this connection was pushed out by newer ones")
+        session.allow(command_bytes(self.robot.act_dim))
         conn.settimeout(IDLE_S)
         link = _Link(conn, session)
         self._take(link, client_nonce)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import secrets
+import math
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from dagger.robots.base import Observation, RobotLate
 from dagger.robots.bridge import TO_CONTROLLER, blob, integer, kind, number, read_obs, read_spec
-from dagger.wire import BadFrame, Session, checked_token
+from dagger.wire import BadFrame, Session, answer_challenge, checked_token
 
 PINGS = 8  # round trips measured at connect; the shortest gives the clock offset
 PING_EVERY_S = 0.5  # a ping keeps the round-trip time, and the agent's health, current
@@ -32,6 +33,13 @@ RETRY_S = 0.5  # a dropped link is tried again at most this often
 RESET_S = 5.0  # the longest a reset may take (a simulator, or an operator putting the scene back)
 
 log = logging.getLogger(__name__)
+
+
+def observation_bytes(spec: dict) -> int:
+    """The most an agent's message can hold once its robot is known: an observation (state, action, expert, image)
+    or a pong with the agent's health, with room for fields."""
+    image = math.prod(spec["image_shape"]) if spec["image_shape"] else 0
+    return (16 << 10) + 8 * spec["obs_dim"] + 16 * spec["act_dim"] + image
 
 
 def _percentiles(values: collections.deque[float], name: str) -> dict[str, float]:
@@ -46,13 +54,13 @@ class RemoteRobot:
     horizon = 0  # the bridge's welcome does not carry the task's time limit
 
     def __init__(self, address: str, token: bytes, max_age_s: float = 0.5, watchdog_periods: float = 3.0,
-                 connect_timeout_s: float = 5.0):
+                 connect_timeout_s: float = 5.0, tls: ssl.SSLContext | None = None):
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"robot agent address {address!r}: expected HOST:PORT")
         self.address, self.host, self.port = address, host, int(port)
         self.token, self.max_age_s, self.watchdog_periods = checked_token(token), max_age_s, watchdog_periods
-        self.connect_timeout_s = connect_timeout_s
+        self.connect_timeout_s, self.tls = connect_timeout_s, tls
         self.spec: dict[str, Any] = {}
         self.cond = threading.Condition()
         self.sock: socket.socket | None = None
@@ -97,12 +105,11 @@ class RemoteRobot:
         sock = socket.create_connection((self.host, self.port), timeout=timeout_s or self.connect_timeout_s)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
             session = Session(self.token, self.max_age_s)
             challenge = self._expect(session, sock, "challenge")
-            client_nonce = secrets.token_bytes(16)
-            agent_nonce = blob(challenge, "nonce")
-            sock.sendall(session.seal({"kind": "hello", "nonce": agent_nonce, "client_nonce": client_nonce}))
-            session.bind(agent_nonce, client_nonce)  # this connection's own key from here on
+            client_nonce = answer_challenge(sock, session, challenge)  # this connection's own key from here on
             welcome = self._expect(session, sock, "welcome")
             if blob(welcome, "client_nonce") != client_nonce:
                 raise BadFrame("welcome: not an answer to this connection's hello (a replayed welcome?)", "replayed")
@@ -113,6 +120,7 @@ class RemoteRobot:
             if self.spec and spec != self.spec:
                 raise BadFrame(f"the agent now serves a different robot ({spec['name']}, was {self.spec['name']})")
             self.spec = spec
+            session.allow(observation_bytes(spec))
             samples = []
             for _ in range(PINGS):
                 t0 = time.time()
