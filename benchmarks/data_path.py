@@ -125,7 +125,12 @@ def dagger_group_append(segs: list[Segment], directory: Path, seconds: float, sh
     """Durable appends as a run makes them: `shippers` threads at once (the buffer actor's concurrency), each
     appending one human segment and acknowledged only once an fsync covered it (group commit)."""
     with SegmentLog(directory) as log:
-        rate = concurrent(lambda i: log.append(encode_segment(segs[i]), durable=True), len(segs), seconds, shippers)
+        def ship(i: int) -> None:
+            with log.coming():  # as ReplayBuffer.add does: a leader waits for frames being encoded
+                end = log.append(encode_segment(segs[i]))
+            log.sync(end)
+
+        rate = concurrent(ship, len(segs), seconds, shippers)
     return rate * SEG_STEPS
 
 

@@ -11,6 +11,7 @@ A restarted buffer replays the log, so it resumes with the same storage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -108,10 +109,11 @@ class ReplayBuffer:
                     fresh[seg.key] = seg
         if fresh:
             self._reopen_if_failed()
-            end = 0
-            for seg in fresh.values():
-                end = self._log.append(encode_segment(seg), durable=False)
-            if any(seg.human for seg in fresh.values()):
+            durable, end = any(seg.human for seg in fresh.values()), 0
+            with self._log.coming() if durable else contextlib.nullcontext():
+                for seg in fresh.values():
+                    end = self._log.append(encode_segment(seg), durable=False)
+            if durable:
                 self._log.sync(end)  # covers the whole batch (and other adds'), before any key is returned
             with self._lock:
                 for seg in fresh.values():
