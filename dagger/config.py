@@ -74,6 +74,9 @@ class RobotConfig:
     own simulator in its own process"""
     token_file: str = ""
     """the robot agents' shared secret, as hex (default: the DAGGER_ROBOT_TOKEN environment variable)"""
+    tls_ca: str = ""
+    """the robot agents speak TLS (`dagger robot-agent --tls-cert`): a PEM file of the CA that signed their
+    certificates, or the certificate itself when self-signed (empty: no TLS; keep the link on a tunnel or VPN)"""
 
 
 @dataclass
@@ -154,6 +157,9 @@ class RunConfig:
     """where the run is written (default: runs/<timestamp>)"""
     address: str = ""
     """Ray cluster to join (default: RAY_ADDRESS, else an embedded local Ray)"""
+    storage_wait_s: float = 60.0
+    """how long robots hold while the buffer cannot make an operator's correction durable (disk full, file too
+    large, a hung buffer) before the run stops, saying why"""
     init_from: str = ""
     """start from this checkpoint's policy (a checkpoint file, checkpoints dir or run dir) instead of cloning
     the demonstrations from scratch"""
@@ -322,6 +328,7 @@ def validate(cfg: RunConfig) -> None:
         (cfg.steps >= 1, "steps", "must be at least 1"),
         (cfg.minutes >= 0, "minutes", "must not be negative"),
         (cfg.aging_s >= 0, "aging_s", "must not be negative"),
+        (cfg.storage_wait_s > 0, "storage_wait_s", "must be positive"),
         (1 <= cfg.demos <= MAX_COUNT or (cfg.demos == 0 and cfg.demo_file), "demos",
          f"must be in [1, {MAX_COUNT}] (the policy starts from demonstrations), or 0 with a demo_file"),
         (cfg.robot.speed > 0, "robot.speed", "must be positive"),

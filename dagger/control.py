@@ -89,6 +89,8 @@ class RobotController:
         self.allow_seq = 0
         self.last_spread, self.last_safety, self.last_constraint, self.last_risk = 0.0, 1.0, False, 0.0
         self.failure = ""  # why this robot stopped for good (its simulator or robot raised), if it did
+        self.storage_down = ""  # why a correction could not be kept now: the robot holds and asks nobody for help
+        self.ask_again = False  # a request storage interrupted: made again when storage is back
 
     # ---- what the owner's mailbox delivers, between periods ----
     def weights_arrived(self, version: int, loaded: bool) -> None:
@@ -116,14 +118,34 @@ class RobotController:
             self.operator.device_lost()
 
     def assign(self, given: Assignment) -> None:
-        if self.state is not State.WAITING:
-            self.calls.emit("assign_refused", operator=given.operator, state=self.state.value)
+        if self.state is not State.WAITING or self.storage_down:
+            self.calls.emit("assign_refused", operator=given.operator,
+                            state="storage" if self.storage_down else self.state.value)
+            self.ask_again = self.ask_again or self.state is State.WAITING  # its queue place went with the offer
             return
         self.operator = (RemoteOperator(given.operator, self.cfg.safety, self.robot.act_dim, self.clock())
                          if given.remote else self.scripted(given.operator, given.strain, given.switching))
         self.operator_id = given.operator
         self.state = State.OPERATOR
         self.request["assigned"] = self.clock()
+
+    def storage(self, why: str) -> None:
+        """Storage failed (`why`) or is back (""). While it is away the robot holds and asks nobody for help: an
+        operator driving it is released (what they corrected so far waits in the shipper, stored if storage comes
+        back), and it asks again once storage is back."""
+        was, self.storage_down = self.storage_down, why
+        if bool(was) == bool(why):
+            return
+        if why:
+            self.calls.emit("storage_hold", state=self.state.value, error=why)
+        else:
+            self.calls.emit("storage_resumed", state=self.state.value)
+        if why and self.state is State.OPERATOR:
+            self.release_operator("storage", segment_reason="storage")
+            self.state, self.ask_again = State.WAITING, True
+        elif not why and self.ask_again and self.state is State.WAITING and self.last_out is not None:
+            self.ask_again = False
+            self.wait_for_operator(self.last_out, "storage")
 
     def scripted(self, operator_id: int, strain: float = 1.0, switching: bool = False) -> ScriptedOperator:
         seed = self.cfg.seed * 7919 + self.id * 104729 + self.seq
@@ -138,7 +160,7 @@ class RobotController:
         """The period's start: a new episode when one is due (and `may_reset`: else it holds this period); True when
         this period needs the policy's answer in self.obs (and self.image)."""
         self.acted = False
-        if self.failure or self.spent():
+        if self.failure or self.spent() or self.storage_down:
             return False
         if self.state is State.RESETTING and may_reset:
             self.new_episode()
@@ -147,7 +169,7 @@ class RobotController:
     def act(self, answer: PolicyOutput | Exception | None) -> None:
         """The rest of the period, given the policy's answer (an exception: it had none in time): at most one step,
         else the robot holds."""
-        if not self.failure and not self.spent():
+        if not self.failure and not self.spent() and not self.storage_down:
             if self.state is State.AUTONOMOUS:
                 self.autonomous_step(self.consulted(answer))
             elif self.state is State.OPERATOR:
@@ -372,6 +394,6 @@ class RobotController:
                 "version": version, "episode": self.episodes, "episode_steps": self.ep_stats["steps"],
                 "successes": self.successes, "steps": self.total_steps, "operator": self.operator_id,
                 "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
-                "camera_ms": io.get("camera_ms", 0.0), **self.held(),
+                "camera_ms": io.get("camera_ms", 0.0), **self.held(), "storage_hold": self.storage_down,
                 "allowed": -1 if self.allowed is None else self.allowed, "allow_seq": self.allow_seq,
                 "rate": 1 / (self.robot.dt / self.cfg.robot.speed)}

@@ -11,6 +11,7 @@ crash deep in a report, and an older log that lacks a newer field still reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -111,12 +112,17 @@ KINDS: dict[str, Kind] = {
                      needs={"updates": INT}, has={"version": INT, "path": TEXT, "trainer": FLAG}),
     "restarted": Kind("a component's process started again in a running run (Ray restarted it)",
                       has={"component": TEXT, "version": INT}),
-    "loop_failed": Kind("a robot's or the learner's loop died: it stops there and says why",
+    "loop_failed": Kind("a robot's or the learner's loop died, or the buffer could not close: it stops there, says why",
                         has={"component": TEXT, "error": TEXT}, may={"robot": INT}),
     "buffer_unavailable": Kind("the learner found the buffer restarting: it waits instead of training",
                                has={"error": TEXT}),
     "log_problem": Kind("the buffer found a damaged record in its segment log on opening it, and skipped it",
                         has={"file": TEXT, "offset": INT, "what": TEXT}),
+    "log_lost": Kind("a resumed run's segment log lacks segments its events report stored (a torn, damaged, cut or "
+                     "removed file): `keys` (robot:seq) for the report to leave out; `frames`/`steps` the run counted "
+                     "stored, of them `human_segments`/`human_steps` an operator's (`trained`: already trained on)",
+                     has={"keys": LIST, "frames": INT, "human_steps": INT},
+                     may={"steps": INT, "human_segments": INT, "trained": INT, "files": LIST, "what": TEXT}),
     "eval": Kind("one published version scored alone on held-out episodes: success rate with its 95 % interval",
                  needs={"version": INT, "success_rate": NUMBER, "ci95": LIST, "episodes": INT},
                  has={"seed_base": INT, "eval_s": NUMBER},
@@ -130,7 +136,18 @@ KINDS: dict[str, Kind] = {
     "robot_restarted": Kind("a lost robot was replaced by a new one", has={"robot": INT}),
     "component_unavailable": Kind("the learner or buffer did not answer a poll: once per outage",
                                   has={"component": TEXT, "error": TEXT}),
-    "component_back": Kind("the learner or buffer answers again after an outage", has={"component": TEXT}),
+    "component_back": Kind("a component answers again after an outage or a hang", has={"component": TEXT}),
+    "component_hung": Kind("a component (learner, buffer, evaluator, `group N`) left a poll unanswered past its "
+                           "deadline: once per hang (after supervisor.HUNG_S it is handled as a dead one)",
+                           has={"component": TEXT, "error": TEXT}),
+    "storage_failed": Kind("the buffer cannot make an operator's correction durable: every robot holds, nobody is "
+                           "asked to help", has={"error": TEXT}),
+    "storage_back": Kind("corrections can be stored again: robots step and ask again"),
+    "storage_hold": Kind("a robot holds because storage failed (its `state` then; an operator is released)",
+                         has={"robot": INT, "state": TEXT, "error": TEXT}),
+    "storage_resumed": Kind("a robot held for storage goes on", has={"robot": INT, "state": TEXT}),
+    "unstored": Kind("an operator's segments the buffer never acknowledged by the run's end: taken, not stored",
+                     has={"robot": INT, "keys": LIST, "steps": INT, "error": TEXT}),
     "policy_server_refused": Kind("the policy server did not take a version's weights: it serves on with its own",
                                   has={"version": INT, "error": TEXT}),
 }
@@ -203,13 +220,29 @@ def _wrong_field(event: dict, want: dict[str, str], optional: bool = False) -> t
     return None
 
 
+RESERVE_BYTES = 256 * 1024
+"""disk space an event log keeps beside it (RUN_DIR/events.reserve) for a run's last events when the disk fills"""
+
+
 class EventLog:
-    """Appends events; opening a log whose last line was cut off (a killed run) drops that partial line first."""
+    """Appends events; opening a log whose last line was cut off (a killed run) drops that partial line first.
+
+    A batch that cannot be written (disk full) is never written in part. The first time, the space reserved beside the
+    log is given up for it and the run's last events, and write raises StorageError (the run stops, saying why); after
+    that, batches that do not fit are kept and written first with the next one, and close() raises StorageError if
+    some never could be."""
 
     def __init__(self, path: Path):
         self.path = path
         self.dropped = cut_torn_tail(path)
-        self.file = path.open("a", encoding="utf-8")
+        self.file = path.open("ab", buffering=0)
+        self.size = self.file.seek(0, os.SEEK_END)
+        self.reserve = path.with_suffix(".reserve")
+        with contextlib.suppress(OSError):  # no room even for that: the first full write fails as it would
+            with self.reserve.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+        self.full: StorageError | None = None  # the first write that did not fit
+        self.unwritten: list[dict] = []  # events that did not fit since, written first with the next batch
         self.listeners: list[Callable[[list[dict]], None]] = []  # e.g. the live scalars: each sees every event written
 
     def write(self, events: Iterable[dict]) -> None:
@@ -218,11 +251,36 @@ class EventLog:
         events = list(events)
         for event in events:
             self.check(event)
-        for event in events:
-            self.file.write(json.dumps(event, separators=(",", ":")) + "\n")
-        self.file.flush()
+        batch, self.unwritten = self.unwritten + events, []
+        data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in batch).encode()
+        try:
+            self.append(data)
+        except OSError as err:  # disk full, file too large: the batch is not written at all, the log stays whole
+            first = self.full is None
+            self.full = self.full or StorageError(self.path, err)
+            try:
+                if not self.reserve.exists():
+                    raise
+                self.reserve.unlink()  # the run stops: its last events go in the space kept for them
+                self.append(data)
+            except OSError:
+                self.unwritten = batch
+            if first:
+                raise self.full from err
         for listener in self.listeners:
             listener(events)
+
+    def append(self, data: bytes) -> None:
+        """Writes all of data, or (OSError) none of it."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.file.write(view) or 0:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.file.fileno(), self.size)
+            raise
+        self.size += len(data)
 
     def check(self, event: Any) -> None:
         wrong = problem(event)
@@ -238,7 +296,27 @@ class EventLog:
             log.warning("%s: an event not as dagger.events.KINDS says (written all the same): %s", self.path, off[1])
 
     def close(self) -> None:
-        self.file.close()
+        """Closes the log; StorageError if some events could never be written."""
+        try:
+            if self.unwritten:
+                self.write([])
+        finally:
+            self.file.close()
+            self.reserve.unlink(missing_ok=True)
+        if self.unwritten:
+            raise StorageError(self.path, OSError(self.full.errno if self.full else 0,
+                                                  f"{self.full.reason if self.full else 'write failed'}; "
+                                                  f"{len(self.unwritten)} events of the run's end are not in it"))
+
+
+class StorageError(OSError):
+    """A file of the run could not be written (disk full, file too large, an I/O error): one line naming the file and
+    the system's reason."""
+
+    def __init__(self, path: Path, err: OSError):
+        self.reason = err.strerror or str(err)
+        super().__init__(err.errno, f"cannot write {path}: {self.reason}")
+        self.path = path
 
 
 def cut_torn_tail(path: Path) -> int:

@@ -15,6 +15,7 @@ from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
+from workers.shipping import RETRY_S
 from workers.transport import LocalEndpoint
 
 
@@ -64,10 +65,10 @@ def test_report_needs_only_the_event_log(finished_run, tmp_path):
     assert summary["episodes"] == len(episodes) and summary["successes"] == sum(e["success"] for e in episodes)
 
 
-def robot_with_weights(tmp_path, *overrides):
+def robot_with_weights(tmp_path, *overrides, **kwargs):
     cfg = point_config(*overrides)
     buffer = BufferWorker(tmp_path / "segments")
-    robot = OneRobot(0, cfg, LocalEndpoint(buffer))
+    robot = OneRobot(0, cfg, LocalEndpoint(buffer), **kwargs)
     learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, LocalEndpoint(buffer))
     learner.publish()
     robot.set_weights(learner.latest()[1])
@@ -118,20 +119,34 @@ class FlakyBuffer:
         return self.buffer.add(segments)
 
 
-def test_a_human_segment_is_kept_until_the_buffer_acknowledges_it(tmp_path):
+def test_a_human_segment_is_kept_until_the_buffer_acknowledges_it_and_the_robot_holds_meanwhile(tmp_path):
+    now = [1000.0]
     robot, buffer = robot_with_weights(tmp_path, "gate.threshold=0.0", "operator.reaction_s=0.0",
-                                       "operator.correction_steps=3", "robot.ship_every_s=3600")
+                                       "operator.correction_steps=3", "robot.ship_every_s=3600", clock=lambda: now[0])
     robot.shipper.buffer = LocalEndpoint(FlakyBuffer(buffer))
     robot.tick()  # asks for help: the (empty) policy segment is not shipped
     robot.assign(0)
     for _ in range(3):
-        robot.tick()  # three operator steps, then the operator hands back
+        robot.tick()  # three operator steps, then the operator hands back: the send fails
     assert list(robot.shipper.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 0
-    robot.tick()  # the failed send is retried at once, not after ship_every_s
-    assert list(robot.shipper.unacked) == ["0:0"] and buffer.replay.stats()["human_steps"] == 3
+    assert "buffer actor died" in robot.shipper.down
+    steps = robot.total_steps
+    robot.tick()  # storage is down: the robot holds, and the segment waits RETRY_S before it is sent again
+    assert robot.total_steps == steps and robot.ctl.storage_down and buffer.replay.stats()["human_steps"] == 0
+    now[0] += RETRY_S
+    robot.tick()  # sent again: refused again (said once)
+    assert robot.total_steps == steps and list(robot.shipper.unacked) == ["0:0"]
+    now[0] += RETRY_S
+    robot.tick()  # sent again: stored
+    assert buffer.replay.stats()["human_steps"] == 3
     robot.tick()  # the acknowledgement arrives
-    assert not robot.shipper.unacked
-    assert [e["ev"] for e in robot.poll()["events"]].count("ship_failed") == 2
+    robot.tick()  # storage is back: the robot goes on (and asks at once: threshold 0)
+    assert not robot.shipper.unacked and not robot.shipper.down and not robot.ctl.storage_down
+    kinds = [e["ev"] for e in robot.poll()["events"]]
+    assert (kinds.count("ship_failed"), kinds.count("storage_hold"), kinds.count("storage_resumed"),
+            kinds.count("stored")) == (1, 1, 1, 1)
+    assert kinds.index("storage_hold") < kinds.index("storage_resumed") < len(kinds) - 1 - kinds[::-1].index(
+        "help_requested")
 
 
 def test_human_gate_takeovers_are_operator_initiated(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ from workers.learner import Learner
 from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, Fleet, LearnerRole, RobotRole
 from workers.supervisor import Supervisor
-from workers.transport import Endpoint, LocalEndpoint, guard, settled
+from workers.transport import Endpoint, LocalEndpoint, cause_of, guard, settled
 
 
 class SimClock:
@@ -108,11 +109,24 @@ class LocalFleet:
     def restart_group(self, group: int) -> Endpoint[RobotRole]:
         raise RuntimeError(f"robots {self.members[group]} failed: in-process robot workers are not restarted")
 
+    def kill_hung(self, component: Endpoint[Any]) -> None:
+        raise RuntimeError("in-process components are not restarted")
+
     def stop(self) -> list[dict]:
         polls = [p for r in self.robot_workers for p in r.stop()] + [self.learner_worker.stop()]
         polls.append(self.buffer_worker.poll())
-        self.buffer_worker.close()
+        polls.append(closed(LocalEndpoint(self.buffer_worker), self.clock))
         return polls
+
+
+def closed(buffer: Endpoint[BufferRole], clock: Callable[[], float]) -> dict:
+    """Closes the buffer at the end of a run; a poll whose events say so if its storage refused (disk full)."""
+    try:
+        settled(buffer, BufferRole.close)
+    except Exception as err:  # noqa: BLE001 - the run still ends, with run_end and a report
+        return {"events": [{"ev": "loop_failed", "t": clock(), "component": "buffer",
+                            "error": f"closing the segment log: {cause_of(err)}"}]}
+    return {"events": []}
 
 
 def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.time) -> list[Segment]:
@@ -151,6 +165,8 @@ def clone_from_demos(cfg: RunConfig, task: Task, directory: Path, updates: int) 
 
 
 FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
+LOSS_EVIDENCE = ("segment", "stored", "segment_trained", "log_lost")
+"""the events of earlier runs a resumed buffer's log is checked against (BufferWorker.lost)"""
 
 
 def previous_runs(events: list[dict]) -> tuple[int, list[str]]:
@@ -242,6 +258,10 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
         log.write(settled(fleet.buffer, BufferRole.unreported, logged))
+        lost = settled(fleet.buffer, BufferRole.lost, [e for e in earlier if e["ev"] in LOSS_EVIDENCE])
+        for e in lost:  # what a torn or damaged log lost, counted (its log_problem warnings only say where)
+            print(f"dagger: warning: {e['what']}", file=sys.stderr)
+        log.write(lost)
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
                 "task": cfg.task.name, "policy": cfg.policy.type, "gate": cfg.gate.name, "alpha": cfg.gate.alpha,
                 "seed": cfg.seed,
@@ -271,6 +291,8 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
         served.close()
     log.write([{"ev": "run_end", "t": clock(), "reason": reason, **({"error": supervisor.failed} if reason == "failed"
                                                                       else {})}])
-    log.close()
-    scalars.close()
+    try:
+        log.close()  # StorageError: the disk filled and even the run's end could not be logged
+    finally:
+        scalars.close()
     return summarize(read_events(run_dir / "events.jsonl"))

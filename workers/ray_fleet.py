@@ -26,10 +26,11 @@ from dagger.config import ConfigError, RunConfig
 from dagger.events import first_line
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
+from workers.launch import closed
 from workers.learner import Learner
 from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
-from workers.transport import Endpoint, settled
+from workers.transport import DEADLINE_S, Endpoint, Late, settled
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -173,8 +174,11 @@ class RayPending(Generic[T]):
         done, _ = ray.wait([self.ref], timeout=0)
         return bool(done)
 
-    def result(self) -> T:
-        return ray.get(self.ref)
+    def result(self, timeout: float | None = None) -> T:
+        try:
+            return ray.get(self.ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError as err:
+            raise Late(f"no answer within {timeout:g} s") from err
 
 
 class RayEndpoint(Generic[R]):
@@ -278,10 +282,16 @@ class RayFleet:
         pass
 
     def fetch(self, published: Any) -> dict:
-        return ray.get(published) if isinstance(published, ray.ObjectRef) else published
+        return ray.get(published, timeout=5 * DEADLINE_S) if isinstance(published, ray.ObjectRef) else published
 
     def replace_robot(self, robot: int) -> None:
         replace_robot(self.groups, self.members, self.incarnations, robot)
+
+    def kill_hung(self, component: Endpoint[Any]) -> None:
+        """SIGKILLs the hung actor's process; Ray restarts it (RESTARTS times per run) as after a crash."""
+        if not isinstance(component, RayEndpoint) or component not in (self.buffer, self.learner):
+            raise RuntimeError("only the learner and the buffer are restarted")
+        ray.kill(component.handle, no_restart=False)
 
     def restart_group(self, group: int) -> Endpoint[RobotRole]:
         """A fresh actor in place of a dead one; its robots' segment keys cannot collide with the old ones'."""
@@ -307,7 +317,7 @@ class RayFleet:
                 continue
         polls.append(settled(self.learner, LearnerRole.stop))  # a learner restarting is waited for
         polls.append(settled(self.buffer, BufferRole.poll))
-        settled(self.buffer, BufferRole.close)
+        polls.append(closed(self.buffer, self.clock))
         buffer_handle = self.buffer.handle  # type: ignore[attr-defined]
         for handle in [*self.robot_handles, self.learner_handle, self.evaluator_handle, buffer_handle]:
             ray.kill(handle)

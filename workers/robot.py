@@ -72,6 +72,7 @@ class RobotWorker:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
         self.failure = ""  # why the group's control loop died, if it did
+        self.storage_told = ""  # the supervisor's word: storage cannot keep a correction now
         self.periods = self.overruns = 0  # control periods run, and those that ended past their time (paced loop)
         # episode starts a period may hold: a simulator's reset can cost most of a period (Meta-World reach's: 8 ms of
         # 12.5 at real time), so a paced group starts one episode a period, the others holding a period or two;
@@ -117,6 +118,10 @@ class RobotWorker:
         """Render each robot's camera frame every every_s seconds (0: stop); poll() returns the newest ones."""
         self.inbox.put(lambda: setattr(self, "frame_every_s", float(every_s)))
 
+    def storage(self, why: str) -> None:
+        """The buffer cannot keep a correction (`why`; "": it can again): the group's robots hold and ask nobody."""
+        self.inbox.put(partial(setattr, self, "storage_told", why))
+
     def replace(self, robot: int, incarnation: int) -> None:
         """A fresh controller (and robot connection) for a robot that failed; the group drives on meanwhile."""
         self.inbox.put(lambda: self.renew(robot, incarnation))
@@ -158,6 +163,7 @@ class RobotWorker:
         for event in events:
             by_robot.get(event.get("robot", -1), by_robot[self.ids[0]]).append(event)
         group: dict[str, Any] = {"group_failure": self.failure} if self.failure else {}
+        group["storage"] = self.shipper.down  # this group's own view: a correction refused or unacknowledged
         group.update(periods=self.periods, overruns=self.overruns,
                      batch=self.policy.answered / self.policy.calls if self.policy.calls else 0.0,
                      infer_ms=self.policy.latency_ms)
@@ -206,6 +212,9 @@ class RobotWorker:
     def tick(self) -> None:
         """One control period of every robot: mailbox, one batched policy call, at most one step each, shipping."""
         self.read_mailbox()
+        storage = self.shipper.down or self.storage_told
+        for ctl in self.controllers.values():
+            ctl.storage(storage)
         asking = []
         resets = 0
         for ctl in self.controllers.values():

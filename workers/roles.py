@@ -50,6 +50,10 @@ class RobotRole(Protocol):
     def want_frames(self, every_s: float) -> None:
         """A camera frame of each robot every every_s seconds in its polls (0: none)."""
 
+    def storage(self, why: str) -> None:
+        """The buffer cannot keep a correction (`why`; "": it can again): every robot of the group holds and asks
+        nobody for help; one an operator drives is released."""
+
     def replace(self, robot: int, incarnation: int) -> None:
         """A fresh controller and robot connection for a robot that failed; the rest of the group drives on."""
 
@@ -94,6 +98,9 @@ class BufferRole(SampleSource, Protocol):
 
     def unreported(self, logged: list[str]) -> list[dict]:
         """`segment` events for stored segments that are not among the `logged` keys (a killed driver's)."""
+
+    def lost(self, reported: list[dict]) -> list[dict]:
+        """A `log_lost` event, or none, for what earlier runs' events report stored and the log no longer holds."""
 
     def poll(self) -> dict:
         """Events since the last poll and a status line."""
@@ -176,6 +183,10 @@ class Fleet(Protocol):
 
     def replace_robot(self, robot: int) -> None:
         """A fresh controller, as a new incarnation, for a robot that failed in a group that lives on."""
+
+    def kill_hung(self, component: Endpoint[Any]) -> None:
+        """Kills a learner or buffer that stopped answering, for it to be restarted as a crashed one is (RuntimeError:
+        it cannot be)."""
 
     def restart_group(self, group: int) -> Endpoint[RobotRole]:
         """A fresh worker for a group whose worker died, each of its robots a new incarnation (RuntimeError: none)."""

@@ -14,19 +14,25 @@ from collections.abc import Callable
 from typing import Any
 
 from dagger.config import RunConfig
-from dagger.events import EventLog, first_line
+from dagger.events import EventLog, StorageError, first_line
 from dagger.gates import AutoGate, make_gate
 from dagger.help_queue import RELEASES, HelpQueue
 from teleop_devices.station import HumanDevice, OperatorStation
 from workers.budget import StepBudget
 from workers.roles import BufferRole, Fleet, LearnerRole, RobotRole
-from workers.transport import Endpoint
+from workers.storage_watch import StorageWatch
+from workers.transport import DEADLINE_S, HUNG_S, Endpoint, Late
 from workers.weights_relay import WeightsRelay
 
 MAX_OUTAGE_POLLS = 300
 """polls in a row (30 s on Ray) a learner or buffer may miss before the run stops"""
 MAX_HELD_S = 30.0
 """how long every robot may hold because its policy server or robot agent does not answer before the run stops"""
+
+
+def label(who: tuple[str, int]) -> str:
+    """A component's name in events: learner, buffer, or `group N`."""
+    return f"group {who[1]}" if who[0] == "group" else who[0]
 
 
 class Supervisor:
@@ -50,6 +56,10 @@ class Supervisor:
         self.status: dict[str, Any] = {"robots": {}, "learner": {}, "buffer": {}, "frames": {}}
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
+        self.round = 0  # polls so far
+        self.asked: dict[tuple[str, int], tuple[Any, int, float]] = {}  # unanswered polls: (pending, round, since)
+        self.hung: dict[tuple[str, int], float] = {}  # components reported hung -> since when they are silent
+        self.storage = StorageWatch(cfg.storage_wait_s)
         self.held_since: dict[int, float] = {}  # robot -> since when its policy or robot has been late (it holds)
         self.budget = StepBudget(cfg.steps, self.robots, lead=1)  # lead: half a second of steps, set at the first poll
         self.steps = 0  # the fleet's steps, replaced robots' included
@@ -64,22 +74,30 @@ class Supervisor:
         return self.fleet.groups[self.group_of[robot]]
 
     def poll(self) -> dict[str, Any]:
-        """One round of the control plane; returns the latest status of every component."""
-        group_polls = [g.call(RobotRole.poll) for g in self.fleet.groups]
-        learner_poll, buffer_poll = self.learner.call(LearnerRole.poll), self.buffer.call(BufferRole.poll)
-        self.weights.poll_evaluator()
-        for group, pending in enumerate(group_polls):
+        """One round of the control plane; returns the latest status of every component. Each component is waited
+        for DEADLINE_S at most: one that stays silent is reported hung and, after HUNG_S, treated as dead."""
+        self.round += 1
+        for group, endpoint in enumerate(self.fleet.groups):
+            self.ask(("group", group), endpoint, RobotRole.poll)
+        self.ask(("learner", 0), self.learner, LearnerRole.poll)
+        self.ask(("buffer", 0), self.buffer, BufferRole.poll)
+        end = time.monotonic() + DEADLINE_S
+        for group in range(len(self.fleet.groups)):
             try:
-                results = pending.result()
+                results = self.answer(("group", group), end)
+            except Late:
+                continue
             except Exception as err:  # noqa: BLE001 - a dead actor; anything else would be a bug below
                 self.group_lost(group, err)
                 continue
             for result in results:
                 self.handle(result)
             self.check_failures(group, [result["status"] for result in results])
-        for name, component in (("learner", learner_poll), ("buffer", buffer_poll)):
+        for name in ("learner", "buffer"):
             try:
-                result = component.result()
+                result = self.answer((name, 0), end)
+            except Late:
+                continue
             except Exception as err:  # noqa: BLE001 - a crashed actor that Ray is restarting; counted below
                 self.unavailable(name, err)
                 continue
@@ -91,7 +109,9 @@ class Supervisor:
             self.status[name] = result["status"]
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
+        self.weights.poll_evaluator(0.0)
         now = self.clock()
+        self.check_storage(now)
         self.check_held(now)
         self.share_budget()
         try:
@@ -104,7 +124,69 @@ class Supervisor:
         self.status["steps"] = self.steps
         self.status["thresholds"] = self.sent_thresholds  # a tuned gate's bars now (auto, thrifty), for the dashboard
         self.status["devices"] = self.station.health(now) if self.station is not None else {}
+        self.status["storage"] = self.storage.status(now)
         return self.status
+
+    def ask(self, who: tuple[str, int], endpoint: Endpoint[Any], method: Callable[..., Any]) -> None:
+        """Polls a component, unless its poll of an earlier round is still unanswered (a hung component's calls do not
+        pile up)."""
+        if who not in self.asked:
+            self.asked[who] = (endpoint.call(method), self.round, self.clock())
+
+    def answer(self, who: tuple[str, int], end: float) -> Any:
+        """The component's answer, waited for until `end` (time.monotonic) if it was asked this round, not at all if it
+        is late from an earlier one; Late while it has not answered. A component silent for HUNG_S is reported hung
+        and then handled as a dead one."""
+        pending, asked_round, since = self.asked[who]
+        try:
+            result = pending.result(max(0.0, end - time.monotonic()) if asked_round == self.round else 0.0)
+        except Late:
+            self.silent(who, since)
+            raise
+        except Exception:
+            self.asked.pop(who, None)  # it answered, with an error
+            raise
+        self.asked.pop(who, None)
+        if self.hung.pop(who, None) is not None:
+            self.record([{"ev": "component_back", "t": self.clock(), "component": label(who)}])
+        return result
+
+    def silent(self, who: tuple[str, int], since: float) -> None:
+        """A component that has not answered its poll: reported once as hung; after HUNG_S a robot group is restarted
+        and a learner or buffer killed for Ray to restart (as a crashed one is); one that cannot be stops the run."""
+        now = self.clock()
+        if who not in self.hung:
+            self.hung[who] = since
+            self.record([{"ev": "component_hung", "t": now, "component": label(who),
+                          "error": f"no answer to a poll within {DEADLINE_S:g} s"}])
+        if now - since < HUNG_S:
+            return
+        del self.asked[who]
+        self.hung.pop(who)
+        why = f"{label(who)} hung: no answer for {now - since:.0f} s"
+        kind, index = who
+        if kind == "group":
+            self.group_lost(index, RuntimeError(why))
+        else:
+            try:
+                self.fleet.kill_hung(self.learner if kind == "learner" else self.buffer)
+            except RuntimeError as err:
+                self.failed = self.failed or f"{why}, and it cannot be restarted: {err}"
+                return
+            self.unavailable(kind, RuntimeError(why))
+
+    def check_storage(self, now: float) -> None:
+        """While the buffer cannot make a correction durable, every robot holds and nobody is asked to help (robots
+        are told, and told again when it can); storage away for storage_wait_s stops the run."""
+        why = self.storage.update(now, self.status["buffer"].get("storage", {}), self.status["robots"].values())
+        if why is not None:
+            self.record([{"ev": "storage_failed", "t": now, "error": why} if why else
+                         {"ev": "storage_back", "t": now}])
+            for group in self.fleet.groups:
+                group.call(RobotRole.storage, why)
+        if self.storage.expired(now) and not self.failed:
+            self.failed = (f"storage failed for {self.cfg.storage_wait_s:g} s (storage_wait_s): {self.storage.why}; "
+                           "robots held, and no correction was taken that could not be kept")
 
     def share_budget(self) -> None:
         """A step budget (not minutes) is shared out among the robots that can step, so the fleet takes exactly it."""
@@ -155,7 +237,10 @@ class Supervisor:
         self.group(robot).call(RobotRole.operator_lost, robot, operator)
 
     def record(self, events: list[dict]) -> None:
-        self.log.write(events)
+        try:
+            self.log.write(events)
+        except StorageError as err:  # disk full: the run stops, its last events in the space the log kept
+            self.failed = self.failed or str(err)
         if self.on_events is not None:
             self.on_events(events)
         self.weights.seen(events)
@@ -175,7 +260,8 @@ class Supervisor:
         self.status["robots"][status["robot"]] = status
         if result.get("frame") is not None:
             self.status["frames"][status["robot"]] = result["frame"]
-        self.budget.seen(status["robot"], status["steps"], status.get("allowed", -1), status.get("allow_seq", 0))
+        if status.get("incarnation", 0) > self.replaced.get(status["robot"], -1):  # not a replaced robot's last words
+            self.budget.seen(status["robot"], status["steps"], status.get("allowed", -1), status.get("allow_seq", 0))
         self.budget.lead = max(self.budget.lead, math.ceil(status.get("rate", 0.0) / 2))
         self.steps = self.budget.taken
         for event in result["events"]:
@@ -220,6 +306,8 @@ class Supervisor:
         self.clock_offset(group)
         self.weights.send_latest(endpoint)
         endpoint.call(RobotRole.set_thresholds, self.sent_thresholds)
+        if self.storage.why:
+            endpoint.call(RobotRole.storage, self.storage.why)
 
     def lost(self, robot: int, error: str) -> None:
         self.record([{"ev": "robot_lost", "t": self.clock(), "robot": robot, "error": error[:300]}])
@@ -241,6 +329,8 @@ class Supervisor:
 
     def allocate(self) -> None:
         """Carries out the help queue's assignments: each robot is told its operator, the station its robots."""
+        if self.storage.why:
+            return  # nobody is asked to help while a correction could not be kept
         now = self.clock()
         away = self.station.lost if self.station is not None else ()  # operators whose device disappeared
         for given in self.help.allocate(now, self.robot_statuses(), self.steps, away):

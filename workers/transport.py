@@ -23,12 +23,24 @@ R_co = TypeVar("R_co", covariant=True)
 
 SETTLE_TRIES = 30
 """how often settled() calls a component that is being restarted before the error goes to its caller"""
+DEADLINE_S = 2.0
+"""the longest the control plane waits for a component's answer in one round (a poll, the newest weights)"""
+HUNG_S = 10.0
+"""how long a component may leave a call unanswered before it is reported hung and handled as a dead one"""
+SETTLE_DEADLINE_S = 600.0
+"""the longest settled() waits for one answer (start-up's pretraining is its longest call)"""
+
+
+class Late(TimeoutError):
+    """A call between roles that did not answer within its deadline: the component hangs, or is very busy."""
 
 
 class Pending(Protocol[T_co]):
     def ready(self) -> bool: ...
 
-    def result(self) -> T_co: ...
+    def result(self, timeout: float | None = None) -> T_co:
+        """The answer; waited for at most `timeout` seconds (None: as long as it takes), else Late."""
+        ...
 
 
 class Endpoint(Protocol[R_co]):
@@ -51,7 +63,7 @@ class Done(Generic[T_co]):
     def ready(self) -> bool:
         return True
 
-    def result(self) -> T_co:
+    def result(self, timeout: float | None = None) -> T_co:
         if self.error is not None:
             raise self.error
         return cast(T_co, self.value)
@@ -74,14 +86,23 @@ class LocalEndpoint(Generic[R]):
 
 def settled(endpoint: Endpoint[R], method: Callable[Concatenate[R, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A call's result, tried again a second later while it fails with one of the endpoint's `transient` errors
-    (an actor that Ray is restarting), up to SETTLE_TRIES times. Only for calls that are safe to repeat (start-up:
-    demos, pretraining; the end of a run: halt, the final version, stop)."""
+    (an actor that Ray is restarting), up to SETTLE_TRIES times; each try waits SETTLE_DEADLINE_S at most (Late: it
+    hangs). Only for calls that are safe to repeat (start-up: demos, pretraining; the end of a run: halt, the final
+    version, stop)."""
     for _ in range(SETTLE_TRIES - 1):
         try:
-            return endpoint.call(method, *args, **kwargs).result()
+            return endpoint.call(method, *args, **kwargs).result(SETTLE_DEADLINE_S)
         except endpoint.transient:
             time.sleep(1.0)
-    return endpoint.call(method, *args, **kwargs).result()
+    return endpoint.call(method, *args, **kwargs).result(SETTLE_DEADLINE_S)
+
+
+def cause_of(err: BaseException, limit: int = 500) -> str:
+    """What went wrong, in words: the component's own exception where a remote call wraps it (Ray's RayTaskError
+    puts it last, after a traceback), with its type, e.g. "OSError: [Errno 27] File too large: '...'"."""
+    inner = getattr(err, "cause", None)
+    err = inner if isinstance(inner, BaseException) else err
+    return f"{type(err).__name__}: {err}"[:limit]
 
 
 def guard(fn: Callable[[], None], failed: Callable[[str], None]) -> Callable[[], None]:

@@ -16,7 +16,7 @@ from dagger.config import RunConfig
 from dagger.events import first_line
 from workers.evaluator import Evaluator
 from workers.roles import EvaluatorRole, Fleet, LearnerRole, RobotRole
-from workers.transport import Endpoint, Pending, settled
+from workers.transport import DEADLINE_S, HUNG_S, Endpoint, Late, Pending, cause_of, settled
 
 
 class WeightsRelay:
@@ -30,13 +30,15 @@ class WeightsRelay:
         self.evaluated = -1  # the last version sent to the evaluator
         self.scored = -1  # the last version whose evaluation was logged
         self.eval_pending: Pending[int] | None = None
+        self.eval_poll: tuple[Pending[dict], float] | None = None  # an evaluator poll not yet answered, since when
+        self.eval_hung = False  # said to hang (or to have died): said again when it answers
 
     def forward(self, version: int) -> None:
         """Sends on a newer published version; a learner gone between its poll and the fetch raises (the caller
         counts the outage)."""
         if version <= self.sent_version:
             return
-        latest, weights = self.fleet.learner.call(LearnerRole.latest).result()
+        latest, weights = self.fleet.learner.call(LearnerRole.latest).result(DEADLINE_S)
         if self.served is not None:  # before the robots leave their start: the server acts for them
             self.serve(version, weights)
         for group in self.fleet.groups:
@@ -85,9 +87,34 @@ class WeightsRelay:
             self.eval_pending = self.evaluator.call(EvaluatorRole.evaluate, weights)
             self.evaluated = version
 
-    def poll_evaluator(self) -> None:
-        if self.evaluator is not None:
-            self.record(self.evaluator.call(EvaluatorRole.poll).result()["events"])
+    def poll_evaluator(self, timeout: float) -> None:
+        """Logs the evaluator's scores, waiting `timeout` seconds at most; a poll it leaves unanswered is not asked
+        again until it answers, and one unanswered for HUNG_S is reported (the fleet does not wait for scores)."""
+        if self.evaluator is None:
+            return
+        if self.eval_poll is None:
+            self.eval_poll = (self.evaluator.call(EvaluatorRole.poll), self.clock())
+        pending, since = self.eval_poll
+        try:
+            events = pending.result(timeout)["events"]
+        except Late:
+            if not self.eval_hung and self.clock() - since >= HUNG_S:
+                self.eval_hung = True
+                self.record([{"ev": "component_hung", "t": self.clock(), "component": "evaluator",
+                              "error": f"no answer to a poll for {HUNG_S:g} s"}])
+            return
+        except Exception as err:  # noqa: BLE001 - a dead evaluator costs only its scores: said once
+            events = [] if self.eval_hung else [{"ev": "component_unavailable", "t": self.clock(),
+                                                 "component": "evaluator", "error": cause_of(err, 300)}]
+            self.eval_hung = True
+            self.eval_poll = None
+            self.record(events)
+            return
+        self.eval_poll = None
+        if self.eval_hung:
+            self.eval_hung = False
+            events = [{"ev": "component_back", "t": self.clock(), "component": "evaluator"}, *events]
+        self.record(events)
 
     def final_eval(self, fetch: Callable[[Any], dict]) -> None:
         """At the end of a run: stops the learner's publishing and scores its final version here, at the driver's
@@ -102,7 +129,7 @@ class WeightsRelay:
             self.serve(version, weights)
             self.sent_version = version
         if self.eval_pending is None or self.eval_pending.ready():
-            self.poll_evaluator()
+            self.poll_evaluator(5 * DEADLINE_S)
         # a server that refused the weights serves what was scored already: scored again only if never
         if version > self.scored and (not self.refused or self.scored < 0):
             final = Evaluator(self.cfg, self.clock)

@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="the shared secret as hex; made (mode 600) when the file does not exist")
     serve.add_argument("--accept-weights", action="store_true",
                        help="let a run's learner push newer weights (default: serve the checkpoint as it is)")
+    serve.add_argument("--tls-cert", default="", help="speak TLS with this certificate (PEM); robots then set "
+                                                      "policy.tls_ca (default: no TLS: keep the link on a tunnel)")
+    serve.add_argument("--tls-key", default="", help="the certificate's private key (PEM; default: in --tls-cert)")
     robot_agent.add_parser(sub)
     export.add_parser(sub)
     config = sub.add_parser("config", help="the resolved settings, or every key with its default and meaning")
@@ -154,18 +157,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Hosts the checkpoint's policy, one copy per robot that connects, until interrupted."""
+    from buffers.codec import encode
     from dagger.checkpoint import policy_from, read_checkpoint
-    from dagger.policies.remote import PolicyServer
+    from dagger.policies.remote import PolicyServer, request_bytes
     from dagger.tasks import make_task
-    from dagger.wire import new_token_file, read_token
+    from dagger.wire import new_token_file, read_token, server_tls
 
     ckpt = read_checkpoint(args.checkpoint)
     task = make_task(task_config(ckpt.get("config", {}).get("task", ckpt["task"]["name"]), []))
     token_file = Path(args.token_file)
+    if args.tls_key and not args.tls_cert:
+        raise UserError("serve: --tls-key needs --tls-cert")
     try:
         token = read_token(token_file) if token_file.exists() else new_token_file(token_file)
+        tls = server_tls(args.tls_cert, args.tls_key or args.tls_cert) if args.tls_cert else None
+        # a request holds what the task's observations and images, or the policy's weights, can hold: no more
+        weights = len(encode(policy_from(ckpt, task).weights())) if args.accept_weights else 0
         server = PolicyServer(lambda: policy_from(ckpt, task), token, args.host, args.port,
-                              accept_weights=args.accept_weights)
+                              accept_weights=args.accept_weights, tls=tls,
+                              max_request=request_bytes(task.obs_dim, task.image_shape, weights))
     except (OSError, ValueError) as err:
         raise UserError(f"serve: {err}") from err
     with server:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from dagger.app.words import in_control, reason_text, with_operator
+from dagger.app.words import in_control, reason_text, storage_text, with_operator
 from dagger.config import RunConfig
 from teleop_devices.keyboard import KeyboardTeleop
 
@@ -98,6 +98,8 @@ class OperatorConsole:
         self.draw_trace(status, (348, 360, 340, 130))
         self.draw_operators(status, (700, 50, 244, 440))
         self.text(KEYS, (16, 510), DIM, self.small)
+        if storage := storage_text(status.get("storage", {})):
+            self.text(storage, (16, 32), RED, self.small)
 
     def draw_queue(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, w, _ = rect

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from dagger.allocators import READS_RISK
 from dagger.app.live import EPISODES_PER_WINDOW, LiveStats
-from dagger.app.words import with_operator
+from dagger.app.words import storage_text, with_operator
 from dagger.config import RunConfig
 
 STATE_STYLE = {"waiting": "bold yellow", "operator": "bold cyan", "autonomous": "green", "resetting": "dim",
@@ -45,6 +45,8 @@ def state_label(robot: dict, waited_s: float | None, assigned: int | None) -> st
     state = robot["state"]
     if robot.get("held"):  # its policy server or robot agent does not answer: it holds, whatever its state
         return f"held: {robot['held']} late"
+    if robot.get("storage_hold"):  # a correction could not be stored: it holds, whatever its state
+        return "held: storage failed"
     if state == "operator":
         return with_operator(robot, robot["operator"])
     if state == "waiting" and waited_s is not None:
@@ -208,7 +210,9 @@ class Dashboard:
                                     f" · weights v{s.version} · staleness {self._staleness(status)}"),
                   line("buffer   ", f"{buffer.get('steps', 0)} steps · {buffer.get('labelled_steps', 0)} labelled"
                                     f" · episodes {s.episodes} · successes {s.successes}")]
-        return Group(*top, *counts, table, *bottom, *camera)
+        storage = storage_text(status.get("storage", {}))
+        alarm = [Text(f"STORAGE  {storage}", style="bold red")] if storage else []
+        return Group(*top, *alarm, *counts, table, *bottom, *camera)
 
     def plain(self, status: dict[str, Any]) -> str:
         s = self.stats
@@ -217,4 +221,5 @@ class Dashboard:
         held = next((f"{r['held']} late: {r['held_why']}" for r in status["robots"].values() if r.get("held")), "")
         return (f"[{self.clock() - self.started:5.0f}s] {self._budget(status)} | ir {s.intervention_rate():.2f} "
                 f"takeovers {s.takeovers} human {s.human_steps} | learner {s.updates} ({s.updates_per_s:.0f}/s) "
-                f"loss {s.loss:.4f} v{s.version} | robots {states}" + (f" | held: {held}" if held else ""))
+                f"loss {s.loss:.4f} v{s.version} | robots {states}" + (f" | held: {held}" if held else "")
+                + (f" | {storage}" if (storage := storage_text(status.get("storage", {}))) else ""))

@@ -31,12 +31,13 @@ def reachable(what: str, address: str, remedy: str) -> None:
 def check_policy_server(cfg: RunConfig) -> None:
     """A served policy at policy.address answers, takes the token, and acts in the task's dimensions."""
     from dagger.policies.remote import RemotePolicy, RemotePolicyError
-    from dagger.wire import read_token
+    from dagger.wire import client_tls, read_token
 
     address = cfg.policy.address
     reachable("policy.address", address, "start the server first (dagger serve RUN_DIR --port PORT --token-file F)")
     task = make_task(cfg.task)
-    client = RemotePolicy(address, read_token(cfg.policy.token_file), cfg.policy.deadline_ms, timeout_s=ASK_S)
+    client = RemotePolicy(address, read_token(cfg.policy.token_file), cfg.policy.deadline_ms, timeout_s=ASK_S,
+                          tls=client_tls(cfg.policy.tls_ca) if cfg.policy.tls_ca else None)
     try:
         hello = client.hello()
     except (PolicyTimeout, RemotePolicyError) as err:
@@ -58,7 +59,7 @@ def check_robot_agents(cfg: RunConfig) -> None:
         reachable(f"robot {robot}: robot agent", address,
                   f"start it first (dagger robot-agent --task {cfg.task.name} --port PORT --token-file F)")
         try:
-            make_robot(cfg.task, cfg.robot.agents, cfg.robot.token_file, robot).disconnect()
+            make_robot(cfg.task, cfg.robot.agents, cfg.robot.token_file, robot, cfg.robot.tls_ca).disconnect()
         except (ConnectionError, ValueError) as err:
             raise UserError(str(err).splitlines()[0]) from err
 

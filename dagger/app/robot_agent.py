@@ -17,6 +17,7 @@ from dagger.config import task_config
 from dagger.robots import SimRobot, robot_token
 from dagger.robots.agent import RobotAgent
 from dagger.tasks import make_task
+from dagger.wire import server_tls
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="hold a robot when no valid command came for this many control periods (default 3)")
     agent.add_argument("--max-age-ms", type=float, default=500.0,
                        help="refuse a message sent longer ago than this, by the measured clock offset (default 500)")
+    agent.add_argument("--tls-cert", default="", help="speak TLS with this certificate (PEM); the run then sets "
+                                                      "robot.tls_ca (default: no TLS: keep the link on a tunnel)")
+    agent.add_argument("--tls-key", default="", help="the certificate's private key (PEM; default: in --tls-cert)")
     agent.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: at Ctrl-C)")
     agent.add_argument("overrides", nargs="*", metavar="task.key=value",
                        help="task settings, e.g. task.distractor=random")
@@ -49,14 +53,18 @@ def cmd_robot_agent(args: argparse.Namespace) -> int:
         raise UserError(f"robot-agent: --port {args.port} --robots {args.robots}: robot i listens on PORT+i, and "
                         f"{args.port + args.robots - 1} is past {MAX_PORT}; give --port at most "
                         f"{MAX_PORT - args.robots + 1} (or 0: any free ports)")
+    if args.tls_key and not args.tls_cert:
+        raise UserError("robot-agent: --tls-key needs --tls-cert")
     try:
         token = robot_token(args.token_file)
+        tls = server_tls(args.tls_cert, args.tls_key or args.tls_cert) if args.tls_cert else None
         task = task_config(args.task, args.overrides)
         agents = []
         for i in range(args.robots):
             robot = SimRobot(make_task(task))
             agents.append(RobotAgent(robot, token, args.host, args.port + i if args.port else 0,
-                                     robot.dt / args.speed, args.watchdog_periods, args.max_age_ms / 1000).start())
+                                     robot.dt / args.speed, args.watchdog_periods, args.max_age_ms / 1000,
+                                     tls=tls).start())
     except (OSError, ValueError) as err:
         raise UserError(f"robot-agent: {err}") from err
     for i, agent in enumerate(agents):

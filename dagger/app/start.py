@@ -19,7 +19,7 @@ import yaml
 
 from dagger.app.errors import UserError
 from dagger.config import RunConfig, load_config, to_dict
-from dagger.events import first_line
+from dagger.events import StorageError, first_line
 from dagger.provenance import record_start
 from dagger.tasks import MUJOCO_TASKS, make_task
 
@@ -155,6 +155,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
                            pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0,
                            on_progress=say)
+    except StorageError as err:  # the disk filled and even the run's end could not be logged: one line
+        raise UserError(f"{err.strerror}; the run stopped (free space, then `dagger start --resume --run-dir "
+                        f"{run_dir}` continues it from its last checkpoint)") from err
     finally:
         board.stop()
         if console is not None:
@@ -164,12 +167,15 @@ def cmd_start(args: argparse.Namespace) -> int:
                 except Exception as err:  # noqa: BLE001 - pygame.error; the run's results matter more than its picture
                     print(f"dagger: the console screenshot was not saved: {first_line(err)}", file=sys.stderr)
             console.close()
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     from dagger.app.report import print_run_report, write_run_report
     from dagger.events import read_events
 
     events = read_events(run_dir / "events.jsonl")
-    write_run_report(run_dir, events)
+    try:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_run_report(run_dir, events)
+    except OSError as err:  # a full disk: the report is printed all the same
+        print(f"dagger: warning: the report was not written to {run_dir} ({err.strerror or err})", file=sys.stderr)
     print_run_report(run_dir, summary, board.console)
     end = [e for e in events if e["ev"] == "run_end"][-1]
     if end["reason"] == "failed":  # the run stopped because a component could not go on: say so, exit non-zero

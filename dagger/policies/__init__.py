@@ -63,12 +63,13 @@ def make_policy(config: PolicyConfig, obs_dim: int, act_dim: int, seed: int = 0,
 def robot_policy(config: PolicyConfig, task: TaskSpec, robot: int = 0) -> Policy:
     """What a robot acts with: its own copy of the family, or for `remote` a client of the policy server."""
     from dagger.policies.remote import RemotePolicy
-    from dagger.wire import read_token
+    from dagger.wire import client_tls, read_token
 
     if config.type != "remote":
         return make_policy(config, task.obs_dim, task.act_dim, seed=robot, image_shape=task.image_shape)  # own draws
     return RemotePolicy(config.address, read_token(config.token_file), config.deadline_ms, robot=robot,
-                        instruction=task.instruction, act_dim=task.act_dim)
+                        instruction=task.instruction, act_dim=task.act_dim,
+                        tls=client_tls(config.tls_ca) if config.tls_ca else None)
 
 
 __all__ = ["FAMILIES", "HOLDOUT", "POLICIES", "BasePolicy", "EnsemblePolicy", "PolicyConfig", "Proposal", "Stream",

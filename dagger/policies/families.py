@@ -49,6 +49,9 @@ class PolicyConfig:
     """remote: host:port of a policy server to use (empty: start one on loopback)"""
     token_file: str = ""
     """remote: file holding the server's shared secret (empty with no address: a fresh random one)"""
+    tls_ca: str = ""
+    """remote: the policy server speaks TLS (`dagger serve --tls-cert`): a PEM file of the CA that signed its
+    certificate, or the certificate itself when self-signed (empty: no TLS; keep the link on a tunnel or VPN)"""
     deadline_ms: float = 100.0
     """remote: the answer must come within this; otherwise the robot holds and asks again next step"""
 

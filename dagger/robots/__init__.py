@@ -37,13 +37,16 @@ def agent_address(agents: list[str], robot: int) -> str:
     return agents[robot]
 
 
-def make_robot(task: TaskConfig, agents: list[str], token_file: str, robot: int) -> Robot:
-    """Robot `robot` of a run: its own simulator, or (agents set) the robot agent that serves it, connected."""
+def make_robot(task: TaskConfig, agents: list[str], token_file: str, robot: int, tls_ca: str = "") -> Robot:
+    """Robot `robot` of a run: its own simulator, or (agents set) the robot agent that serves it, connected (over TLS
+    when `tls_ca` names the CA, or the self-signed certificate, of the agents' certificates)."""
     if not agents:
         return SimRobot(make_task(task))
     from dagger.robots.remote import RemoteRobot
+    from dagger.wire import client_tls
 
-    remote = RemoteRobot(agent_address(agents, robot), robot_token(token_file))
+    remote = RemoteRobot(agent_address(agents, robot), robot_token(token_file),
+                         tls=client_tls(tls_ca) if tls_ca else None)
     remote.connect()
     if remote.name != task.name:
         remote.disconnect()
