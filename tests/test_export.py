@@ -8,12 +8,15 @@ import json
 import h5py
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 
 from dagger.app.cli import main
 from dagger.episodes import read_episodes
+from dagger.events import read_events
 from dagger.formats.robomimic import read_robomimic, write_robomimic
 from tests.dataset_cases import assert_same, episodes, make_run, zero_episodes
+from workers.buffer import BufferWorker
 
 
 @pytest.fixture
@@ -348,3 +351,86 @@ def test_dagger_import_names_an_empty_or_png_hdf5_file(tmp_path):
         done = subprocess.run([str(Path(sys.executable).parent / "dagger"), "import", str(path), "--task", "point"],
                               capture_output=True, text=True, env=os.environ | {"SDL_VIDEODRIVER": "dummy"})
         assert (done.returncode, done.stdout, done.stderr) == (2, "", f"dagger: error: {path}: {message}\n")
+
+
+def gappy_run(tmp_path, with_events: bool):
+    """A run whose segment log lost segments its robots closed (events.jsonl, when written, reports every one):
+
+    robot 0  episode 0: 0:0 policy steps 0-2 | 0:1 operator steps 3-4 LOST | 0:2 policy steps 5-8, done
+             episode 1: 0:3 policy steps 0-3 | 0:4 policy steps 4-6, done, LOST (its end)
+             episode 2: 0:5 policy steps 0-2, done (whole)
+             episode 3: 0:6 policy steps 0-1 LOST (its start) | 0:7 operator steps 2-4, done
+    robot 1  episode 0: 1:0 and 1:1 LOST (the whole episode) | episode 1: 1:2 policy steps 0-3, done (whole)
+    """
+    from dagger.events import EventLog
+    from tests.dataset_cases import segment
+
+    run = tmp_path / "run"
+    closed = [segment(0, 0, 0, "policy", 3), segment(0, 1, 0, "operator:1", 2, 3),
+              segment(0, 2, 0, "policy", 4, 5, True), segment(0, 3, 1, "policy", 4),
+              segment(0, 4, 1, "policy", 3, 4, True), segment(0, 5, 2, "policy", 3, 0, True),
+              segment(0, 6, 3, "policy", 2), segment(0, 7, 3, "operator:0", 3, 2, True),
+              segment(1, 0, 0, "policy", 2), segment(1, 1, 0, "policy", 2, 2, True),
+              segment(1, 2, 1, "policy", 4, 0, True)]
+    lost = {"0:1", "0:4", "0:6", "1:0", "1:1"}
+    buffer = BufferWorker(str(run / "segments"), 0.0, 0)
+    buffer.add([s for s in closed if s.key not in lost])
+    buffer.close()
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
+    if with_events:
+        log = EventLog(run / "events.jsonl")
+        log.write([{**s.event(), "t": 1.0} for s in closed])
+        log.close()
+    return run
+
+
+WHOLE_OR_NOT = [((0, 0, [0, 1, 2]), "segment 0:1 lost after it"), ((0, 0, [5, 6, 7, 8]), "segment 0:1 lost before it"),
+                ((0, 1, [0, 1, 2, 3]), "segment 0:4 lost after it"), ((0, 2, [0, 1, 2]), ""),
+                ((0, 3, [2, 3, 4]), "segment 0:6 lost before it"), ((1, 1, [0, 1, 2, 3]), "")]
+
+
+def pieces(episodes):
+    return [((ep.robot, ep.episode, ep.steps["step"].tolist()), ep.missing) for ep in episodes]
+
+
+def test_an_episode_that_lost_a_segment_is_split_there_and_says_what_is_missing(tmp_path):
+    lost: list[str] = []
+    reported = [(e["robot"], e["seq"], e["episode"]) for e in read_events(gappy_run(tmp_path, True) / "events.jsonl")]
+    assert pieces(read_episodes(tmp_path / "run/segments", reported=reported, lost=lost)) == WHOLE_OR_NOT
+    assert lost == ["robot 1 episode 0: none of its segments 1:0, 1:1 is in the log"]
+    # from the segment log alone: a gap in seq inside an episode, an episode that is not done while its robot went on
+    # past a gap, and one whose steps do not begin at 0
+    alone = pieces(read_episodes(gappy_run(tmp_path / "alone", False) / "segments"))
+    assert [piece for piece, _ in alone] == [piece for piece, _ in WHOLE_OR_NOT]
+    assert [missing for _, missing in alone] == [
+        "segment 0:1 lost after it", "segment 0:1 lost before it", "the episode's end is not in the log", "",
+        "steps 0-1 are not in the log", ""]
+    human = pieces(read_episodes(tmp_path / "run/segments", "human", reported=reported))
+    assert human == [((0, 3, [2, 3, 4]), "segment 0:6 lost before it")]  # the operator's piece keeps the mark
+
+
+@pytest.mark.parametrize("fmt", ["robomimic", "lerobot"])
+def test_the_export_splits_and_marks_an_episode_that_lost_a_segment_and_says_so(tmp_path, capsys, fmt):
+    from dagger.formats.lerobot import read_lerobot
+
+    run = gappy_run(tmp_path, True)
+    out = tmp_path / ("out.hdf5" if fmt == "robomimic" else "out")
+    assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "6 episodes, 4 of them pieces of episodes the log lost part of (marked 'missing')" in captured.out
+    assert captured.err.splitlines() == [
+        "warning: robot 0 episode 0: the segment log lacks part of it; exported as 2 pieces marked 'missing' "
+        "(segment 0:1 lost after it)",
+        "warning: robot 0 episode 1: the segment log lacks part of it; exported as 1 piece marked 'missing' "
+        "(segment 0:4 lost after it)",
+        "warning: robot 0 episode 3: the segment log lacks part of it; exported as 1 piece marked 'missing' "
+        "(segment 0:6 lost before it)",
+        "warning: robot 1 episode 0: none of its segments 1:0, 1:1 is in the log"]
+    read = read_robomimic(out) if fmt == "robomimic" else read_lerobot(out)
+    assert [((ep.robot, ep.episode, len(ep)), ep.missing) for ep in read] == [
+        ((robot, episode, len(steps)), missing) for (robot, episode, steps), missing in WHOLE_OR_NOT]
+    assert [bool(ep.steps["done"][-1]) for ep in read] == [False, True, False, True, True, True]
+    if fmt == "robomimic":
+        with h5py.File(out) as f:
+            assert f["data/demo_0"].attrs["missing"] == "segment 0:1 lost after it"
+            assert "missing" not in f["data/demo_3"].attrs  # a whole episode carries no mark

@@ -18,7 +18,7 @@ from rich.progress import Progress
 
 from buffers.frames import LogProblem
 from dagger.app.errors import UserError
-from dagger.episodes import ONLY, read_episodes
+from dagger.episodes import ONLY, Episode, read_episodes
 from dagger.events import first_line
 
 FORMATS = ("lerobot", "robomimic")
@@ -50,14 +50,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir}: not a run dir (no segments/ or config.yaml)")
     task = (yaml.safe_load(config.read_text()) or {}).get("task", {}).get("name", "")
     problems: list[LogProblem] = []
+    lost: list[str] = []
     scan_log = logging.getLogger("buffers.segment_log")
     scan_log.addFilter(_drop)  # its problems are printed below, once each, instead of logged as well
     try:
-        episodes = read_episodes(run_dir / "segments", args.only, args.success_only, problems)
+        episodes = read_episodes(run_dir / "segments", args.only, args.success_only, problems,
+                                 reported_segments(run_dir), lost)
     finally:
         scan_log.removeFilter(_drop)
     for problem in problems:
         print(f"warning: segment log: {problem}", file=sys.stderr)
+    for line in split_lines(episodes, lost):
+        print(f"warning: {line}", file=sys.stderr)
     if not episodes:
         raise UserError(f"{run_dir}: no episodes to export (--only {args.only}"
                         f"{', --success-only' if args.success_only else ''})")
@@ -76,12 +80,50 @@ def cmd_export(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UserError(f"{args.out}: cannot write ({err.strerror or err})") from err
     corrected = sum(int(ep.intervention.sum()) for ep in episodes)
-    print(f"{len(episodes)} episodes, {steps} steps ({corrected} by operators) of {task} → {args.out}")
+    pieces = sum(bool(ep.missing) for ep in episodes)
+    split = f", {pieces} of them pieces of episodes the log lost part of (marked 'missing')" if pieces else ""
+    print(f"{len(episodes)} episodes{split}, {steps} steps ({corrected} by operators) of {task} → {args.out}")
     return 0
 
 
 def _drop(_: logging.LogRecord) -> bool:
     return False
+
+
+SPLITS_SHOWN = 10
+"""split episodes the export names one by one; the rest are counted"""
+
+
+def reported_segments(run_dir: Path) -> list[tuple[int, int, int]]:
+    """(robot, seq, episode) of every segment the run's events.jsonl says a robot closed (empty without the file, and
+    with a warning when it cannot be read: the segment log's own gaps are found all the same)."""
+    from dagger.events import read_events
+
+    if not (run_dir / "events.jsonl").is_file():
+        return []
+    try:
+        events = read_events(run_dir / "events.jsonl")
+    except (OSError, ValueError) as err:
+        print(f"warning: {run_dir / 'events.jsonl'}: not read ({first_line(err)}); gaps are found from the segment "
+              "log alone", file=sys.stderr)
+        return []
+    return [(e["robot"], e["seq"], e["episode"]) for e in events
+            if e["ev"] == "segment" and isinstance(e.get("episode"), int)]
+
+
+def split_lines(episodes: list[Episode], lost: list[str]) -> list[str]:
+    """What the export says of episodes the log lost part of: one line for each split one (the first SPLITS_SHOWN),
+    and each episode lost whole."""
+    split: dict[tuple[int, int], list[Episode]] = {}
+    for ep in episodes:
+        if ep.missing:
+            split.setdefault((ep.robot, ep.episode), []).append(ep)
+    lines = [f"robot {robot} episode {episode}: the segment log lacks part of it; exported as {len(parts)} "
+             f"piece{'s' if len(parts) > 1 else ''} marked 'missing' ({parts[0].missing})"
+             for (robot, episode), parts in list(split.items())[:SPLITS_SHOWN]]
+    if len(split) > SPLITS_SHOWN:
+        lines.append(f"... and {len(split) - SPLITS_SHOWN} more episodes split where the log lacks part of them")
+    return lines + lost
 
 
 def cmd_import(args: argparse.Namespace) -> int:

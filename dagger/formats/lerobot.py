@@ -3,14 +3,16 @@
     meta/info.json                               codebase_version "v3.0", fps, features, counts, path templates
     meta/stats.json                              per feature: min max mean std count q01 q10 q50 q90 q99 (lerobot_stats)
     meta/tasks.parquet                           task_index, indexed by the task's text (pandas index "task")
-    meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data and video files, stats
+    meta/episodes/chunk-000/file-000.parquet     per episode: tasks, length, data and video files, stats, missing
     data/chunk-CCC/file-FFF.parquet              one row a frame; vectors as fixed_size_list<float>[n]
     videos/observation.image/chunk-CCC/file-FFF.mp4    camera frames, episodes one after another
 
 Frames carry dagger's labels beside LeRobot's features (observation.state, action, next.reward, next.done,
 next.success): controller (who acted, a string), intervention, operator, policy_action, policy_version, gate_score,
 gate_threshold, constraint, step, t_wall_ns (int64 nanoseconds since 1970: LeRobot reads float features as float32,
-see wall_time), robot and robot_episode; the robomimic export names them alike. Datasets written with float64
+see wall_time), robot and robot_episode; the robomimic export names them alike. An episode the segment log lost part
+of is split there, each piece a LeRobot episode of its own (no frame straddles the gap), and meta/episodes' `missing`
+says what is lost beside it ("" for a whole episode). Datasets written with float64
 seconds in t_wall still read. Camera images (observation.image) are a "video" feature when PyAV imports: lossless
 H.264 (libx264rgb, crf 0), so they read back bit for bit; otherwise (or with video=False) PNG bytes in the parquet,
 as LeRobot's "image" features are. Data and video files roll over to the next
@@ -163,6 +165,7 @@ def write_lerobot(episodes: list[Episode], path: str | Path, task: str,
             for files in videos:
                 row |= files.write(frames[files.key])
             row |= {f"stats/{k}/{s}": v.tolist() for k, st in ep_stats.items() for s, v in st.items()}
+            row["missing"] = ep.missing  # "" for a whole episode; else what of it the log lost, beside this piece
             row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
             for key, value in row.items():
                 rows.setdefault(key, []).append(value)
@@ -344,7 +347,7 @@ def read_lerobot(path: str | Path) -> list[Episode]:
         try:
             part = _rows(data, row)
             out.append(_episode(part, row["episode_index"], decoded.episode(root, info, row, part.num_rows)
-                                if video else None))
+                                if video else None, str(row.get("missing") or "")))
         except (KeyError, ValueError) as err:
             raise ValueError(f"{root}: episode {row['episode_index']}: {err}") from err
     return out
@@ -403,7 +406,7 @@ class _Decoded:
         return self.frames[picks]
 
 
-def _episode(part: pa.Table, index: int, video: np.ndarray | None = None) -> Episode:
+def _episode(part: pa.Table, index: int, video: np.ndarray | None = None, missing: str = "") -> Episode:
     from PIL import Image
 
     n, names = part.num_rows, set(part.column_names)
@@ -426,4 +429,4 @@ def _episode(part: pa.Table, index: int, video: np.ndarray | None = None) -> Epi
     controller = [str(c) for c in part.column("controller").to_pylist()] if "controller" in names else ["demo"] * n
     robot = int(_array(part, "robot")[0]) if "robot" in names and n else -1
     episode = int(_array(part, "robot_episode")[0]) if "robot_episode" in names and n else index
-    return Episode(robot, episode, steps, controller)
+    return Episode(robot, episode, steps, controller, missing)

@@ -10,7 +10,9 @@
 Beside robomimic's keys each demo keeps dagger's labels (robomimic's loaders read only the keys they are asked
 for): controller (who acted, as bytes), intervention, operator, policy_action, policy_version, gate_score,
 gate_threshold, success, constraint, step, t_wall_ns (int64 nanoseconds since 1970, as the LeRobot export's);
-attrs robot and episode. Files written before that name with policy_actions and float64 seconds t_wall still read.
+attrs robot and episode, and `missing` on a demo that is a piece of an episode the segment log lost part of (what is
+missing, in words: the episode was split there, never presented whole). Files written before that name with
+policy_actions and float64 seconds t_wall still read.
 
     write_robomimic(episodes, "corrections.hdf5", task="reach")
     episodes = read_robomimic("corrections.hdf5")
@@ -57,6 +59,8 @@ def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
             demo = data.create_group(name)
             demo.attrs["num_samples"] = len(ep)
             demo.attrs["robot"], demo.attrs["episode"] = ep.robot, ep.episode
+            if ep.missing:  # a piece of an episode the log lost part of: robomimic samples within a demo only
+                demo.attrs["missing"] = ep.missing
             obs = {"state": ep.steps["obs"]}
             if ep.steps["image"].shape[1:] != NO_IMAGE.shape:
                 obs["image"] = ep.steps["image"]
@@ -149,4 +153,5 @@ def _episode(demo: h5py.Group, index: int) -> Episode:
     controller = [c.decode() for c in _read(demo, "controller")] if "controller" in demo else ["demo"] * n
     if len(controller) != n:
         raise ValueError(f"controller: {len(controller)} steps, actions has {n}")
-    return Episode(int(demo.attrs.get("robot", -1)), int(demo.attrs.get("episode", index)), steps, controller)
+    return Episode(int(demo.attrs.get("robot", -1)), int(demo.attrs.get("episode", index)), steps, controller,
+                   str(demo.attrs.get("missing", "")))
