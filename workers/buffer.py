@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from buffers.replay import HumanWeightedSampler, ReplayBuffer, UniformSampler
-from buffers.schema import Segment
+from buffers.schema import DEMO, Segment, is_human
+from buffers.segment_log import LogProblem
 from dagger.config import RunConfig
 
 
@@ -76,6 +77,13 @@ class BufferWorker:
         return [e | {"recovered": True} for e in self.replay.replayed
                 if e["controller"] != "demo" and f"{e['robot']}:{e['seq']}" not in known]
 
+    def lost(self, reported: list[dict]) -> list[dict]:
+        """A `log_lost` event (or none) for the segments the earlier runs' `reported` events (their `segment`, `stored`,
+        `segment_trained` and `log_lost` events) say were stored and the log no longer holds (read back at opening)."""
+        held = {f"{e['robot']}:{e['seq']}" for e in self.replay.replayed}
+        event = log_lost(reported, held, self.replay.problems, self.replay.directory)
+        return [] if event is None else [{"ev": "log_lost", "t": self.clock(), **event}]
+
     def stats(self) -> dict[str, int]:
         """How much the buffer holds (what a checkpoint has trained on)."""
         return self.replay.stats()
@@ -88,3 +96,42 @@ class BufferWorker:
     def close(self) -> None:
         with self.lock:
             self.replay.close()
+
+
+def log_lost(reported: list[dict], held: set[str], problems: list[LogProblem], directory: Path) -> dict | None:
+    """What the log lost (a torn or damaged file, one cut short or removed) of what the events report: the fields of
+    a `log_lost` event, with `what`, one line counting it and naming the files, or None when nothing is missing.
+
+    Every reported segment (not a demonstration) the log lacks is named in `keys`, for the report to leave out. The
+    counts are of those the run counted as stored: policy segments, and operators' segments acknowledged durable
+    (`stored`), sampled for training or read back at an earlier resume. An operator's segment never acknowledged was
+    taken but never stored (the report already says so): it is counted apart, as not the log's loss."""
+    def key(e: dict) -> str:
+        return f"{e['robot']}:{e['seq']}"
+
+    trained = {e["key"] for e in reported if e["ev"] == "segment_trained"}
+    acked = {key(e) for e in reported if e["ev"] == "stored"} | trained
+    told = {k for e in reported if e["ev"] == "log_lost" for k in e["keys"]}  # by an earlier resume
+    missing: dict[str, dict] = {}
+    for e in reported:
+        if e["ev"] == "segment" and e["controller"] != DEMO and key(e) not in held and key(e) not in told:
+            missing[key(e)] = e
+    if not missing:
+        return None
+    gone = [e for k, e in missing.items() if not is_human(e["controller"]) or k in acked or e.get("recovered")]
+    human = [e for e in gone if is_human(e["controller"])]
+    never = [e for e in missing.values() if e not in gone]
+    damaged = sorted({p.file.name for p in problems})
+    where = ("; ".join(f"{p.file.name}@{p.offset}: {p.what}" for p in problems[:3])
+             + (f"; {len(problems) - 3} more problems" if len(problems) > 3 else "") if problems else
+             "no damaged frame found: a file was cut at a frame boundary or removed")
+    what = (f"segment log {directory}: {len(gone)} frames ({sum(e['steps'] for e in gone)} steps) the run stored "
+            f"are gone ({where}): {len(human)} operators' segments ({sum(e['steps'] for e in human)} human steps, "
+            f"{sum(key(e) in trained for e in human)} of them already trained on) and {len(gone) - len(human)} "
+            f"policy segments ({sum(e['steps'] for e in gone if e not in human)} steps); the report leaves them out")
+    if never:
+        what += (f"; {len(never)} operators' segments ({sum(e['steps'] for e in never)} steps) were never "
+                 "acknowledged durable")
+    return {"keys": list(missing), "frames": len(gone), "steps": sum(e["steps"] for e in gone),
+            "human_segments": len(human), "human_steps": sum(e["steps"] for e in human),
+            "trained": sum(key(e) in trained for e in human), "files": damaged or [str(directory)], "what": what}
