@@ -123,11 +123,6 @@ KINDS: dict[str, Kind] = {
                      "stored, of them `human_segments`/`human_steps` an operator's (`trained`: already trained on)",
                      has={"keys": LIST, "frames": INT, "human_steps": INT},
                      may={"steps": INT, "human_segments": INT, "trained": INT, "files": LIST, "what": TEXT}),
-    "log_lost": Kind("a resumed run's segment log lacks segments its events report stored (a torn, damaged, cut or "
-                     "removed file): `keys` (robot:seq) for the report to leave out; `frames`/`steps` the run counted "
-                     "stored, of them `human_segments`/`human_steps` an operator's (`trained`: already trained on)",
-                     has={"keys": LIST, "frames": INT, "human_steps": INT},
-                     may={"steps": INT, "human_segments": INT, "trained": INT, "files": LIST, "what": TEXT}),
     "eval": Kind("one published version scored alone on held-out episodes: success rate with its 95 % interval",
                  needs={"version": INT, "success_rate": NUMBER, "ci95": LIST, "episodes": INT},
                  has={"seed_base": INT, "eval_s": NUMBER},

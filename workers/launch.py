@@ -167,8 +167,6 @@ def clone_from_demos(cfg: RunConfig, task: Task, directory: Path, updates: int) 
 FleetFactory = Callable[[RunConfig, Path, int, int, int], Fleet]
 LOSS_EVIDENCE = ("segment", "stored", "segment_trained", "log_lost")
 """the events of earlier runs a resumed buffer's log is checked against (BufferWorker.lost)"""
-LOSS_EVIDENCE = ("segment", "stored", "segment_trained", "log_lost")
-"""the events of earlier runs a resumed buffer's log is checked against (BufferWorker.lost)"""
 
 
 def previous_runs(events: list[dict]) -> tuple[int, list[str]]:
@@ -260,10 +258,6 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
     clock = fleet.clock
     if incarnation:  # segments the killed run stored but never reported belong to that run, before this one starts
         log.write(settled(fleet.buffer, BufferRole.unreported, logged))
-        lost = settled(fleet.buffer, BufferRole.lost, [e for e in earlier if e["ev"] in LOSS_EVIDENCE])
-        for e in lost:  # what a torn or damaged log lost, counted (its log_problem warnings only say where)
-            print(f"dagger: warning: {e['what']}", file=sys.stderr)
-        log.write(lost)
         lost = settled(fleet.buffer, BufferRole.lost, [e for e in earlier if e["ev"] in LOSS_EVIDENCE])
         for e in lost:  # what a torn or damaged log lost, counted (its log_problem warnings only say where)
             print(f"dagger: warning: {e['what']}", file=sys.stderr)

@@ -102,9 +102,6 @@ class BufferRole(SampleSource, Protocol):
     def lost(self, reported: list[dict]) -> list[dict]:
         """A `log_lost` event, or none, for what earlier runs' events report stored and the log no longer holds."""
 
-    def lost(self, reported: list[dict]) -> list[dict]:
-        """A `log_lost` event, or none, for what earlier runs' events report stored and the log no longer holds."""
-
     def poll(self) -> dict:
         """Events since the last poll and a status line."""
 
