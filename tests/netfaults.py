@@ -96,7 +96,7 @@ class Host:
         return ["ip", "netns", "exec", self.name, *argv]
 
     def link(self, up: bool) -> None:
-        """Takes the host's end of its link down (a partition: packets are neither delivered nor refused), or back up."""
+        """Takes the host's end of its link down (a partition: nothing delivered, nothing refused), or back up."""
         ip("-n", self.name, "link", "set", "eth0", "up" if up else "down")
 
 

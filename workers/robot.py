@@ -83,7 +83,7 @@ class RobotWorker:
         calls = Callbacks(self.emitter(robot), self.shipper.add, self.observed,
                           partial(self.new_episode, robot))
         return RobotController(robot, self.cfg, make_robot(self.cfg.task, self.cfg.robot.agents,
-                                                           self.cfg.robot.token_file, robot),
+                                                           self.cfg.robot.token_file, robot, self.cfg.robot.tls_ca),
                                make_gate(self.cfg.gate, seed=self.cfg.seed * 1000 + robot), calls, self.clock,
                                incarnation, self.budgeted)
 
