@@ -57,17 +57,32 @@ def to_arrays(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
+    """Writes path whole or not at all (a temporary file renamed over it); a full disk is an OSError naming path."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        cause = next((e for e in _chain(err) if isinstance(e, OSError)), None)  # torch.save wraps it in a RuntimeError
+        if cause is None:
+            raise
+        raise OSError(cause.errno, f"cannot write {path}: {cause.strerror or cause}") from err
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)  # the rename itself survives a crash
     finally:
         os.close(fd)
+
+
+def _chain(err: BaseException | None) -> Any:
+    """err and the exceptions it was raised from or while handling."""
+    while err is not None:
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def write_checkpoint(directory: Path, payload: dict, keep: int = 3) -> Path:

@@ -33,7 +33,7 @@ from dagger.policies import make_policy
 from dagger.policies.remote import PolicyServer, RemotePolicy
 from dagger.scalars import ScalarLogger, make_writers
 from dagger.tasks import make_task
-from dagger.wire import new_token_file, read_token
+from dagger.wire import client_tls, new_token_file, read_token
 from teleop_devices.scripted import ScriptedOperator
 from teleop_devices.station import HumanDevice
 from workers.buffer import BufferWorker
@@ -113,20 +113,26 @@ class LocalFleet:
         raise RuntimeError("in-process components are not restarted")
 
     def stop(self) -> list[dict]:
-        polls = [p for r in self.robot_workers for p in r.stop()] + [self.learner_worker.stop()]
+        polls = [p for r in self.robot_workers for p in r.stop()]
+        polls.append(stopped("learner", self.learner_worker.stop, self.clock))
         polls.append(self.buffer_worker.poll())
         polls.append(closed(LocalEndpoint(self.buffer_worker), self.clock))
         return polls
 
 
-def closed(buffer: Endpoint[BufferRole], clock: Callable[[], float]) -> dict:
-    """Closes the buffer at the end of a run; a poll whose events say so if its storage refused (disk full)."""
+def stopped(component: str, stop: Callable[[], dict], clock: Callable[[], float]) -> dict:
+    """A component's final poll at the end of a run; one whose storage refused (a full disk: the learner's last
+    checkpoint, the buffer's log) says so in an event instead, and the run still ends with run_end and a report."""
     try:
-        settled(buffer, BufferRole.close)
+        return stop()
     except Exception as err:  # noqa: BLE001 - the run still ends, with run_end and a report
-        return {"events": [{"ev": "loop_failed", "t": clock(), "component": "buffer",
-                            "error": f"closing the segment log: {cause_of(err)}"}]}
-    return {"events": []}
+        return {"events": [{"ev": "loop_failed", "t": clock(), "component": component,
+                            "error": f"stopping: {cause_of(err)}"}]}
+
+
+def closed(buffer: Endpoint[BufferRole], clock: Callable[[], float]) -> dict:
+    """Closes the buffer at the end of a run (see stopped)."""
+    return stopped("buffer", lambda: settled(buffer, BufferRole.close) or {"events": []}, clock)
 
 
 def collect_demos(cfg: RunConfig, task: Task, clock: Callable[[], float] = time.time) -> list[Segment]:
@@ -216,7 +222,8 @@ def serve_policy(cfg: RunConfig, run_dir: Path, task: Task) -> tuple[RunConfig, 
     if cfg.policy.type != "remote":
         return cfg, None
     if cfg.policy.address:
-        return cfg, RemotePolicy(cfg.policy.address, read_token(cfg.policy.token_file), deadline_ms=10_000)
+        return cfg, RemotePolicy(cfg.policy.address, read_token(cfg.policy.token_file), deadline_ms=10_000,
+                                 tls=client_tls(cfg.policy.tls_ca) if cfg.policy.tls_ca else None)
     path = run_dir / "policy_token"
     token = new_token_file(path)
     server = PolicyServer(lambda: make_policy(cfg.policy, task.obs_dim, task.act_dim, cfg.seed, task.image_shape),

@@ -26,7 +26,7 @@ from dagger.config import ConfigError, RunConfig
 from dagger.events import first_line
 from workers.buffer import BufferWorker
 from workers.evaluator import Evaluator
-from workers.launch import closed
+from workers.launch import closed, stopped
 from workers.learner import Learner
 from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
@@ -310,12 +310,13 @@ class RayFleet:
 
     def stop(self) -> list[dict]:
         polls = []
-        for stopped in [g.call(RobotRole.stop) for g in self.groups]:
+        for final in [g.call(RobotRole.stop) for g in self.groups]:
             try:
-                polls.extend(stopped.result())
+                polls.extend(final.result())
             except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
                 continue
-        polls.append(settled(self.learner, LearnerRole.stop))  # a learner restarting is waited for
+        # a learner Ray is restarting is waited for
+        polls.append(stopped("learner", lambda: settled(self.learner, LearnerRole.stop), self.clock))
         polls.append(settled(self.buffer, BufferRole.poll))
         polls.append(closed(self.buffer, self.clock))
         buffer_handle = self.buffer.handle  # type: ignore[attr-defined]

@@ -240,7 +240,7 @@ class Supervisor:
         try:
             self.log.write(events)
         except StorageError as err:  # disk full: the run stops, its last events in the space the log kept
-            self.failed = self.failed or str(err)
+            self.failed = self.failed or str(err.strerror)
         if self.on_events is not None:
             self.on_events(events)
         self.weights.seen(events)
