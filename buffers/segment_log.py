@@ -257,7 +257,7 @@ class SegmentLog:
             self._syncing = True
             if self.commit_wait_s > 0 and self._writing:  # appends under way: let their frames join this fsync
                 self._sync.wait_for(lambda: not self._writing, self.commit_wait_s)
-        target, fd = 0, -1
+        target, fd, synced = 0, -1, False
         try:
             with self._write:  # what this fsync covers; a dup stays valid should a rotation close the file
                 if self._closed:  # close() synced (or failed): look again
@@ -265,6 +265,7 @@ class SegmentLog:
                 target, fd = self._written, os.dup(self._file.fileno())
             os.fsync(fd)
             self.fsyncs += 1
+            synced = True
         except OSError as e:
             self._fail(e, f"fsync of {self.path} failed; its frames up to byte {target} of this session may be lost")
         finally:
@@ -272,10 +273,9 @@ class SegmentLog:
                 os.close(fd)
             with self._sync:
                 self._syncing = False
+                if synced:
+                    self._durable = max(self._durable, target)
                 self._sync.notify_all()
-        with self._sync:
-            self._durable = max(self._durable, target)
-            self._sync.notify_all()
         return False
 
     def close(self) -> None:
