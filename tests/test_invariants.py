@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +31,14 @@ from dagger.events import EventLog, read_events
 from dagger.metrics import summarize
 from dagger.policies import EnsemblePolicy
 from dagger.tasks import make_task
-from tests.conftest import make_segment, point_config
+from tests.conftest import make_segment, point_config, wait_until
 from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import LocalFleet, collect_demos
 from workers.learner import Learner
 from workers.roles import BufferRole
 from workers.supervisor import Supervisor
-from workers.transport import LocalEndpoint
+from workers.transport import Late, LocalEndpoint
 
 # ---------------------------------------------------------------- helpers
 
@@ -242,7 +245,7 @@ def test_a_robot_keeps_stepping_while_the_buffer_never_answers(tmp_path):
     assert max(per_tick) == 1  # at most one add per tick, and only on ticks that close a segment
     # 40-step episodes: segments close every 5 steps and at each episode end; ticks 5, 10, ..., 100
     assert [i + 1 for i, n in enumerate(per_tick) if n] == list(range(5, 101, 5))
-    in_flight = [s for _, batch in robot.shipper.in_flight for s in batch]
+    in_flight = [s for _, batch, _ in robot.shipper.in_flight for s in batch]
     assert len(robot.shipper.in_flight) == 20 and sum(len(s) for s in in_flight) == 100
 
 
@@ -429,3 +432,161 @@ def test_learner_updates_are_every_update_each_learner_process_made(tmp_path):
     buffer.close()
     assert sum(e["ev"] == "restored" for e in events) == 1
     assert summarize(events)["learner_updates"] == 42 + 25
+
+
+# ---------------------------------------------------------------- 6. a buffer that blocks, with a real clock
+
+
+class FuturePending:
+    """A call running in another thread, as a Ray call's answer: ready() never waits; result() on a call that has not
+    finished, from a robot's control loop (a thread named robots-<id>), is recorded (a wait on the buffer inside a
+    control step) and raises, so a robot that would wait is seen, not hung. Elsewhere (stop()'s flush) it waits."""
+
+    def __init__(self, future: Future, waited: list[str]):
+        self.future, self.waited = future, waited
+
+    def ready(self) -> bool:
+        return self.future.done()
+
+    def result(self, timeout: float | None = None):
+        if not self.future.done() and threading.current_thread().name.startswith("robots-"):
+            self.waited.append(threading.current_thread().name)
+            raise Late("the robot waited on the buffer")
+        try:
+            return self.future.result(timeout)
+        except TimeoutError as err:
+            raise Late("not answered in time") from err
+
+
+class BlockingBuffer:
+    """The real buffer behind a connection: call() returns at once; add() runs in a thread of its own and begins only
+    once `released` is set (a buffer held up by its disk)."""
+
+    transient = ()
+
+    def __init__(self, buffer: BufferWorker):
+        self.buffer, self.released, self.entered = buffer, threading.Event(), threading.Event()
+        self.pool = ThreadPoolExecutor(8)
+        self.waited: list[str] = []
+
+    def call(self, method, *args):
+        return FuturePending(self.pool.submit(self.run, method.__name__, *args), self.waited)
+
+    def run(self, name: str, *args):
+        if name == "add":
+            self.entered.set()
+            self.released.wait()
+        return getattr(self.buffer, name)(*args)
+
+
+def test_a_robot_on_a_real_clock_steps_on_while_its_buffers_add_blocks_and_ships_when_released(tmp_path):
+    cfg = point_config("gate.name=random", "gate.rate=0.2", "operator.reaction_s=0.0", "operator.correction_steps=3",
+                       "robot.ship_every_s=0", "robot.speed=20.0")
+    buffer = BufferWorker(tmp_path / "segments")
+    blocking = BlockingBuffer(buffer)
+    robot = OneRobot(0, cfg, blocking, clock=time.time)
+    robot.set_weights(first_weights(cfg, buffer))
+    robot.start()  # its own control loop, paced on the real clock
+
+    def helped(check: Callable[[], bool]) -> Callable[[], bool]:
+        def helping() -> bool:
+            if robot.state is State.WAITING:
+                robot.assign(0)  # an operator for every request (a repeat while assigned is refused, harmless)
+            return check()
+        return helping
+
+    try:
+        wait_until(helped(blocking.entered.is_set), 60, "the first add")
+        steps, periods = robot.total_steps, robot.periods
+        # the add that began is still blocked: the robot steps on, and closes the operators' segments it is given
+        wait_until(helped(lambda: sum(s.human for s in robot.shipper.unacked.values()) >= 2
+                          and robot.total_steps >= steps + 20 and robot.periods >= periods + 50), 60,
+                   "two operators' segments and 20 steps while the buffer's add is blocked")
+        assert not blocking.released.is_set() and blocking.waited == []
+        assert any(s.human for _, batch, _ in robot.shipper.in_flight for s in batch)  # sent, not yet answered
+        blocking.released.set()
+        wait_until(lambda: not robot.shipper.unacked and not robot.shipper.in_flight, 60, "every add answered")
+    finally:
+        blocking.released.set()
+        events = robot.stop()["events"]
+        blocking.pool.shutdown()
+    assert blocking.waited == [], f"{len(blocking.waited)} waits on the buffer in {set(blocking.waited)}"
+    human = {f"0:{e['seq']}" for e in events if e["ev"] == "segment" and e["controller"] != "policy"}
+    assert len(human) >= 2 and human == {f"0:{e['seq']}" for e in events if e["ev"] == "stored"}
+    logged = {s.key for s in stored_segments(tmp_path / "segments")}
+    buffer.close()
+    assert human <= logged
+
+
+# ---------------------------------------------------------------- 7. demonstrations are not interventions
+
+
+@pytest.mark.parametrize("fmt", ["robomimic", "lerobot"])
+def test_scripted_demonstration_steps_are_never_exported_as_interventions(tmp_path, fmt):
+    import h5py
+    import pyarrow.parquet as pq
+    import yaml
+
+    from dagger.app.cli import main
+
+    cfg = point_config("demos=2")
+    run = tmp_path / "run"
+    buffer = BufferWorker(run / "segments")
+    demos = collect_demos(cfg, make_task(cfg.task))  # the driver's scripted demonstrations, as a run stores them
+    buffer.add([*demos, make_segment(0, 3, "policy"), make_segment(1, 2, "operator:4")])
+    buffer.close()
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": {"name": "point"}}))
+    out = tmp_path / ("out.hdf5" if fmt == "robomimic" else "out")
+    assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+    if fmt == "robomimic":
+        with h5py.File(out) as f:
+            demo_groups = [f["data"][name] for name in f["data"]]
+            controller = np.concatenate([g["controller"][()] for g in demo_groups]).astype(str)
+            intervention = np.concatenate([g["intervention"][()] for g in demo_groups])
+            operator = np.concatenate([g["operator"][()] for g in demo_groups])
+    else:
+        data = pq.read_table(out / "data/chunk-000/file-000.parquet")
+        controller = np.array(data.column("controller").to_pylist())
+        intervention = np.array(data.column("intervention").to_pylist())
+        operator = np.array(data.column("operator").to_pylist())
+    demo = controller == "demo"
+    assert demo.sum() == sum(map(len, demos)) > 0
+    assert not intervention[demo].any() and (operator[demo] == -1).all()  # a script, not a person, acted
+    assert intervention[controller == "operator:4"].all() and (operator[controller == "operator:4"] == 4).all()
+    assert intervention.sum() == 2
+
+
+# ---------------------------------------------------------------- 8. training seeds below evaluation seeds
+
+
+def test_run_seeds_stay_below_the_evaluation_seeds(tmp_path):
+    from dagger.config import MAX_COUNT, ConfigError
+    from dagger.control import INCARNATION_STRIDE
+    from dagger.evaluation import EVAL_SEED_BASE, MAX_RUN_SEED, demo_seed, episode_seed, eval_seeds
+
+    top = MAX_RUN_SEED - 1
+    # the largest training seeds a run may use: the last run seed, robot and demonstration the config allows, and a
+    # robot restarted 100,000 times (each run and each robot restart takes an incarnation) with a million episodes
+    assert episode_seed(top, MAX_COUNT - 1, 10**5 * INCARNATION_STRIDE + 10**6) < EVAL_SEED_BASE
+    assert demo_seed(top, MAX_COUNT - 1) < EVAL_SEED_BASE
+    assert point_config(f"seed={top}").seed == top
+    with pytest.raises(ConfigError, match="seed"):
+        point_config(f"seed={MAX_RUN_SEED}")
+    with pytest.raises(ValueError, match="evaluation seeds must start at"):
+        eval_seeds(3, EVAL_SEED_BASE - 1)
+    assert min(eval_seeds(3)) == EVAL_SEED_BASE
+
+    # the seeds the code takes: a robot's episodes (a late incarnation) and the scripted demonstrations
+    cfg = point_config(f"seed={top}", "gate.name=never", "demos=2")
+    robot = OneRobot(MAX_COUNT - 1, cfg, LocalEndpoint(BufferWorker(tmp_path / "segments")), incarnation=10**5)
+    seeds: list[int] = []
+    reset = robot.robot.reset
+    robot.robot.reset = lambda seed=None: seeds.append(seed) or reset(seed=seed)  # type: ignore[method-assign]
+    robot.set_weights(first_weights(cfg, BufferWorker(tmp_path / "other")))
+    for _ in range(45):  # point's episodes are 40 steps: two episodes begin
+        robot.tick()
+    task = make_task(cfg.task)
+    task_reset = task.reset
+    task.reset = lambda seed=None: seeds.append(seed) or task_reset(seed=seed)  # type: ignore[method-assign]
+    collect_demos(cfg, task)
+    assert len(seeds) == 4 and all(isinstance(s, int) and 0 <= s < EVAL_SEED_BASE for s in seeds), seeds
