@@ -119,17 +119,17 @@ def kept_segments(events: list[dict]) -> tuple[list[dict], list[dict]]:
 
     An operator's segment is kept when the buffer acknowledged it durable (a `stored` event), sampled it for training
     (`segment_trained`) or read it back from its log (a `recovered` segment event), unless a later `log_lost` names it
-    (its log was found torn or damaged). A policy segment is kept unless `log_lost` names it. A run that logged no
-    acknowledgement at all (no `stored`, no `ship_failed`: logs from before robots reported them) is taken at its
-    word, as those logs were read.
+    (its log was found torn or damaged) or an `unstored` one (never acknowledged by the run's end). A policy segment
+    is kept unless `log_lost` names it. A run that logged nothing of acknowledgements (no `stored`, `ship_failed` or
+    `unstored`: logs from before robots reported them) is taken at its word, as those logs were read.
     """
-    lost_from_log = {key for e in of_kind(events, "log_lost") for key in e.get("keys", [])}
+    lost_from_log = {key for e in events if e["ev"] in ("log_lost", "unstored") for key in e.get("keys", [])}
     proven = ({segment_key(e) for e in of_kind(events, "stored")}
               | {e["key"] for e in of_kind(events, "segment_trained")})
     kept: list[dict] = []
     lost: list[dict] = []
     for run in runs(events):
-        acks = any(e["ev"] in ("stored", "ship_failed") for e in run)
+        acks = any(e["ev"] in ("stored", "ship_failed", "unstored") for e in run)
         for seg in of_kind(run, "segment"):
             key, human = segment_key(seg), seg["controller"] not in ACKED_OTHERWISE
             if key not in lost_from_log and (not human or not acks or seg.get("recovered") or key in proven):

@@ -274,6 +274,15 @@ def test_the_lost_segments_named_are_bounded():
     assert summarize(run + [recovered])["human_steps"] == 3
 
 
+def test_segments_a_robot_says_were_never_acknowledged_are_lost_though_nothing_else_was_acknowledged():
+    # a buffer that hung the whole run: no `stored`, no `ship_failed`; at the end the robot logs `unstored`
+    run = [{"ev": "run_start", "t": 100.0}, A, C,
+           {"ev": "unstored", "t": 111.0, "robot": 0, "keys": ["0:1"], "steps": 6, "error": "no answer"},
+           {"ev": "run_end", "t": 112.0}]
+    s = summarize(run)
+    assert (s["steps"], s["human_steps"], s["human_steps_taken"], s["lost_segments"]) == (8, 0, 6, ["0:1"])
+
+
 def test_a_log_from_before_acknowledgements_is_taken_at_its_word(summary):
     # EVENTS has no `stored` and no `ship_failed`: every segment counts, as before robots reported acknowledgements
     assert (summary["human_steps"], summary["human_steps_taken"], summary["human_steps_lost"]) == (16, 16, 0)
