@@ -40,7 +40,9 @@ class ScalarLogger:
     def __init__(self, writers: list[Writer], every_s: float = 5.0, kept: set[str] | None = None):
         self.writers, self.every_s, self.kept = writers, every_s, kept
         self.waiting: dict[str, dict] = {}  # operators' segments closed, not yet acknowledged durable
-        self.counted: dict[str, dict] = {}  # segments counted, by robot:seq, for a log_lost to take back
+        # the earlier runs' segments counted (absorb), by robot:seq, for the log_lost a resumed run logs to take back
+        self.counted: dict[str, dict] = {}
+        self.absorbing = False
         self.values: dict[str, float] = {}
         self.step, self.t = 0, 0.0
         self.next_t: float | None = None  # when the next write is due (set by the first event)
@@ -63,9 +65,11 @@ class ScalarLogger:
 
     def absorb(self, events: list[dict]) -> None:
         """Counts what a resumed run's earlier runs logged, writing nothing (their scalars are written already)."""
+        self.absorbing = True
         for e in events:
             self._take(e)
             self.t = max(self.t, float(e.get("t", self.t)))
+        self.absorbing = False
 
     def _take(self, e: dict) -> None:
         kind, v = e["ev"], self.values
@@ -130,8 +134,8 @@ class ScalarLogger:
         if isinstance(e.get("robot"), int) and e["robot"] >= 0:
             self._count(f"robot/{e['robot']}/steps", steps)
             self._count(f"robot/{e['robot']}/human_steps", steps * human)
-        if sign > 0:
-            self.counted[segment_key(e)] = e
+        if sign > 0 and self.absorbing:  # a log_lost names only segments of runs before the one that logs it
+            self.counted[segment_key(e)] = {k: e[k] for k in ("robot", "controller", "steps")}
 
     def flush(self) -> None:
         if self.dirty:

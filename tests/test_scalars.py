@@ -73,10 +73,13 @@ def test_only_what_the_buffer_kept_counts_live_and_in_a_replay(tmp_path):
     last = lines(tmp_path / "live.jsonl")[-1]
     assert (last["fleet/steps"], last["fleet/human_steps"], last["fleet/human_steps_taken"]) == (21, 11, 15)
     assert (last["robot/0/human_steps"], last["robot/1/human_steps"]) == (6, 5)
-    events.append({"ev": "log_lost", "t": 5.0, "keys": ["1:0", "0:0"], "frames": 2, "human_steps": 5})
+    # resumed: the earlier run's events absorbed, then the resumed run's buffer says its log lost 1:0 and 0:0
+    lost = {"ev": "log_lost", "t": 5.0, "keys": ["1:0", "0:0"], "frames": 2, "human_steps": 5}
     live = ScalarLogger([JsonlWriter(tmp_path / "after.jsonl")], every_s=100.0)
-    live.add(events)
+    live.absorb(events)
+    live.add([{"ev": "run_start", "t": 4.5}, lost])
     live.close()
+    events += [{"ev": "run_start", "t": 4.5}, lost]
     replay(events, [JsonlWriter(tmp_path / "replay.jsonl")])
     summary = summarize(events)
     for written in lines(tmp_path / "after.jsonl")[-1], lines(tmp_path / "replay.jsonl")[-1]:
