@@ -2,14 +2,15 @@
 the record of what the controller sent and what the robot executed, to say afterwards whether the robot ever
 executed a stale command.
 
-    with TwoHosts(Faults(delay_s=0.05, jitter_s=0.01, loss=0.02)) as hosts, recording_sends() as sent:
+    with TwoHosts(TOKEN, Faults(delay_s=0.05, jitter_s=0.01, loss=0.02)) as hosts, recording_sends() as sent:
         with hosts.worker.inside():
             robot = RemoteRobot(hosts.address, TOKEN); robot.connect()        # through the proxy
         ...
         ages = command_ages(hosts.agent.robot.runs, sent)                     # each execution's command's age
 
 Both hosts share this machine's clock, so an execution's age is exact: when the robot executed it minus when the
-controller last sent that very action (`time.time()` on both sides, no offset to estimate).
+controller last sealed that very action (`time.time()` on both sides, no offset to estimate). Both hosts run in one
+Python process here, so a measured age can pass the agent's own by a thread switch (sys.getswitchinterval(), 5 ms).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 
 from dagger.robots.agent import RobotAgent
 from dagger.robots.base import SimRobot
-from dagger.robots.remote import RemoteRobot
 from dagger.tasks import make_task
+from dagger.wire import Session
 from tests.netfaults import Faults, FaultyProxy, Host, Network
 
 
@@ -93,22 +94,22 @@ class TwoHosts:
 
 @contextlib.contextmanager
 def recording_sends() -> Iterator[dict[bytes, list[float]]]:
-    """Every RemoteRobot's commands while the block runs: action (float32 bytes) -> when it was sent (wall clock,
-    taken just before it is sealed, so an age measured from it is never short)."""
+    """Every command a controller seals while the block runs: action (float32 bytes) -> when (wall clock, taken just
+    before the frame is stamped with its send time, so an age measured from it is never short; a reconnect inside
+    send_action comes before it)."""
     sent: dict[bytes, list[float]] = {}
-    original = RemoteRobot.send_action
+    original = Session.seal
 
-    def send_action(self: RemoteRobot, action: np.ndarray) -> np.ndarray:
-        when = time.time()
-        executed = original(self, action)
-        sent.setdefault(np.asarray(executed, np.float32).tobytes(), []).append(when)
-        return executed
+    def seal(self: Session, message: dict) -> bytes:
+        if message.get("kind") == "act":
+            sent.setdefault(np.asarray(message["action"], np.float32).tobytes(), []).append(time.time())
+        return original(self, message)
 
-    RemoteRobot.send_action = send_action  # type: ignore[method-assign]
+    Session.seal = seal  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        RemoteRobot.send_action = original  # type: ignore[method-assign]
+        Session.seal = original  # type: ignore[method-assign]
 
 
 def command_ages(runs: list[tuple[float, bytes]], sent: dict[bytes, list[float]]) -> list[float]:
