@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -175,7 +176,9 @@ def ray_hosts(tmp_path_factory):
     nodes: list[subprocess.Popen] = []
     with Network() as net:
         robots = net.host()
-        head = f"{robots.gateway}:{6380 + os.getpid() % 1000}"
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            head = f"{robots.gateway}:{probe.getsockname()[1]}"
         try:
             nodes.append(start_node([], folder, "head", env, "--head", "--node-ip-address", robots.gateway,
                                     "--port", head.rpartition(":")[2], "--include-dashboard", "false",
