@@ -130,6 +130,7 @@ def main() -> None:
         Condition("two hosts, clean link (proxy)"),
         Condition("50 ± 10 ms each way", slow),
         Condition("50 ± 10 ms each way, 2 % loss", lossy),
+        Condition("clean link, 1 chunk in 200 resets the connection", Faults(drop=0.005)),
         Condition(f"{args.partition_s:g} s partition (robot's link down)", partition=True),
         Condition("50 ± 10 ms, 2 % loss, agent at 4x real time", lossy, speed=4.0),
     ]
