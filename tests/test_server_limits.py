@@ -137,6 +137,27 @@ def test_a_strangers_long_frame_is_refused_before_it_is_read(server):
     assert server.health()["refused_too_large"] == 1
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=120) | st.builds(lambda n, rest: n.to_bytes(4, "big") + rest, st.integers(0, 2**32 - 1),
+                                           st.binary(max_size=120)))
+def test_a_strangers_bytes_are_refused_by_what_they_claim(data):
+    """Whatever a stranger sends in place of a hello: a claimed length past HELLO_BYTES is refused unread, a whole
+    frame is refused unsigned, a part of one is dropped when it hangs up; the server serves on."""
+    with PolicyServer(Steps, TOKEN) as server:
+        sock, session = dial(server.address), Session(TOKEN)
+        assert session.read(sock)["kind"] == "challenge"
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        assert hung_up(sock)
+        size = int.from_bytes(data[:4], "big") if len(data) >= HEADER else 0
+        why = None if len(data) < HEADER else "too_large" if size > wire.HELLO_BYTES else \
+            "unsigned" if len(data) >= HEADER + size else None
+        wait_for(lambda: server.door.held() == (0, 0), "the stranger gone")
+        assert {k: v for k, v in server.health().items() if k.startswith("refused_")} == \
+            ({f"refused_{why}": 1} if why else {})
+        assert RemotePolicy(server.address, TOKEN, deadline_ms=LIVE_S * 1000).act(np.zeros(1)).action[0] == 1.0
+
+
 def test_connections_are_capped_and_a_peer_with_the_token_always_gets_in(server):
     strangers = [dial(server.address) for _ in range(40)]  # silent: they never answer the challenge
     wait_for(lambda: server.health().get("accepted") == 40, "the strangers let in, one after another")
