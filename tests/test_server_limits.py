@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -167,6 +168,35 @@ def test_connections_are_capped_and_a_peer_with_the_token_always_gets_in(server)
     assert sum(hung_up(s) for s in strangers[:36]) == 36  # the oldest were hung up on to make room
     for sock in strangers:
         sock.close()
+
+
+SERVE_WITH_FEW_FDS = """
+import resource, sys, threading
+from dagger.policies.remote import PolicyServer
+from tests.test_server_limits import Steps
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+server = PolicyServer(Steps, bytes.fromhex(sys.argv[1]), slots=64, unproven=64).start()
+print(server.address, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_server_out_of_file_descriptors_frees_one_and_lets_a_peer_with_the_token_in():
+    """At its file-descriptor limit legitimate robots timed out 3 of 3 while the accept loop spun."""
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_WITH_FEW_FDS, TOKEN.hex()], cwd=Path(__file__).parent.parent,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        address = proc.stdout.readline().strip()
+        strangers = [dial(address) for _ in range(60)]  # more than the server has descriptors for
+        remote = RemotePolicy(address, TOKEN, deadline_ms=LIVE_S * 1000)
+        assert remote.act(np.zeros(1)).action[0] == 1.0
+        remote.close()
+        for sock in strangers:
+            sock.close()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_a_peer_with_the_token_gets_in_under_a_flood(server):
