@@ -444,6 +444,61 @@ def test_an_authentic_bomb_is_refused_as_too_large(inflated, limit):
     assert len(body) < HEADER + inflated  # zeros compress: the bound is on what it inflates to, not its length
 
 
+def inflated(message: dict) -> int:
+    """What a sealed message inflates to, as a reader's bound counts it."""
+    session = Session(TOKEN)
+    body = session.seal(message)[HEADER:]
+    return len(lz4.frame.decompress(body[1:]))
+
+
+DIMS = st.integers(1, 64)
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.integers(1, 8), obs_dim=DIMS, image=st.none() | st.tuples(st.integers(1, 32), st.integers(1, 32)),
+       dtype=st.sampled_from([np.float32, np.float64, np.int64]))
+def test_a_policy_request_of_the_tasks_shapes_is_never_refused_as_too_large(k, obs_dim, image, dtype):
+    """The bound is what a request can hold: act_batch of K robots' observations (any numeric dtype up to 8 bytes)
+    and images at most, with every field; act and reset fit inside it."""
+    shape = None if image is None else (*image, 3)
+    request = {"kind": "act_batch", "robots": list(range(10**6, 10**6 + k)), "obs": np.ones((k, obs_dim), dtype),
+               "t": [2**40] * k, "reset": [True] * k, "instruction": "pick up the red block and put it in the bin"}
+    if shape is not None:
+        request["images"] = np.full((k, *shape), 255, np.uint8)
+    assert inflated(request) <= request_bytes(obs_dim, shape, batch=k)
+
+
+@settings(max_examples=30, deadline=None)
+@given(obs_dim=DIMS, act_dim=DIMS, image=st.none() | st.tuples(st.integers(1, 64), st.integers(1, 64)))
+def test_what_the_bridge_says_is_never_refused_as_too_large(obs_dim, act_dim, image):
+    """A controller's largest command (an act, as floats or a list) and an agent's largest observation fit their
+    readers' bounds."""
+    from dagger.robots.agent import command_bytes
+    from dagger.robots.base import Observation
+    from dagger.robots.bridge import obs_message
+    from dagger.robots.remote import observation_bytes
+
+    act = np.full(act_dim, -0.123456789)
+    assert inflated({"kind": "act", "action": act}) <= command_bytes(act_dim)
+    assert inflated({"kind": "act", "action": act.tolist()}) <= command_bytes(act_dim)
+    shape = None if image is None else (*image, 3)
+    obs = Observation(np.full(obs_dim, 1.5, np.float32), -1e300, True, True, True, act,
+                      None if shape is None else np.full(shape, 255, np.uint8))
+    message = obs_message(obs, act, episode=2**40, tick=2**40, cmd=2**40, held=True, state_tick=2**40,
+                          origin=2**40)
+    spec = {"obs_dim": obs_dim, "act_dim": act_dim, "image_shape": shape}
+    assert inflated(message) <= observation_bytes(spec)
+
+
+def test_a_refusal_is_logged_once_per_cause_and_counted(server, caplog):
+    for _ in range(5):
+        sock = dial(server.address)
+        sock.sendall(wire.frame(new_token(), {"kind": "hello"}))
+        assert hung_up(sock)
+    wait_for(lambda: server.health().get("refused_unsigned") == 5, "five refusals counted")
+    assert sum("refused a frame" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_the_readme_serves_on_loopback():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     serves = [line for line in readme.splitlines() if "dagger serve" in line or "robot-agent --" in line]
