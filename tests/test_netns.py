@@ -34,7 +34,8 @@ from tests.two_hosts import TwoHosts, command_ages, recording_sends
 from workers.buffer import BufferWorker
 from workers.transport import LocalEndpoint
 
-pytestmark = pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "")
+WHY_NOT = unavailable()
+pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
 
 TOKEN = new_token()
 PERIOD = 0.05  # the point task at real time: a 150 ms watchdog, longer than the link's 50 ms one way
@@ -90,7 +91,10 @@ def test_a_robot_behind_a_slow_lossy_link_keeps_its_controller(tmp_path, monkeyp
     with TwoHosts(TOKEN, faults, period=PERIOD) as hosts, recording_sends() as sent:
         worker = start_worker(hosts, tmp_path, monkeypatch)
         try:
-            wait_for(lambda: worker.episodes >= 2 and hosts.proxy.counts["lost"] >= 3)
+            # steps it can record are few: with a round trip past the period, the robot repeats the last command
+            # until the next arrives, and that one runs from a state the worker did not see (benchmarks/network.py)
+            wait_for(lambda: worker.episodes >= 2 and hosts.proxy.counts["lost"] >= 3
+                     and worker.total_steps - worker.unrecorded >= 3)
             assert worker.thread is not None and worker.thread.is_alive() and not worker.failure
         finally:
             final = worker.stop()
@@ -139,8 +143,11 @@ def start_node(host_argv: list[str], folder: Path, name: str, env: dict, *args: 
                                  "--num-cpus", "1", "--disable-usage-stats", *args], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: "Ray runtime started" in log.read_text() or node.poll() is not None)
+        wait_for(lambda: "Ray runtime started" in log.read_text() or node.poll() is not None, 3 * LIVE_S)
         assert node.poll() is None, log.read_text()[-3000:]
+    except AssertionError as err:  # not the failure an xfail test below expects: its node never ran
+        stop_node(node, signal.SIGKILL)
+        pytest.fail(f"Ray's {name} node did not start: {err}")
     except BaseException:
         stop_node(node, signal.SIGKILL)
         raise
@@ -187,9 +194,10 @@ def ray_hosts(tmp_path_factory):
             refused = subprocess.run(robots.command(RAY, "start", "--temp-dir", str(folder / "ray"),
                                                     "--disable-usage-stats", *node_args),
                                      env={**env, "RAY_AUTH_TOKEN_PATH": str(folder / "wrong")}, capture_output=True,
-                                     text=True, timeout=LIVE_S)
+                                     text=True, timeout=3 * LIVE_S)
             folder.joinpath("refused.log").write_text(refused.stdout + refused.stderr)
-            assert refused.returncode != 0, refused.stdout[-2000:]
+            if refused.returncode == 0:
+                pytest.fail(f"a node with another token joined: {refused.stdout[-2000:]}")
             nodes.append(start_node(robots.command(), folder, "robots", env, *node_args))
             yield head, env, folder, robots, node_args, nodes
         finally:
@@ -239,20 +247,24 @@ def test_a_ray_node_lost_mid_run_is_survived_like_an_actor(ray_hosts):
     run_dir = folder / "lost"
     run = dagger_start(head, env, run_dir, "--steps", "1500", "robot.speed=4.0")
     try:
-        wait_for(lambda: any(e["ev"] == "segment" for e in events_of(run_dir / "events.jsonl"))
-                 or run.poll() is not None, 2 * LIVE_S)
-        if run.poll() is not None or not placed_robots(run_dir):
-            pytest.fail(f"the run never got going: {run.communicate()[1][-3000:]}")  # not the expected failure
-        stop_node(nodes.pop(), signal.SIGKILL)  # as in a power cut
-        wait_for(lambda: any(e["ev"] == "robot_lost" for e in events_of(run_dir / "events.jsonl"))
-                 or run.poll() is not None)
+        try:  # anything but the run's own end fails as itself, not as the failure this test expects
+            wait_for(lambda: any(e["ev"] == "segment" for e in events_of(run_dir / "events.jsonl"))
+                     or run.poll() is not None, 3 * LIVE_S)
+            if run.poll() is not None or not placed_robots(run_dir):
+                raise AssertionError(f"the run never got going: {run.communicate()[1][-3000:]}")
+            stop_node(nodes.pop(), signal.SIGKILL)  # as in a power cut
+            wait_for(lambda: any(e["ev"] == "robot_lost" for e in events_of(run_dir / "events.jsonl"))
+                     or run.poll() is not None)
+            assert any(e["ev"] == "robot_lost" for e in events_of(run_dir / "events.jsonl")), "no robot_lost"
+        except AssertionError as why:
+            pytest.fail(str(why))
         nodes.append(start_node(robots.command(), folder, "robots-again", env, *node_args))
-        _, err = run.communicate(timeout=3 * LIVE_S)
+        _, stderr = run.communicate(timeout=3 * LIVE_S)
     finally:
         if run.poll() is None:
             run.kill()
             run.communicate()
-    assert run.returncode == 0, err[-3000:]
+    assert run.returncode == 0, stderr[-3000:]
     events = read_events(run_dir / "events.jsonl")
     placed = placed_robots(run_dir)
     assert {e["ip"] for e in placed} == {robots.ip} and len({e["node"] for e in placed}) == 2  # then its successor
