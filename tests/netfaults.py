@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
 RTO_S = 0.2  # Linux's minimum retransmission timeout
+RETRIES = 6  # resends of one segment at most (Linux gives up after 15; a test's link is not that bad)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -214,7 +215,9 @@ class FaultyProxy:
             self.counts["chunks"] += 1
             delay = max(0.0, f.delay_s + self.rng.uniform(-f.jitter_s, f.jitter_s)) if f.jitter_s else f.delay_s
             rto = max(RTO_S, 2 * f.delay_s + 4 * f.jitter_s)  # srtt + 4 rttvar, at least 200 ms
-            while f.loss > 0 and self.rng.random() < f.loss:  # lost, and its resend lost again: the timer doubles
+            for _ in range(RETRIES):  # lost, and its resend lost again: the timer doubles
+                if f.loss <= 0 or self.rng.random() >= f.loss:
+                    break
                 self.counts["lost"] += 1
                 delay += rto
                 rto *= 2

@@ -3,7 +3,7 @@
 sees it) and partitions made by taking a host's link down.
 
 Behaviour only: each test waits up to LIVE_S for what must happen; how fast the bridge is across a bad network is
-benchmarks/network.py's to say. Needs root and `ip netns`; skipped otherwise."""
+benchmarks/network.py's to say. Needs root and `ip netns` (but the proxy's own test); skipped otherwise."""
 
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ from dagger.events import read_events
 from dagger.policies import make_policy
 from dagger.wire import new_token
 from tests.conftest import ROOT
-from tests.netfaults import Faults, Network, unavailable
+from tests.netfaults import RTO_S, Faults, FaultyProxy, Network, unavailable
 from tests.one_robot import OneRobot
 from tests.two_hosts import TwoHosts, command_ages, recording_sends
 from workers.buffer import BufferWorker
 from workers.transport import LocalEndpoint
 
 WHY_NOT = unavailable()
-pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
+needs_netns = pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)
 
 TOKEN = new_token()
 PERIOD = 0.05  # the point task at real time: a 150 ms watchdog, longer than the link's 50 ms one way
@@ -83,6 +83,38 @@ def check_the_record(hosts: TwoHosts, sent: dict, final: dict, tmp_path: Path) -
     assert all(step in hosts.traced.executed for step in stored)
 
 
+def test_the_fault_proxy_loses_as_tcp_does_late_and_in_order_and_resets_when_told():
+    """On loopback: what goes through arrives whole and in order, a lost segment (and all behind it) a retransmission
+    timeout late; a drop hangs up both sides."""
+    server = socket.create_server(("127.0.0.1", 0))
+    upstream = f"127.0.0.1:{server.getsockname()[1]}"
+    proxy = FaultyProxy("127.0.0.1", upstream, Faults(delay_s=0.01, loss=0.3), seed=1)
+    try:
+        host, port = proxy.address.split(":")
+        client = socket.create_connection((host, int(port)), timeout=LIVE_S)
+        far, _ = server.accept()
+        far.settimeout(LIVE_S)
+        arrivals, sent = [], time.monotonic()
+        for i in range(20):
+            client.sendall(bytes([i]))
+            time.sleep(0.005)  # chunks of their own
+        got = b""
+        while len(got) < 20:
+            got += far.recv(100)
+            arrivals.append(time.monotonic() - sent)
+        assert got == bytes(range(20)) and proxy.counts["lost"] >= 1
+        assert max(arrivals) >= RTO_S  # held up a retransmission timeout at least
+        proxy.faults = Faults(drop=1.0)
+        client.sendall(b"x")
+        with contextlib.suppress(ConnectionResetError):
+            assert far.recv(100) == b""  # hung up on (closed, or reset)
+        assert proxy.counts["dropped"] == 1
+    finally:
+        proxy.close()
+        server.close()
+
+
+@needs_netns
 def test_a_robot_behind_a_slow_lossy_link_keeps_its_controller(tmp_path, monkeypatch):
     """50 ms +- 10 ms each way and 2 % of segments lost (each held up a retransmission timeout, 200 ms and more): the
     worker keeps its one connection, holds when an observation misses the watchdog, and the robot never executes a
@@ -105,6 +137,7 @@ def test_a_robot_behind_a_slow_lossy_link_keeps_its_controller(tmp_path, monkeyp
         check_the_record(hosts, sent, final, tmp_path)
 
 
+@needs_netns
 def test_a_partition_holds_the_robot_and_the_run_resumes_when_it_heals(tmp_path, monkeypatch):
     """The robot's link is down for 10 s: its watchdog holds it within its deadline and it stays still; commands
     queued on the way are never executed late; once the link is back the worker reconnects and the robot moves on."""
@@ -219,6 +252,7 @@ def placed_robots(run_dir: Path) -> list[dict]:
     return [e for e in events_of(run_dir / "events.jsonl") if e["ev"] == "placed" and e["role"] == "robot"]
 
 
+@needs_netns
 @pytest.mark.slow
 def test_a_ray_node_on_another_host_joins_with_the_token_and_runs_the_robots(ray_hosts):
     head, env, folder, robots, _, _ = ray_hosts
@@ -233,6 +267,7 @@ def test_a_ray_node_on_another_host_joins_with_the_token_and_runs_the_robots(ray
     assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget"
 
 
+@needs_netns
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "workers/ray_fleet.py RayFleet.restart_group places the replacement group at once, while the GCS still counts "
