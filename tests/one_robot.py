@@ -62,6 +62,10 @@ class Workers:
         self.members = [list(w.ids) for w in self.workers]
         self.buffer, self.learner, self.evaluator, self.restart = buffer, learner, evaluator, restart
         self.incarnations: dict[int, int] = {}
+        self.killed: list[Any] = []  # components kill_hung was asked to kill
+
+    def kill_hung(self, component: Any) -> None:
+        self.killed.append(component)
 
     def replace_robot(self, robot: int) -> None:
         self.incarnations[robot] = self.incarnations.get(robot, 0) + 1

@@ -57,6 +57,7 @@ class Supervisor:
         self.failed = ""  # a component that cannot go on (the learner's loop died): the run stops with this
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
         self.round = 0  # polls so far
+        self.published = 0  # the newest version the learner logged: a restarted one numbers on after it
         self.asked: dict[tuple[str, int], tuple[Any, int, float]] = {}  # unanswered polls: (pending, round, since)
         self.hung: dict[tuple[str, int], float] = {}  # components reported hung -> since when they are silent
         self.storage = StorageWatch(cfg.storage_wait_s)
@@ -101,11 +102,11 @@ class Supervisor:
             except Exception as err:  # noqa: BLE001 - a crashed actor that Ray is restarting; counted below
                 self.unavailable(name, err)
                 continue
-            if self.outage.pop(name, 0):
-                self.record([{"ev": "component_back", "t": self.clock(), "component": name}])
             self.record(result["events"])
-            if any(e["ev"] == "restarted" for e in result["events"]):  # numbers on after what robots run
-                self.learner.call(LearnerRole.advance_to, self.weights.sent_version)
+            self.published = max([self.published] + [e["version"] for e in result["events"]
+                                                     if e["ev"] == "weights_published"])
+            if any(e["ev"] == "restarted" for e in result["events"]):  # numbers on after every version logged
+                self.learner.call(LearnerRole.advance_to, max(self.published, self.weights.sent_version))
             self.status[name] = result["status"]
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
@@ -147,7 +148,7 @@ class Supervisor:
             self.asked.pop(who, None)  # it answered, with an error
             raise
         self.asked.pop(who, None)
-        if self.hung.pop(who, None) is not None:
+        if (self.hung.pop(who, None) is not None) | bool(self.outage.pop(who[0], 0)):
             self.record([{"ev": "component_back", "t": self.clock(), "component": label(who)}])
         return result
 

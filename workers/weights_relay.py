@@ -30,15 +30,22 @@ class WeightsRelay:
         self.evaluated = -1  # the last version sent to the evaluator
         self.scored = -1  # the last version whose evaluation was logged
         self.eval_pending: Pending[int] | None = None
+        self.asked: Pending[tuple[int, Any]] | None = None  # the learner's newest version, asked for, not yet answered
         self.eval_poll: tuple[Pending[dict], float] | None = None  # an evaluator poll not yet answered, since when
         self.eval_hung = False  # said to hang (or to have died): said again when it answers
 
     def forward(self, version: int) -> None:
-        """Sends on a newer published version; a learner gone between its poll and the fetch raises (the caller
-        counts the outage)."""
+        """Sends on a newer published version once the learner hands it out (asked once, taken when it answers: a
+        hung learner holds nothing up); a learner gone between its poll and the fetch raises (the caller counts the
+        outage)."""
         if version <= self.sent_version:
             return
-        latest, weights = self.fleet.learner.call(LearnerRole.latest).result(DEADLINE_S)
+        if self.asked is None:
+            self.asked = self.fleet.learner.call(LearnerRole.latest)
+        if not self.asked.ready():
+            return
+        asked, self.asked = self.asked, None
+        latest, weights = asked.result()
         if self.served is not None:  # before the robots leave their start: the server acts for them
             self.serve(version, weights)
         for group in self.fleet.groups:
