@@ -27,6 +27,7 @@ class BufferWorker:
         self.lock = threading.Lock()
         # can the buffer make segments durable: ok, the last error in full, when the current outage began (clock)
         self.storage: dict[str, Any] = {"ok": True, "error": None, "since": None}
+        self.kept: list[dict] = []  # the `segment` event of every operator's segment added since opening
         self.events: list[dict] = [{"ev": "log_problem", "t": clock(), "file": str(p.file), "offset": p.offset,
                                     "what": p.what} for p in self.replay.problems]
 
@@ -49,9 +50,10 @@ class BufferWorker:
                 self.storage = {"ok": False, "error": f"{type(err).__name__}: {err}",
                                 "since": self.storage["since"] or self.clock()}
             raise
-        if not self.storage["ok"]:
-            with self.lock:
-                self.storage = {"ok": True, "error": None, "since": None}
+        kept = [seg.event() | {"t": float(seg.t_closed)} for seg in segments if seg.human and seg.controller != DEMO]
+        with self.lock:
+            self.storage = {"ok": True, "error": None, "since": None}
+            self.kept.extend(kept)
         return keys
 
     def sample(self, count: int, horizon: int = 1, history: int = 1) -> dict[str, Any] | None:
@@ -71,11 +73,14 @@ class BufferWorker:
             return self.replay.sample_transitions(count)
 
     def unreported(self, logged: list[str]) -> list[dict]:
-        """`segment` events for segments the log holds (read back at opening) that are not among the `logged` keys:
-        a driver killed after the buffer stored a segment but before the event reached events.jsonl."""
+        """`segment` events for segments the log holds (read back at opening, or operators' segments added since) that
+        are not among the `logged` keys: a driver, or a robot, killed after the buffer stored a segment but before
+        its event reached events.jsonl."""
         known = set(logged)
-        return [e | {"recovered": True} for e in self.replay.replayed
-                if e["controller"] != "demo" and f"{e['robot']}:{e['seq']}" not in known]
+        with self.lock:
+            held = self.replay.replayed + self.kept
+        return [e | {"recovered": True} for e in held
+                if e["controller"] != DEMO and f"{e['robot']}:{e['seq']}" not in known]
 
     def lost(self, reported: list[dict]) -> list[dict]:
         """A `log_lost` event (or none) for the segments the earlier runs' `reported` events (their `segment`, `stored`,

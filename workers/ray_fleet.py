@@ -298,12 +298,21 @@ class RayFleet:
         for robot in self.members[group]:
             self.incarnations[robot] += 1
         ray.kill(self.robot_handles[group], no_restart=True)
-        handle = self.new_group(group)
-        try:
-            ray.get(handle.start.remote(), timeout=RESTART_S)
-        except ray.exceptions.GetTimeoutError as err:  # e.g. its node died and no other carries its label
-            raise RuntimeError(f"robots {self.members[group]} could not be restarted within {RESTART_S:g} s (no live "
-                               f"node for them? robot.node_label={self.cfg.robot.node_label!r})") from err
+        end = time.monotonic() + RESTART_S
+        while True:  # a node that just died may still count as alive: a group placed there dies, and is placed again
+            handle = self.new_group(group)
+            try:
+                ray.get(handle.start.remote(), timeout=max(1.0, end - time.monotonic()))
+                break
+            except ray.exceptions.RayActorError as err:
+                ray.kill(handle, no_restart=True)
+                if time.monotonic() >= end:
+                    raise RuntimeError(f"robots {self.members[group]} could not be restarted: {first_line(err)}") \
+                        from err
+                time.sleep(1.0)
+            except ray.exceptions.GetTimeoutError as err:  # e.g. its node died and no other carries its label
+                raise RuntimeError(f"robots {self.members[group]} could not be restarted within {RESTART_S:g} s (no "
+                                   f"live node for them? robot.node_label={self.cfg.robot.node_label!r})") from err
         self.robot_handles[group] = handle
         self.groups[group] = RayEndpoint(handle)
         return self.groups[group]

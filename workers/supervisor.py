@@ -7,6 +7,7 @@ None of this is on a robot's control path: robots never wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -58,6 +59,8 @@ class Supervisor:
         self.outage: dict[str, int] = {}  # component -> polls in a row it did not answer
         self.round = 0  # polls so far
         self.published = 0  # the newest version the learner logged: a restarted one numbers on after it
+        self.reported: set[str] = set()  # robot:seq of every segment whose event was logged
+        self.recovery: tuple[float, Any] | None = None  # when to ask the buffer for a lost group's segments, or the ask
         self.asked: dict[tuple[str, int], tuple[Any, int, float]] = {}  # unanswered polls: (pending, round, since)
         self.hung: dict[tuple[str, int], float] = {}  # components reported hung -> since when they are silent
         self.storage = StorageWatch(cfg.storage_wait_s)
@@ -111,6 +114,7 @@ class Supervisor:
             if result["status"].get("failure") and not self.failed:
                 self.failed = f"{name} failed: {result['status']['failure']}"
         self.weights.poll_evaluator(0.0)
+        self.recover()
         now = self.clock()
         self.check_storage(now)
         self.check_held(now)
@@ -175,6 +179,21 @@ class Supervisor:
                 self.failed = self.failed or f"{why}, and it cannot be restarted: {err}"
                 return
             self.unavailable(kind, RuntimeError(why))
+
+    def recover(self) -> None:
+        """The segments a lost group's robots closed and the buffer stored, whose events died with them: logged from
+        the buffer's record (`recovered`), so the report counts what the log holds."""
+        if self.recovery is None:
+            return
+        at, pending = self.recovery
+        if pending is None and self.clock() >= at:
+            self.recovery = (at, self.buffer.call(BufferRole.unreported, sorted(self.reported)))
+        elif pending is not None and pending.ready():
+            self.recovery = None
+            with contextlib.suppress(Exception):  # a buffer restarting: its log is read back at the next resume
+                events = pending.result()
+                self.reported.update(f"{e['robot']}:{e['seq']}" for e in events)
+                self.record(events)
 
     def check_storage(self, now: float) -> None:
         """While the buffer cannot make a correction durable, every robot holds and nobody is asked to help (robots
@@ -258,6 +277,7 @@ class Supervisor:
                 if key in event:
                     event[key] -= offset
         self.record(result["events"])
+        self.reported.update(f"{e['robot']}:{e['seq']}" for e in result["events"] if e["ev"] == "segment")
         self.status["robots"][status["robot"]] = status
         if result.get("frame") is not None:
             self.status["frames"][status["robot"]] = result["frame"]
@@ -304,6 +324,7 @@ class Supervisor:
             raise RuntimeError(f"robots {self.fleet.members[group]} failed and cannot be restarted: {error}") from err
         for robot in self.fleet.members[group]:
             self.restarted(robot)
+        self.recovery = (self.clock() + DEADLINE_S, None)  # after its last sends have landed
         self.clock_offset(group)
         self.weights.send_latest(endpoint)
         endpoint.call(RobotRole.set_thresholds, self.sent_thresholds)
