@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from dagger.events import read_events
+from dagger.events import EventLog, read_events
 from tests.conftest import point_config, wait_until
 from tests.one_robot import Workers
 from workers.buffer import BufferWorker
@@ -12,6 +12,7 @@ from workers.launch import run_loop
 from workers.learner import Learner
 from workers.robot import RobotWorker
 from workers.roles import SampleSource
+from workers.supervisor import Supervisor
 from workers.transport import Done, LocalEndpoint
 
 
@@ -118,3 +119,28 @@ def test_a_robot_replaced_mid_handover_leaves_the_supervisor_serving_the_others(
     assert [(e["robot"], e["operator"]) for e in events if e["ev"] == "operator_assigned"] == [(0, 0), (1, 0)]
     assert [e["ev"] for e in events if e["robot"] == 0 and e["ev"].startswith("robot_")] == ["robot_lost",
                                                                                           "robot_restarted"]
+
+
+def test_a_replaced_robots_last_status_does_not_spend_its_successors_budget(tmp_path):
+    # the failed controller's status can come in again after the supervisor replaced it (its group drives on and
+    # polls before the replacement is in place); its steps must not be taken for the new incarnation's, or the new
+    # one is allowed what the old one had taken on top of its own and the fleet overruns the budget
+    cfg = point_config("robots=2", "steps=1000")
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    fleet = Workers([RobotWorker(i, cfg, buffer) for i in range(2)], buffer)
+    sup = Supervisor(cfg, fleet, EventLog(tmp_path / "events.jsonl"))
+
+    def status(robot, incarnation, steps, failure=""):
+        return {"events": [], "states": [], "status": {"robot": robot, "incarnation": incarnation, "steps": steps,
+                                                       "allowed": steps, "allow_seq": 1, "state": "autonomous",
+                                                       "failure": failure}}
+
+    for robot in range(2):
+        sup.handle(status(robot, 0, 300))
+    sup.check_failures(0, [status(0, 0, 300, failure="simulator raised")["status"]])
+    assert sup.budget.taken == 600
+    sup.handle(status(0, 0, 300, failure="simulator raised"))  # its last words, again, before the successor's first
+    assert sup.budget.taken == 600
+    lead = sup.budget.lead
+    sup.share_budget()  # the successor, which has taken nothing, is allowed a lead's worth, not 300 more
+    assert sup.budget.shares[0].bound <= lead

@@ -2,8 +2,11 @@
 the last byte once operators have corrected something. Robots must stop asking and hold, nobody's correction may be
 taken that cannot be kept, and the report must count only what the log holds."""
 
+import json
 import os
+import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from buffers.schema import is_human
 from buffers.segment_log import SegmentLog
 from dagger.events import read_events
 from dagger.metrics import summarize
-from tests.conftest import point_config, run_dagger
+from tests.conftest import ROOT, point_config, run_dagger, wait_until
 from workers.launch import run_loop
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -140,3 +143,34 @@ def test_a_full_disk_under_the_event_log_is_one_line_and_exit_1(small_disk, tmp_
     assert "Traceback" not in out.stderr
     events = read_events(run_dir / "events.jsonl")
     assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "failed"
+
+
+def test_sigterm_while_storage_is_down_still_ends_the_run_with_run_end_and_a_report(small_disk, tmp_path):
+    # the run's segment log on its own (small) disk: a run dir holding only that is one to continue (--resume)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "segments").symlink_to(small_disk, target_is_directory=True)
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    run = subprocess.Popen([sys.executable, "-m", "dagger.app.cli", "start", "--in-process", "--resume", "--run-dir",
+                            str(run_dir), "--task", "point", "--robots", "2", "--steps", "10000000", "demos=2",
+                            "learner.pretrain_updates=20", "robot.speed=50", "storage_wait_s=36000",
+                            "operator.style=until_done"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT)
+    events = run_dir / "events.jsonl"
+    try:
+        wait_until(lambda: events.is_file() and events.read_bytes().count(b'"ev":"stored"') >= 3, 120,
+                   "three stored corrections")
+        fill(small_disk)
+        wait_until(lambda: b'"ev":"storage_failed"' in events.read_bytes(), 120, "storage_failed")
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    logged = read_events(events)
+    assert logged[-1]["ev"] == "run_end" and logged[-1]["reason"] == "interrupted"
+    assert (run_dir / "report.md").is_file() and (run_dir / "summary.json").is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["human_steps"] == sum(logged_human_steps(run_dir / "segments").values())

@@ -32,7 +32,7 @@ from dagger.gates import GATES
 from dagger.policies import make_policy
 from dagger.tasks import TASK_IMAGES
 from workers.roles import SampleSource
-from workers.transport import Endpoint, start_loop
+from workers.transport import DEADLINE_S, HUNG_S, Endpoint, Late, start_loop
 
 #: on an image task, one fetch from the buffer carries at most this many bytes of images (a long train() fetches
 #: in several parts)
@@ -44,6 +44,8 @@ class Learner:
                  clock: Any = time.time, checkpoints: Path | None = None):
         torch.manual_seed(cfg.seed)
         self.cfg, self.buffer, self.clock, self.checkpoints = cfg, buffer, clock, checkpoints
+        # a buffer restarting, or hung past HUNG_S: the learner waits for it instead of failing
+        self.buffer_away: tuple[type[BaseException], ...] = (Late, *buffer.transient)
         image_shape = TASK_IMAGES.get(cfg.task.name)
         self.task: dict[str, Any] = {"name": cfg.task.name, "obs_dim": obs_dim, "act_dim": act_dim,
                                      **({"image_shape": list(image_shape)} if image_shape else {})}
@@ -75,14 +77,14 @@ class Learner:
 
     def _train(self, n: int) -> float:
         p, batch = self.policy, self.cfg.learner.batch_size
-        data = self.buffer.call(SampleSource.sample, n * p.members * batch, p.horizon, p.history).result()
+        data = self.buffer.call(SampleSource.sample, n * p.members * batch, p.horizon, p.history).result(HUNG_S)
         if data is None:
             return float("nan")
         if not self.frozen_normalizer:
             p.set_normalizer(*data["normalizer"])
         parts = {k: v.reshape(n, p.members, batch, *v.shape[1:]) for k, v in data.items() if k != "normalizer"}
         critics = [name for name in ("critic", "hazard") if name in self.needs]
-        transitions = self.buffer.call(SampleSource.sample_transitions, n * batch).result() if critics else None
+        transitions = self.buffer.call(SampleSource.sample_transitions, n * batch).result(HUNG_S) if critics else None
         losses: dict[str, list[float]] = {}
         for i in range(n):
             part = {k: v[i * batch:(i + 1) * batch] for k, v in transitions.items()} if transitions else None
@@ -114,9 +116,9 @@ class Learner:
         if self.checkpoints is None:
             return
         try:
-            data = self.buffer.call(SampleSource.stats).result()
-        except self.buffer.transient:
-            data = {}  # the buffer is restarting: the checkpoint goes without its counts
+            data = self.buffer.call(SampleSource.stats).result(DEADLINE_S)
+        except self.buffer_away:
+            data = {}  # the buffer is restarting or hangs: the checkpoint goes without its counts
         config = to_dict(self.cfg)
         policy = {**config["policy"], "type": self.policy.family}  # for `remote`: the family it serves
         payload = {"version": self.published["version"], "task": self.task, "policy": policy,
@@ -209,7 +211,7 @@ class Learner:
             began = time.perf_counter()
             try:
                 self.train(n)
-            except self.buffer.transient as err:  # a buffer that is restarting: wait for it instead of failing
+            except self.buffer_away as err:  # a buffer restarting or hung: wait for it instead of failing
                 self._emit("buffer_unavailable", error=first_line(err, 200))
                 self.stopped.wait(0.5)
                 continue

@@ -30,6 +30,7 @@ from workers.launch import closed, stopped
 from workers.learner import Learner
 from workers.robot import RobotWorker, group_members, replace_robot
 from workers.roles import BufferRole, EvaluatorRole, LearnerRole, RobotRole
+from workers.shipping import FLUSH_S
 from workers.transport import DEADLINE_S, Endpoint, Late, settled
 
 P = ParamSpec("P")
@@ -275,7 +276,7 @@ class RayFleet:
 
     def start(self) -> None:
         for started in [g.call(RobotRole.start) for g in self.groups]:
-            started.result()
+            started.result(RESTART_S)
         settled(self.learner, LearnerRole.start)
 
     def between(self) -> None:
@@ -321,8 +322,8 @@ class RayFleet:
         polls = []
         for final in [g.call(RobotRole.stop) for g in self.groups]:
             try:
-                polls.extend(final.result())
-            except ray.exceptions.RayActorError:  # killed as the run ended: what it had not shipped is gone
+                polls.extend(final.result(FLUSH_S + 5 * DEADLINE_S))
+            except (ray.exceptions.RayActorError, Late):  # killed, or hung, as the run ended: its unshipped is gone
                 continue
         # a learner Ray is restarting is waited for
         polls.append(stopped("learner", lambda: settled(self.learner, LearnerRole.stop), self.clock))

@@ -236,7 +236,7 @@ class Supervisor:
         try:
             for _ in range(3):
                 t0 = self.clock()
-                t = self.fleet.groups[group].call(RobotRole.now).result()
+                t = self.fleet.groups[group].call(RobotRole.now).result(DEADLINE_S)
                 t1 = self.clock()
                 samples.append((t1 - t0, t - (t0 + t1) / 2))
         except Exception:  # noqa: BLE001 - a group that does not answer is found lost at its first poll
