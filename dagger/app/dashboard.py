@@ -216,7 +216,7 @@ class Dashboard:
 
     def plain(self, status: dict[str, Any]) -> str:
         s = self.stats
-        states = " ".join(f"{rid}:{'held' if r.get('held') else r['state'][:4]}"
+        states = " ".join(f"{rid}:{'held' if r.get('held') or r.get('storage_hold') else r['state'][:4]}"
                           for rid, r in sorted(status["robots"].items()))
         held = next((f"{r['held']} late: {r['held_why']}" for r in status["robots"].values() if r.get("held")), "")
         return (f"[{self.clock() - self.started:5.0f}s] {self._budget(status)} | ir {s.intervention_rate():.2f} "
