@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from dagger.app.words import in_control, reason_text, storage_text, with_operator
+from dagger.app.words import in_control, reason_text, storage_lines, with_operator
 from dagger.config import RunConfig
 from teleop_devices.keyboard import KeyboardTeleop
 
@@ -98,8 +98,10 @@ class OperatorConsole:
         self.draw_trace(status, (348, 360, 340, 130))
         self.draw_operators(status, (700, 50, 244, 440))
         self.text(KEYS, (16, 510), DIM, self.small)
-        if storage := storage_text(status.get("storage", {})):
-            self.text(storage, (16, 32), RED, self.small)
+        what, why = storage_lines(status.get("storage", {}))
+        if what:  # in red above the panels, the buffer's own error below them
+            self.text(what, (16, 32), RED, self.small)
+            self.text(why if len(why) <= 128 else f"…{why[-127:]}", (16, 492), RED, self.small)  # the cause is last
 
     def draw_queue(self, status: dict[str, Any], rect: tuple[int, int, int, int]) -> None:
         x, y, w, _ = rect

@@ -3,7 +3,7 @@ operator is only offered a robot or already in control of it.
 
     reason_text("not_claimed")                       # 'offer timed out'
     with_operator({"controller": "policy"}, 2)       # 'offered to operator 2'
-    storage_text(status["storage"])                 # '' while corrections are kept, else why not and what follows
+    storage_text(status["storage"])                 # '' while corrections are kept, else what follows and why
 """
 
 from __future__ import annotations
@@ -35,9 +35,16 @@ def with_operator(robot: dict[str, Any], op: int) -> str:
     return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
 
 
-def storage_text(storage: dict[str, Any]) -> str:
-    """'' while an operator's corrections are stored; else that they cannot be, why, and when the run stops."""
+def storage_lines(storage: dict[str, Any]) -> tuple[str, str]:
+    """("", "") while an operator's corrections are stored; else what follows (robots hold, when the run stops) and
+    why (the buffer's own error)."""
     if storage.get("ok", True):
-        return ""
-    return (f"storage failed {storage['for_s']:.0f} s ago ({storage['error']}): robots hold and nobody is asked "
-            f"for help; the run stops in {storage['stops_in_s']:.0f} s unless storage comes back")
+        return "", ""
+    return (f"storage failed {storage['for_s']:.0f} s ago: robots hold and nobody is asked for help; the run stops "
+            f"in {storage['stops_in_s']:.0f} s unless storage comes back", storage["error"])
+
+
+def storage_text(storage: dict[str, Any]) -> str:
+    """storage_lines in one line ("" while corrections are stored)."""
+    what, why = storage_lines(storage)
+    return f"{what} ({why})" if what else ""
