@@ -110,3 +110,13 @@ def test_the_trace_draws_the_threshold_the_supervisor_tuned_as_the_dashboard_doe
     assert "uncertainty vs threshold 0.0040 (red)" in console.labels
     assert red_rows(console, tmp_path) == [444]  # tuned: the plot's top is the trace's 0.01; 0.4 of 90 px up
     console.close()
+
+
+def test_failed_storage_is_said_above_the_panels_with_the_buffers_own_error_below(console):
+    error = "OSError: [Errno 28] segment log " + "/very/long/path" * 12 + ": No space left on device"
+    console.draw(served("policy") | {"storage": {"ok": False, "error": error, "for_s": 3.0, "stops_in_s": 57.0}})
+    said = [s for s in console.labels if "storage" in s or "No space" in s]
+    assert said[0].startswith("storage failed 3 s ago: robots hold and nobody is asked for help; the run stops in 57")
+    assert said[1].endswith("No space left on device") and len(said[1]) <= 128  # the cause, which comes last
+    console.draw(served("policy"))
+    assert not [s for s in console.labels if "storage" in s]

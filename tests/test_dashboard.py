@@ -172,3 +172,18 @@ def test_risk_gets_a_column_when_the_allocator_reads_it_and_image_robots_show_th
     assert "risk" in header and max(map(len, text.splitlines())) <= 80
     row3 = next(line for line in text.splitlines() if line.lstrip().startswith("3 "))
     assert "0.75" in row3
+
+
+def test_failed_storage_is_said_in_words_with_the_cause_and_when_the_run_stops():
+    status = fleet(2)
+    status["robots"][0]["storage_hold"] = "the buffer cannot store"
+    status["storage"] = {"ok": False, "error": "OSError: [Errno 27] segment log x.log: File too large",
+                         "for_s": 12.0, "stops_in_s": 48.0}
+    cfg = load_config(None, ["task=point", "robots=2"])
+    board = Dashboard(cfg, stats_for(status), console=Console(width=120, height=30, record=True))
+    text = " ".join(draw(board, status).split())
+    assert "storage failed 12 s ago: robots hold and nobody is asked for help; the run stops in 48 s" in text
+    assert "File too large" in text and "held: storage failed" in text
+    assert "File too large" in board.plain(status) and "0:held" in board.plain(status)
+    status["storage"], status["robots"][0]["storage_hold"] = {"ok": True}, ""
+    assert "storage" not in draw(Dashboard(cfg, stats_for(status), console=screen()), status)
