@@ -190,25 +190,31 @@ def joined(server: Served, token: bytes) -> tuple[socket.socket, Session]:
     return sock, session
 
 
+def sends(server: Served, token: bytes, frames: Callable[[Session], list[bytes]]) -> None:
+    """Joins with the token, sends the frames made on its session, reads until the server hangs up (2 s at most)."""
+    try:
+        sock, session = joined(server, token)
+        for data in frames(session):
+            sock.sendall(data)
+        sock.settimeout(2.0)
+        while sock.recv(1 << 16):
+            pass
+        sock.close()
+    except (OSError, wire.BadFrame):
+        pass
+
+
 def replay(server: Served, token: bytes, stop: Stop) -> None:
     """With the token: a request again, one out of order, a negative and a non-integer number (seq 7, 3, 3, -1, x)."""
     kind = {"policy": {"kind": "hello"}, "agent": {"kind": "ping", "t0": 0.0}}[server.kind]
     while not stop.is_set():
         for seq in (7, "again", -1, "x"):
-            try:
-                sock, session = joined(server, token)
+            def frames(session: Session, seq: object = seq) -> list[bytes]:
                 first = session.seal(kind)
-                sock.sendall(first)
-                if seq == "again":
-                    sock.sendall(first)
-                else:
-                    sock.sendall(wire.frame(session.token, {**kind, "seq": seq, "ts": time.time()}))
-                sock.settimeout(2.0)
-                while sock.recv(1 << 16):
-                    pass
-                sock.close()
-            except (OSError, wire.BadFrame):
-                pass
+                return [first, first if seq == "again" else
+                        wire.frame(session.token, {**kind, "seq": seq, "ts": time.time()})]
+
+            sends(server, token, frames)
         stop.wait(0.1)
 
 
@@ -229,15 +235,7 @@ def bomb(server: Served, token: bytes, stop: Stop) -> None:
     kind = {"policy": {"kind": "hello"}, "agent": {"kind": "hold"}}[server.kind]
     pad = bytes(100 << 20)
     while not stop.is_set():
-        try:
-            sock, session = joined(server, token)
-            sock.sendall(session.seal({**kind, "pad": pad}))
-            sock.settimeout(2.0)
-            while sock.recv(1 << 16):
-                pass
-            sock.close()
-        except (OSError, wire.BadFrame):
-            pass
+        sends(server, token, lambda session: [session.seal({**kind, "pad": pad})])
         stop.wait(0.5)
 
 

@@ -307,6 +307,17 @@ def test_a_waiting_robot_holds_still(tmp_path):
     assert kinds.count("help_requested") == 1 and "segment" not in kinds
 
 
+def pretrained_fleet(cfg, tmp_path):
+    """An in-process fleet whose learner cloned the demonstrations and published, its event log and supervisor."""
+    task = make_task(cfg.task)
+    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
+    fleet.buffer_worker.add(collect_demos(cfg, task))
+    fleet.learner_worker.train(cfg.learner.pretrain_updates)
+    fleet.learner_worker.publish()
+    log = EventLog(tmp_path / "events.jsonl")
+    return fleet, log, Supervisor(cfg, fleet, log)
+
+
 # ---------------------------------------------------------------- 4. fleet thresholds
 
 
@@ -314,13 +325,7 @@ def test_auto_gate_thresholds_reach_every_robot(tmp_path):
     prior, alpha = 1.0, 0.2
     cfg = point_config("gate.name=auto", f"gate.alpha={alpha}", f"gate.threshold={prior}", "robots=3",
                        "operator.reaction_s=0.0")
-    task = make_task(cfg.task)
-    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
-    fleet.buffer_worker.add(collect_demos(cfg, task))
-    fleet.learner_worker.train(cfg.learner.pretrain_updates)
-    fleet.learner_worker.publish()
-    log = EventLog(tmp_path / "events.jsonl")
-    supervisor = Supervisor(cfg, fleet, log)
+    fleet, log, supervisor = pretrained_fleet(cfg, tmp_path)
     seen: list[tuple[float, float]] = []  # every robot-controlled state the supervisor was given
     handle = supervisor.handle
     supervisor.handle = lambda result: (seen.extend(result["states"]), handle(result))[1]
@@ -378,13 +383,7 @@ def test_weight_versions_never_repeat_after_a_learner_restart(tmp_path):
     # odd, so the checkpoint it restores is a version behind: numbering on from the checkpoint would repeat one
     cfg = point_config("gate.name=never", "learner.checkpoint_every=2", "learner.publish_every=20",
                        "learner.pretrain_updates=20", "eval.every_versions=0", "learner.batch_size=16")
-    task = make_task(cfg.task)
-    fleet = LocalFleet(cfg, tmp_path, task.obs_dim, task.act_dim)
-    fleet.buffer_worker.add(collect_demos(cfg, task))
-    fleet.learner_worker.train(cfg.learner.pretrain_updates)
-    fleet.learner_worker.publish()
-    log = EventLog(tmp_path / "events.jsonl")
-    supervisor = Supervisor(cfg, fleet, log)
+    fleet, log, supervisor = pretrained_fleet(cfg, tmp_path)
     supervisor.poll()
     while not (fleet.learner_worker.published["version"] >= 5 and fleet.learner_worker.published["version"] % 2
                and supervisor.weights.sent_version == fleet.learner_worker.published["version"]):
