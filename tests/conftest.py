@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,16 @@ def wait_until(check, timeout: float = 10.0, what: str = "the condition", every:
     while not check():
         assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
         time.sleep(every)
+
+
+def hung_up(sock: socket.socket, within: float) -> bool:
+    """Whether the peer closes this connection within `within` seconds (what it sends meanwhile is read and dropped)."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True

@@ -29,6 +29,7 @@ from dagger.robots.base import RobotLate, SimRobot
 from dagger.robots.remote import RemoteRobot
 from dagger.tasks import make_task
 from dagger.wire import Session, frame, new_token
+from tests.conftest import hung_up
 from tests.one_robot import OneRobot, Workers
 from workers.buffer import BufferWorker
 from workers.robot import RobotWorker
@@ -113,17 +114,6 @@ def handshake(agent: RobotAgent, token: bytes = TOKEN) -> tuple[socket.socket, S
     return sock, session
 
 
-def hung_up(sock: socket.socket) -> bool:
-    """The agent closed this connection (whatever it sent before is read and dropped)."""
-    sock.settimeout(LIVE_S)
-    try:
-        while sock.recv(1 << 16):
-            pass
-    except ConnectionResetError:
-        pass
-    return True
-
-
 def test_a_worker_runs_episodes_over_the_bridge_and_records_only_what_the_robot_did(agent, tmp_path, monkeypatch):
     robot, final = run_worker(agent, tmp_path, monkeypatch, lambda worker: worker.episodes >= 3)
     status, health = final["status"], agent.health()
@@ -170,7 +160,7 @@ def test_a_wrong_token_is_refused(agent):
     sock = socket.create_connection((host, int(port)), timeout=5)
     sock.recv(1 << 16)  # the challenge
     sock.sendall(frame(new_token(), {"kind": "hello", "seq": 1, "ts": time.time()}))
-    assert hung_up(sock)
+    assert hung_up(sock, LIVE_S)
     wait_for(lambda: agent.health().get("refused_unsigned") == 1)
 
 
@@ -180,7 +170,7 @@ def test_a_replayed_command_is_refused(agent):
     act = session.seal({"kind": "act", "action": [0.5, 0.0]})
     sock.sendall(act)
     sock.sendall(act)  # the same signed frame again
-    assert hung_up(sock)
+    assert hung_up(sock, LIVE_S)
     wait_for(lambda: agent.health().get("refused_replayed") == 1)
 
 
@@ -211,12 +201,12 @@ def test_a_pickle_is_never_unpickled(agent):
 
     mac = hmac.new(session.token, body, hashlib.sha256).digest()  # signed with this connection's key
     sock.sendall(len(body).to_bytes(4, "big") + mac + body)
-    assert hung_up(sock)
+    assert hung_up(sock, LIVE_S)
     wait_for(lambda: agent.health().get("refused_not_msgpack") == 1)
     assert not Path("/tmp/dagger-bridge-pwned").exists()
     sock, session = handshake(agent)  # a pickle as a field of a signed msgpack map: not an action
     sock.sendall(session.seal({"kind": "act", "action": body}))
-    assert hung_up(sock)
+    assert hung_up(sock, LIVE_S)
     wait_for(lambda: agent.health().get("refused_malformed") == 1)
     assert agent.robot.steps == 0
 
@@ -228,7 +218,7 @@ def test_a_replayed_hello_does_not_open_a_session(agent):
     other.recv(1 << 16)  # its own challenge, with a fresh nonce
     session = Session(TOKEN)
     other.sendall(session.seal({"kind": "hello", "nonce": b"\0" * 16, "client_nonce": b"c" * 16}))
-    assert hung_up(other)
+    assert hung_up(other, LIVE_S)
     wait_for(lambda: agent.health().get("refused_replayed") == 1)
     assert agent.health()["connects"] == 1
 
@@ -349,7 +339,7 @@ def test_a_frame_from_another_connection_does_not_verify(agent):
     first.close()
     second, _ = handshake(agent)
     second.sendall(recorded)
-    assert hung_up(second)
+    assert hung_up(second, LIVE_S)
     wait_for(lambda: agent.health().get("refused_unsigned") == 1)
 
 
@@ -362,9 +352,9 @@ def test_peers_that_never_finish_the_handshake_are_cut_off_and_capped(agent, mon
     idle = [socket.create_connection((host, int(port)), timeout=LIVE_S) for _ in range(agent_module.HANDSHAKES + 4)]
     wait_for(lambda: agent.health().get("refused_busy", 0) == 4)  # past the cap: the 4 oldest pushed out at once
     for sock in idle[:4]:
-        assert hung_up(sock)
+        assert hung_up(sock, LIVE_S)
     for sock in idle[4:]:  # silent peers: cut off when the handshake's time is up
-        assert hung_up(sock)
+        assert hung_up(sock, LIVE_S)
     robot = connected(agent.address)  # the agent still serves a real controller
     robot.disconnect()
 

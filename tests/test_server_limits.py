@@ -34,6 +34,7 @@ from dagger.robots.base import SimRobot
 from dagger.robots.remote import RemoteRobot
 from dagger.tasks import make_task
 from dagger.wire import HEADER, Session, answer_challenge, new_token
+from tests.conftest import hung_up
 
 TOKEN = new_token()
 LIVE_S = 30.0
@@ -82,24 +83,11 @@ def joined(address: str, token: bytes = TOKEN) -> tuple[socket.socket, Session]:
     return sock, session
 
 
-def hung_up(sock: socket.socket) -> bool:
-    """Whether the server closes this connection within LIVE_S (what it sends meanwhile is read and dropped)."""
-    sock.settimeout(LIVE_S)
-    try:
-        while sock.recv(1 << 16):
-            pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        pass
-    return True
-
-
 def refusal(sock: socket.socket, session: Session) -> str:
     """The error a server sent before hanging up (its cause)."""
     while (answer := session.read(sock)) is not None:
         if "refused" in answer:
-            assert hung_up(sock)
+            assert hung_up(sock, LIVE_S)
             return str(answer["refused"])
     raise AssertionError("hung up without saying why")
 
@@ -149,7 +137,7 @@ def test_a_strangers_bytes_are_refused_by_what_they_claim(data):
         assert session.read(sock)["kind"] == "challenge"
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
-        assert hung_up(sock)
+        assert hung_up(sock, LIVE_S)
         size = int.from_bytes(data[:4], "big") if len(data) >= HEADER else 0
         why = None if len(data) < HEADER else "too_large" if size > wire.HELLO_BYTES else \
             "unsigned" if len(data) >= HEADER + size else None
@@ -165,7 +153,7 @@ def test_connections_are_capped_and_a_peer_with_the_token_always_gets_in(server)
     assert server.health()["unauthenticated"] <= 4 and server.health()["connections"] <= 8
     remote = RemotePolicy(server.address, TOKEN, deadline_ms=LIVE_S * 1000)
     assert remote.act(np.zeros(1)).action[0] == 1.0  # the newest connection pushed the oldest stranger out
-    assert sum(hung_up(s) for s in strangers[:36]) == 36  # the oldest were hung up on to make room
+    assert sum(hung_up(s, LIVE_S) for s in strangers[:36]) == 36  # the oldest were hung up on to make room
     for sock in strangers:
         sock.close()
 
@@ -244,7 +232,7 @@ def test_a_frame_that_trickles_is_cut_off_whatever_each_recv_waits(server, monke
     sender = threading.Thread(target=trickle, args=(sock, data, stop), daemon=True)
     sender.start()
     try:
-        assert hung_up(sock)  # 1,000 bytes at 20 a second would take 50 s; IDLE_S would never cut it
+        assert hung_up(sock, LIVE_S)  # 1,000 bytes at 20 a second would take 50 s; IDLE_S would never cut it
     finally:
         stop.set()
         sender.join()
@@ -310,7 +298,7 @@ def test_strangers_holding_every_handshake_slot_do_not_lock_the_controller_out(a
     robot = RemoteRobot(agent.address, TOKEN, connect_timeout_s=LIVE_S)
     robot.connect()  # pushes the oldest stranger out
     assert robot.health()["connected"] and agent.health()["refused_busy"] >= 1
-    assert hung_up(strangers[0])
+    assert hung_up(strangers[0], LIVE_S)
     robot.disconnect()
     for sock in strangers:
         sock.close()
@@ -397,7 +385,7 @@ def test_the_policy_server_speaks_tls_where_given_a_certificate(certificate):
         assert [remote.act(np.zeros(1)).action[0] for _ in range(3)] == [1.0, 2.0, 3.0]
         plain = dial(server.address)
         plain.sendall(wire.frame(TOKEN, {"kind": "hello"}))  # not TLS: the server never reads it as a frame
-        assert hung_up(plain)
+        assert hung_up(plain, LIVE_S)
         wait_for(lambda: server.health().get("refused_tls", 0) == 1, "the plain client counted")
 
 
@@ -494,7 +482,7 @@ def test_a_refusal_is_logged_once_per_cause_and_counted(server, caplog):
     for _ in range(5):
         sock = dial(server.address)
         sock.sendall(wire.frame(new_token(), {"kind": "hello"}))
-        assert hung_up(sock)
+        assert hung_up(sock, LIVE_S)
     wait_for(lambda: server.health().get("refused_unsigned") == 5, "five refusals counted")
     assert sum("refused a frame" in r.getMessage() for r in caplog.records) == 1
 
