@@ -4,9 +4,10 @@ On the same steps, Meta-World-reach-sized (obs 39, act 4, random float32), in se
 
 1. append throughput (steps/s): `encode_segment` + `SegmentLog.append` (checksummed frames) vs TorchRL's
    `ReplayBuffer.extend` of the same steps as a TensorDict on `LazyTensorStorage` and on `CompressedListStorage`:
-   durable as a run makes them (`--shippers` threads at once, as the buffer actor runs adds, each human segment
-   acknowledged only once an fsync covered it: group commit; goal >= 1x LazyTensorStorage), and the whole
-   `BufferWorker.add` a shipper waits for that way; one at a time with an fsync each; and without fsync;
+   durable as a run makes them (`--shippers` threads at once, as the buffer actor runs adds: 4, the actors' old
+   max_concurrency, and 16, the buffer actor's now; each human segment acknowledged only once an fsync covered it:
+   group commit; goal >= 1x LazyTensorStorage), and the whole `BufferWorker.add` a shipper waits for that way; one
+   at a time with an fsync each; and without fsync;
 2. batches of 256 per second: dagger's `ReplayBuffer.sample` (what the learner's buffer calls) vs TorchRL's
    `ReplayBuffer.sample(256)` on `LazyTensorStorage`;
 3. learner updates per second at batch 128 on the default mlp-ensemble: `Learner.train` (fetch from the buffer,
@@ -239,9 +240,10 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=2000, help="segments of 50 steps generated")
     parser.add_argument("--updates", type=int, default=300, help="learner updates timed per round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each side's best is shown")
-    parser.add_argument("--shippers", type=int, default=4, help="concurrent durable appends (the buffer actor's "
-                                                                "max_concurrency on Ray)")
+    parser.add_argument("--shippers", default="4,16", help="concurrent durable appends, comma-separated: a row each "
+                                                           "(the buffer actor's max_concurrency on Ray is 16)")
     args = parser.parse_args()
+    shippers = [int(n) for n in str(args.shippers).split(",")]
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     try:
@@ -274,8 +276,9 @@ def main() -> None:
         note(f"round {r + 1}/{args.rounds}: append ...")
         part = slice(r * per_round, (r + 1) * per_round)
         keep("durable", dagger_append(segs[part], root / f"durable-{r}", True, box))
-        keep("group", dagger_group_append(segs[part], root / f"group-{r}", box, args.shippers))
-        keep("buffer_add", dagger_buffer_add(segs[part], root / f"buffer-{r}", box, args.shippers))
+        for n in shippers:
+            keep(f"group{n}", dagger_group_append(segs[part], root / f"group-{r}-{n}", box, n))
+            keep(f"buffer_add{n}", dagger_buffer_add(segs[part], root / f"buffer-{r}-{n}", box, n))
         keep("buffered", dagger_append(segs[part], root / f"buffered-{r}", False, box))
         if have_torchrl:
             keep("lazy", torchrl_append(tds[part], "lazy", box))
@@ -303,12 +306,14 @@ def main() -> None:
     def got(name: str) -> float | None:
         return best.get(name)
 
-    together = f"{args.shippers} shippers at once"
-    rows = [(f"durable append, {together} (steps/s)", "SegmentLog group commit", got("group"),
-             "extend, LazyTensorStorage", got("lazy"), 1.0),
-            (f"durable add, {together} (steps/s)", "BufferWorker.add", got("buffer_add"),
-             "extend, LazyTensorStorage", got("lazy"), None),
-            ("append, fsync per segment, one at a time (steps/s)", "SegmentLog durable=True", got("durable"),
+    rows: list[tuple[str, str, float | None, str, float | None, float | None]] = []
+    for n in shippers:
+        rows.append((f"durable append, {n} shippers at once (steps/s)", "SegmentLog group commit", got(f"group{n}"),
+                     "extend, LazyTensorStorage", got("lazy"), 1.0))
+    for n in shippers:
+        rows.append((f"durable add, {n} shippers at once (steps/s)", "BufferWorker.add", got(f"buffer_add{n}"),
+                     "extend, LazyTensorStorage", got("lazy"), None))
+    rows += [("append, fsync per segment, one at a time (steps/s)", "SegmentLog durable=True", got("durable"),
              "extend, LazyTensorStorage", got("lazy"), None),
             ("append, fsync per segment, one at a time (steps/s)", "SegmentLog durable=True", got("durable"),
              "extend, CompressedListStorage", got("compressed"), None),

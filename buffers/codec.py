@@ -9,6 +9,7 @@ numeric or bool array round-trips bit-exact: NaN payloads, -0.0, byte order, 0-d
 
 from __future__ import annotations
 
+import struct
 from typing import Any, cast
 
 import lz4.frame
@@ -134,9 +135,68 @@ def decode(payload: bytes, max_decoded: int = MAX_DECODED) -> Any:
 def encode_segment(seg: Segment) -> bytes:
     """Encodes a segment; raises ValueError (from Segment.validate) if it is malformed."""
     seg.validate()
+    return encode_valid_segment(seg)
+
+
+def _ext_header(code: int, size: int) -> bytes:
+    """msgpack's header of an ext of `size` bytes (fixext 1/2/4/8/16, ext 8/16/32)."""
+    fixed = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}.get(size)
+    if fixed is not None:
+        return struct.pack(">Bb", fixed, code)
+    if size < 1 << 8:
+        return struct.pack(">BBb", 0xC7, size, code)
+    if size < 1 << 16:
+        return struct.pack(">BHb", 0xC8, size, code)
+    return struct.pack(">BIb", 0xC9, size, code)
+
+
+def _bin_header(size: int) -> bytes:
+    """msgpack's header of a bin of `size` bytes (bin 8/16/32)."""
+    if size < 1 << 8:
+        return struct.pack(">BB", 0xC4, size)
+    if size < 1 << 16:
+        return struct.pack(">BH", 0xC5, size)
+    return struct.pack(">BI", 0xC6, size)
+
+
+def _packb(obj: Any) -> bytes:
+    return cast(bytes, msgpack.packb(obj, use_bin_type=True, strict_types=True))
+
+
+#: the constant parts of a segment payload, packed once: the document up to "meta", the "steps" key and map header
+#: (a map is packed in insertion order), and each step field's key and dtype
+assert len(STEP_FIELDS) < 16  # fixmap headers: 0x80 | size
+_SEGMENT_HEAD = bytes([0x80 | 3]) + _packb("kind") + _packb(SEGMENT_TAG) + _packb("meta")
+_STEPS_HEAD = _packb("steps") + bytes([0x80 | len(STEP_FIELDS)])
+_FIELD_HEADS = {name: (_packb(name), _packb(dtype.str)) for name, dtype in STEP_FIELDS.items()}
+
+
+_HEADS: dict[tuple[str, tuple[int, ...]], bytes] = {}  # (field, shape) -> packed key, ext and array headers
+
+
+def _field_head(name: str, shape: tuple[int, ...], nbytes: int) -> bytes:
+    """A step field's packed key, ext header and array header ([dtype, shape, bin header]), cached by shape."""
+    head = _HEADS.get((name, shape))
+    if head is None:
+        key, dtype = _FIELD_HEADS[name]
+        inner = b"\x93" + dtype + _packb(list(shape)) + _bin_header(nbytes)
+        head = key + _ext_header(EXT_NDARRAY, len(inner) + nbytes) + inner
+        if len(_HEADS) >= 4096:  # shapes vary with segment length: a bounded cache
+            _HEADS.clear()
+        _HEADS[name, shape] = head
+    return head
+
+
+def encode_valid_segment(seg: Segment) -> bytes:
+    """encode_segment for a segment already validated (Segment.validate): the same bytes, packed without msgpack's
+    per-object callbacks and without copying the step arrays before compression (one join, then lz4)."""
     meta = {name: kind(getattr(seg, name)) for name, kind in META_FIELDS.items()}
-    steps = {name: getattr(seg, name) for name in STEP_FIELDS}
-    return encode({"kind": SEGMENT_TAG, "meta": meta, "steps": steps})
+    parts: list[Any] = [_SEGMENT_HEAD, _packb(meta), _STEPS_HEAD]
+    for name in _FIELD_HEADS:
+        arr = getattr(seg, name)
+        parts.append(_field_head(name, arr.shape, arr.nbytes))
+        parts.append(arr.data if arr.flags.c_contiguous else arr.tobytes(order="C"))
+    return bytes([FORMAT_VERSION]) + lz4.frame.compress(b"".join(parts))
 
 
 def _check_part(doc: dict[str, Any], part: str, expected: dict[str, Any]) -> dict[str, Any]:

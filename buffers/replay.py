@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from buffers.codec import CodecError, decode_segment, encode_segment
+from buffers.codec import CodecError, decode_segment, encode_valid_segment
 from buffers.samplers import HumanWeightedSampler, Sampler, UniformSampler
 from buffers.schema import Segment
 from buffers.segment_log import DEFAULT_MAX_FILE_BYTES, LogProblem, SegmentLog
@@ -99,8 +99,8 @@ class ReplayBuffer:
         fsync serves the adds waiting together), and stored only then, so nothing a failed fsync lost is trained on
         or acknowledged as a duplicate later. A log that failed is reopened at most every `reopen_every_s`.
         """
+        self.storage.check(segments)  # outside the lock: storing checks the feature sizes again (add_checked)
         with self._lock:
-            self.storage.check(segments)
             fresh: dict[str, Segment] = {}
             for seg in segments:
                 if seg.key in self._keys or seg.key in fresh:
@@ -112,7 +112,7 @@ class ReplayBuffer:
             durable, end = any(seg.human for seg in fresh.values()), 0
             with self._log.coming() if durable else contextlib.nullcontext():
                 for seg in fresh.values():
-                    end = self._log.append(encode_segment(seg), durable=False)
+                    end = self._log.append(encode_valid_segment(seg), durable=False)  # checked above
             if durable:
                 self._log.sync(end)  # covers the whole batch (and other adds'), before any key is returned
             with self._lock:
@@ -124,6 +124,8 @@ class ReplayBuffer:
         return [seg.key for seg in segments]
 
     def _reopen_if_failed(self) -> None:
+        if self._log.failed is None:  # the common case, without a lock every add would wait on
+            return
         with self._reopening:
             if self._log.failed is None or time.monotonic() - self._reopened < self.reopen_every_s:
                 return
@@ -136,7 +138,8 @@ class ReplayBuffer:
         self._log.sync()
 
     def _store(self, seg: Segment) -> None:
-        self.storage.add(seg)
+        """Stores a segment that passed storage.check (validated once, on its way in)."""
+        self.storage.add_checked(seg)
         self._keys.add(seg.key)
         if len(seg) and self.transitions is None:
             self.transitions = TransitionStore(seg.obs.shape[1], seg.action.shape[1])

@@ -120,7 +120,11 @@ class Segment:
 
     def event(self) -> dict[str, object]:
         """The `segment` event that reports this segment in a run's events.jsonl (without "t")."""
-        versions = [[int(v), int(n)] for v, n in zip(*np.unique(self.version, return_counts=True), strict=True)]
+        version, n = self.version, len(self)
+        if n and version[0] == version[-1] and (version == version[0]).all():  # one weights version: no sort
+            versions = [[int(version[0]), n]]
+        else:
+            versions = [[int(v), int(c)] for v, c in zip(*np.unique(version, return_counts=True), strict=True)]
         return {"ev": "segment", "robot": int(self.robot), "seq": int(self.seq), "episode": int(self.episode),
                 "controller": self.controller, "reason": self.reason, "steps": len(self),
                 "t_start": float(self.t_wall[0]) if len(self) else float(self.t_closed),
@@ -130,6 +134,8 @@ class Segment:
         """Raises ValueError naming the first field whose type, dtype, rank or length is wrong."""
         for name, kind in META_FIELDS.items():
             value = getattr(self, name)
+            if type(value) is kind:  # the common case, decided without the numbers ABCs (bool is not int here)
+                continue
             ok = (isinstance(value, Integral) if kind is int else
                   isinstance(value, Real) if kind is float else isinstance(value, kind))
             if not ok or isinstance(value, (bool, np.bool_)):
@@ -137,12 +143,11 @@ class Segment:
                                  f"expected {kind.__name__}")
         if not self.controller:
             raise ValueError(f"segment {self.key}: field 'controller' is empty")
-        for name, dtype in STEP_FIELDS.items():
+        for name, dtype, ndim in _STEP_CHECKS:
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.dtype != dtype:
                 got = getattr(arr, "dtype", type(arr).__name__)
                 raise ValueError(f"segment {self.key}: field {name!r} has dtype {got}, expected {dtype}")
-            ndim = 2 if name in FEATURE_FIELDS else 4 if name == "image" else 1
             if arr.ndim != ndim:
                 raise ValueError(f"segment {self.key}: field {name!r} has shape {arr.shape}, "
                                  f"expected {ndim}-D")
@@ -153,3 +158,8 @@ class Segment:
             arr = getattr(self, name)
             if arr.shape[0] != n:
                 raise ValueError(f"segment {self.key}: field {name!r} has {arr.shape[0]} steps, expected {n}")
+
+
+#: (name, dtype, rank) of each step field, as Segment.validate checks them
+_STEP_CHECKS = tuple((name, dtype, 2 if name in FEATURE_FIELDS else 4 if name == "image" else 1)
+                     for name, dtype in STEP_FIELDS.items())

@@ -83,6 +83,17 @@ class LogFailed(OSError):
     until it is reopened (a second fsync would succeed without having written them: the fsyncgate lesson)."""
 
 
+class _Follower:
+    """A caller waiting for an fsync to cover `upto`: `woken` is held until a leader releases it, having set `covered`
+    when its fsync covered `upto` (else the caller looks again: the log failed or closed, or it is to lead)."""
+
+    __slots__ = ("covered", "upto", "woken")
+
+    def __init__(self, upto: int) -> None:
+        self.upto, self.covered, self.woken = upto, False, threading.Lock()
+        self.woken.acquire()
+
+
 class SegmentLog:
     """Appends frames to the newest file of a directory; one writer per directory (flock). Thread-safe.
 
@@ -101,13 +112,16 @@ class SegmentLog:
         self.failed: OSError | None = None  # why the log takes no appends until reopen(), or None
         self.fsyncs = 0  # fsyncs that made appended frames durable (group commit: fewer than durable appends)
         self._write = threading.Lock()  # the file, its size, `_written`; taken before `_sync`, never after
-        self._sync = threading.Condition(threading.Lock())  # `_durable`, `_syncing`, `_writing`, `failed`
+        self._sync = threading.Lock()  # `_durable`, `_syncing`, `_writing`, `_followers`, `failed`
+        self._arrived = threading.Condition(self._sync)  # a leader waits here for the appends under way
+        self._followers: list[_Follower] = []  # callers waiting for an fsync, in order of arrival
         self._written = 0  # bytes appended since opening, over every file: where the next frame ends up
         self._durable = 0  # of those, the bytes an fsync has covered
         self._lost_upto = 0  # frames ending up to here were written before reopen(): never durable, for this reason
         self._lost_why: OSError | None = None
         self._syncing = False  # a leader is in fsync
-        self._writing = 0  # appends between their start (or coming()) and their frame's write
+        self._writing: set[int] = set()  # tickets of appends between their start (or coming()) and their frame's write
+        self._tickets = 0  # tickets handed out: a leader waits only for appends that began before it leads
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -169,13 +183,16 @@ class SegmentLog:
             log.sync(end)
         """
         with self._sync:
-            self._writing += 1
+            ticket = self._tickets
+            self._tickets += 1
+            self._writing.add(ticket)
         try:
             yield
         finally:
             with self._sync:
-                self._writing -= 1
-                self._sync.notify_all()
+                self._writing.discard(ticket)
+                if self._syncing:  # a leader may be waiting for this frame
+                    self._arrived.notify()
 
     def append(self, payload: bytes, durable: bool = False) -> int:
         """Writes one frame; durable=True returns only after an fsync covered it (group commit: see the class).
@@ -183,7 +200,7 @@ class SegmentLog:
         if len(payload) >= 2**32:
             raise ValueError(f"payload of {len(payload)} bytes exceeds the frame limit of 2**32 - 1")
         data = frame(payload)
-        with self.coming(), self._write:
+        with self.coming() if durable else contextlib.nullcontext(), self._write:
             end = self._write_frame(data)
         if durable:
             self.sync(end)
@@ -220,7 +237,7 @@ class SegmentLog:
             self._fail(e, f"fsync of {self.path} before moving to the next file failed")
         with self._sync:
             self._durable = self._written
-            self._sync.notify_all()
+            self._wake()
         self._file.close()
         self._index += 1
         try:
@@ -232,7 +249,7 @@ class SegmentLog:
         failed = LogFailed(err.errno, f"segment log {self.directory}: {what}: {err.strerror or err}")
         with self._sync:
             self.failed = self.failed or failed
-            self._sync.notify_all()
+            self._wake()
         raise failed from err
 
     def sync(self, upto: int | None = None) -> None:
@@ -246,17 +263,8 @@ class SegmentLog:
 
     def _lead(self, upto: int) -> bool:
         """True once `upto` is durable; else fsyncs as the leader (or returns False to look again)."""
-        with self._sync:
-            while self._durable < upto and self._syncing and self.failed is None:
-                self._sync.wait()
-            if self._durable >= upto:
-                return True
-            why = self.failed or (self._lost_why if upto <= self._lost_upto else None)
-            if why is not None:
-                raise LogFailed(why.errno, why.strerror)
-            self._syncing = True
-            if self.commit_wait_s > 0 and self._writing:  # appends under way: let their frames join this fsync
-                self._sync.wait_for(lambda: not self._writing, self.commit_wait_s)
+        if not self._turn(upto):
+            return True
         target, fd, synced = 0, -1, False
         try:
             with self._write:  # what this fsync covers; a dup stays valid should a rotation close the file
@@ -275,8 +283,54 @@ class SegmentLog:
                 self._syncing = False
                 if synced:
                     self._durable = max(self._durable, target)
-                self._sync.notify_all()
+                self._wake()
         return False
+
+    def _turn(self, upto: int) -> bool:
+        """Waits while another caller syncs: False once `upto` is durable; True when this caller is to lead the next
+        fsync (`_syncing` set, appends under way waited for); raises LogFailed for frames a failure lost."""
+        self._sync.acquire()
+        held = True
+        try:
+            while self._durable < upto and self._syncing and self.failed is None:
+                follower = _Follower(upto)
+                self._followers.append(follower)
+                self._sync.release()
+                held = False
+                follower.woken.acquire()  # released by a leader's _wake
+                if follower.covered:  # an fsync covered it: back without taking the lock the others want too
+                    return False
+                self._sync.acquire()
+                held = True
+            if self._durable >= upto:
+                return False
+            why = self.failed or (self._lost_why if upto <= self._lost_upto else None)
+            if why is not None:
+                raise LogFailed(why.errno, why.strerror)
+            self._syncing = True
+            if self.commit_wait_s > 0 and self._writing:  # appends under way: let their frames join this fsync
+                began = self._tickets  # but not those that begin while it waits: they would keep it waiting
+                self._arrived.wait_for(lambda: not self._writing or min(self._writing) >= began, self.commit_wait_s)
+            return True
+        finally:
+            if held:
+                self._sync.release()
+
+    def _wake(self) -> None:
+        """With `_sync` held: wakes the callers an fsync covered (all, once the log failed) and, while none syncs, the
+        first of the others, to lead the next fsync. Waking only these (not every waiter, as notify_all would) spares
+        a busy log a context switch per waiting caller per fsync."""
+        if self.failed is not None or self._closed:
+            woken, self._followers = self._followers, []
+        else:
+            woken = [f for f in self._followers if f.upto <= self._durable]
+            for follower in woken:
+                follower.covered = True
+            self._followers = [f for f in self._followers if f.upto > self._durable]
+            if self._followers and not self._syncing:
+                woken.append(self._followers.pop(0))
+        for follower in woken:
+            follower.woken.release()
 
     def close(self) -> None:
         """Syncs, closes the file and releases the directory lock; idempotent. A failed fsync raises LogFailed."""
@@ -291,7 +345,7 @@ class SegmentLog:
             else:
                 with self._sync:
                     self._durable = self._written
-                    self._sync.notify_all()
+                    self._wake()
             finally:
                 self._file.close()
                 os.close(self._lock_fd)

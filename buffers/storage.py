@@ -35,13 +35,16 @@ class Column:
         self.n = 0
 
     def extend(self, rows: np.ndarray) -> None:
-        if self.n + len(rows) > len(self.data):
-            grown = np.zeros((max(2 * len(self.data), self.n + len(rows)), *self.data.shape[1:]),
-                             self.data.dtype)
+        self.reserve(len(rows))[:] = rows
+
+    def reserve(self, count: int) -> np.ndarray:
+        """Grows by `count` rows and returns them, to be filled in place (one copy, no temporary)."""
+        if self.n + count > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.n + count), *self.data.shape[1:]), self.data.dtype)
             grown[:self.n] = self.data[:self.n]
             self.data = grown
-        self.data[self.n:self.n + len(rows)] = rows
-        self.n += len(rows)
+        self.n += count
+        return self.data[self.n - count:self.n]
 
     def view(self) -> np.ndarray:
         return self.data[:self.n]
@@ -106,6 +109,7 @@ class ReplayStorage:
         self._labelled = 0
         self._obs_moments: Moments | None = None
         self._act_moments: Moments | None = None
+        self._moments_upto = 0  # the moments cover the labelled steps stored before this index (updated when read)
 
     def stores(self, seg: Segment) -> bool:
         return seg.human or not self.labels_only
@@ -122,23 +126,35 @@ class ReplayStorage:
                 raise InvalidSegment(seg.key, str(e)) from e
             if not self.stores(seg) or len(seg) == 0:
                 continue
-            for i, name in enumerate(("obs", "action")):
+            self._check_fits(seg, dims)
+            for name in ("obs", "action"):
                 arr = getattr(seg, name)
-                if dims[i] is not None and arr.shape[1] != dims[i]:
-                    raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} has {arr.shape[1]} "
-                                                  f"features, the replay storage holds {dims[i]}")
-                bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-                if len(bad):
+                if not np.isfinite(arr).all():
+                    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
                     raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} is not finite "
                                                   f"at step {bad[0]}")
-            if self._image is not None and seg.image.shape[1:] != self._image.data.shape[1:]:
-                raise InvalidSegment(seg.key, f"segment {seg.key}: field 'image' has images of {seg.image.shape[1:]}, "
-                                              f"the replay storage holds {self._image.data.shape[1:]}")
             dims = (seg.obs.shape[1], seg.action.shape[1])
+
+    def _check_fits(self, seg: Segment, dims: tuple[int | None, int | None]) -> None:
+        """Raises InvalidSegment if a valid segment's feature sizes differ from `dims` (its images from storage's)."""
+        for name, arr, dim in (("obs", seg.obs, dims[0]), ("action", seg.action, dims[1])):
+            if dim is not None and arr.shape[1] != dim:
+                raise InvalidSegment(seg.key, f"segment {seg.key}: field {name!r} has {arr.shape[1]} "
+                                              f"features, the replay storage holds {dim}")
+        if self._image is not None and seg.image.shape[1:] != self._image.data.shape[1:]:
+            raise InvalidSegment(seg.key, f"segment {seg.key}: field 'image' has images of {seg.image.shape[1:]}, "
+                                          f"the replay storage holds {self._image.data.shape[1:]}")
 
     def add(self, seg: Segment) -> np.ndarray:
         """Counts a segment, stores its steps if they are kept; returns their storage indices."""
         self.check([seg])
+        return self.add_checked(seg)
+
+    def add_checked(self, seg: Segment) -> np.ndarray:
+        """add() for a segment that passed check() already: checks again only what another add may have changed
+        since (the feature sizes the storage holds), so a segment is validated once on its way in."""
+        if self.stores(seg) and len(seg):
+            self._check_fits(seg, (self.obs_dim, self.act_dim))
         n = len(seg)
         self.counts["segments"] += 1
         self.counts["steps"] += n
@@ -152,26 +168,33 @@ class ReplayStorage:
             self._obs_moments, self._act_moments = Moments(self.obs_dim), Moments(self.act_dim)
             if seg.image.size:
                 self._image = Column(np.uint8, seg.image.shape[1:])
-        indices = np.arange(len(self), len(self) + n, dtype=np.int64)
+        first = len(self)
+        indices = np.arange(first, first + n, dtype=np.int64)
         self.segment_keys.append(seg.key)
-        self._bounds.extend(np.array([[len(self), len(self) + n]], np.int64))
+        self._bounds.reserve(1)[0] = (first, first + n)
         if n == 0:
             return indices
-        assert self._obs and self._action and self._obs_moments and self._act_moments
+        assert self._obs and self._action
         self._obs.extend(seg.obs)
-        action = centred_mean(seg.action, self.label_window) if seg.human else seg.action
-        self._action.extend(action)
+        self._action.extend(centred_mean(seg.action, self.label_window) if seg.human else seg.action)
         if self._image is not None:
             self._image.extend(seg.image)
-        self._human.extend(np.full(n, seg.human))
-        self._segment.extend(np.full(n, len(self.segment_keys) - 1, np.int64))
+        self._human.reserve(n)[:] = seg.human
+        self._segment.reserve(n)[:] = len(self.segment_keys) - 1
         self._labelled += n * int(seg.human)
         if is_intervention(seg.controller):
             self._intervention_idx.extend(indices)
-        if seg.human:
-            self._obs_moments.update(seg.obs)
-            self._act_moments.update(action)
         return indices
+
+    def _update_moments(self, obs: Moments, act: Moments) -> None:
+        """Adds the labelled steps stored since the last update: once per read, over every step added meanwhile,
+        rather than once per segment on the add path."""
+        assert self._obs is not None and self._action is not None
+        upto, self._moments_upto = self._moments_upto, len(self)
+        human = self._human.view()[upto:]
+        rows = slice(upto, None) if human.all() else upto + np.flatnonzero(human)
+        obs.update(self._obs.view()[rows])
+        act.update(self._action.view()[rows])
 
     def __len__(self) -> int:
         return self._segment.n
@@ -218,4 +241,5 @@ class ReplayStorage:
         """(obs_mean, obs_std, act_mean, act_std) over labelled steps, float32; std floored at min_std."""
         if self._obs_moments is None or self._act_moments is None:
             raise ValueError("replay storage has no steps yet: observation/action sizes unknown")
+        self._update_moments(self._obs_moments, self._act_moments)
         return (*self._obs_moments.mean_std(min_std), *self._act_moments.mean_std(min_std))

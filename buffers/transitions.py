@@ -43,22 +43,35 @@ class TransitionStore:
 
     def add_segment(self, seg: Segment) -> None:
         """Adds seg's steps; the previous segment's waiting last step if seg continues its episode."""
-        if len(seg) == 0:
+        n = len(seg)
+        if n == 0:
             return
         waiting = self.open.pop(seg.robot, None)
-        if waiting is not None and waiting.episode == seg.episode:
-            self._add_steps(waiting, slice(-1, None), seg.obs[:1])
-        ends = seg.done[-1] or seg.success[-1]
-        self._add_steps(seg, slice(None) if ends else slice(None, -1), seg.obs[1:])
+        joined = waiting is not None and waiting.episode == seg.episode
+        ends = bool(seg.done[-1] or seg.success[-1])
         if not ends:
             self.open[seg.robot] = seg
-
-    def _add_steps(self, seg: Segment, rows: slice, next_obs: np.ndarray) -> None:
-        success = seg.success[rows].astype(np.float32)
-        obs = seg.obs[rows]
-        nxt = np.concatenate([next_obs, obs[len(next_obs):]])[:len(obs)]  # a final step's next_obs is unused
-        self.add(obs, seg.action[rows], success, nxt, np.maximum(success, seg.done[rows].astype(np.float32)),
-                 seg.constraint[rows].astype(np.float32))
+        own = n if ends else n - 1  # seg's steps added now; a last one that does not end waits for its successor
+        start, count = len(self), own + joined
+        if count == 0:
+            return
+        # each column filled in place: [waiting's last step,] then seg's first `own` steps
+        for column, name in ((self.obs, "obs"), (self.action, "action"), (self.reward, "success"),
+                             (self.terminal, "done"), (self.violation, "constraint")):
+            rows = column.reserve(count)
+            if joined:
+                rows[0] = getattr(waiting, name)[-1]
+            rows[joined:] = getattr(seg, name)[:own]
+        reward, terminal = self.reward.view()[start:], self.terminal.view()[start:]
+        np.maximum(terminal, reward, out=terminal)  # an episode ends at success too
+        nxt = self.next_obs.reserve(count)
+        if joined:
+            nxt[0] = seg.obs[0]
+        nxt[joined:joined + n - 1] = seg.obs[1:]
+        if ends:  # a final step's next_obs is unused: its own observation
+            nxt[-1] = seg.obs[-1]
+        if reward.any():
+            self.positives.extend(start + np.flatnonzero(reward))
 
     def sample(self, count: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
         """count transitions, POSITIVE_FRACTION of them successes when any exist; None while empty."""

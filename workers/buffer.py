@@ -51,9 +51,10 @@ class BufferWorker:
                                 "since": self.storage["since"] or self.clock()}
             raise
         kept = [seg.event() | {"t": float(seg.t_closed)} for seg in segments if seg.human and seg.controller != DEMO]
-        with self.lock:
-            self.storage = {"ok": True, "error": None, "since": None}
-            self.kept.extend(kept)
+        if kept or not self.storage["ok"]:  # concurrent adds take this lock: only when there is something to record
+            with self.lock:
+                self.storage = {"ok": True, "error": None, "since": None}
+                self.kept.extend(kept)
         return keys
 
     def sample(self, count: int, horizon: int = 1, history: int = 1) -> dict[str, Any] | None:
