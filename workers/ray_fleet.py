@@ -247,8 +247,8 @@ _actor = ray.remote(num_cpus=0, max_concurrency=4)  # type: ignore[call-overload
 # learner restores its newest checkpoint. Robots are replaced by the supervisor instead (restart_group).
 _restartable = ray.remote(num_cpus=0, max_concurrency=4, max_restarts=RESTARTS)  # type: ignore[call-overload]
 # The buffer's adds wait for an fsync they share (group commit): more at once share each fsync (in
-# benchmarks/data_path.py 16 shippers appended ~1.5-2x faster than 4), and the learner's batches and the
-# supervisor's polls do not queue behind adds that wait on the disk.
+# benchmarks/data_path.py 16 shippers' adds ran 1.1-1.7x as fast as 4's; through Ray, 1.2x), and the learner's
+# batches and the supervisor's polls do not queue behind adds that wait on the disk.
 BUFFER_CONCURRENCY = 16
 _buffer_actor = ray.remote(num_cpus=0, max_concurrency=BUFFER_CONCURRENCY,  # type: ignore[call-overload]
                            max_restarts=RESTARTS)
