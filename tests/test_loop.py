@@ -10,12 +10,12 @@ from buffers.segment_log import SegmentLog
 from dagger.control import State
 from dagger.events import read_events
 from dagger.metrics import summarize
-from tests.conftest import point_config
+from tests.conftest import make_segment, point_config
 from tests.one_robot import OneRobot
 from workers.buffer import BufferWorker
 from workers.launch import run_loop
 from workers.learner import Learner
-from workers.shipping import RETRY_S
+from workers.shipping import RETRY_S, Shipper
 from workers.transport import LocalEndpoint
 
 
@@ -209,3 +209,24 @@ def test_a_robot_asks_once_when_its_episodes_time_runs_out(tmp_path, task, gate,
     else:
         assert [e["reason"] for e in asked] == ["overtime"] and robot.state is State.WAITING
         assert robot.total_steps == asks_at and robot.episodes == 1
+
+
+def test_a_refused_correction_is_sent_again_though_a_later_one_was_stored(tmp_path):
+    now = [1000.0]
+    buffer = BufferWorker(tmp_path / "segments")
+    flaky = FlakyBuffer(buffer)
+    flaky.failures = 1
+    said = []
+    shipper = Shipper(LocalEndpoint(flaky), every_s=3600, clock=lambda: now[0],
+                      emit=lambda kind, **fields: said.append(kind))
+    shipper.add(make_segment(0, 5, "operator:0"))  # refused
+    shipper.ship()
+    assert shipper.down and shipper.resend == {"0:0"}
+    shipper.add(make_segment(1, 3, "operator:0"))  # stored: the first still waits to be sent again
+    shipper.ship()
+    assert buffer.replay.stats()["human_steps"] == 3 and shipper.down
+    now[0] += RETRY_S
+    shipper.ship()
+    shipper.ship()
+    assert buffer.replay.stats()["human_steps"] == 8 and not shipper.unacked and not shipper.down
+    assert said.count("stored") == 2 and said.count("ship_failed") == 1

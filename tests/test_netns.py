@@ -8,7 +8,6 @@ benchmarks/network.py's to say. Needs root and `ip netns` (but the proxy's own t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -292,5 +291,6 @@ def test_a_ray_node_lost_mid_run_is_survived_like_an_actor(ray_hosts):
     assert {e["ip"] for e in placed} == {robots.ip} and len({e["node"] for e in placed}) == 2  # then its successor
     assert sorted(e["robot"] for e in events if e["ev"] == "robot_lost") == [0, 1]
     assert sorted(e["robot"] for e in events if e["ev"] == "robot_restarted") == [0, 1]
+    # the budget is the fleet's steps taken (the lost node's last unshipped steps among them; the report counts only
+    # the stored ones)
     assert events[-1]["ev"] == "run_end" and events[-1]["reason"] == "budget"
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] >= 1500

@@ -36,7 +36,8 @@ class Shipper:
         self.unacked: dict[str, Segment] = {}  # human segments sent but not yet durable
         self.in_flight: list[tuple[Pending[list[str]], list[Segment], float]] = []  # (call, batch, sent at)
         self.last_ship = 0.0
-        self.refused = ""  # the buffer's error while it refuses human segments ("": it takes them)
+        self.refused = ""  # the buffer's error while human segments it refused wait to be sent again ("": none)
+        self.resend: set[str] = set()  # keys of human segments whose send failed, to be sent again
         self.last_try = 0.0  # when refused human segments were last sent again
         self.failing = False  # the last send failed (said once, until one succeeds)
 
@@ -59,9 +60,10 @@ class Shipper:
     def ship(self, force: bool = False) -> None:
         self.collect_acks()
         now = self.clock()
-        if self.refused and now - self.last_try >= RETRY_S:  # the buffer refused: tried again every RETRY_S
+        if self.resend and now - self.last_try >= RETRY_S:  # the buffer refused: tried again every RETRY_S
             self.last_try, force = now, True
-            self.outbox.extend(s for s in self.unacked.values() if not self.sent(s.key) and s not in self.outbox)
+            waiting = {s.key for s in self.outbox}
+            self.outbox.extend(self.unacked[k] for k in sorted(self.resend) if k not in waiting and not self.sent(k))
         if self.outbox and (force or now - self.last_ship >= self.every_s):
             batch, self.outbox = self.outbox, []
             self.in_flight.append((self.buffer.call(BufferRole.add, batch), batch, now))
@@ -76,7 +78,7 @@ class Shipper:
         acknowledged by then are logged as lost (`unstored`)."""
         end = time.monotonic() + FLUSH_S
         self.ship(force=True)
-        while self.in_flight or (self.unacked and self.refused):
+        while self.in_flight or self.resend:
             left = end - time.monotonic()
             if left <= 0:
                 break
@@ -88,7 +90,7 @@ class Shipper:
                 except Exception:  # noqa: BLE001 - collected (and said) below
                     pass
             self.collect_acks()
-            if self.refused and self.unacked:
+            if self.resend:
                 time.sleep(min(RETRY_S, max(0.0, end - time.monotonic())))
                 self.last_try = 0.0
                 self.ship(force=True)
@@ -112,13 +114,16 @@ class Shipper:
                     self.emit("ship_failed", error=why, segments=len(batch))
                     self.last_try = self.clock()  # sent again RETRY_S from now
                 self.failing = True
-                self.refused = why if human else self.refused
+                if human:
+                    self.refused = why
+                    self.resend.update(s.key for s in batch if s.key in self.unacked)
                 continue
             self.failing = False
             for key in acked:
                 seg = self.unacked.pop(key, None)
+                self.resend.discard(key)
                 if seg is not None:  # the operator's steps are durable: what the fault benchmark counts
                     self.emit("stored", robot=seg.robot, seq=seg.seq, steps=len(seg))
-            if human:
+            if not self.resend:
                 self.refused = ""
         self.in_flight = still
