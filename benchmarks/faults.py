@@ -15,8 +15,9 @@ Columns: human steps acknowledged to the robots (the buffer returned the segment
 each such ack is a `stored` event), those found in the segment log, missing, duplicated (a key stored
 twice), corrupt frames the log reader skipped, runs that finished their budget, runs whose report
 (`human_steps`, recomputed from events.jsonl) equals the operators' steps the log holds, and steps in the fault
-against the same span just before it ('-' for a kill): for `hang`, the fleet's steps while the learner is stopped;
-for `storage`, the steps robots took while held for storage (between their storage_hold and storage_resumed).
+against the same span just before it ('-' for an actor's kill): for `hang`, the fleet's steps while the learner is
+stopped; for `storage`, the steps robots took while held for storage (between their storage_hold and
+storage_resumed); for `driver`, the fleet's steps while the driver is down (none: the run's robots stop with it).
 Only the trial's own processes are killed: they carry a marker in their environment, which Ray's workers inherit.
 
     python benchmarks/faults.py [--trials 20] [--seconds 25] [--parallel 1]
