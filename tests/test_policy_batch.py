@@ -171,6 +171,8 @@ def test_a_batched_request_answers_as_each_robots_own_requests():
 class Counter:
     """The steps since reset as the action; obs[0] is how many seconds an act takes."""
 
+    obs_dim, act_dim = 1, 1
+
     def __init__(self) -> None:
         self.version, self.steps = 0, 0
 

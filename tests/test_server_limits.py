@@ -27,7 +27,6 @@ from hypothesis import given, settings
 
 from buffers import codec
 from dagger import wire
-from dagger.core import PolicyOutput
 from dagger.policies.remote import PolicyServer, RemotePolicy, RemotePolicyError, request_bytes
 from dagger.robots.agent import HANDSHAKES, RobotAgent
 from dagger.robots.base import SimRobot
@@ -35,29 +34,11 @@ from dagger.robots.remote import RemoteRobot
 from dagger.tasks import make_task
 from dagger.wire import HEADER, Session, answer_challenge, new_token
 from tests.conftest import hung_up
+from tests.test_policy_batch import Counter as Steps  # its action: its steps since reset
 
 TOKEN = new_token()
 LIVE_S = 30.0
 """how long a test waits for what must happen: reached on a loaded machine only when something is broken"""
-
-
-class Steps:
-    """A policy whose action is its steps since reset (episode state made visible)."""
-
-    version, obs_dim, act_dim = 0, 1, 1
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def act(self, obs: np.ndarray, image: np.ndarray | None = None) -> PolicyOutput:
-        self.steps += 1
-        return PolicyOutput(np.array([float(self.steps)]), 0.0, self.version)
-
-    def reset(self) -> None:
-        self.steps = 0
-
-    def load(self, weights: dict) -> None:
-        self.version = int(weights["version"])
 
 
 def wait_for(condition, what: str) -> None:
