@@ -33,6 +33,10 @@ class CodecError(ValueError):
     """A payload could not be encoded or decoded; the message says what and where."""
 
 
+class TooLarge(CodecError):
+    """A payload that would inflate past what its reader allows."""
+
+
 def _pack_array(arr: np.ndarray) -> bytes:
     if arr.dtype.kind not in ARRAY_KINDS:
         raise CodecError(f"cannot encode array of dtype {arr.dtype} (only numeric and bool dtypes)")
@@ -122,8 +126,10 @@ def decode(payload: bytes, max_decoded: int = MAX_DECODED) -> Any:
     except Exception as e:
         raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: {e}") from e
     if not inflate.eof:  # cut short, or a small payload that would inflate without bound
-        why = "is cut short" if inflate.needs_input else f"inflates past {max_decoded} bytes"
-        raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: it {why}")
+        if not inflate.needs_input:
+            raise TooLarge(f"payload of {len(payload)} bytes is not a valid lz4 frame: it inflates past "
+                           f"{max_decoded} bytes")
+        raise CodecError(f"payload of {len(payload)} bytes is not a valid lz4 frame: it is cut short")
     try:
         return msgpack.unpackb(packed, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except CodecError:

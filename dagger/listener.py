@@ -32,6 +32,15 @@ from dagger.log_once import LogOnce
 log = logging.getLogger(__name__)
 
 
+def hang_up(conn: socket.socket) -> None:
+    """Shuts a connection down both ways and closes it (one already gone is closed all the same)."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
+    conn.close()
+
+
 class Guest:
     """One admitted connection, as its thread sees it."""
 
@@ -124,33 +133,31 @@ class Listener:
             if full and not self.waiting:
                 return False
             if full:
-                oldest, _ = self.waiting.popitem(last=False)
-                oldest.evicted = True
-                oldest.hang_up()
-                self.counts["evicted"] += 1
+                self._push_out_oldest()
             self.waiting[guest] = None
             self.counts["accepted"] += 1
             return True
+
+    def _push_out_oldest(self) -> None:
+        """Hangs up on the oldest connection not authenticated (call with the lock held: its thread cannot have closed
+        it meanwhile, and its number gone to another)."""
+        oldest, _ = self.waiting.popitem(last=False)
+        oldest.evicted = True
+        oldest.hang_up()
+        self.counts["evicted"] += 1
 
     def _evict_oldest(self, why: str) -> None:
         with self.lock:
             if not self.waiting:
                 return
-            oldest, _ = self.waiting.popitem(last=False)
-            oldest.evicted = True
-            oldest.hang_up()  # under the lock: its thread cannot have closed it (and its number gone to another)
-            self.counts["evicted"] += 1
+            self._push_out_oldest()
         self.turned_away.warning("%s %s: %s; hung up on the oldest connection not authenticated", self.name,
                                  self.address, why, key=why)
 
     def _turn_away(self, conn: socket.socket, why: str) -> None:
         self.counts["refused_full"] += 1
         self.turned_away.warning("%s %s: turned a connection away: %s", self.name, self.address, why, key=why)
-        try:
-            conn.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        conn.close()
+        hang_up(conn)
 
     def _proven(self, guest: Guest) -> bool:
         with self.lock:
@@ -168,6 +175,7 @@ class Listener:
 
     def _run(self, guest: Guest) -> None:
         try:
+            guest.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small frames go out at once
             if self.tls is not None:
                 guest.sock.settimeout(wire.HANDSHAKE_S)
                 try:

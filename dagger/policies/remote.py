@@ -44,6 +44,7 @@ from dagger.wire import (
     Session,
     answer_challenge,
     checked_token,
+    dial,
     greet,
     open_frame,
     too_large,
@@ -169,7 +170,6 @@ class PolicyServer:
         naming why, then a hang-up."""
         conn, session = guest.sock, Session(self.token)
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 client_nonce = greet(conn, session)
                 if not guest.proven():
@@ -445,14 +445,7 @@ class RemotePolicy:
 
     def connect(self, end: float) -> None:
         """A new connection: TCP (TLS when given), then the challenge answered and the welcome checked."""
-        sock = socket.create_connection((self.host, self.port), timeout=max(end - time.monotonic(), 1e-3))
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
+        sock = dial(self.host, self.port, max(end - time.monotonic(), 1e-3), self.tls)
         self.sock, self.session = sock, None
         session = Session(self.token)
         challenge = self.receive(end, session)

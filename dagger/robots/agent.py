@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dagger.listener import Guest, Listener
+from dagger.listener import Guest, Listener, hang_up
 from dagger.log_once import LogOnce
 from dagger.robots.base import Robot
 from dagger.robots.bridge import TO_AGENT, integer, kind, number, obs_message, spec_of, vector
@@ -101,15 +101,7 @@ class _Link:
         with self.cond:
             self.closed = True
             self.cond.notify()
-        _hang_up(self.conn)
-
-
-def _hang_up(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already gone
-    conn.close()
+        hang_up(self.conn)
 
 
 class RobotAgent:
@@ -201,7 +193,6 @@ class RobotAgent:
     def _handshake(self, guest: Guest) -> _Link:
         """Challenge, hello, welcome within HANDSHAKE_S in all; the authenticated controller's link."""
         conn = guest.sock
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = Session(self.token, self.max_age_s, self.clock)
         client_nonce = greet(conn, session)
         if self.closed.is_set() or not guest.proven():

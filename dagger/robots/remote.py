@@ -25,7 +25,7 @@ import numpy as np
 
 from dagger.robots.base import Observation, RobotLate
 from dagger.robots.bridge import TO_CONTROLLER, blob, integer, kind, number, read_obs, read_spec
-from dagger.wire import BadFrame, Session, answer_challenge, checked_token
+from dagger.wire import BadFrame, Session, answer_challenge, checked_token, dial
 
 PINGS = 8  # round trips measured at connect; the shortest gives the clock offset
 PING_EVERY_S = 0.5  # a ping keeps the round-trip time, and the agent's health, current
@@ -102,11 +102,8 @@ class RemoteRobot:
             raise ConnectionError(f"robot agent {self.address}: {e}") from e
 
     def _open(self, timeout_s: float | None = None) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=timeout_s or self.connect_timeout_s)
+        sock = dial(self.host, self.port, timeout_s or self.connect_timeout_s, self.tls)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
             session = Session(self.token, self.max_age_s)
             challenge = self._expect(session, sock, "challenge")
             client_nonce = answer_challenge(sock, session, challenge)  # this connection's own key from here on
