@@ -8,7 +8,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export PYGAME_HIDE_SUPPORT_PROMPT := 1
 
-.PHONY: install demo test lint bench readme-tables clean
+.PHONY: install demo test lint browser bench readme-tables clean
 
 install: $(STAMP)
 
@@ -25,7 +25,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy dagger buffers workers teleop_devices
 
-test: lint
+browser:  # headless Chromium for the browser-console tests: Debian's package (Playwright's own download needs the internet)
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: install
