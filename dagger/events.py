@@ -100,6 +100,8 @@ KINDS: dict[str, Kind] = {
                           may={"age_s": NUMBER}),
     "device_lost": Kind("an operator's input device went away: its robots are asked for again",
                         has={"operator": INT, "device": TEXT}),
+    "device_back": Kind("an operator's lost device is there again (a browser tab reopened): robots are offered again",
+                        has={"operator": INT, "device": TEXT}),
     # learner, buffer, evaluator, supervisor
     "learner": Kind("the learner's progress: updates so far and the latest loss (null before the first)",
                     needs={"updates": INT}, may={"loss": NUMBER}),

@@ -24,6 +24,9 @@ class DeviceReading:
     skip: bool = False  # decline the robot offered to this operator (it goes back to the queue)
     mark: str = ""  # "success" / "failure" when the operator labels the episode
     age_s: float = 0.0  # how old the underlying report is
+    t_read: float | None = None  # when a device that stamps its readings (a browser page, a leader arm's bus) read this
+    # input, on the station's clock: the robot ages the reading from then; None: from the station's tick
+    absolute: bool = False  # the action is a pose to go to (a leader arm's joints), not a motion: the robot aligns
 
 
 @dataclass

@@ -62,20 +62,22 @@ class OperatorStation:
         now = self.clock()
         for op, device in self.devices.items():
             if op in self.lost:
+                self._device_back(op)
                 continue
             reading = device.reading()
             if not device.present():  # after the read: a read that failed must not pass for a released deadman
                 self._device_lost(op)
                 continue
             self.last[op] = reading
+            t = now if reading.t_read is None else reading.t_read
             for robot in self.robots[op]:
                 if reading.takeover:
-                    self.t_input.setdefault((op, robot), now)
+                    self.t_input.setdefault((op, robot), t)
                 self.send_input(robot, {
                     "action": None if reading.action is None else [float(a) for a in reading.action],
                     "takeover": reading.takeover, "hand_back": reading.hand_back, "deadman": reading.deadman,
-                    "e_stop": reading.e_stop, "skip": reading.skip, "mark": reading.mark, "t_report": now,
-                    "t_input": self.t_input.get((op, robot), now)})
+                    "e_stop": reading.e_stop, "skip": reading.skip, "mark": reading.mark, "t_report": t,
+                    "t_input": self.t_input.get((op, robot), t), "absolute": reading.absolute})
         if now - self.last_health >= self.health_every_s:
             self.last_health = now
             self.record([{"ev": "device_health", "t": now, "operator": op, **health}
@@ -89,6 +91,13 @@ class OperatorStation:
             out[op] = {"device": device.label, "present": op not in self.lost, "rate_hz": device.rate_hz(),
                        "age_s": None if last is None else last.age_s, "deadman": bool(last and last.deadman)}
         return out
+
+    def _device_back(self, op: int) -> None:
+        """A device that went away and is present again (a browser tab reopened): its operator is offered robots
+        again."""
+        if self.devices[op].present():
+            self.lost.discard(op)
+            self.record([{"ev": "device_back", "t": self.clock(), "operator": op, "device": self.devices[op].label}])
 
     def _device_lost(self, op: int) -> None:
         self.lost.add(op)

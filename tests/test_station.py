@@ -64,3 +64,54 @@ def test_a_lost_device_is_reported_once_and_its_robots_told():
     assert [e["ev"] for e in events if e["ev"] == "device_lost"] == ["device_lost"]
     assert not station.available(0)
     assert not any(m == "input" and arg["deadman"] is False for _, m, arg in sent)
+
+
+class Stamped:
+    """A device that stamps its own readings and can go away and come back (as a browser page does)."""
+
+    label = "stamped"
+
+    def __init__(self, t_read):
+        self.t_read, self.here = t_read, True
+
+    def reading(self):
+        from teleop_devices.reading import DeviceReading
+
+        return DeviceReading(action=None, takeover=True, deadman=True, t_read=self.t_read)
+
+    def present(self):
+        return self.here
+
+    def rate_hz(self):
+        return 50.0
+
+
+def test_a_stamped_reading_is_aged_from_when_the_device_read_it():
+    sent, clock = [], Clock()
+    device = Stamped(t_read=49.5)
+    station = OperatorStation({0: device}, lambda robot, reading: sent.append(reading), lambda *a: None,
+                              lambda events: None, clock)
+    station.assign(0, 1)
+    station.tick()
+    clock.t = 51.0
+    station.tick()  # the device read nothing new: the robot sees the reading age
+    assert [(r["t_report"], r["t_input"]) for r in sent] == [(49.5, 49.5), (49.5, 49.5)]
+
+
+def test_a_device_that_comes_back_is_offered_robots_again():
+    sent, events, clock = [], [], Clock()
+    device = Stamped(t_read=None)
+    station = OperatorStation({0: device}, lambda robot, reading: sent.append(robot),
+                              lambda robot, op: sent.append(("lost", robot)), events.extend, clock)
+    station.assign(0, 2)
+    device.here = False
+    station.tick()
+    station.tick()
+    assert sent == [("lost", 2)] and not station.available(0)
+    device.here = True
+    station.tick()
+    assert station.available(0) and [e["ev"] for e in events if e["ev"] in ("device_lost", "device_back")] == [
+        "device_lost", "device_back"]
+    station.assign(0, 4)
+    station.tick()
+    assert sent[1:] == [4]  # the robot it lost went back to the queue, not to it
