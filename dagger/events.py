@@ -41,7 +41,7 @@ KINDS: dict[str, Kind] = {
     "run_start": Kind("a run begins (a `dagger` run, a resumed one, a fleet or failure bench run): its settings",
                       may={"seed": INT, "robots": INT, "operators": INT, "task": TEXT, "policy": TEXT, "gate": TEXT,
                            "alpha": NUMBER, "control_period_ms": NUMBER, "resumed": FLAG, "allocator": TEXT,
-                           "method": TEXT}),
+                           "method": TEXT, "operator_kinds": LIST}),
     "run_end": Kind("a run ends: why (done, interrupted, failed with `error`), or a bench's wall time",
                     may={"reason": TEXT, "error": TEXT, "wall_s": NUMBER}),
     "policy_start": Kind("the first policy is in the learner: from demonstrations, `init_from`'s checkpoint or resumed",

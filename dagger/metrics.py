@@ -297,6 +297,18 @@ def lost_labels(lost: list[dict]) -> dict[str, Any]:
             "lost_segments": shown}
 
 
+def latency_by_device(takeovers: list[dict], starts: list[dict]) -> dict[str, float | None]:
+    """Takeover latency (the operator's input → the first human action applied at the robot) for each kind of human
+    device the run's operators used (run_start's operator_kinds), e.g. takeover_latency_ms_p50_browser."""
+    kinds = starts[-1].get("operator_kinds", []) if starts else []
+    out: dict[str, float | None] = {}
+    for kind in dict.fromkeys(k for k in kinds if k != "scripted"):
+        latencies = [t.get("latency_s", 0.0) for t in takeovers if kinds[t["operator"] % len(kinds)] == kind]
+        out[f"takeover_latency_ms_p50_{kind}"] = _percentile(latencies, 50, 1000)
+        out[f"takeover_latency_ms_p99_{kind}"] = _percentile(latencies, 99, 1000)
+    return out
+
+
 def summarize(events: list[dict]) -> dict:
     """The run's numbers. `steps`, `human_steps` and every rate built on them count what the buffer kept
     (kept_segments); `human_steps_taken` is what the operators did, `human_steps_lost` the difference, and
@@ -342,6 +354,7 @@ def summarize(events: list[dict]) -> dict:
         "mean_wait_for_help_s": _round(float(np.mean([t["wait_s"] for t in takeovers])) if takeovers else None, 3),
         "takeover_latency_ms_p50": _percentile([t.get("latency_s", 0.0) for t in takeovers], 50, 1000),
         "takeover_latency_ms_p99": _percentile([t.get("latency_s", 0.0) for t in takeovers], 99, 1000),
+        **latency_by_device(takeovers, starts),
         "reaction_time_s_p50": _percentile([t["reaction_s"] for t in takeovers if "reaction_s" in t], 50),
         "reaction_time_s_p99": _percentile([t["reaction_s"] for t in takeovers if "reaction_s" in t], 99),
         "queue_wait_s_p50": _percentile(queued, 50),

@@ -468,3 +468,16 @@ def test_updates_after_resume_and_a_crash_in_the_resumed_run():
             {"ev": "restored", "t": 0.5, "version": 0, "updates": 0, "path": "x", "trainer": False},
             learner_at(1.0, 300)]
     assert summarize(init)["learner_updates"] == 300
+
+
+def test_takeover_latency_is_also_given_per_kind_of_human_device():
+    from dagger.metrics import latency_by_device
+
+    start = [{"ev": "run_start", "operator_kinds": ["browser", "scripted", "gamepad"]}]
+    takeovers = [{"operator": 0, "latency_s": 0.030}, {"operator": 0, "latency_s": 0.050},
+                 {"operator": 1, "latency_s": 0.0}, {"operator": 2, "latency_s": 0.012}]
+    out = latency_by_device(takeovers, start)
+    # browser: 30 and 50 ms -> median 40, p99 by linear interpolation 30 + 0.99 * 20 = 49.8; scripted has none
+    assert out == pytest.approx({"takeover_latency_ms_p50_browser": 40.0, "takeover_latency_ms_p99_browser": 49.8,
+                                 "takeover_latency_ms_p50_gamepad": 12.0, "takeover_latency_ms_p99_gamepad": 12.0})
+    assert latency_by_device(takeovers, []) == {}

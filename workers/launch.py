@@ -269,7 +269,9 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
         for e in lost:  # what a torn or damaged log lost, counted (its log_problem warnings only say where)
             print(f"dagger: warning: {e['what']}", file=sys.stderr)
         log.write(lost)
+    kinds = cfg.operator.kinds
     log.write([{"ev": "run_start", "t": clock(), "robots": cfg.robots, "operators": cfg.operators,
+                "operator_kinds": [kinds[op % len(kinds)] for op in range(cfg.operators)],
                 "task": cfg.task.name, "policy": cfg.policy.type, "gate": cfg.gate.name, "alpha": cfg.gate.alpha,
                 "seed": cfg.seed,
                 "control_period_ms": 1000 * task.dt / cfg.robot.speed, "resumed": incarnation > 0}])
