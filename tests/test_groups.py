@@ -177,3 +177,22 @@ def test_a_paced_group_starts_one_episode_a_period_and_every_robot_gets_its_turn
         starts.append(sorted(r for r, c in group.controllers.items() if c.episodes))
     assert starts == [[0], [0, 1], [0, 1, 2], [0, 1, 2]]
     assert [c.total_steps for c in group.controllers.values()] == [4, 3, 2]  # each stepped once it had started
+
+
+def test_remote_operators_get_frames_only_of_robots_waiting_for_help_or_helped(tmp_path):
+    cfg = point_config("robots=3", "gate.threshold=1e9")  # nobody asks on their own: robot 1 is made to wait below
+    group = RobotWorker(0, cfg, LocalEndpoint(Recorder()), clock=lambda: 1000.0, count=3)
+    learner = Learner(cfg, 6, 2, LocalEndpoint(BufferWorker(tmp_path / "b")))
+    learner.publish()
+    group.set_weights(learner.latest()[1])
+    group.want_frames(1e-9, True)
+    for _ in range(3):
+        group.tick()
+    assert not group.frames and all(c.state is State.AUTONOMOUS for c in group.controllers.values())
+    ctl = group.controllers[1]
+    ctl.wait_for_operator(ctl.last_out, "test")
+    group.tick()
+    assert set(group.frames) == {1}
+    group.want_frames(1e-9, False)
+    group.tick()
+    assert set(group.frames) == {0, 1, 2}

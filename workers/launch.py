@@ -248,9 +248,12 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
              on_status: Callable[[dict], None] | None = None,
              on_events: Callable[[list[dict]], None] | None = None,
              devices: dict[int, HumanDevice] | None = None, pump: Callable[[], None] | None = None,
-             frames_every_s: float = 0.0, on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             frames_every_s: float = 0.0, on_progress: Callable[[str], None] | None = None,
+             remote_operators: bool = False) -> dict[str, Any]:
     """Runs the loop to its budget and returns the summary recomputed from events.jsonl. on_progress(line) hears each
-    start-up step as it begins (demonstrations, pretraining, robots), for a console that would otherwise sit silent."""
+    start-up step as it begins (demonstrations, pretraining, robots), for a console that would otherwise sit silent.
+    remote_operators: operators watch from afar (a browser page): statuses twice as often, and frames only of the
+    robots waiting for help or helped."""
     torch.set_num_threads(1)
     task = make_task(cfg.task)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -282,12 +285,12 @@ def run_loop(cfg: RunConfig, run_dir: Path, make_fleet: FleetFactory = LocalFlee
                             served=None if served is None else ServedWeights(served, fleet.fetch))
     supervisor.poll()
     for group in fleet.groups:
-        group.call(RobotRole.want_frames, frames_every_s)
+        group.call(RobotRole.want_frames, frames_every_s, remote_operators)
     if on_progress is not None:
         on_progress(f"starting {cfg.robots} robot{'' if cfg.robots == 1 else 's'}")
     fleet.start()
     local = isinstance(fleet, LocalFleet)
-    reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.1)
+    reason = supervisor.run(fleet.between, on_status, period=0.0 if local else 0.05 if remote_operators else 0.1)
     if reason == "interrupted":  # a second Ctrl-C while shutting down forces the exit
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     supervisor.weights.final_eval(fleet.fetch)

@@ -67,7 +67,7 @@ class RobotWorker:
         self.policy = GroupPolicy(cfg, first_robot, self.ids)
         self.period = 0.0 if first_robot.paced else first_robot.dt / cfg.robot.speed  # a paced robot keeps time
         self.inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self.frame_every_s, self.last_frame = 0.0, 0.0
+        self.frame_every_s, self.last_frame, self.frames_helped_only = 0.0, 0.0, False
         self.frames: dict[int, np.ndarray] = {}
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
@@ -114,9 +114,11 @@ class RobotWorker:
         """`robot` may take `steps` steps in all (its share of the run's budget); the newest `seq` wins."""
         self.inbox.put(lambda: self.controllers[robot].allow(steps, seq))
 
-    def want_frames(self, every_s: float) -> None:
-        """Render each robot's camera frame every every_s seconds (0: stop); poll() returns the newest ones."""
-        self.inbox.put(lambda: setattr(self, "frame_every_s", float(every_s)))
+    def want_frames(self, every_s: float, helped_only: bool = False) -> None:
+        """Render each robot's camera frame every every_s seconds (0: stop); poll() returns the newest ones.
+        helped_only: only robots waiting for an operator or with one."""
+        self.inbox.put(partial(setattr, self, "frame_every_s", float(every_s)))
+        self.inbox.put(partial(setattr, self, "frames_helped_only", helped_only))
 
     def storage(self, why: str) -> None:
         """The buffer cannot keep a correction (`why`; "": it can again): the group's robots hold and ask nobody."""
@@ -244,6 +246,8 @@ class RobotWorker:
         self.last_frame = time.perf_counter()
         for robot, ctl in self.controllers.items():
             if ctl.state is State.STARTING or ctl.failure:
+                continue
+            if self.frames_helped_only and ctl.state not in (State.WAITING, State.OPERATOR):
                 continue
             try:
                 self.frames[robot] = ctl.robot.render()

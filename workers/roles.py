@@ -47,8 +47,9 @@ class RobotRole(Protocol):
     def allow(self, robot: int, steps: int, seq: int) -> None:
         """`robot`'s share of the run's step budget; the newest `seq` wins."""
 
-    def want_frames(self, every_s: float) -> None:
-        """A camera frame of each robot every every_s seconds in its polls (0: none)."""
+    def want_frames(self, every_s: float, helped_only: bool = False) -> None:
+        """A camera frame of each robot every every_s seconds in its polls (0: none); helped_only: only of robots
+        waiting for an operator or with one (what remote operators look at)."""
 
     def storage(self, why: str) -> None:
         """The buffer cannot keep a correction (`why`; "": it can again): every robot of the group holds and asks
