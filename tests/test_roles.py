@@ -58,11 +58,11 @@ def test_the_check_finds_a_missing_method_a_renamed_parameter_and_an_undefaulted
     class Robot:
         def allow(self, robot: int, steps: int, sequence: int) -> None: ...
 
-        def want_frames(self, every_s: float, colour: bool) -> None: ...
+        def storage(self, why: str, colour: bool) -> None: ...
 
     assert "no method 'poll'" in mismatch(RobotRole, Robot, "poll")
     assert "'seq'" in mismatch(RobotRole, Robot, "allow")
-    assert "colour" in mismatch(RobotRole, Robot, "want_frames")
+    assert "colour" in mismatch(RobotRole, Robot, "storage")
 
 
 def test_a_local_call_runs_the_targets_method_of_that_name_with_its_arguments() -> None:
