@@ -143,3 +143,63 @@ class ReacherImageTask(ReacherTask):
             close_at_exit(self.renderer)
         self.renderer.update_scene(self.sim.data, camera=self.camera)
         return np.asarray(self.renderer.render(), np.uint8).copy()
+
+
+class ReacherJointTask(ReacherTask):
+    """Reacher in joint space, for a leader arm: the action is the two joints' target angles (rad) and a press
+    (> 0 presses). A position controller inside the task (PD at the simulator's 100 Hz on Reacher's motors, the
+    target slewed at most `max_speed` rad/s, as a servo's profile velocity does) drives the arm. Success: pressing
+    with the fingertip within 2 cm of the target, which ends the episode; pressing farther away is a constraint
+    violation (a false press). The expert aims by inverse kinematics (one elbow branch) and presses once there.
+    """
+
+    name = "reacher-joint"
+    instruction = "put the fingertip on the target and press"
+    ends_on_success = True
+    horizon = 100
+    obs_dim = 12  # Reacher-v5's 10, then both joint angles
+    act_dim = 3
+    max_speed = 6.0
+    gains = (2.0, 0.2)  # motor command per rad of error, per rad/s of speed (critically damped, settles in ~0.3 s)
+    limits = np.array([np.pi, 3.0, 1.0])  # shoulder (a full turn), elbow (its joint range), press
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target = np.zeros(2)  # the controller's slewed joint target
+        self.steps = 0
+
+    def observe(self) -> np.ndarray:
+        return np.concatenate([self.sim._get_obs(), self.sim.data.qpos[:2]]).astype(np.float32)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        super().reset(seed)
+        self.target, self.steps = self.sim.data.qpos[:2].copy(), 0
+        return self.observe()
+
+    def step(self, action: np.ndarray) -> StepResult:
+        action = self.clip(action)
+        data, h = self.sim.data, float(self.sim.model.opt.timestep)
+        kp, kd = self.gains
+        for _ in range(self.sim.frame_skip):
+            self.target += np.clip(action[:2] - self.target, -self.max_speed * h, self.max_speed * h)
+            self.sim.do_simulation(np.clip(kp * (self.target - data.qpos[:2]) - kd * data.qvel[:2], -1, 1), 1)
+        self.steps += 1
+        near, pressed = self.distance() < self.success_radius, bool(action[2] > 0)
+        success = near and pressed
+        return StepResult(self.observe(), -self.distance(), success, pressed and not near,
+                          success or self.steps >= self.horizon)
+
+    def goal_joints(self) -> np.ndarray:
+        """The joint angles that put the fingertip on the target (the elbow-positive branch)."""
+        x, y = self.sim.data.qpos[2:4]
+        l1, l2 = self.links
+        elbow = np.arccos(np.clip((x * x + y * y - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0))
+        shoulder = np.arctan2(y, x) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+        return np.array([(shoulder + np.pi) % (2 * np.pi) - np.pi, elbow])
+
+    def expert_action(self) -> np.ndarray:
+        press = 1.0 if self.distance() < 0.75 * self.success_radius else -1.0
+        return self.clip(np.append(self.goal_joints(), press))
+
+    def clip(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(action, dtype=np.float64), -self.limits, self.limits)

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from dagger.core import Task
 from dagger.metaworld_tasks import METAWORLD_TASKS, MetaWorldTask  # each imports no physics until a task is made
 from dagger.point_tasks import DISTRACTOR_MODES, PointDistractorTask, PointObstacleTask, PointTask
-from dagger.reacher_tasks import ReacherImageTask, ReacherTask
+from dagger.reacher_tasks import ReacherImageTask, ReacherJointTask, ReacherTask
 
 
 @dataclass
 class TaskConfig:
     name: str = "reach"
     """the task the robots run: reach | push | pick-place | drawer-open (Meta-World; reach is the demo) | reacher |
-    reacher-image (its target seen by a camera only) | point | point-obstacle | point-distractor (numpy);
-    `task=point` is short for `task.name=point`"""
+    reacher-image (its target seen by a camera only) | reacher-joint (joint targets and a press: a leader arm's) |
+    point | point-obstacle | point-distractor (numpy); `task=point` is short for `task.name=point`"""
     camera_jitter: float = 0.0
     """image tasks: each episode the policy's camera moves from its pose by up to this many cm and turns by up to
     this many degrees (0: a fixed camera)"""
@@ -42,9 +42,10 @@ TASKS: dict[str, Callable[[TaskConfig], Task]] = {
     "point-distractor": lambda cfg: PointDistractorTask(cfg.distractor),
     "reacher": lambda _: ReacherTask(),
     "reacher-image": lambda cfg: ReacherImageTask(cfg.camera_jitter),
+    "reacher-joint": lambda _: ReacherJointTask(),
     **{name: _metaworld(env) for name, env in METAWORLD_TASKS.items()},
 }
-MUJOCO_TASKS = {"reacher", "reacher-image", *METAWORLD_TASKS}
+MUJOCO_TASKS = {"reacher", "reacher-image", "reacher-joint", *METAWORLD_TASKS}
 """tasks that step MuJoCo (and render through OpenGL)"""
 TASK_IMAGES: dict[str, tuple[int, int, int]] = {"reacher-image": (64, 64, 3)}
 """image tasks and their camera images' shape (what a learner needs to know without making the task)"""
