@@ -33,6 +33,7 @@ from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
+from teleop_devices.leader_arm import LeaderConfig
 from teleop_devices.remote import SafetyConfig
 from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_STYLES, OperatorConfig
 from teleop_devices.spacemouse import SpaceMouseConfig
@@ -174,6 +175,7 @@ class RunConfig:
     gamepad: GamepadConfig = field(default_factory=GamepadConfig)
     spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
+    leader: LeaderConfig = field(default_factory=LeaderConfig)
 
 
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from teleop_devices.gamepad import GamepadMapping, SdlGamepad
 from teleop_devices.keyboard import KeyboardTeleop
+from teleop_devices.leader_arm import LeaderBus, LeaderOperator
 from teleop_devices.reading import DeviceReading
 from teleop_devices.spacemouse import SpaceMouse, enumerate_spacemice
 
@@ -99,7 +100,7 @@ class KeyboardOperator:
         return self.fresh.rate_hz(now)
 
 
-HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator
+HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator | LeaderOperator
 
 
 class DeviceSettings(Protocol):
@@ -110,6 +111,7 @@ class DeviceSettings(Protocol):
     spacemouse: Any
     gamepad: Any
     keyboard: Any
+    leader: Any  # a LeaderConfig
 
 
 def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
@@ -127,5 +129,9 @@ def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
             devices[op] = GamepadOperator(SdlGamepad.open(counts[kind]), GamepadMapping(cfg.gamepad, act_dim))
         elif kind == "keyboard":
             devices[op] = KeyboardOperator(KeyboardTeleop.open(cfg.keyboard, act_dim))
+        elif kind == "leader":
+            if counts.get(kind):
+                raise OSError(f"operator {op}: one leader arm per run (leader.port names it); operator.kinds has more")
+            devices[op] = LeaderOperator(LeaderBus.open(cfg.leader), act_dim)
         counts[kind] = counts.get(kind, 0) + 1
     return devices

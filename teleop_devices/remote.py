@@ -3,7 +3,8 @@
 The station reads the device on its own (main) thread and sends each reading to the robot's
 mailbox; the robot uses the newest one. The safety rules live here, so every robot applies them
 the same way: a reading that is too old, a lost device, a released deadman or an e-stop stops the
-robot (it holds) instead of handing control back to the policy.
+robot (it holds) instead of handing control back to the policy. A device that gives a pose (a leader arm's
+`absolute` reading) takes over only once that pose is within safety.align_tolerance of the follower's command.
 
     link = RemoteOperator(operator_id=0, safety=SafetyConfig(), act_dim=2)
     link.push({"action": [0.1, 0.0], "deadman": True, "t_report": time.time()})
@@ -28,6 +29,9 @@ class SafetyConfig:
     """bumpless handover: the command ramps from the policy's last action to the operator's over this time"""
     claim_timeout_s: float = 10.0
     """an offered robot the operator has not taken over by then goes back to the queue (not_claimed)"""
+    align_tolerance: float = 0.1
+    """a pose-giving device (a leader arm) takes over only once every action dim is within this of the follower's
+    command (rad for joints); until then the robot holds"""
 
 
 class RemoteOperator:
@@ -39,6 +43,8 @@ class RemoteOperator:
         self.ramp_from = np.zeros(act_dim)  # the command when the human took over
         self.last_mark = ""
         self.t_input: float | None = None  # station time of the operator's takeover input
+        self.align_gap: np.ndarray | None = None  # a pose-giving device's pose minus the follower's command, per
+        # action dim, while it is not aligned (move the leader by minus this); None otherwise
 
     def push(self, reading: dict[str, Any]) -> None:
         """A reading from the station: action (list or None), buttons, t_report (when the device reported)."""
@@ -56,7 +62,7 @@ class RemoteOperator:
         action = None if r.get("action") is None else np.asarray(r["action"], float)[: self.act_dim]
         return DeviceReading(action=action, takeover=bool(r.get("takeover")), hand_back=bool(r.get("hand_back")),
                              deadman=bool(r.get("deadman")), e_stop=bool(r.get("e_stop")), skip=bool(r.get("skip")),
-                             mark=str(r.get("mark", "")),
+                             mark=str(r.get("mark", "")), absolute=bool(r.get("absolute")),
                              age_s=now - float(r["t_report"]))
 
     def stop_reason(self, reading: DeviceReading, now: float) -> str | None:
@@ -86,11 +92,22 @@ class RemoteOperator:
         reason = self.stop_reason(reading, now)
         if reason is not None:
             return Command(stop=reason)
+        if self.engaged_at is None and reading.absolute and not self.aligned(reading, last_action):
+            return Command(stop="not_claimed") if now - self.offered_at > self.safety.claim_timeout_s else Command()
         if reading.action is None or not reading.deadman:
             return Command()
         mark = reading.mark if self.new_mark(reading) else ""
         return Command(self.command(reading.action, last_action, now), reading.action, hand_back=reading.hand_back,
                        mark=mark, t_input=self.t_input if self.t_input is not None else now)
+
+    def aligned(self, reading: DeviceReading, follower: np.ndarray) -> bool:
+        """A pose (a leader arm's) takes over only where the follower is: never a jump to the leader's pose (GELLO's
+        start-pose check). Until then `align_gap` says how far off it is."""
+        if reading.action is None:
+            return False
+        gap = reading.action - np.asarray(follower, float)
+        self.align_gap = None if np.abs(gap).max() <= self.safety.align_tolerance else gap
+        return self.align_gap is None
 
     def new_mark(self, reading: DeviceReading) -> bool:
         """True when the operator has just pressed a mark button (a held button marks once)."""

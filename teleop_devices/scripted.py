@@ -20,7 +20,7 @@ import numpy as np
 
 from teleop_devices.reading import Command, DeviceReading, Expert
 
-OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard")
+OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard", "leader")
 OPERATOR_STYLES = ("brief", "until_done")
 
 
@@ -101,7 +101,8 @@ class Fatigue:
 @dataclass
 class OperatorConfig(HumanTraits):
     kinds: list[str] = field(default_factory=lambda: ["scripted"])
-    """input of each operator, in order and repeated to cover all: scripted | gamepad | spacemouse | keyboard"""
+    """input of each operator, in order and repeated to cover all: scripted | gamepad | spacemouse | keyboard |
+    leader (a leader arm: leader.*)"""
     attention: int = 1
     """how many robots one operator controls at the same time"""
     style: str = "brief"
