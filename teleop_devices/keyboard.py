@@ -7,7 +7,7 @@ A run opens it with KeyboardTeleop.open, which refuses where nobody could type i
 tests that post events to a window under SDL's dummy driver construct it directly.
 
     kb = KeyboardTeleop(KeyboardConfig(), act_dim=2)
-    for event in pygame.event.get(): kb.handle(event)
+    for event in pygame.event.get(): kb.handle(event)      # or kb.press("space"), kb.release("d") by key name
     reading = kb.reading()
 """
 
@@ -95,12 +95,13 @@ class KeyboardTeleop:
         import pygame
 
         kind = getattr(event, "type", None)
-        if kind not in (pygame.KEYDOWN, pygame.KEYUP):
-            return
-        key = pygame.key.name(event.key)  # type: ignore[attr-defined]
-        if kind == pygame.KEYUP:
-            self.pressed.discard(key)
-            return
+        if kind == pygame.KEYDOWN:
+            self.press(pygame.key.name(event.key))  # type: ignore[attr-defined]
+        elif kind == pygame.KEYUP:
+            self.release(pygame.key.name(event.key))  # type: ignore[attr-defined]
+
+    def press(self, key: str) -> None:
+        """A key (pygame's name for it) went down: it moves while held; Space, Enter, Escape, Tab, 1, 0 act once."""
         self.pressed.add(key)
         c = self.config
         if key == c.takeover:
@@ -113,6 +114,9 @@ class KeyboardTeleop:
             self.skip = True
         elif key in (c.mark_success, c.mark_failure):
             self.mark = "success" if key == c.mark_success else "failure"
+
+    def release(self, key: str) -> None:
+        self.pressed.discard(key)
 
     def pumped(self, t: float | None = None) -> None:
         """The window's event queue was read at t: readings are fresh as of then."""
