@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,8 +71,8 @@ def chromium() -> Iterator[Any]:
         raise RuntimeError(f"{CHROMIUM} is missing: `make browser` (or apt-get install chromium) installs it")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-") as profile:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, f"--user-data-dir={profile}"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # a fresh profile of Playwright's own
         try:
             yield browser
         finally:
