@@ -3,6 +3,7 @@ device mappings with hypothesis: a browser device maps input exactly as the loca
 
 import json
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from dagger import wire
 from dagger.app.operator_web import BURST, MAX_HEADER, MAX_MESSAGE, REPLACED, OperatorWeb
 from teleop_devices.browser import (
     STANDARD_AXES,
@@ -125,20 +127,13 @@ def test_a_page_that_breaks_the_rules_is_cut_off_and_others_go_on(web, bad):
 
 def break_a_rule(devs, bad, other, ws):
     until(devs[0].present, what="connected")
-    if bad == "oversized":
-        ws.send(message("key", 0, key="x" * MAX_MESSAGE, down=True))
-    elif bad == "flood":
-        for seq in range(int(BURST) * 3):
-            ws.send(message("input", seq, visible=True, device="keyboard", keys=[]))
-    elif bad == "not json":
-        ws.send("{")
-    elif bad == "bad field":
-        ws.send(message("input", 0, visible="yes", device="keyboard", keys=[]))
-    elif bad == "binary":
-        ws.send(b"\x00" * 10)
-    else:
-        ws.send("[" * 2000)
-    with pytest.raises(ConnectionClosed) as closed:
+    breaking = {"oversized": [message("key", 0, key="x" * MAX_MESSAGE, down=True)],
+                "flood": [message("input", seq, visible=True, device="keyboard", keys=[]) for seq in range(3 * BURST)],
+                "not json": ["{"], "bad field": [message("input", 0, visible="yes", device="keyboard", keys=[])],
+                "binary": [b"\x00" * 10], "deep": ["[" * 2000]}[bad]
+    with pytest.raises(ConnectionClosed) as closed:  # the server may close before the last one is sent
+        for data in breaking:
+            ws.send(data)
         while True:
             ws.recv(timeout=10)
     assert closed.value.rcvd is None or closed.value.rcvd.code in (1003, 1008, 1009)
@@ -284,3 +279,25 @@ def test_a_replaced_session_is_ignored_and_a_lost_one_reads_released():
     assert d.present()
     d.disconnected(new)
     assert not d.present() and not d.reading().deadman
+
+
+def test_under_tls_the_cookie_is_secure_and_the_socket_is_wss(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=dagger",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    devs = devices(1)
+    server = OperatorWeb(Settings(), devs, {0: TOKENS[0]}, tls=wire.server_tls(cert, key)).start()
+    try:
+        assert server.url(0).startswith("https://127.0.0.1:")
+        trust = wire.client_tls(cert)
+        request = urllib.request.Request(f"https://{server.address}/login", data=TOKENS[0].encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10, context=trust) as r:
+            cookie = r.headers["Set-Cookie"]
+        assert "; Secure" in cookie
+        with connect(f"wss://{server.address}/ws", ssl=trust, origin=f"https://{server.address}", proxy=None,
+                     additional_headers={"Cookie": cookie.split(";")[0]}, open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["kind"] == "hello"
+            until(devs[0].present, what="present over TLS")
+    finally:
+        server.close()
