@@ -9,6 +9,7 @@ so the real reader and parser run (teleop_devices.leader_arm).
 The human is a sequence of moves, each after a reaction lag (simple visual reaction ~0.2-0.25 s, Woods et al.,
 Front. Hum. Neurosci. 2015) with a minimum-jerk profile (Flash & Hogan, J. Neurosci. 1985) of a duration that grows
 with the distance, plus smoothed tremor; a recorded trajectory is the same arrays, sampled from a real leader.
+It imports mujoco: a process that also renders picks MuJoCo's GL backend first (dagger.gl.configure_gl).
 """
 
 from __future__ import annotations
@@ -187,8 +188,10 @@ class SimLeader:
                     continue
                 self.requests += 1
                 reply = self.answer(pkt) if self.answering else b""
-                if reply:
+                try:
                     os.write(self.master, reply)
+                except OSError:
+                    return  # closed while answering
 
     def go_silent(self) -> None:
         """The bus stops answering (the leader's power or cable is gone); the port stays open."""
