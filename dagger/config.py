@@ -31,6 +31,7 @@ from dagger.gates import GATES, GateConfig
 from dagger.policies.families import FAMILIES, PolicyConfig, trained_family
 from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
+from teleop_devices.browser import BrowserConfig
 from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.leader_arm import LeaderConfig
@@ -176,6 +177,7 @@ class RunConfig:
     spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
     leader: LeaderConfig = field(default_factory=LeaderConfig)
+    browser: BrowserConfig = field(default_factory=BrowserConfig)
 
 
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -387,6 +389,9 @@ def validate(cfg: RunConfig) -> None:
         (cfg.policy.deadline_ms > 0, "policy.deadline_ms", "must be positive"),
         (not cfg.policy.address or 1 <= _port(cfg.policy.address) <= 65535, "policy.address",
          f"must be host:port with a port in 1..65535, not {_shown(cfg.policy.address)}"),
+        (0 <= _port(cfg.browser.listen) <= 65535 and bool(cfg.browser.listen.rpartition(":")[0]), "browser.listen",
+         f"must be host:port with a port in 0..65535 (0: any free one), not {_shown(cfg.browser.listen)}"),
+        (bool(cfg.browser.tls_cert) or not cfg.browser.tls_key, "browser.tls_key", "needs browser.tls_cert"),
         (not cfg.policy.address or bool(cfg.policy.token_file), "policy.token_file",
          "must name the policy server's secret when policy.address is set"),
         (1 <= cfg.policy.hidden <= 65536, "policy.hidden", "must be in [1, 65536]"),

@@ -24,8 +24,8 @@ import numpy as np
 
 from teleop_devices.axes import map_axes
 from teleop_devices.gamepad import GamepadConfig, GamepadMapping, GamepadState
-from teleop_devices.human import FreshReadings
 from teleop_devices.keyboard import KeyboardConfig, KeyboardTeleop
+from teleop_devices.rate import FreshReadings
 from teleop_devices.reading import DeviceReading
 
 KINDS = ("gamepad", "keyboard", "phone", "xr")
@@ -37,6 +37,8 @@ STANDARD_BUTTONS = ("a", "b", "x", "y", "leftshoulder", "rightshoulder", "", "",
 PAGE_BUTTONS = {"takeover": "takeover", "hand_back": "hand_back", "skip": "skip", "e_stop": "e_stop",
                 "mark_success": "mark_success", "mark_failure": "mark_failure"}
 """the page's buttons: each presses the keyboard's key for the same role (KeyboardConfig field)"""
+RELEASE_E_STOP = "release_e_stop"
+"""the page's button that releases a latched e-stop (the operator's deliberate act, as twisting a mushroom button)"""
 BROWSER_KEYS = {" ": "space", "Enter": "return", "Escape": "escape", "Tab": "tab", "ArrowUp": "up",
                 "ArrowDown": "down", "ArrowLeft": "left", "ArrowRight": "right", "Backspace": "backspace"}
 """KeyboardEvent.key → pygame's key name, where they differ beyond case"""
@@ -148,8 +150,8 @@ def parse_message(message: object) -> dict[str, Any]:
         out = {"key": _text(m["key"], "key", 24), "down": _flag(m["down"], "down")}
     elif kind == "button":
         m = _fields(message, "", ("kind", "seq", "t", "name"))
-        if m["name"] not in PAGE_BUTTONS:
-            raise _fail("name", f"one of {tuple(PAGE_BUTTONS)}", m["name"])
+        if m["name"] not in (*PAGE_BUTTONS, RELEASE_E_STOP):
+            raise _fail("name", f"one of {(*PAGE_BUTTONS, RELEASE_E_STOP)}", m["name"])
         out = {"name": m["name"]}
     elif kind == "pong":
         m = _fields(message, "", ("kind", "seq", "t", "id"))
@@ -255,6 +257,8 @@ class BrowserDevice:
             t = self._local_time(m["t"], now)
             if m["kind"] == "key":
                 (self.keyboard.press if m["down"] else self.keyboard.release)(key_name(m["key"]))
+            elif m["kind"] == "button" and m["name"] == RELEASE_E_STOP:
+                self.keyboard.clear_e_stop()
             elif m["kind"] == "button":
                 key = getattr(self.keyboard_config, PAGE_BUTTONS[m["name"]])
                 self.keyboard.press(key)
@@ -334,6 +338,11 @@ class BrowserDevice:
 
     def present(self) -> bool:
         return self.open
+
+    def e_stopped(self) -> bool:
+        """The operator's e-stop (a key or the page's button) is latched: every robot offered to them stops."""
+        with self.lock:
+            return self.keyboard.e_stop
 
     def rate_hz(self) -> float:
         with self.lock:

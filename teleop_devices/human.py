@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any, Protocol
 
+from teleop_devices.browser import BrowserDevice
 from teleop_devices.gamepad import GamepadMapping, SdlGamepad
 from teleop_devices.keyboard import KeyboardTeleop
 from teleop_devices.leader_arm import LeaderBus, LeaderOperator
+from teleop_devices.rate import FreshReadings
 from teleop_devices.reading import DeviceReading
 from teleop_devices.spacemouse import SpaceMouse, enumerate_spacemice
 
@@ -36,31 +37,6 @@ class SpaceMouseOperator:
 
     def rate_hz(self) -> float:
         return self.mouse.rate_hz()
-
-
-class FreshReadings:
-    """Readings per second with new input behind them, over the last window_s: a device's report rate.
-
-    A pad's state and a keyboard's keys are new each time SDL's events are read (not each time a key
-    moves), so a held key reports as often as the window is pumped, and a stalled window reads lower.
-    """
-
-    def __init__(self, window_s: float = 2.0):
-        self.window_s = window_s
-        self.times: deque[float] = deque()
-
-    def add(self, t: float) -> None:
-        """t: when the reading's input was current; a reading no newer than the last is not a new report."""
-        if not self.times or t > self.times[-1]:
-            self.times.append(t)
-
-    def rate_hz(self, now: float | None = None) -> float:
-        now = time.time() if now is None else now
-        while self.times and self.times[0] < now - self.window_s:
-            self.times.popleft()
-        if len(self.times) < 2 or now <= self.times[0]:
-            return 0.0
-        return (len(self.times) - 1) / (now - self.times[0])  # up to now: reads lower as soon as reports stop
 
 
 class GamepadOperator:
@@ -100,7 +76,7 @@ class KeyboardOperator:
         return self.fresh.rate_hz(now)
 
 
-HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator | LeaderOperator
+HumanOperator = SpaceMouseOperator | GamepadOperator | KeyboardOperator | LeaderOperator | BrowserDevice
 
 
 class DeviceSettings(Protocol):
@@ -112,6 +88,7 @@ class DeviceSettings(Protocol):
     gamepad: Any
     keyboard: Any
     leader: Any  # a LeaderConfig
+    browser: Any  # a BrowserConfig
 
 
 def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
@@ -129,6 +106,8 @@ def open_devices(cfg: DeviceSettings, act_dim: int) -> dict[int, HumanOperator]:
             devices[op] = GamepadOperator(SdlGamepad.open(counts[kind]), GamepadMapping(cfg.gamepad, act_dim))
         elif kind == "keyboard":
             devices[op] = KeyboardOperator(KeyboardTeleop.open(cfg.keyboard, act_dim))
+        elif kind == "browser":
+            devices[op] = BrowserDevice(cfg.browser, cfg.gamepad, cfg.keyboard, act_dim)
         elif kind == "leader":
             if counts.get(kind):
                 raise OSError(f"operator {op}: one leader arm per run (leader.port names it); operator.kinds has more")

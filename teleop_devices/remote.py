@@ -20,6 +20,9 @@ import numpy as np
 
 from teleop_devices.reading import Command, DeviceReading
 
+SAFETY_STOPS = ("stale_input", "device_lost", "deadman_released", "e_stop")
+"""the safety rules' stops: the robot holds, its operator is freed and it asks again"""
+
 
 @dataclass
 class SafetyConfig:

@@ -20,7 +20,7 @@ import numpy as np
 
 from teleop_devices.reading import Command, DeviceReading, Expert
 
-OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard", "leader")
+OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard", "leader", "browser")
 OPERATOR_STYLES = ("brief", "until_done")
 
 

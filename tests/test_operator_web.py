@@ -301,3 +301,26 @@ def test_under_tls_the_cookie_is_secure_and_the_socket_is_wss(tmp_path):
             until(devs[0].present, what="present over TLS")
     finally:
         server.close()
+
+
+def test_an_e_stop_stays_latched_until_the_operator_releases_it():
+    d, session = device()
+    button = {"kind": "button", "t": 0.0}
+    d.push({"kind": "input", "seq": 0, "t": 0.0, "visible": True, "device": "keyboard", "keys": []}, 100.0, session)
+    d.push({**button, "seq": 1, "name": "e_stop"}, 100.0, session)
+    assert d.e_stopped() and d.reading().e_stop and d.reading().e_stop  # not a one-shot: it holds every robot
+    d.push({**button, "seq": 2, "name": "takeover"}, 100.0, session)
+    assert d.reading().e_stop
+    d.push({**button, "seq": 3, "name": "release_e_stop"}, 100.0, session)
+    assert not d.e_stopped() and not d.reading().e_stop
+
+
+def test_a_safety_stop_of_an_operators_robot_is_told_on_their_page_until_their_next_takeover(web):
+    server, devs = web
+    server.events([{"ev": "handback", "t": 1.0, "robot": 3, "operator": 1, "reason": "stale_input"},
+                   {"ev": "handback", "t": 1.0, "robot": 2, "operator": 0, "reason": "released"}])
+    assert server.view(status(devs), 1)[0]["notice"] == ("robot 3 stopped: input went stale; it holds and is back in "
+                                                         "the queue")
+    assert server.view(status(devs), 0)[0]["notice"] == ""  # a hand-back is no stop
+    server.events([{"ev": "takeover", "t": 2.0, "robot": 4, "operator": 1}])
+    assert server.view(status(devs), 1)[0]["notice"] == ""

@@ -32,6 +32,7 @@ START_EXAMPLES = """examples:
   dagger start --robots 4                              the demo: Meta-World reach, ensemble gate, a scripted operator
   dagger start --task point --steps 4000 --in-process  a quick run without Ray
   dagger start --operator keyboard --console           you take over with the keyboard in the console window
+  dagger start --operators 3 --operator browser,browser,scripted   two operators at their browsers (links printed)
   dagger start --gate auto gate.alpha=0.05             ask for help on about 5 % of steps
   dagger start --policy diffusion --gate auto          another policy family (chunking, implicit, remote)
   dagger start --resume --run-dir runs/20261125-101500 continue a stopped run
@@ -103,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--demos", metavar="DATASET", help=setting_help("demo_file"))
     start.add_argument("--in-process", action="store_true", help="run without Ray, in one process")
     start.add_argument("--operator", help=setting_help("operator.kinds", "input per operator, comma-separated: "
-                                                       "scripted | gamepad | spacemouse | keyboard"))
+                                                       "scripted | gamepad | spacemouse | keyboard | browser | leader"))
+    start.add_argument("--operator-listen", metavar="HOST:PORT", help=setting_help("browser.listen"))
     start.add_argument("--console", action="store_true", help="open the operator console window")
     start.add_argument("--screenshot", help="save the console to this PNG when the run ends")
     start.add_argument("overrides", nargs="*", metavar="key.sub=value")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import teleop_devices  # noqa: F401 - SDL environment before pygame
-from dagger.app.words import in_control, reason_text, storage_lines, with_operator
+from dagger.app.words import in_control, reason_text, robot_state, storage_lines, with_operator
 from dagger.config import RunConfig
 from teleop_devices.keyboard import KeyboardTeleop
 
@@ -25,11 +25,6 @@ STATE_COLOR = {"autonomous": (90, 200, 120), "waiting": (240, 190, 60), "operato
                "resetting": (130, 135, 145), "starting": (130, 135, 145)}
 RED, GREEN = (235, 80, 80), (90, 200, 120)
 KEYS = "SPACE take over   TAB skip   ENTER hand back   ESC e-stop   WASD/QE/RF move   1/0 mark success/failure"
-def robot_state(robot: dict[str, Any]) -> str:
-    state = str(robot.get("state", "?"))
-    return with_operator(robot, robot.get("operator", -1)) if state == "operator" else state
-
-
 class OperatorConsole:
     def __init__(self, cfg: RunConfig, keyboards: list[KeyboardTeleop] | None = None,
                  size: tuple[int, int] = (960, 560), refresh_s: float = 0.1):

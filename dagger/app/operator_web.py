@@ -35,11 +35,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from dagger import wire
-from dagger.app.console import robot_state
-from dagger.app.words import in_control, reason_text, storage_lines
+from dagger.app.words import in_control, reason_text, robot_state, storage_lines
 from dagger.listener import Guest, Listener
 from dagger.log_once import LogOnce
 from teleop_devices.browser import BrowserConfig, BrowserDevice
+from teleop_devices.remote import SAFETY_STOPS
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,7 @@ class OperatorWeb:
         self.links: dict[int, Link] = {}
         self.trace: dict[int, deque[float]] = defaultdict(lambda: deque(maxlen=TRACE))
         self.next_view = 0.0
+        self.notices: dict[int, str] = {}  # operator → their robot's last safety stop, until their next takeover
         self.refused = LogOnce(log)
         slots = 16 + 2 * len(devices)  # a replacing tab overlaps the one it replaces for a moment
         self.door = Listener(host.strip("[]"), int(port), self._serve, name="operator console", slots=slots,
@@ -273,8 +274,18 @@ class OperatorWeb:
                     "label": str(health["device"]), "present": bool(health["present"]),
                     "rate_hz": finite(health["rate_hz"], 0), "deadman": bool(health["deadman"]),
                     "age_ms": None if health["age_s"] is None else finite(1000 * health["age_s"], 0)},
-                "storage": list(storage_lines(status.get("storage", {})))}
+                "storage": list(storage_lines(status.get("storage", {}))),
+                "e_stopped": self.devices[op].e_stopped(), "notice": self.notices.get(op, "")}
         return view, rid
+
+    def events(self, events: list[dict[str, Any]]) -> None:
+        """The run's events (main thread): a safety stop of an operator's robot is told on their page."""
+        for e in events:
+            if e["ev"] == "handback" and e.get("reason") in SAFETY_STOPS and e["operator"] in self.devices:
+                self.notices[e["operator"]] = (f"robot {e['robot']} stopped: {reason_text(e['reason'])}; it holds "
+                                               "and is back in the queue")
+            elif e["ev"] == "takeover" and e["operator"] in self.devices:
+                self.notices.pop(e["operator"], None)
 
     # ---- connections (one thread each) ----
     def _serve(self, guest: Guest) -> None:

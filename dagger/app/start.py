@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -29,6 +30,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
              "policy.type": args.policy,
              "steps": args.steps, "minutes": args.minutes, "seed": args.seed, "address": args.address,
              "operator.kinds": args.operator.split(",") if args.operator else None,
+             "browser.listen": args.operator_listen,
              "init_from": args.init_from, "demo_file": args.demos}
     overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
     return load_config(args.config, overrides)
@@ -92,6 +94,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     elif cfg.robot.agents:
         raise UserError("robot.agents: robots behind robot agents keep real time, which an in-process run (one "
                         "thread, a simulated clock) cannot; run without --in-process")
+    elif set(REAL_TIME_KINDS) & set(cfg.operator.kinds):
+        raise UserError("operator.kinds: browser and leader operators stamp their readings in real time, which an "
+                        "in-process run (a simulated clock) cannot keep; run without --in-process")
     from dagger.app.preflight import check_outside_parts
 
     check_outside_parts(cfg)  # a policy server or robot agent that does not answer: one line now, not a stalled run
@@ -119,6 +124,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         if console is not None:
             console.close()
         raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
+    try:
+        web = serve_operators(cfg, devices, run_dir)
+    except UserError:
+        if console is not None:
+            console.close()
+        raise
     address = cfg.address or os.environ.get("RAY_ADDRESS", "")
     ray = f"joining Ray at {address}" if address else "starting Ray"
     robots = f"{cfg.robots} robot{'' if cfg.robots == 1 else 's'}"
@@ -148,18 +159,23 @@ def cmd_start(args: argparse.Namespace) -> int:
         board.update(status)
         if console is not None:
             console.update(status)
+        if web is not None:
+            web.update(status)
 
     board.start()
     stop_on_sigterm()
     try:
         summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
-                           pump=console.pump if console else None, frames_every_s=0.2 if console else 0.0,
-                           on_progress=say)
+                           pump=console.pump if console else None,
+                           frames_every_s=0.05 if web else 0.2 if console else 0.0, on_progress=say,
+                           remote_operators=web is not None)
     except StorageError as err:  # the disk filled and even the run's end could not be logged: one line
         raise UserError(f"{err.strerror}; the run stopped (free space, then `dagger start --resume --run-dir "
                         f"{run_dir}` continues it from its last checkpoint)") from err
     finally:
         board.stop()
+        if web is not None:
+            web.close()
         if console is not None:
             if args.screenshot:
                 try:
@@ -183,6 +199,46 @@ def cmd_start(args: argparse.Namespace) -> int:
               "from the last checkpoint)", file=sys.stderr)
         return 1
     return 128 + TERMINATED[0] if end["reason"] == "interrupted" else 0  # 130 after Ctrl-C, 143 after SIGTERM
+
+
+REAL_TIME_KINDS = ("browser", "leader")
+"""operators whose devices stamp their readings with the wall clock"""
+
+
+def serve_operators(cfg: RunConfig, devices: dict[int, Any], run_dir: Path) -> Any:
+    """The browser operators' page (an OperatorWeb; None without browser operators), up before the robots start so
+    operators log in meanwhile. Each operator's link is printed, its token in the fragment; the tokens are kept in
+    run_dir/operator-N.token, so a resumed run's links stay the same."""
+    from teleop_devices.browser import BrowserDevice
+
+    browsers = {op: d for op, d in devices.items() if isinstance(d, BrowserDevice)}
+    if not browsers:
+        return None
+    from dagger.app.operator_web import OperatorWeb
+    from dagger.wire import server_tls
+
+    listen, c = cfg.browser.listen, cfg.browser
+    try:
+        tls = server_tls(c.tls_cert, c.tls_key or c.tls_cert) if c.tls_cert else None
+        web = OperatorWeb(cfg, browsers, {op: operator_token(run_dir, op) for op in browsers}, tls).start()
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise UserError(f"browser.listen {listen}: cannot serve the operator page ({first_line(err)})") from err
+    host = listen.rpartition(":")[0].strip("[]")
+    if tls is None and host not in ("127.0.0.1", "localhost", "::1"):
+        say(f"warning: the operator page on {listen} is plain http: tokens and readings cross the network unencrypted "
+            "(give browser.tls_cert and browser.tls_key, or serve on 127.0.0.1 and tunnel: ssh -L)")
+    for op in sorted(browsers):
+        say(f"operator {op} (browser): {web.url(op)}")
+    return web
+
+
+def operator_token(run_dir: Path, op: int) -> str:
+    """Operator op's secret for the page: run_dir/operator-N.token (owner-only), made once."""
+    path = run_dir / f"operator-{op}.token"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
 
 
 def say(line: str) -> None:

@@ -35,6 +35,11 @@ def with_operator(robot: dict[str, Any], op: int) -> str:
     return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
 
 
+def robot_state(robot: dict[str, Any]) -> str:
+    state = str(robot.get("state", "?"))
+    return with_operator(robot, robot.get("operator", -1)) if state == "operator" else state
+
+
 def storage_lines(storage: dict[str, Any]) -> tuple[str, str]:
     """("", "") while an operator's corrections are stored; else what follows (robots hold, when the run stops) and
     why (the buffer's own error)."""

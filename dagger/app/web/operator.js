@@ -108,6 +108,9 @@ function render(v) {
   const deadman = $("h-deadman");
   deadman.textContent = !d ? "—" : !d.present ? "DEVICE LOST" : d.deadman ? "held" : "released";
   deadman.className = d && !d.present ? "bad" : d && d.deadman ? "good" : "";
+  $("estop").hidden = !v.e_stopped;
+  $("notice").hidden = !v.notice;
+  $("notice").textContent = v.notice;
   $("storage").hidden = !v.storage[0];
   $("storage-what").textContent = v.storage[0];
   $("storage-why").textContent = v.storage[1];
