@@ -162,10 +162,15 @@ def cmd_start(args: argparse.Namespace) -> int:
         if web is not None:
             web.update(status)
 
+    def on_events(events: list[dict]) -> None:
+        stats.add(events)
+        if web is not None:
+            web.events(events)
+
     board.start()
     stop_on_sigterm()
     try:
-        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=stats.add, devices=devices,
+        summary = run_loop(cfg, run_dir, make_fleet, on_status=on_status, on_events=on_events, devices=devices,
                            pump=console.pump if console else None,
                            frames_every_s=0.05 if web else 0.2 if console else 0.0, on_progress=say,
                            remote_operators=web is not None)
