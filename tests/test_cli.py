@@ -33,6 +33,9 @@ def dagger(*args, cwd=None):
     (["--operator", "spacemouse"], "no SpaceMouse at index 0"),
     (["--operator", "gamepad"], "gamepad 0: no such game controller"),
     (["--operator", "joystick"], "valid: scripted, gamepad, spacemouse, keyboard"),
+    (["--operator", "browser", "--in-process"], "browser and leader operators stamp their readings in real time"),
+    (["--operator", "browser", "--operator-listen", "8765"], "'browser.listen' must be host:port"),
+    (["--operator", "browser", "browser.tls_cert=/nonexistent.pem"], "cannot serve the operator page"),
 ])
 def test_bad_start_arguments(tmp_path, args, message):
     result = dagger("start", "--run-dir", str(tmp_path / "run"), *args)
@@ -133,3 +136,15 @@ def test_a_stopped_run_ends_cleanly_and_exits_128_plus_the_signal(tmp_path, sig,
     assert proc.returncode == code and "Traceback" not in err, err[-2000:]
     ends = [e for e in read_events(run / "events.jsonl") if e["ev"] == "run_end"]
     assert [e["reason"] for e in ends] == ["interrupted"] and (run / "summary.json").is_file()
+
+
+def test_an_operator_page_address_in_use_is_one_line_before_anything_is_written(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = dagger("start", "--run-dir", str(tmp_path / "run"), "--operator", "browser", "--operator-listen",
+                        address)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"browser.listen {address}: cannot serve the operator page" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()

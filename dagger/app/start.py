@@ -115,6 +115,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         from teleop_devices.human import KeyboardOperator
 
         console = OperatorConsole(cfg, [d.keyboard for d in devices.values() if isinstance(d, KeyboardOperator)])
+    try:
+        web = serve_operators(cfg, devices, run_dir)  # its address taken before anything is written
+    except UserError:
+        if console is not None:
+            console.close()
+        raise
     cfg.run_dir = str(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,13 +129,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     except OSError as err:
         if console is not None:
             console.close()
+        if web is not None:
+            web.close()
         raise UserError(f"run dir {run_dir}: cannot write there ({err.strerror or err})") from err
-    try:
-        web = serve_operators(cfg, devices, run_dir)
-    except UserError:
-        if console is not None:
-            console.close()
-        raise
+    if web is not None:
+        save_tokens(run_dir, web.tokens)
     address = cfg.address or os.environ.get("RAY_ADDRESS", "")
     ray = f"joining Ray at {address}" if address else "starting Ray"
     robots = f"{cfg.robots} robot{'' if cfg.robots == 1 else 's'}"
@@ -212,8 +216,8 @@ REAL_TIME_KINDS = ("browser", "leader")
 
 def serve_operators(cfg: RunConfig, devices: dict[int, Any], run_dir: Path) -> Any:
     """The browser operators' page (an OperatorWeb; None without browser operators), up before the robots start so
-    operators log in meanwhile. Each operator's link is printed, its token in the fragment; the tokens are kept in
-    run_dir/operator-N.token, so a resumed run's links stay the same."""
+    operators log in meanwhile. Each operator's link is printed, its token in the fragment; a resumed run's tokens are
+    those it kept (save_tokens), so its links stay the same."""
     from teleop_devices.browser import BrowserDevice
 
     browsers = {op: d for op, d in devices.items() if isinstance(d, BrowserDevice)}
@@ -225,7 +229,7 @@ def serve_operators(cfg: RunConfig, devices: dict[int, Any], run_dir: Path) -> A
     listen, c = cfg.browser.listen, cfg.browser
     try:
         tls = server_tls(c.tls_cert, c.tls_key or c.tls_cert) if c.tls_cert else None
-        web = OperatorWeb(cfg, browsers, {op: operator_token(run_dir, op) for op in browsers}, tls).start()
+        web = OperatorWeb(cfg, browsers, {op: token_of(run_dir, op) for op in browsers}, tls).start()
     except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
         raise UserError(f"browser.listen {listen}: cannot serve the operator page ({first_line(err)})") from err
     host = listen.rpartition(":")[0].strip("[]")
@@ -237,13 +241,19 @@ def serve_operators(cfg: RunConfig, devices: dict[int, Any], run_dir: Path) -> A
     return web
 
 
-def operator_token(run_dir: Path, op: int) -> str:
-    """Operator op's secret for the page: run_dir/operator-N.token (owner-only), made once."""
+def token_of(run_dir: Path, op: int) -> str:
+    """Operator op's secret for the page: the one run_dir kept (a resumed run), else a new one."""
     path = run_dir / f"operator-{op}.token"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24))
-    return path.read_text().strip()
+    return path.read_text().strip() if path.is_file() else secrets.token_urlsafe(24)
+
+
+def save_tokens(run_dir: Path, tokens: dict[int, str]) -> None:
+    """Keeps each operator's secret in run_dir/operator-N.token (owner-only)."""
+    for op, token in tokens.items():
+        path = run_dir / f"operator-{op}.token"
+        if not path.is_file():
+            path.touch(mode=0o600)
+            path.write_text(token)
 
 
 def say(line: str) -> None:
