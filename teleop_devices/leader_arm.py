@@ -58,10 +58,11 @@ class LeaderConfig:
     """address of that byte in the board's control table"""
     rate_hz: float = 200.0
     """reads a second the reader aims for (>= 100)"""
-    timeout_s: float = 0.02
-    """a read not answered in full within this is a failed read"""
-    lost_after_s: float = 0.1
-    """no whole read for this long: the leader is gone (the station stops its robots)"""
+    timeout_s: float = 0.05
+    """a read not answered in full within this is a failed read (counted; the next one starts clean)"""
+    lost_after_s: float = 0.5
+    """no whole read for this long: the leader is gone (the station stops its robots). A late read already stops
+    the robot sooner: it ages the reading from the read (safety.max_age_s)"""
 
     def __post_init__(self) -> None:
         self.joint_ids, self.signs = tuple(self.joint_ids), tuple(self.signs)
