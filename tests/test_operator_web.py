@@ -16,7 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from dagger import wire
-from dagger.app.operator_web import BURST, MAX_HEADER, MAX_MESSAGE, REPLACED, OperatorWeb
+from dagger.app.operator_web import BURST, MAX_MESSAGE, REPLACED, OperatorWeb
+from dagger.app.web_http import MAX_HEADER
 from teleop_devices.browser import (
     STANDARD_AXES,
     STANDARD_BUTTONS,
