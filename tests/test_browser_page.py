@@ -3,9 +3,9 @@ shows the queue and the camera, and every device it reads reaches BrowserDevice.
 
 import numpy as np
 import pytest
-from browser import Settings, chromium, devices, open_page, status, until
 
 from dagger.app.operator_web import OperatorWeb
+from tests.browser import Settings, chromium, devices, open_page, status, until
 
 TOKENS = {0: "operator-zero-" + "0" * 24, 1: "operator-one-" + "1" * 24}
 

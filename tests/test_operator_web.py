@@ -9,7 +9,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-from browser import Settings, devices, status, until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -28,6 +27,7 @@ from teleop_devices.browser import (
 )
 from teleop_devices.gamepad import AXES, BUTTONS, GamepadConfig, GamepadMapping, GamepadState
 from teleop_devices.keyboard import KeyboardConfig, KeyboardTeleop
+from tests.browser import Settings, devices, status, until
 
 TOKENS = {0: "a" * 32, 1: "b" * 32}
 
