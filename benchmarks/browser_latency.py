@@ -19,6 +19,7 @@ user-space proxy that holds every chunk 50 ms each way. Needs root, `ip netns`, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import stat
@@ -72,6 +73,8 @@ COUNTER = """
 """
 VIEW = "(() => { const r = window.__view && window.__view.robot; return r && r.yours ? [r.id, r.in_control] : null })()"
 
+RELEASE = "window.__press(1, false); window.__press(4, false); window.__pad.axes[0] = 0"
+
 
 @dataclass
 class Script:
@@ -111,16 +114,19 @@ def browser_operator(url: str, executable: str, takeovers: int, script: Script, 
             while len(script.presses) < takeovers:
                 robot, held = wait(lambda: page.evaluate(VIEW), "a robot offered", first)
                 first = WAIT_S
-                if not held:  # offered: take over
-                    script.presses.append(page.evaluate(
-                        "window.__pad.axes[0] = 0.6; window.__press(4, true); window.__clock()") / 1000)
-                    wait(lambda r=robot: page.evaluate(VIEW) == [r, True], f"robot {robot} in control")
-                    time.sleep(DRIVE_S)
                 script.handed_back.clear()
-                page.evaluate("window.__press(1, true)")
+                if held:  # the next robot, offered while the shoulder was still held, taken unasked: let go
+                    page.evaluate(RELEASE)
+                    wait(lambda r=robot: page.evaluate(VIEW) != [r, True], f"robot {robot} (taken unasked) let go")
+                    continue
+                script.presses.append(page.evaluate(
+                    "window.__pad.axes[0] = 0.6; window.__press(4, true); window.__clock()") / 1000)
+                wait(lambda r=robot: page.evaluate(VIEW) == [r, True], f"robot {robot} in control")
+                time.sleep(DRIVE_S)
+                page.evaluate("window.__press(1, true)")  # B, the shoulder still held: hand back
                 wait(script.handed_back.is_set, "the handback")
-                page.evaluate("window.__press(1, false); window.__press(4, false); window.__pad.axes[0] = 0")
-                wait(lambda: page.evaluate(VIEW) is None or not page.evaluate(VIEW)[1], "the page out of control")
+                page.evaluate(RELEASE)
+                wait(lambda r=robot: page.evaluate(VIEW) != [r, True], f"robot {robot} handed back on the page")
             out["views"], out["frames"] = page.evaluate("[window.__views, window.__frames]")
             browser.close()
     except BaseException as err:  # noqa: BLE001 - reported by the setting
@@ -239,6 +245,7 @@ def setting(name: str, takeovers: int, robots: int, run_dir: Path, remote: bool)
             done.wait(WAIT_S)
             if proxy is not None:
                 proxy.close()
+    (run_dir / "presses.json").write_text(json.dumps({BROWSER: browser_script.presses, LOCAL: local_script.presses}))
     if "error" in page:
         raise RuntimeError(f"{name}: {page['error']}") from page["error"]
     events = read_events(run_dir / "events.jsonl")
