@@ -396,4 +396,9 @@ class RobotController:
                 "controller": self.controller, "failure": self.failure, "io": io, "unrecorded": self.unrecorded,
                 "camera_ms": io.get("camera_ms", 0.0), **self.held(), "storage_hold": self.storage_down,
                 "allowed": -1 if self.allowed is None else self.allowed, "allow_seq": self.allow_seq,
-                "rate": 1 / (self.robot.dt / self.cfg.robot.speed)}
+                "rate": 1 / (self.robot.dt / self.cfg.robot.speed), "align_gap": self.align_gap()}
+
+    def align_gap(self) -> float | None:
+        """How far (largest dim) a leader arm's pose is from this robot's command while the robot waits for it."""
+        gap = None if self.operator is None else self.operator.align_gap
+        return None if gap is None else round(float(np.abs(gap).max()), 3)

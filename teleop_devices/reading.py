@@ -50,6 +50,7 @@ class OperatorLink(Protocol):
     """
 
     operator_id: int
+    align_gap: np.ndarray | None  # a leader arm's pose minus the follower's command while not aligned; else None
 
     def push(self, reading: dict) -> None: ...
 

@@ -116,6 +116,8 @@ class OperatorConfig(HumanTraits):
 class ScriptedOperator:
     """The expert in the loop, as a TeleopDevice."""
 
+    align_gap: np.ndarray | None = None  # it acts where the robot is: nothing to align
+
     def __init__(self, config: OperatorConfig, task: Expert, operator_id: int, seed: int, dt: float,
                  strain: float = 1.0, switching: bool = False):
         """strain: fatigue factor (1 = rested) on reaction time and noise; switching: a robot other than

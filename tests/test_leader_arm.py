@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dagger.app.words import with_operator
 from dagger.config import load_config
 from dagger.control import State
 from dagger.gl import configure_gl
@@ -318,6 +319,10 @@ def test_the_leader_arm_drives_the_joint_task_with_align_then_ramp(tmp_path, lea
             break
         gaps.append(robot.ctl.operator.align_gap)
         commands.append(robot.last_action.copy())
+        if len(gaps) == 1:  # the consoles' words for it come from the robot's status
+            status = robot.ctl.status(0)
+            assert status["align_gap"] == pytest.approx(np.abs(gaps[0]).max(), abs=1e-3)
+            assert with_operator(status, 0).startswith("operator 0: move the leader to the robot's pose (")
     events = robot.poll()["events"]
     [end] = [e for e in events if e["ev"] == "episode_end"]
     assert end["success"] and end["human_steps"] > 20

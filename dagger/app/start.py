@@ -110,7 +110,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         check_checkpoint(run_dir, cfg)
     devices = open_operator_devices(cfg)
     console = None
-    if args.console or args.screenshot or {"keyboard", "gamepad"} & set(cfg.operator.kinds):
+    if args.console or args.screenshot or {"keyboard", "gamepad", "leader"} & set(cfg.operator.kinds):
         from dagger.app.console import OperatorConsole
         from teleop_devices.human import KeyboardOperator
 

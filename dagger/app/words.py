@@ -32,6 +32,8 @@ def in_control(robot: dict[str, Any]) -> bool:
 
 
 def with_operator(robot: dict[str, Any], op: int) -> str:
+    if robot.get("align_gap") is not None:  # a leader arm not yet where the robot is: the robot holds for it
+        return f"operator {op}: move the leader to the robot's pose ({robot['align_gap']:.2f} off)"
     return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
 
 
