@@ -29,6 +29,16 @@ def pump(web, devs, step=[0]):  # noqa: B006 - the step counter lives across cal
     web.update(status(devs, step[0]))
 
 
+def logged_in(browser, console, kind="", viewport=(1280, 760)):
+    """Operator 0's page, live, with `kind` chosen as its device; (page, web, devices)."""
+    web, devs = console
+    page = open_page(browser, web.url(0), viewport=viewport)
+    live(page, web, devs)
+    if kind:
+        page.click(f"[data-kind={kind}]")
+    return page, web, devs
+
+
 def live(page, web, devs):
     """The page logged in and drawing views."""
     until(lambda: page.locator("#console").is_visible() and page.locator("#queue tr").count() > 0,
@@ -43,9 +53,7 @@ def reading_of(device, web, devs, check, what):
 
 
 def test_page_logs_in_shows_the_queue_and_camera_and_looks_right(browser, console, tmp_path):
-    web, devs = console
-    page = open_page(browser, web.url(0))
-    live(page, web, devs)
+    page, web, devs = logged_in(browser, console)
     until(lambda: page.locator("#no-frame").is_hidden(), lambda: pump(web, devs), "a camera frame drawn")
     assert "token" not in page.url  # the fragment left the address bar
     rows = page.locator("#queue tr").all_inner_texts()
@@ -76,9 +84,7 @@ def test_wrong_token_shows_the_login_form(browser, console):
 
 
 def test_gamepad_reaches_the_device_as_the_mapping_reads_it(browser, console):
-    web, devs = console
-    page = open_page(browser, web.url(0))
-    live(page, web, devs)
+    page, web, devs = logged_in(browser, console)
     page.evaluate("window.__plugPad()")  # auto-detected: the page switches to the gamepad
     page.evaluate("window.__pad.axes[0] = 0.8; window.__pad.axes[1] = -1; window.__press(4, true)")  # LB: deadman
     r = reading_of(devs[0], web, devs, lambda r: r.deadman, "the shoulder held")
@@ -90,10 +96,7 @@ def test_gamepad_reaches_the_device_as_the_mapping_reads_it(browser, console):
 
 
 def test_keyboard_and_page_buttons_drive_the_keyboard_state_machine(browser, console):
-    web, devs = console
-    page = open_page(browser, web.url(0))
-    live(page, web, devs)
-    page.click("[data-kind=keyboard]")
+    page, web, devs = logged_in(browser, console, "keyboard")
     page.keyboard.press(" ")
     page.keyboard.down("d")
     r = reading_of(devs[0], web, devs, lambda r: r.action is not None and r.action[0] > 0, "Space then d held")
@@ -111,10 +114,7 @@ def test_keyboard_and_page_buttons_drive_the_keyboard_state_machine(browser, con
 
 
 def test_phone_tilt_drives_while_the_hold_button_is_held(browser, console):
-    web, devs = console
-    page = open_page(browser, web.url(0), viewport=(390, 844))
-    live(page, web, devs)
-    page.click("[data-kind=phone]")
+    page, web, devs = logged_in(browser, console, "phone", viewport=(390, 844))
     page.evaluate("window.__tilt(40, 5)")
     page.locator("#hold").dispatch_event("pointerdown", {"pointerId": 1})
     reading_of(devs[0], web, devs, lambda r: r.deadman, "the hold button held")
@@ -126,10 +126,7 @@ def test_phone_tilt_drives_while_the_hold_button_is_held(browser, console):
 
 
 def test_xr_controller_moves_from_where_the_trigger_was_pulled(browser, console):
-    web, devs = console
-    page = open_page(browser, web.url(0))
-    live(page, web, devs)
-    page.click("[data-kind=xr]")
+    page, web, devs = logged_in(browser, console, "xr")
     page.click("#xr-enter")
     page.evaluate("window.__xr.pos = [0.1, 1.0, -0.4]; window.__xr.trigger = true")
     reading_of(devs[0], web, devs, lambda r: r.deadman, "the trigger pulled")
@@ -141,10 +138,7 @@ def test_xr_controller_moves_from_where_the_trigger_was_pulled(browser, console)
 
 
 def test_a_hidden_tab_releases_the_deadman_and_a_closed_one_is_gone(browser, console):
-    web, devs = console
-    page = open_page(browser, web.url(0))
-    live(page, web, devs)
-    page.click("[data-kind=keyboard]")
+    page, web, devs = logged_in(browser, console, "keyboard")
     page.keyboard.press(" ")
     reading_of(devs[0], web, devs, lambda r: r.deadman, "taken over")
     page.evaluate("window.__hide(true)")
