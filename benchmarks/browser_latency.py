@@ -50,6 +50,7 @@ BROWSER, LOCAL = 0, 1  # operator ids
 DRIVE_S = 0.3  # each takeover drives this long before handing back
 MATCH_S = 3.0  # a takeover further than this from the press before it was not that press's (see `match`)
 WAIT_S = 20.0  # a step of the script that does not come within this fails the setting
+SETTLE_S = 0.2  # the shoulder let go this long before an offer or a press: no held reading on its way (+ 50 ms)
 START_S = 120.0  # the first robot offered: after the run's start (demonstrations, pretraining, Ray actors)
 COUNTER = """
 (() => {  // the page's socket, watched: each view (whether it shows a robot served by this operator) and each frame
@@ -82,12 +83,16 @@ class Script:
 
     presses: list[float] = field(default_factory=list)
     handed_back: threading.Event = field(default_factory=threading.Event)
+    released: float = 0.0  # when the script last let go of the shoulder
+    assigned: dict[int, float] = field(default_factory=dict)  # robot → when it was last offered to this operator
 
 
 def browser_operator(url: str, executable: str, takeovers: int, script: Script, out: dict[str, Any],
-                     done: threading.Event) -> None:
+                     done: threading.Event, offered: Any) -> None:
     """The page's operator: whenever a robot is offered, the shoulder pressed (and the stick), DRIVE_S of driving,
-    B until the robot is handed back, then both released. Playwright's sync API keeps to this thread."""
+    B until the robot is handed back, then both released. `offered(robot)`: the run's newest status offers it to
+    this operator and the station has long had the shoulder released, so a takeover after the press answers it.
+    Playwright's sync API keeps to this thread."""
     from playwright.sync_api import sync_playwright
 
     try:
@@ -117,7 +122,18 @@ def browser_operator(url: str, executable: str, takeovers: int, script: Script, 
                 script.handed_back.clear()
                 if held:  # the next robot, offered while the shoulder was still held, taken unasked: let go
                     page.evaluate(RELEASE)
+                    script.released = time.time()
                     wait(lambda r=robot: page.evaluate(VIEW) != [r, True], f"robot {robot} (taken unasked) let go")
+                    continue
+                ready = offered(robot)
+                if ready == "skip":  # offered while the shoulder was held: skipped (see `offered` in `setting`)
+                    page.evaluate("window.__press(8, true)")
+                    wait(script.handed_back.is_set, f"robot {robot} skipped")
+                    page.evaluate("window.__press(8, false)")
+                    wait(lambda r=robot: page.evaluate(VIEW) != [r, False], f"robot {robot} skipped on the page")
+                    continue
+                if not ready:
+                    time.sleep(0.005)
                     continue
                 script.presses.append(page.evaluate(
                     "window.__pad.axes[0] = 0.6; window.__press(4, true); window.__clock()") / 1000)
@@ -126,6 +142,7 @@ def browser_operator(url: str, executable: str, takeovers: int, script: Script, 
                 page.evaluate("window.__press(1, true)")  # B, the shoulder still held: hand back
                 wait(script.handed_back.is_set, "the handback")
                 page.evaluate(RELEASE)
+                script.released = time.time()
                 wait(lambda r=robot: page.evaluate(VIEW) != [r, True], f"robot {robot} handed back on the page")
             out["views"], out["frames"] = page.evaluate("[window.__views, window.__frames]")
             browser.close()
@@ -215,10 +232,24 @@ def setting(name: str, takeovers: int, robots: int, run_dir: Path, remote: bool)
             proxy = FaultyProxy(host.gateway, web.address, Faults(delay_s=0.05))
             url = f"http://{proxy.address}/#{url.partition('#')[2]}"
             executable = chromium_in(host.name, Path(tmp))
-        driver = threading.Thread(target=browser_operator, daemon=True,
-                                  args=(url, executable, takeovers, browser_script, page, done))
+        def offered(robot: int) -> str:
+            """"press" when the run's newest status offers `robot` to the page's operator and the shoulder has been
+            up at the server for SETTLE_S; "skip" when it was offered before that: the station took the held
+            shoulder for the takeover input and keeps that time even after it is released (teleop_devices/
+            station.py, remote.py), so its latency would start before the press; "" to wait."""
+            if browser_script.assigned.get(robot, 0.0) < browser_script.released + SETTLE_S:
+                return "skip"
+            latest = devices[BROWSER].latest  # the page's newest input as the server has it
+            pad = latest and latest.get("pad")
+            robot_now = newest[0]["robots"].get(robot, {}) if newest else {}
+            return "press" if (pad and not pad["buttons"][4] and time.time() - browser_script.released > SETTLE_S
+                               and robot in newest[0].get("serving", {}).get(BROWSER, [])
+                               and robot_now.get("state") == "operator" and not in_control(robot_now)) else ""
+
+        newest: list[dict] = []
 
         def on_status(status: dict) -> None:
+            newest[:] = [status]
             web.update(status)
             offset = devices[BROWSER].clock_offset()
             if offset is not None:
@@ -232,7 +263,12 @@ def setting(name: str, takeovers: int, robots: int, run_dir: Path, remote: bool)
             local.events(events)
             if any(e["ev"] == "handback" and e["operator"] == BROWSER for e in events):
                 browser_script.handed_back.set()
+            for e in events:
+                if e["ev"] == "operator_assigned" and e["operator"] == BROWSER:
+                    browser_script.assigned[e["robot"]] = e["t"]
 
+        driver = threading.Thread(target=browser_operator, daemon=True,
+                                  args=(url, executable, takeovers, browser_script, page, done, offered))
         began = time.monotonic()
         driver.start()
         sigint = signal.getsignal(signal.SIGINT)
