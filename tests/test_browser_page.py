@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dagger.app.operator_web import OperatorWeb
+from teleop_devices.browser import BrowserConfig
 from tests.browser import Settings, chromium, devices, open_page, status, until
 
 TOKENS = {0: "operator-zero-" + "0" * 24, 1: "operator-one-" + "1" * 24}
@@ -93,6 +94,28 @@ def test_gamepad_reaches_the_device_as_the_mapping_reads_it(browser, console):
     page.evaluate("window.__press(4, false); window.__press(1, true)")  # B hands back
     r = reading_of(devs[0], web, devs, lambda r: r.hand_back, "B pressed")
     assert not r.deadman and r.action is None
+
+
+def test_a_pad_button_goes_out_when_pressed_not_at_the_next_send(browser):
+    """The Gamepad API fires no events: the page polls the pad's buttons and sends a change at once, so the takeover
+    input's time (t_read, where the takeover latency starts) is when the shoulder was pressed, not up to a send
+    period later (here 1 s)."""
+    config = BrowserConfig(listen="127.0.0.1:0", send_hz=1.0)
+    devs = devices(1, config=config)
+    web = OperatorWeb(Settings(browser=config, operators=1), devs, {0: TOKENS[0]}, tls=None).start()
+    try:
+        page = open_page(browser, web.url(0))
+        live(page, web, devs)
+        page.evaluate("window.__plugPad()")
+        reading_of(devs[0], web, devs, lambda r: devs[0].label.startswith("browser gamepad"), "the pad chosen")
+        for _ in range(3):
+            pressed = page.evaluate("window.__press(4, true); performance.timeOrigin + performance.now()") / 1000
+            r = reading_of(devs[0], web, devs, lambda r: r.deadman, "the shoulder held")
+            assert r.t_read is not None and r.t_read - pressed < 0.1
+            page.evaluate("window.__press(4, false)")
+            reading_of(devs[0], web, devs, lambda r: not r.deadman, "the shoulder released")
+    finally:
+        web.close()
 
 
 def test_keyboard_and_page_buttons_drive_the_keyboard_state_machine(browser, console):

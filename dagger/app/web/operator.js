@@ -12,7 +12,8 @@ const HINTS = {
 };
 const USED_KEYS = new Set([" ", "Tab", "Enter", "Escape", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight"]);
 const me = { ws: null, seq: 0, kind: "keyboard", keys: new Set(), hold: false, phone: null, xr: null,
-             sendHz: 50, timer: 0, frameRobot: null, view: null };
+             sendHz: 50, timer: 0, frameRobot: null, view: null, padButtons: "" };
+const PAD_POLL_MS = 4; // a pad's buttons fire no events: polled this often, a change sent at once (the takeover's time)
 
 function send(kind, fields) {
   if (me.ws && me.ws.readyState === WebSocket.OPEN) {
@@ -168,7 +169,10 @@ function readPad() {
 
 function sendInput() {
   const m = { visible: document.visibilityState === "visible", device: me.kind, keys: [...me.keys].slice(0, 16) };
-  if (me.kind === "gamepad") m.pad = readPad();
+  if (me.kind === "gamepad") {
+    m.pad = readPad();
+    me.padButtons = m.pad ? m.pad.buttons.join() : "";
+  }
   if (me.kind === "phone" && me.phone) m.phone = { ...me.phone, hold: me.hold };
   if (me.kind === "xr") m.xr = me.xr;
   send("input", m);
@@ -203,6 +207,11 @@ window.addEventListener("keydown", (e) => onKey(e, true));
 window.addEventListener("keyup", (e) => onKey(e, false));
 window.addEventListener("blur", () => { for (const key of me.keys) send("key", { key, down: false }); me.keys.clear(); });
 document.addEventListener("visibilitychange", sendInput);
+setInterval(() => { // a button pressed or released goes out now, not at the next send_hz tick (up to 20 ms later)
+  if (me.kind !== "gamepad") return;
+  const pad = readPad();
+  if ((pad ? pad.buttons.join() : "") !== me.padButtons) sendInput();
+}, PAD_POLL_MS);
 window.addEventListener("gamepadconnected", () => { if (me.kind === "keyboard") choose("gamepad"); });
 
 window.addEventListener("deviceorientation", (e) => {
