@@ -292,6 +292,8 @@ def setting(name: str, takeovers: int, robots: int, run_dir: Path, remote: bool)
                    "independent": np.array([e["t"] - t for e, t in pairs]) * 1000,
                    "unmatched": sum(e["ev"] == "takeover" and e["operator"] == op for e in events) - len(pairs)}
     out["fps"] = frames_per_s(page["views"], page["frames"])
+    out["stale"] = sum(e["ev"] == "handback" and e["operator"] == BROWSER and e["reason"] == "stale_input"
+                       for e in events)
     offsets = [e for e in events if e["ev"] == "clock_offset"]
     out["page_offset_ms"] = 1000 * page.get("offset", float("nan"))
     out["robot_offset_ms"] = max((abs(e["offset_s"]) * 1000 for e in offsets), default=0.0)
@@ -318,11 +320,14 @@ def main() -> None:
         results = [setting(names[which], args.takeovers, args.robots, root / which, remote=which == "remote")
                    for which in args.settings.split(",")]
     took = ", ".join(f"{r['name']} {r['seconds']:.0f} s" for r in results)
-    unmatched = ", ".join(str(r[BROWSER]["unmatched"] + r[LOCAL]["unmatched"]) for r in results)
+    unmatched = ", ".join(f"{r[BROWSER]['unmatched']} / {r[LOCAL]['unmatched']}" for r in results)
+    stale = ", ".join(str(r["stale"]) for r in results)
     offsets = ", ".join(f"page {r['page_offset_ms']:+.1f} ms, robots {r['robot_offset_ms']:.1f} ms" for r in results)
     print(f"point task at real time (50 ms control period), {args.robots} robots always asking, {os.cpu_count()} "
           f"CPUs; took {took}; takeovers answering no press (a robot offered while the button was still held) left "
-          f"out: {unmatched}; clock offsets measured (true: 0, one machine): {offsets}", file=sys.stderr)
+          f"out, browser / local: {unmatched}; the browser operator's robots stopped for stale input (reading older "
+          f"than safety.max_age_s): {stale}; clock offsets measured (true: 0, one machine): {offsets}",
+          file=sys.stderr)
     header = ["setting", "browser takeovers", "p50 ms", "p99 ms", "independent p50 / p99 ms",
               "local SpaceMouse p50 / p99 ms (n)", "browser p50 ÷ local p50", "frames/s at the page"]
     print("| " + " | ".join(header) + " |")
