@@ -217,6 +217,7 @@ class BrowserDevice:
         self.pinged = 0
         self.samples: deque[tuple[float, float]] = deque(maxlen=PINGS_KEPT)  # (round trip, page clock − ours)
         self.offset: float | None = None
+        self.t_engaged: float | None = None  # when the page's current takeover input began, on this clock
 
     def connected(self) -> int:
         """A page's socket opened; returns its session (pass it to push). A newer one replaces an older one."""
@@ -265,6 +266,7 @@ class BrowserDevice:
                 self.keyboard.release(key)
             else:
                 self._input(m, t)
+            self._note_engaged(t)
 
     def _input(self, m: dict[str, Any], t: float) -> None:
         held = {key_name(k) for k in m["keys"]}
@@ -286,6 +288,16 @@ class BrowserDevice:
         self.keyboard.pumped(t)
         self.latest, self.t_input = m, t
         self.fresh.add(t)
+
+    def _note_engaged(self, t: float) -> None:
+        """Keeps when the takeover input began (message by message: a burst of them reaches reading() at once)."""
+        m = self.latest
+        engaged = m is not None and m["visible"] and (
+            self.keyboard.engaged if m["device"] == "keyboard" else self._held(m, t, t).takeover)
+        if not engaged:
+            self.t_engaged = None
+        elif self.t_engaged is None:
+            self.t_engaged = t
 
     def _clock_sample(self, ping_id: int, page_t: float, now: float) -> None:
         sent = self.pings.pop(ping_id, None)
@@ -313,7 +325,9 @@ class BrowserDevice:
                                   e_stop=held.e_stop or keys.e_stop, mark=held.mark or keys.mark)
             if not m["visible"]:  # a hidden tab: nobody is looking, the deadman reads released
                 reading = replace(reading, action=None, takeover=False, deadman=False)
-            return replace(reading, age_s=now - t, t_read=t)
+            link = min(self.samples)[0] / 2 if self.samples else 0.0
+            return replace(reading, age_s=now - t, t_read=t, link_s=link,
+                           t_engaged=self.t_engaged if reading.takeover else None)
 
     def _held(self, m: dict[str, Any], t: float, now: float) -> DeviceReading:
         """The reading of a device held to intervene: a pad's shoulder, the phone's hold button, the XR trigger."""

@@ -26,6 +26,10 @@ class DeviceReading:
     age_s: float = 0.0  # how old the underlying report is
     t_read: float | None = None  # when a device that stamps its readings (a browser page, a leader arm's bus) read this
     # input, on the station's clock: the robot ages the reading from then; None: from the station's tick
+    t_engaged: float | None = None  # when the current takeover input began (station clock), where the device knows it
+    # better than its newest reading does (a browser's burst of messages); None: the reading's own time
+    link_s: float = 0.0  # the network's one-way delay the device measured (a browser page): its readings are never
+    # fresher than this, so the robot allows it on top of safety.max_age_s (at most max_age_s more)
     absolute: bool = False  # the action is a pose to go to (a leader arm's joints), not a motion: the robot aligns
 
 

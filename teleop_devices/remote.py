@@ -27,7 +27,8 @@ SAFETY_STOPS = ("stale_input", "device_lost", "deadman_released", "e_stop")
 @dataclass
 class SafetyConfig:
     max_age_s: float = 0.1
-    """a human's reading older than this stops the robot (stale_input)"""
+    """a human's reading older than this stops the robot (stale_input); a remote page's measured one-way network
+    delay is allowed on top, up to as much again"""
     ramp_s: float = 0.2
     """bumpless handover: the command ramps from the policy's last action to the operator's over this time"""
     claim_timeout_s: float = 10.0
@@ -52,6 +53,8 @@ class RemoteOperator:
     def push(self, reading: dict[str, Any]) -> None:
         """A reading from the station: action (list or None), buttons, t_report (when the device reported)."""
         self.latest = reading
+        if not reading.get("takeover") and self.engaged_at is None:
+            self.t_input = None  # let go before engaging: the takeover is timed from the next press
         if reading.get("takeover") and self.t_input is None:
             self.t_input = float(reading.get("t_input", reading["t_report"]))
 
@@ -66,7 +69,7 @@ class RemoteOperator:
         return DeviceReading(action=action, takeover=bool(r.get("takeover")), hand_back=bool(r.get("hand_back")),
                              deadman=bool(r.get("deadman")), e_stop=bool(r.get("e_stop")), skip=bool(r.get("skip")),
                              mark=str(r.get("mark", "")), absolute=bool(r.get("absolute")),
-                             age_s=now - float(r["t_report"]))
+                             age_s=now - float(r["t_report"]), link_s=float(r.get("link_s", 0.0)))
 
     def stop_reason(self, reading: DeviceReading, now: float) -> str | None:
         """Why the robot must stop now, or None. Before the operator engages, nothing is stale."""
@@ -82,7 +85,7 @@ class RemoteOperator:
             return None
         if self.latest is None:
             return None
-        if reading.age_s > self.safety.max_age_s:
+        if reading.age_s > self.safety.max_age_s + min(reading.link_s, self.safety.max_age_s):
             return "stale_input"
         if not reading.deadman and not reading.hand_back:
             return "deadman_released"

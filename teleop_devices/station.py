@@ -10,6 +10,7 @@ Robots apply the safety rules (teleop_devices.remote); the station only reports 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -72,12 +73,15 @@ class OperatorStation:
             t = now if reading.t_read is None else reading.t_read
             for robot in self.robots[op]:
                 if reading.takeover:
-                    self.t_input.setdefault((op, robot), t)
+                    self.t_input.setdefault((op, robot), t if reading.t_engaged is None else reading.t_engaged)
+                else:  # let go before the takeover: the next press is the input a takeover is timed from
+                    self.t_input.pop((op, robot), None)
                 self.send_input(robot, {
                     "action": None if reading.action is None else [float(a) for a in reading.action],
                     "takeover": reading.takeover, "hand_back": reading.hand_back, "deadman": reading.deadman,
                     "e_stop": reading.e_stop, "skip": reading.skip, "mark": reading.mark, "t_report": t,
-                    "t_input": self.t_input.get((op, robot), t), "absolute": reading.absolute})
+                    "t_input": self.t_input.get((op, robot), t), "absolute": reading.absolute,
+                    "link_s": reading.link_s})
         if now - self.last_health >= self.health_every_s:
             self.last_health = now
             self.record([{"ev": "device_health", "t": now, "operator": op, **health}
@@ -89,7 +93,8 @@ class OperatorStation:
         for op, device in self.devices.items():
             last = self.last.get(op)
             out[op] = {"device": device.label, "present": op not in self.lost, "rate_hz": device.rate_hz(),
-                       "age_s": None if last is None else last.age_s, "deadman": bool(last and last.deadman)}
+                       "age_s": None if last is None or not math.isfinite(last.age_s) else last.age_s,
+                       "deadman": bool(last and last.deadman)}
         return out
 
     def _device_back(self, op: int) -> None:

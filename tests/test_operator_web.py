@@ -264,6 +264,9 @@ def test_the_clock_offset_comes_from_the_quickest_round_trip():
         ping = d.ping(sent)
         d.push({"kind": "pong", "seq": seq, "t": page_ms, "id": ping["id"]}, back, session)
     assert d.clock_offset() == pytest.approx(61.010 - 11.01)  # the 20 ms round trip wins
+    d.push({"kind": "input", "seq": 5, "t": 61_010.0, "visible": True, "device": "keyboard", "keys": []}, 12.4,
+           session)
+    assert d.reading().link_s == pytest.approx(0.01)  # half the quickest round trip: the link's one-way floor
     with pytest.raises(ValueError, match="'id'"):
         d.push({"kind": "pong", "seq": 9, "t": 0.0, "id": 77}, 12.0, session)  # not a ping this side sent
     with pytest.raises(ValueError, match="'seq'"):
@@ -325,3 +328,20 @@ def test_a_safety_stop_of_an_operators_robot_is_told_on_their_page_until_their_n
     assert server.view(status(devs), 0)[0]["notice"] == ""  # a hand-back is no stop
     server.events([{"ev": "takeover", "t": 2.0, "robot": 4, "operator": 1}])
     assert server.view(status(devs), 1)[0]["notice"] == ""
+
+
+def test_a_takeover_is_timed_from_its_first_message_not_the_newest_of_a_burst():
+    d, session = device(clock=lambda: 10.2)
+    d.offset = -0.01  # as the pings set it: the page's 9.99 s is 10.0 s here
+    pad = {"id": "pad", "axes": [0.0] * 4, "buttons": [False] * 17, "values": [0.0] * 17}
+    held = {**pad, "buttons": [i == 4 for i in range(17)]}  # LB: the deadman
+    burst = [(pad, 9_900.0), (held, 9_950.0), (held, 9_970.0), (held, 9_990.0)]  # all arrive at 10.0 s
+    for seq, (state, page_ms) in enumerate(burst):
+        d.push({"kind": "input", "seq": seq, "t": page_ms, "visible": True, "device": "gamepad", "keys": [],
+                "pad": state}, 10.0, session)
+    r = d.reading()
+    assert r.takeover and r.t_read == pytest.approx(10.0)
+    assert r.t_engaged == pytest.approx(9.96)  # the press at 9 950 ms, not the newest message
+    d.push({"kind": "input", "seq": 9, "t": 10_000.0, "visible": True, "device": "gamepad", "keys": [], "pad": pad},
+           10.02, session)
+    assert d.reading().t_engaged is None  # let go: the next press starts a new takeover

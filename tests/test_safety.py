@@ -152,3 +152,17 @@ def test_an_offered_robot_not_taken_over_in_time_goes_back_to_the_queue(robot):
     robot.tick()
     assert robot.state is State.WAITING and robot.total_steps == 0
     assert stop_events(robot) == [("handback", "not_claimed"), ("help_requested", "not_claimed")]
+
+
+@pytest.mark.parametrize("age_s, link_s, stale", [
+    (0.09, 0.0, False), (0.11, 0.0, True),  # a local device: safety.max_age_s (0.1 s) alone
+    (0.14, 0.05, False), (0.16, 0.05, True),  # a page 50 ms away: its measured one-way delay on top
+    (0.19, 0.5, False), (0.21, 0.5, True),  # a slow link is allowed at most max_age_s more
+])
+def test_a_remote_pages_link_delay_is_allowed_on_top_of_the_age_limit(age_s, link_s, stale):
+    from teleop_devices.remote import RemoteOperator, SafetyConfig
+
+    link = RemoteOperator(0, SafetyConfig(max_age_s=0.1), act_dim=2)
+    link.push({"action": [0.5, 0.0], "takeover": True, "deadman": True, "t_report": 100.0, "link_s": link_s})
+    link.engaged_at = 99.0
+    assert (link.stop_reason(link.read(100.0 + age_s), 100.0 + age_s) == "stale_input") is stale

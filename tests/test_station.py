@@ -66,6 +66,9 @@ def test_a_lost_device_is_reported_once_and_its_robots_told():
     assert not any(m == "input" and arg["deadman"] is False for _, m, arg in sent)
 
 
+from teleop_devices.reading import DeviceReading  # noqa: E402
+
+
 class Stamped:
     """A device that stamps its own readings and can go away and come back (as a browser page does)."""
 
@@ -115,3 +118,31 @@ def test_a_device_that_comes_back_is_offered_robots_again():
     station.assign(0, 4)
     station.tick()
     assert sent[1:] == [4]  # the robot it lost went back to the queue, not to it
+
+
+def test_a_takeover_let_go_before_the_robot_engages_is_timed_from_the_next_press():
+    station, hid, sent, _, clock = station_with_mouse()
+    station.assign(0, 1)
+    for t, report in ((51.0, buttons(1)), (52.0, buttons(0)), (53.0, buttons(1))):
+        clock.t = t
+        hid.push(report)
+        station.tick()
+    assert [arg["t_input"] for _, _, arg in sent] == [51.0, 52.0, 53.0]
+
+
+def test_a_device_that_knows_when_the_takeover_began_is_timed_from_then():
+    sent, clock = [], Clock()
+    device = Stamped(t_read=49.5)
+    device.reading = lambda: DeviceReading(action=None, takeover=True, deadman=True, t_read=49.5, t_engaged=49.2)
+    station = OperatorStation({0: device}, lambda robot, reading: sent.append(reading), lambda *a: None,
+                              lambda events: None, clock)
+    station.assign(0, 1)
+    station.tick()
+    assert (sent[0]["t_report"], sent[0]["t_input"]) == (49.5, 49.2)
+
+
+def test_a_report_age_that_is_not_finite_is_none_in_the_health_event():
+    station, _, _, events, _ = station_with_mouse()  # no report yet: the SpaceMouse's age is infinite
+    station.tick()
+    [health] = [e for e in events if e["ev"] == "device_health"]
+    assert health["age_s"] is None
