@@ -24,6 +24,12 @@ SAFETY_STOPS = ("stale_input", "device_lost", "deadman_released", "e_stop")
 """the safety rules' stops: the robot holds, its operator is freed and it asks again"""
 
 
+def too_old(age_s: float, link_s: float, max_age_s: float) -> bool:
+    """A reading that stops the robot (stale_input): older than max_age_s, on top of the link's own one-way delay (a
+    remote page's), which is allowed up to max_age_s."""
+    return age_s > max_age_s + min(link_s, max_age_s)
+
+
 @dataclass
 class SafetyConfig:
     max_age_s: float = 0.1
@@ -85,7 +91,7 @@ class RemoteOperator:
             return None
         if self.latest is None:
             return None
-        if reading.age_s > self.safety.max_age_s + min(reading.link_s, self.safety.max_age_s):
+        if too_old(reading.age_s, reading.link_s, self.safety.max_age_s):
             return "stale_input"
         if not reading.deadman and not reading.hand_back:
             return "deadman_released"

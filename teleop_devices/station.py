@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from teleop_devices.reading import DeviceReading
+from teleop_devices.remote import too_old
 
 
 class HumanDevice(Protocol):
@@ -35,7 +36,7 @@ class OperatorStation:
     def __init__(self, devices: dict[int, HumanDevice], send_input: Callable[[int, dict[str, Any]], None],
                  send_lost: Callable[[int, int], None], record: Callable[[list[dict]], None],
                  clock: Callable[[], float] = time.time, health_every_s: float = 1.0,
-                 pump: Callable[[], None] | None = None):
+                 pump: Callable[[], None] | None = None, max_age_s: float = math.inf):
         """send_input(robot, reading): an operator's newest reading (teleop_devices.remote reads it) for a robot it
         controls; send_lost(robot, operator): that operator's device disappeared."""
         self.devices, self.record, self.clock, self.pump = devices, record, clock, pump
@@ -46,9 +47,18 @@ class OperatorStation:
         self.health_every_s = health_every_s
         self.last_health = 0.0
         self.last: dict[int, DeviceReading] = {}
+        self.max_age_s = max_age_s
 
     def available(self, op: int) -> bool:
         return op in self.devices and op not in self.lost
+
+    def away(self) -> set[int]:
+        """Operators not to offer a robot now: their device is lost, or it stamps its readings and its newest is too
+        old (a paused page: every robot offered would stop at once for stale input)."""
+        now = self.clock()
+        quiet = {op for op, r in self.last.items()
+                 if r.t_read is not None and too_old(now - r.t_read, r.link_s, self.max_age_s)}
+        return self.lost | quiet
 
     def assign(self, op: int, robot: int) -> None:
         self.robots[op].add(robot)

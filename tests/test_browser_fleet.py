@@ -68,7 +68,7 @@ def gamepad_operator(page, tmp_path):
 
 def keyboard_operator(page, url):
     """Operator 1: the keyboard (Space takes over, d moves); its page's scripts paused past safety.max_age_s, then
-    its tab closed while in control, then a new tab."""
+    its tab closed while in control (the page may say it is hidden before its socket closes), then a new tab."""
     page.click("[data-kind=keyboard]")
     until(lambda: badge(page) == "offered to you", "operator 1 offered a robot")
     page.keyboard.press(" ")
@@ -81,6 +81,7 @@ def keyboard_operator(page, url):
     time.sleep(3.0)
     debugger.send("Debugger.resume")
     notice(page, "input went stale")
+    page.keyboard.up("d")  # in control of the next robot without moving it: its episode runs on, not to its goal
     until(lambda: badge(page) == "you are in control", "operator 1 in control after the stall")  # Space still held
     page.close()  # mid-takeover: the device is lost
     time.sleep(2.0)
@@ -92,7 +93,7 @@ def keyboard_operator(page, url):
 
 def test_two_browser_operators_and_a_scripted_one_serve_six_robots(ray_cluster, tmp_path):
     cfg = point_config("robots=6", "operators=3", "operator.kinds=[browser, browser, scripted]", "minutes=4",
-                       "robot.speed=1.0", "gate.threshold=0.0", "browser.listen=127.0.0.1:0",
+                       "robot.speed=0.5", "gate.threshold=0.0", "browser.listen=127.0.0.1:0",
                        "safety.max_age_s=1.0", "safety.claim_timeout_s=60", "eval.every_versions=0")
     devices = open_devices(cfg, act_dim=2)
     web = serve_operators(cfg, devices, tmp_path)
@@ -133,15 +134,21 @@ def test_two_browser_operators_and_a_scripted_one_serve_six_robots(ray_cluster, 
     events = read_events(tmp_path / "events.jsonl")
     assert {e["operator"] for e in events if e["ev"] == "takeover"} == {0, 1, 2}
     stops = {(e["operator"], e["reason"]): e for e in events if e["ev"] == "handback"}
-    for op, reason in ((0, "deadman_released"), (0, "e_stop"), (1, "stale_input"), (1, "device_lost")):
+    [lost] = [e for e in events if e["ev"] == "device_lost"]
+    taken = [e for e in events if e["ev"] == "takeover" and e["operator"] == 1 and e["t"] <= lost["t"]][-1]
+    closed = next(e for e in events if e["ev"] == "handback" and e["operator"] == 1 and e["t"] >= taken["t"])
+    assert closed["reason"] in ("device_lost", "deadman_released")  # a closing tab may say it is hidden first
+    for op, reason in ((0, "deadman_released"), (0, "e_stop"), (1, "stale_input"), (1, closed["reason"])):
         stop = stops[(op, reason)]  # the robot held and asked again, for that reason
         assert any(e["ev"] == "help_requested" and e["robot"] == stop["robot"] and e["reason"] == reason
                    and e["t"] >= stop["t"] for e in events), (op, reason)
+    stale = [e for e in events if e["ev"] == "handback" and e["reason"] == "stale_input" and e["operator"] == 1]
+    assert len(stale) <= 2  # a page gone quiet is offered nothing more until it speaks (not one robot a poll: ~60)
     for op, seen in ((0, []), (1, ["device_lost", "device_back"])):
         assert [e["ev"] for e in events if e["ev"] in ("device_lost", "device_back") and e["operator"] == op] == seen
     segments = [decode_segment(p) for p in SegmentLog.read(tmp_path / "segments")]
     moved = {c: [s for s in segments if s.controller == c and len(s) >= 5] for c in ("operator:0", "operator:1")}
     assert moved["operator:0"] and moved["operator:1"]
-    for controller, segs in moved.items():  # the stick / d pushed right: each robot moved under that command
-        assert all(s.action[-1, 0] > 0.3 and np.abs(s.obs[-1, :2] - s.obs[0, :2]).max() > 0.01 for s in segs), \
+    for controller, segs in moved.items():  # the stick / d pushed right: a robot moved under that command
+        assert any(s.action[-1, 0] > 0.3 and np.abs(s.obs[-1, :2] - s.obs[0, :2]).max() > 0.01 for s in segs), \
             controller

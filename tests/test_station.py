@@ -146,3 +146,17 @@ def test_a_report_age_that_is_not_finite_is_none_in_the_health_event():
     station.tick()
     [health] = [e for e in events if e["ev"] == "device_health"]
     assert health["age_s"] is None
+
+
+def test_a_device_whose_stamped_readings_went_quiet_is_not_offered_robots():
+    clock = Clock()
+    stamped, mouse = Stamped(t_read=50.0), station_with_mouse()[0].devices[0]  # a SpaceMouse at rest reports nothing
+    station = OperatorStation({0: stamped, 1: mouse}, lambda *a: None, lambda *a: None, lambda events: None, clock,
+                              max_age_s=0.1)
+    station.tick()
+    assert station.away() == set()
+    clock.t = 50.2  # the page's newest reading is 0.2 s old: a robot offered now would stop at once
+    assert station.away() == {0}
+    stamped.t_read = 50.2
+    station.tick()
+    assert station.away() == set()

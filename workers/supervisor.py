@@ -47,7 +47,7 @@ class Supervisor:
         self.robots = len(self.group_of)
         self.replaced: dict[int, int] = {}  # robot -> the incarnation whose failure was last answered by a replacement
         self.station = OperatorStation(devices, self.send_input, self.send_lost, self.record, clock,
-                                       pump=pump) if devices else None
+                                       pump=pump, max_age_s=cfg.safety.max_age_s) if devices else None
         self.on_events = on_events  # e.g. the dashboard's live numbers
         self.help = HelpQueue.for_run(cfg, self.robots, clock(), remote=devices or ())
         gate = make_gate(cfg.gate)
@@ -354,7 +354,7 @@ class Supervisor:
         if self.storage.why:
             return  # nobody is asked to help while a correction could not be kept
         now = self.clock()
-        away = self.station.lost if self.station is not None else ()  # operators whose device disappeared
+        away = self.station.away() if self.station is not None else set()  # a device lost, or a page gone quiet
         for given in self.help.allocate(now, self.robot_statuses(), self.steps, away):
             self.group(given.robot).call(RobotRole.assign, given)
             if self.station is not None and given.remote:

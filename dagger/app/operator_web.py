@@ -367,5 +367,8 @@ class OperatorWeb:
             if not data:  # the protocol's end of stream: the close handshake is done
                 return False
             guest.sock.settimeout(SEND_S)
-            guest.sock.sendall(data)
+            try:
+                guest.sock.sendall(data)
+            except OSError:  # the tab closed (reset) or stopped reading for SEND_S: its device is lost
+                return False
         return True
