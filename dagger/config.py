@@ -27,7 +27,8 @@ import yaml
 from dagger.allocators import ALLOCATORS, READS_RISK
 from dagger.evaluation import MAX_RUN_SEED
 from dagger.events import first_line
-from dagger.gates import GATES, GateConfig
+from dagger.gates import CALIBRATIONS, GATES, GateConfig
+from dagger.gates.scores import SCORES
 from dagger.policies.families import FAMILIES, PolicyConfig, trained_family
 from dagger.scalars import WRITERS
 from dagger.tasks import DISTRACTOR_MODES, TASK_DEFAULTS, TASK_IMAGES, TASKS, TaskConfig
@@ -118,6 +119,9 @@ class EvalConfig:
     """episodes per evaluation (the same seeds each time, none of them a training seed)"""
     nice: int = 19
     """on Ray, the evaluator process's CPU niceness (19: the lowest priority, so robots' control loops come first)"""
+    calibration_share: float = 0.5
+    """gate.calibrate=conformal: the share of the evaluation episodes whose successes calibrate the gate's threshold;
+    the rest measure it (the `calibration` event's false_alarm, detected, lead_s)"""
 
 
 @dataclass
@@ -316,6 +320,8 @@ def validate(cfg: RunConfig) -> None:
     names: list[tuple[str, str, list[str]]] = [("task.name", cfg.task.name, sorted(TASKS)),
                                                ("task.distractor", cfg.task.distractor, list(DISTRACTOR_MODES)),
                                                ("gate.name", cfg.gate.name, sorted(GATES)),
+                                               ("gate.calibrate", cfg.gate.calibrate, list(CALIBRATIONS)),
+                                               ("gate.score", cfg.gate.score, list(SCORES)),
                                                ("allocator", cfg.allocator, sorted(ALLOCATORS)),
                                                ("policy.type", cfg.policy.type, [*FAMILIES, "remote"]),
                                                ("policy.serve", cfg.policy.serve, list(FAMILIES))]
@@ -343,6 +349,12 @@ def validate(cfg: RunConfig) -> None:
         (cfg.task.name not in TASK_IMAGES or cfg.allocator not in READS_RISK, "allocator",
          f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
          "does not store; use e.g. priority"),
+        (0 < cfg.gate.false_alarm < 1, "gate.false_alarm", "must be in (0, 1)"),
+        (0 < cfg.eval.calibration_share <= 1, "eval.calibration_share", "must be in (0, 1]"),
+        (cfg.gate.calibrate != "conformal" or cfg.gate.name == "ensemble", "gate.calibrate",
+         f"conformal replaces the threshold of gate.name=ensemble; {cfg.gate.name!r} has rules of its own"),
+        (cfg.gate.calibrate != "conformal" or cfg.eval.every_versions > 0, "gate.calibrate",
+         "conformal is calibrated by the evaluator: eval.every_versions must be at least 1"),
         (cfg.robot.segment_max_steps >= 1, "robot.segment_max_steps", "must be at least 1"),
         (0 <= cfg.robot.per_actor <= MAX_COUNT, "robot.per_actor", f"must be in [0, {MAX_COUNT}] (0: by the cores)"),
         (cfg.robot.infer in INFER_MODES, "robot.infer", f"must be one of {list(INFER_MODES)}"),

@@ -102,7 +102,8 @@ class RobotController:
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         for name in self.gate.tuned:
-            setattr(self.gate, name, float(thresholds[name]))
+            if name in thresholds:  # a calibrated gate has none until its first calibration
+                setattr(self.gate, name, float(thresholds[name]))
 
     def allow(self, steps: int, seq: int) -> None:
         """This robot may take `steps` steps in all; an older allowance that came late is dropped."""
@@ -208,6 +209,7 @@ class RobotController:
         self.episode += 1
         self.episodes += 1
         self.calls.new_episode()
+        self.gate.new_episode()
         self.last_out = None
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
         self.overtime_asked = False

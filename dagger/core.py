@@ -131,6 +131,8 @@ class Gate(Protocol):
 
     def overtime(self, step: int, horizon: int) -> bool: ...  # ask because the episode's time runs out
 
+    def new_episode(self) -> None: ...  # the robot starts an episode
+
     def should_hand_back(self, human_action: np.ndarray, out: PolicyOutput) -> bool: ...
 
 

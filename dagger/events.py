@@ -129,6 +129,15 @@ KINDS: dict[str, Kind] = {
                  needs={"version": INT, "success_rate": NUMBER, "ci95": LIST, "episodes": INT},
                  has={"seed_base": INT, "eval_s": NUMBER},
                  may={"successes": INT, "violation_rate": NUMBER, "mean_return": NUMBER, "mean_length": NUMBER}),
+    "calibration": Kind("a scored version's conformal gate threshold (gate.calibrate=conformal): the "
+                        "⌈(n+1)(1−alpha)⌉-th smallest `score` over the n steps of its successful calibration episodes "
+                        "(null: too few; the robots keep theirs), and on the held-out episodes the share of successful "
+                        "steps above it (false_alarm), of failures with a step above it (detected), and the first "
+                        "alarm's lead before a detected failure's end (lead_steps, lead_s)",
+                        has={"version": INT, "score": TEXT, "alpha": NUMBER, "calibration_episodes": INT,
+                             "calibration_steps": INT, "held_out": INT},
+                        may={"threshold": NUMBER, "false_alarm": NUMBER, "success_steps": INT, "failures": INT,
+                             "detected": NUMBER, "lead_steps": NUMBER, "lead_s": NUMBER}),
     "eval_failed": Kind("a version could not be scored (the policy server went away): the run goes on",
                         has={"version": INT, "error": TEXT}),
     "clock_offset": Kind("a robot's clock against the supervisor's, measured on (re)start: its events are shifted",

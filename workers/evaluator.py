@@ -22,8 +22,9 @@ from typing import Any
 
 from dagger.config import RunConfig
 from dagger.core import Policy, PolicyTimeout
-from dagger.evaluation import eval_seeds, evaluate_policy
+from dagger.evaluation import eval_seeds, evaluate_policy, summarize_episodes
 from dagger.events import first_line
+from dagger.gates.conformal import calibration_event, rollouts
 from dagger.policies import make_policy, robot_policy
 from dagger.policies.remote import RemotePolicy, RemotePolicyError
 from dagger.tasks import make_task
@@ -49,8 +50,15 @@ class Evaluator:
         """Scores one published version; returns it."""
         policy = self.policy(weights)
         began = self.clock()
+        calibration: dict | None = None
         try:
-            result = evaluate_policy(policy, self.task, self.seeds)
+            if self.cfg.gate.calibrate == "conformal":  # the same episodes, scored step by step, calibrate the gate
+                runs = rollouts(policy, self.task, self.seeds, self.cfg.gate.score)
+                result = summarize_episodes([r.outcome for r in runs])
+                calibration = calibration_event(runs, self.cfg.gate.false_alarm, self.cfg.eval.calibration_share,
+                                                self.task.dt)
+            else:
+                result = evaluate_policy(policy, self.task, self.seeds)
         except (PolicyTimeout, RemotePolicyError) as err:  # the server went away: no score, the run goes on
             with self.lock:
                 self.events.append({"ev": "eval_failed", "t": self.clock(), "version": policy.version,
@@ -62,6 +70,9 @@ class Evaluator:
         with self.lock:
             self.events.append({"ev": "eval", "t": self.clock(), "version": policy.version,
                                 "seed_base": self.seeds[0], "eval_s": round(self.clock() - began, 3), **result})
+            if calibration is not None:
+                self.events.append({"ev": "calibration", "t": self.clock(), "version": policy.version,
+                                    "score": self.cfg.gate.score, **calibration})
         return policy.version
 
     def policy(self, weights: dict) -> Policy:

@@ -267,6 +267,10 @@ class Supervisor:
         for e in events:
             if e["ev"] == "log_problem":
                 print(f"dagger: warning: segment log {e['file']}@{e['offset']}: {e['what']}", file=sys.stderr)
+            elif e["ev"] == "calibration" and e.get("threshold") is not None:  # gate.calibrate=conformal
+                self.sent_thresholds = {"threshold": e["threshold"]}
+                for group in self.fleet.groups:
+                    group.call(RobotRole.set_thresholds, self.sent_thresholds)
 
     def handle(self, result: dict) -> None:
         """Takes one robot's poll: logs its events (on our clock) and updates queue, operators and fleet gate."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dagger.core import Gate
 from dagger.gates.auto import AutoGate
 from dagger.gates.base import BaseGate
+from dagger.gates.conformal import ConformalGate
 from dagger.gates.ensemble import EnsembleGate
 from dagger.gates.ensembledagger import EnsembleDAggerGate
 from dagger.gates.human import HumanGate
@@ -57,6 +58,14 @@ class GateConfig:
     """the robot also asks, once an episode, when that many of its time limit's steps have passed without success
     (tasks that end at success and say their limit; 0: never). Where the policy alone fails on Meta-World it creeps
     toward the goal and runs out of time, and its ensemble agrees with itself there"""
+    calibrate: str = ""
+    """"": the gate's own threshold | conformal: ask when gate.score is above the threshold the evaluator calibrates
+    on each scored version's successful rollouts for a false-alarm rate of gate.false_alarm (gate.name=ensemble)"""
+    false_alarm: float = 0.05
+    """conformal: the share of steps of successful episodes on which the robot may ask for help"""
+    score: str = "spread"
+    """conformal: what is thresholded: spread (the family's uncertainty) | entropy (of the samples, FIPER) |
+    consistency (MMD² between successive steps' samples, Sentinel)"""
 
 
 GATES: dict[str, type[BaseGate]] = {
@@ -70,12 +79,18 @@ GATES: dict[str, type[BaseGate]] = {
     "safe": SafeDAggerGate,
     "lazy": LazyDAggerGate,
 }
+CALIBRATIONS = ("", "conformal")
+"""gate.calibrate: where the threshold comes from ("": the gate's own rule)"""
 
 
 def make_gate(config: GateConfig, seed: int = 0) -> Gate:
     if config.name not in GATES:
         raise ValueError(f"unknown gate {config.name!r}; choose one of {sorted(GATES)}")
+    if config.calibrate not in CALIBRATIONS:
+        raise ValueError(f"unknown gate.calibrate {config.calibrate!r}; choose one of {list(CALIBRATIONS)}")
+    if config.calibrate == "conformal":
+        return ConformalGate(config, seed)
     return GATES[config.name](config, seed)
 
 
-__all__ = ["GATES", "GateConfig", "make_gate", "AutoGate", "BaseGate", "ThriftyGate"]
+__all__ = ["CALIBRATIONS", "GATES", "GateConfig", "make_gate", "AutoGate", "BaseGate", "ConformalGate", "ThriftyGate"]

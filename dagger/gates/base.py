@@ -31,6 +31,9 @@ class BaseGate:
     def should_request_help(self, out: PolicyOutput, expert: np.ndarray | None = None) -> bool:
         return False
 
+    def new_episode(self) -> None:
+        """The robot starts an episode (a gate that remembers earlier steps forgets them)."""
+
     def overtime(self, step: int, horizon: int) -> bool:
         """Time is running out: `step` of an episode has passed gate.overtime of its `horizon` (0: unknown)."""
         return self.robot_gated and self.config.overtime > 0 and horizon > 0 and step >= self.config.overtime * horizon
