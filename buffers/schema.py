@@ -45,11 +45,26 @@ META_FIELDS: dict[str, type] = {
 
 
 OPERATOR_PREFIX = "operator:"
+NUDGE_PREFIX = "nudge:"
+"""an operator's nudges (teleop_devices.nudge): the policy acted and the operator's residual was added; the step's
+action is what executed (policy + residual), its policy_action the policy's own, so the residual is their difference"""
 
 
 def is_intervention(controller: str) -> bool:
-    """True for an operator's corrections (not for the starting demonstrations)."""
-    return controller.startswith(OPERATOR_PREFIX)
+    """True for an operator's corrections, taken over or nudged (not for the starting demonstrations)."""
+    return controller.startswith((OPERATOR_PREFIX, NUDGE_PREFIX))
+
+
+def is_nudge(controller: str) -> bool:
+    return controller.startswith(NUDGE_PREFIX)
+
+
+def operator_of(controller: str) -> int:
+    """The id of the operator who took over or nudged, -1 where none did."""
+    for prefix in (OPERATOR_PREFIX, NUDGE_PREFIX):
+        if controller.startswith(prefix):
+            return int(controller[len(prefix):])
+    return -1
 
 
 def is_human(controller: str) -> bool:
@@ -64,7 +79,7 @@ class Segment:
     robot: int
     seq: int  # per-robot sequence number, unique within a run
     episode: int
-    controller: str  # "policy", "operator:<id>" or "demo"
+    controller: str  # "policy", "operator:<id>", "nudge:<id>" or "demo"
     reason: str = ""  # why it closed: takeover, handback, episode_end, size, stop
     t_closed: float = 0.0
     obs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))

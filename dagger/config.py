@@ -37,7 +37,7 @@ from teleop_devices.gamepad import GamepadConfig
 from teleop_devices.keyboard import KeyboardConfig
 from teleop_devices.leader_arm import LeaderConfig
 from teleop_devices.remote import SafetyConfig
-from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_STYLES, OperatorConfig
+from teleop_devices.scripted import OPERATOR_KINDS, OPERATOR_MODES, OPERATOR_STYLES, OperatorConfig
 from teleop_devices.spacemouse import SpaceMouseConfig
 
 INFER_MODES = ("inline", "beside")
@@ -327,6 +327,7 @@ def validate(cfg: RunConfig) -> None:
                                                ("policy.serve", cfg.policy.serve, list(FAMILIES))]
     names += [(f"operator.kinds[{i}]", kind, list(OPERATOR_KINDS)) for i, kind in enumerate(cfg.operator.kinds)]
     names.append(("operator.style", cfg.operator.style, list(OPERATOR_STYLES)))
+    names.append(("operator.mode", cfg.operator.mode, list(OPERATOR_MODES)))
     names += [(f"log.writers[{i}]", name, list(WRITERS)) for i, name in enumerate(cfg.log.writers)]
     for key, value, valid in names:
         if value not in valid:
@@ -350,6 +351,7 @@ def validate(cfg: RunConfig) -> None:
          f"{cfg.allocator!r} reads a hazard critic trained on state transitions, which an image task ({cfg.task.name}) "
          "does not store; use e.g. priority"),
         (0 < cfg.gate.false_alarm < 1, "gate.false_alarm", "must be in (0, 1)"),
+        (0 <= cfg.gate.adapt < 1, "gate.adapt", "must be in [0, 1)"),
         (0 < cfg.eval.calibration_share <= 1, "eval.calibration_share", "must be in (0, 1]"),
         (cfg.gate.calibrate != "conformal" or cfg.gate.name == "ensemble", "gate.calibrate",
          f"conformal replaces the threshold of gate.name=ensemble; {cfg.gate.name!r} has rules of its own"),
@@ -410,6 +412,8 @@ def validate(cfg: RunConfig) -> None:
         (1 <= cfg.policy.layers <= 64, "policy.layers", "must be in [1, 64]"),
         (cfg.operator.attention >= 1, "operator.attention", "must be at least 1 (else no robot is ever served)"),
         (cfg.operator.correction_steps >= 1, "operator.correction_steps", "must be at least 1"),
+        (0 < cfg.operator.nudge_bound <= 1, "operator.nudge_bound", "must be in (0, 1] (a fraction of the half range)"),
+        (cfg.operator.nudge_to_takeover_s >= 0, "operator.nudge_to_takeover_s", "must not be negative"),
         (cfg.robot.ship_every_s >= 0, "robot.ship_every_s", "must not be negative"),
         (0 <= cfg.gate.rate <= 1, "gate.rate", "must be in [0, 1]"),
         (cfg.gate.window >= 1, "gate.window", "must be at least 1"),

@@ -20,12 +20,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from buffers.schema import POLICY, Segment
+from buffers.schema import NUDGE_PREFIX, OPERATOR_PREFIX, POLICY, Segment
 from dagger.config import RunConfig
 from dagger.core import Gate, PolicyOutput
 from dagger.evaluation import episode_seed
 from dagger.help_queue import Assignment
 from dagger.robots import Observation, Robot, RobotLate
+from teleop_devices.nudge import Nudge, half_range
 from teleop_devices.reading import Command, OperatorLink
 from teleop_devices.remote import RemoteOperator
 from teleop_devices.scripted import ScriptedOperator
@@ -78,6 +79,7 @@ class RobotController:
         self.controller = POLICY
         self.operator: OperatorLink | None = None
         self.operator_id = -1
+        self.nudge: Nudge | None = None  # nudge mode: the operator's input is a residual on the policy's action
         self.last_action = np.zeros(robot.act_dim)
         self.request: dict = {}
         self.ep_stats = {"steps": 0, "human_steps": 0, "return": 0.0}
@@ -127,8 +129,17 @@ class RobotController:
         self.operator = (RemoteOperator(given.operator, self.cfg.safety, self.robot.act_dim, self.clock())
                          if given.remote else self.scripted(given.operator, given.strain, given.switching))
         self.operator_id = given.operator
+        self.nudge = self.nudging(given)
         self.state = State.OPERATOR
         self.request["assigned"] = self.clock()
+
+    def nudging(self, given: Assignment) -> Nudge | None:
+        """Nudge mode's residual for this operator; None where it takes over (takeover mode, a leader arm's poses)."""
+        op = self.cfg.operator
+        if op.mode != "nudge" or op.kinds[given.operator % len(op.kinds)] == "leader":
+            return None
+        bound = op.nudge_bound * half_range(self.robot.clip, self.robot.act_dim)
+        return Nudge(bound, self.cfg.safety.ramp_s, op.nudge_to_takeover_s, relative=not given.remote)
 
     def storage(self, why: str) -> None:
         """Storage failed (`why`) or is back (""). While it is away the robot holds and asks nobody for help: an
@@ -289,16 +300,28 @@ class RobotController:
             return  # the operator has not taken over yet: hold
         if command.mark:
             self.calls.emit("episode_marked", operator=self.operator_id, episode=self.episode, mark=command.mark)
+        action, label = command.action, command.label
+        if self.nudge is not None:  # the policy acts on, the operator's push added (or, pushed too long, their own)
+            action = label = self.nudge.action(command, out.action, self.last_action, now)
         if self.controller == POLICY:
-            self.controller = f"operator:{self.operator_id}"
+            self.controller = f"{NUDGE_PREFIX if self.nudge else OPERATOR_PREFIX}{self.operator_id}"
             gated = "human" if self.request["reason"] == "human" else "robot"
             self.calls.emit("takeover", operator=self.operator_id, gated=gated, reason=self.request["reason"],
                             wait_s=now - self.request["t"], latency_s=now - command.t_input,
-                            reaction_s=max(0.0, command.t_input - self.request.get("assigned", self.request["t"])))
-        done = self.step(command.action, out)
-        assert command.label is not None
-        if not done and (command.hand_back or (fresh is not None and self.gate.should_hand_back(command.label, out))):
+                            reaction_s=max(0.0, command.t_input - self.request.get("assigned", self.request["t"])),
+                            mode="nudge" if self.nudge else "takeover")
+        if self.nudge is not None and self.nudge.escalated:
+            self.escalate()
+        done = self.step(action, out)
+        assert label is not None
+        if not done and (command.hand_back or (fresh is not None and self.gate.should_hand_back(label, out))):
             self.hand_back("released")
+
+    def escalate(self) -> None:
+        """A nudge held at its bound became a takeover: the nudged segment closes, the operator's own one begins."""
+        self.close_segment("escalated")
+        self.controller = f"{OPERATOR_PREFIX}{self.operator_id}"
+        self.calls.emit("nudge_escalated", operator=self.operator_id)
 
     def stop_and_requeue(self, reason: str, out: PolicyOutput) -> None:
         """Safety stop: hold, free the operator, and ask again (never fall back to the policy)."""
@@ -313,7 +336,7 @@ class RobotController:
         """Closes the operator's segment and frees the operator (the supervisor sees the handback)."""
         self.close_segment(segment_reason)
         self.calls.emit("handback", operator=self.operator_id, reason=reason)
-        self.operator, self.operator_id, self.controller = None, -1, POLICY
+        self.operator, self.operator_id, self.controller, self.nudge = None, -1, POLICY, None
 
     def step(self, action: np.ndarray, out: PolicyOutput) -> bool:
         """Commands the robot for one period and records the step; returns whether the episode ended."""

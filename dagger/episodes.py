@@ -10,7 +10,8 @@ but did not record) the episode is split into contiguous pieces, each an episode
 episode number (only the last can end done), and each piece says in `missing` what of its episode the log lacks
 before or after it; an episode never reaches an export whole when part of it is lost. An episode's per-step labels:
 the executed action, the policy's own action, the weights version, the gate's score and threshold, reward, success,
-and who acted (`controller`: "policy", "operator:<id>" or "demo").
+and who acted (`controller`: "policy", "operator:<id>", "nudge:<id>" or "demo"; a nudge's residual is its action minus
+its policy's).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from buffers.codec import decode_segment
 from buffers.frames import LogProblem
-from buffers.schema import FEATURE_FIELDS, OPERATOR_PREFIX, STEP_FIELDS, Segment, is_human
+from buffers.schema import FEATURE_FIELDS, STEP_FIELDS, Segment, is_human, is_intervention, is_nudge, operator_of
 from buffers.segment_log import SegmentLog
 from dagger.control import INCARNATION_STRIDE
 
@@ -45,14 +46,23 @@ class Episode:
 
     @property
     def intervention(self) -> np.ndarray:
-        """Per step: an operator acted (not the policy, not a scripted demonstration)."""
-        return np.array([c.startswith(OPERATOR_PREFIX) for c in self.controller], np.bool_)
+        """Per step: an operator took over or nudged (not the policy alone, not a scripted demonstration)."""
+        return np.array([is_intervention(c) for c in self.controller], np.bool_)
+
+    @property
+    def nudge(self) -> np.ndarray:
+        """Per step: the operator nudged (the policy acted, the operator's residual added)."""
+        return np.array([is_nudge(c) for c in self.controller], np.bool_)
+
+    @property
+    def residual(self) -> np.ndarray:
+        """Per step: the operator's nudge, executed action minus the policy's (zero where nobody nudged)."""
+        return np.where(self.nudge[:, None], self.steps["action"] - self.steps["policy_action"], 0).astype(np.float32)
 
     @property
     def operator(self) -> np.ndarray:
         """Per step: the operator's id, -1 where none acted."""
-        return np.array([int(c[len(OPERATOR_PREFIX):]) if c.startswith(OPERATOR_PREFIX) else -1
-                         for c in self.controller], np.int64)
+        return np.array([operator_of(c) for c in self.controller], np.int64)
 
     @property
     def success(self) -> bool:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from buffers.schema import is_nudge
+
 QUARTERS = 4
 WINDOWS = 20
 """windows of the fleet's steps in the report's plots and TensorBoard scalars"""
@@ -331,10 +333,13 @@ def summarize(events: list[dict]) -> dict:
         "steps": steps,
         "unrecorded_steps": unrecorded,  # taken from a state the worker never saw (a robot agent's late command)
         "human_steps": human_steps,  # stored: the operators' steps the buffer kept
+        "nudged_steps": sum(s["steps"] for s in segments if is_nudge(s["controller"])),  # of those, nudged ones
         "human_steps_taken": human_steps + sum(s["steps"] for s in lost),
         **lost_labels(lost),
         "intervention_rate": _round(human_steps / steps if steps else 0.0),
-        "takeovers": len(takeovers),
+        "takeovers": len(takeovers),  # nudges too: an operator's first command on a robot
+        "nudges": sum(t.get("mode") == "nudge" for t in takeovers),
+        "nudge_escalations": len(of_kind(events, "nudge_escalated")),
         "robot_gated_takeovers": sum(t["gated"] == "robot" for t in takeovers),
         "human_gated_takeovers": sum(t["gated"] == "human" for t in takeovers),
         "takeovers_per_hour": _round(3600 * len(takeovers) / duration if duration else None, 1),

@@ -22,6 +22,7 @@ from teleop_devices.reading import Command, DeviceReading, Expert
 
 OPERATOR_KINDS = ("scripted", "gamepad", "spacemouse", "keyboard", "leader", "browser")
 OPERATOR_STYLES = ("brief", "until_done")
+OPERATOR_MODES = ("takeover", "nudge")
 
 
 @dataclass
@@ -111,6 +112,13 @@ class OperatorConfig(HumanTraits):
     """brief style: the operator hands back after this many steps of control (or at the episode's end)"""
     intervene_tol: float = 0.1
     """human gate: the operator takes over when the policy's mean squared action error is above this"""
+    mode: str = "takeover"
+    """takeover: the operator's action replaces the policy's; nudge: it is added to the policy's as a bounded residual
+    while the policy keeps acting (teleop_devices.nudge; a leader arm always takes over)"""
+    nudge_bound: float = 0.3
+    """nudge mode: the residual's largest magnitude per action dim, as a fraction of that dim's half range"""
+    nudge_to_takeover_s: float = 0.5
+    """nudge mode: a push held at the bound (any dim) this long, on the robot's clock, becomes a takeover"""
 
 
 class ScriptedOperator:

@@ -8,7 +8,8 @@
     videos/observation.image/chunk-CCC/file-FFF.mp4    camera frames, episodes one after another
 
 Frames carry dagger's labels beside LeRobot's features (observation.state, action, next.reward, next.done,
-next.success): controller (who acted, a string), intervention, operator, policy_action, policy_version, gate_score,
+next.success): controller (who acted, a string), intervention, nudge and residual (an operator's nudge: the action
+minus the policy's, zero elsewhere), operator, policy_action, policy_version, gate_score,
 gate_threshold, constraint, step, t_wall_ns (int64 nanoseconds since 1970: LeRobot reads float features as float32,
 see wall_time), robot and robot_episode; the robomimic export names them alike. An episode the segment log lost part
 of is split there, each piece a LeRobot episode of its own (no frame straddles the gap), and meta/episodes' `missing`
@@ -80,7 +81,9 @@ def _features(first: Episode, video: bool) -> dict[str, dict[str, Any]]:
         if field != "policy_action":
             features[column] = scalar(str(STEP_FIELDS[field]))
     features[wall_time.COLUMN] = scalar("int64")
-    features |= {"controller": scalar("string"), "intervention": scalar("bool"), "operator": scalar("int64"),
+    features["residual"] = vector("action", act_dim)
+    features |= {"controller": scalar("string"), "intervention": scalar("bool"), "nudge": scalar("bool"),
+                 "operator": scalar("int64"),
                  "robot": scalar("int64"), "robot_episode": scalar("int64")}
     features |= {"timestamp": scalar("float32"), **{name: scalar("int64") for name in DEFAULT_FEATURES[1:]}}
     return features
@@ -102,6 +105,7 @@ def _frames(ep: Episode, index: int, start: int, fps: int, t_wall_ns: np.ndarray
         frames[IMAGE] = ep.steps["image"]
     frames |= {column: ep.steps[field] for column, field in LABELS.items()} | {wall_time.COLUMN: t_wall_ns}
     frames |= {"controller": np.array(ep.controller, dtype=object), "intervention": ep.intervention,
+               "nudge": ep.nudge, "residual": ep.residual,
                "operator": ep.operator, "robot": np.full(n, ep.robot, np.int64),
                "robot_episode": np.full(n, ep.episode, np.int64)}
     frame_index = np.arange(n, dtype=np.int64)

@@ -8,7 +8,8 @@
     mask/train, mask/valid    demo names as byte strings (every tenth demo is a validation one)
 
 Beside robomimic's keys each demo keeps dagger's labels (robomimic's loaders read only the keys they are asked
-for): controller (who acted, as bytes), intervention, operator, policy_action, policy_version, gate_score,
+for): controller (who acted, as bytes), intervention, nudge and residual (an operator's nudge: the action minus the
+policy's, zero elsewhere), operator, policy_action, policy_version, gate_score,
 gate_threshold, success, constraint, step, t_wall_ns (int64 nanoseconds since 1970, as the LeRobot export's);
 attrs robot and episode, and `missing` on a demo that is a piece of an episode the segment log lost part of (what is
 missing, in words: the episode was split there, never presented whole). Files written before that name with
@@ -72,6 +73,8 @@ def write_robomimic(episodes: list[Episode], path: str | Path, task: str,
             demo.create_dataset("dones", data=ep.steps["done"])
             demo.create_dataset("controller", data=np.array([c.encode() for c in ep.controller], dtype="S"))
             demo.create_dataset("intervention", data=ep.intervention)
+            demo.create_dataset("nudge", data=ep.nudge)
+            demo.create_dataset("residual", data=ep.residual)
             demo.create_dataset("operator", data=ep.operator)
             for label, field in LABELS.items():
                 demo.create_dataset(label, data=ep.steps[field])

@@ -1,0 +1,185 @@
+"""Nudge mode (teleop_devices.nudge): the operator's input as a bounded residual on the policy's action, on a real
+RobotWorker (point task, actions in [-1, 1]) with a controlled clock: the bound and ramp, escalation to a takeover,
+the safety stops, what is stored, and the scripted operator nudging toward the expert."""
+
+import numpy as np
+import pytest
+
+from dagger.config import ConfigError
+from dagger.control import State
+from teleop_devices.nudge import Nudge, half_range
+from teleop_devices.reading import Command
+from tests.conftest import point_config
+from tests.one_robot import OneRobot
+from workers.buffer import BufferWorker
+from workers.learner import Learner
+from workers.transport import LocalEndpoint
+
+NUDGE = ("gate.threshold=0.0", "safety.max_age_s=0.1", "safety.ramp_s=0.2", "operator.mode=nudge",
+         "operator.nudge_bound=0.3", "operator.nudge_to_takeover_s=0.42")
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def send(robot, action=(0.5, -0.5), deadman=True, **buttons):
+    robot.operator_input({"action": None if action is None else list(action), "deadman": deadman, "takeover": deadman,
+                          "t_report": robot.clock_.t, **buttons})
+
+
+def run(robot, ticks, dt=0.05, feed=True, **reading):
+    for _ in range(ticks):
+        if feed:
+            send(robot, **reading)
+        robot.tick()
+        robot.clock_.t += dt
+
+
+def stop_events(robot):
+    return [(e["ev"], e["reason"]) for e in robot.poll()["events"] if e["ev"] in ("handback", "help_requested")]
+
+
+def offered(tmp_path, *overrides, remote=True):
+    """A robot that has asked for help and been given to operator 0 (remote: a device at the station)."""
+    cfg = point_config(*NUDGE, *overrides)
+    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
+    clock = Clock()
+    robot = OneRobot(0, cfg, buffer, clock=clock)
+    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
+    learner.publish()
+    robot.set_weights(learner.latest()[1])
+    robot.tick()
+    assert robot.state is State.WAITING
+    robot.assign(0, remote)
+    robot.tick()
+    assert robot.state is State.OPERATOR
+    robot.clock_ = clock
+    robot.poll()
+    return robot
+
+
+@pytest.fixture
+def robot(tmp_path):
+    return offered(tmp_path)
+
+
+def residuals(robot):
+    """Per recorded step of the open segment: executed action minus the policy's (the stored residual)."""
+    return np.array([s["action"] - s["policy_action"] for s in robot.ctl.steps])
+
+
+def test_the_bound_is_a_fraction_of_each_dims_half_range():
+    assert half_range(lambda a: np.clip(a, [-1.0, 0.0], [1.0, 4.0]), 2) == pytest.approx([1.0, 2.0])
+
+
+def test_a_push_is_clipped_to_the_bound_and_ramped_in():
+    nudge = Nudge(np.array([0.3, 0.3]), ramp_s=0.2, to_takeover_s=10.0, relative=False)
+    push = Command(np.zeros(2), np.array([0.2, -0.9]))
+    got = [nudge.action(push, np.array([0.5, 0.5]), np.zeros(2), t) for t in (0.0, 0.1, 0.2, 0.3)]
+    expected = [np.array([0.5, 0.5]) + a * np.array([0.2, -0.3]) for a in (0.0, 0.5, 1.0, 1.0)]
+    np.testing.assert_allclose(got, expected)
+    assert not nudge.escalated
+
+
+def test_a_scripted_operators_target_nudges_by_its_gap_to_the_policy():
+    nudge = Nudge(np.array([0.3, 0.3]), ramp_s=0.0, to_takeover_s=10.0, relative=True)
+    action = nudge.action(Command(np.zeros(2), np.array([0.6, 0.1])), np.array([0.5, 0.5]), np.zeros(2), 0.0)
+    np.testing.assert_allclose(action, [0.6, 0.2])  # +0.1, and -0.4 clipped to -0.3
+
+
+def test_a_push_held_at_the_bound_becomes_a_takeover_ramped_from_the_last_action():
+    nudge = Nudge(np.array([0.3]), ramp_s=0.2, to_takeover_s=0.5, relative=False)
+    push = Command(np.zeros(1), np.array([0.8]))
+    assert nudge.action(push, np.zeros(1), np.zeros(1), 0.0) == pytest.approx([0.0])  # ramp starts
+    nudge.action(Command(np.zeros(1), np.array([0.1])), np.zeros(1), np.zeros(1), 0.3)  # let go: the clock restarts
+    for t in (0.4, 0.6, 0.85):
+        nudge.action(push, np.zeros(1), np.zeros(1), t)
+        assert not nudge.escalated
+    assert nudge.action(push, np.zeros(1), np.array([0.3]), 0.9) == pytest.approx([0.3]) and nudge.escalated
+    assert nudge.action(push, np.zeros(1), np.array([0.3]), 1.0) == pytest.approx([0.55]) and not nudge.escalated
+
+
+def test_a_device_nudge_adds_to_the_policy_and_is_stored_as_a_nudge(robot):
+    run(robot, 6, action=(0.2, -0.1))
+    assert robot.state is State.OPERATOR and robot.ctl.controller == "nudge:0"
+    alpha = np.minimum(1.0, np.arange(6) * 0.05 / 0.2)[:, None]
+    policy = np.array([s["policy_action"] for s in robot.ctl.steps])
+    expected = np.clip(policy + alpha * np.array([0.2, -0.1]), -1, 1) - policy
+    np.testing.assert_allclose(residuals(robot), expected, atol=1e-6)
+    [takeover] = [e for e in robot.poll()["events"] if e["ev"] == "takeover"]
+    assert takeover["mode"] == "nudge"
+
+
+def test_a_nudge_held_at_the_bound_escalates_to_a_takeover(robot):
+    run(robot, 9, action=(0.9, 0.0))
+    assert robot.ctl.controller == "nudge:0" and len(robot.ctl.steps) == 9
+    assert np.abs(residuals(robot)).max() <= 0.3 + 1e-6
+    last = robot.last_action.copy()
+    run(robot, 1, action=(0.9, 0.0))
+    assert robot.ctl.controller == "operator:0"
+    np.testing.assert_allclose(robot.last_action, last, atol=1e-9)  # the takeover ramps from where it was
+    run(robot, 5, action=(0.9, 0.0))
+    np.testing.assert_allclose(robot.last_action, [0.9, 0.0], atol=1e-9)
+    events = robot.poll()["events"]
+    assert [e["ev"] for e in events if e["ev"] == "nudge_escalated"] == ["nudge_escalated"]
+    segments = [(e["controller"], e["reason"], e["steps"]) for e in events if e["ev"] == "segment"]
+    assert segments[0] == ("nudge:0", "escalated", 9)
+
+
+@pytest.mark.parametrize("stop", ["stale_input", "deadman_released", "e_stop", "device_lost"])
+def test_every_safety_stop_holds_a_nudged_robot(robot, stop):
+    run(robot, 3, action=(0.1, 0.1))
+    if stop == "stale_input":
+        robot.clock_.t += 0.06
+        robot.tick()
+    elif stop == "deadman_released":
+        run(robot, 1, deadman=False, action=None)
+    elif stop == "e_stop":
+        run(robot, 1, e_stop=True)
+    else:
+        robot.operator_lost(0)
+        robot.tick()
+    assert robot.state is State.WAITING and robot.total_steps == 3
+    assert ("handback", stop) in stop_events(robot)
+    run(robot, 3, feed=False)
+    assert robot.total_steps == 3  # it holds: a stop never leaves the policy acting alone
+
+
+def test_nothing_moves_until_the_nudging_operator_engages(robot):
+    run(robot, 4, feed=False)
+    assert robot.state is State.OPERATOR and robot.total_steps == 0
+
+
+def test_a_leader_arm_takes_over_even_in_nudge_mode(tmp_path):
+    robot = offered(tmp_path, "operator.kinds=[leader]")
+    assert robot.ctl.nudge is None
+
+
+def test_the_scripted_operator_nudges_toward_the_expert(tmp_path):
+    robot = offered(tmp_path, "operator.noise=0", "operator.reaction_s=0", "operator.reaction_sd_s=0",
+                    "safety.ramp_s=0", "operator.nudge_to_takeover_s=100", remote=False)
+    gaps_before, gaps_after = [], []
+    for _ in range(5):
+        expert = robot.robot.expert_action()
+        robot.tick()
+        step = robot.ctl.steps[-1]
+        gaps_before.append(np.abs(expert - step["policy_action"]).max())
+        gaps_after.append(np.abs(expert - step["action"]).max())
+        np.testing.assert_allclose(step["action"] - step["policy_action"],
+                                   np.clip(expert - step["policy_action"], -0.3, 0.3), atol=1e-6)
+        robot.clock_.t += 0.05
+    assert robot.ctl.controller == "nudge:0"
+    assert all(a <= b + 1e-6 for a, b in zip(gaps_after, gaps_before, strict=True))
+
+
+@pytest.mark.parametrize("override, key", [("operator.mode=push", "operator.mode"),
+                                           ("operator.nudge_bound=0", "operator.nudge_bound"),
+                                           ("operator.nudge_to_takeover_s=-1", "operator.nudge_to_takeover_s")])
+def test_bad_nudge_settings_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        point_config(override)
