@@ -12,7 +12,7 @@ def out(spread: float, action=(0.0, 0.0)) -> PolicyOutput:
 @pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1, 0.3])
 def test_auto_threshold_converges_to_the_alpha_quantile(alpha):
     rng = np.random.default_rng(0)
-    gate = AutoGate(GateConfig(name="auto", alpha=alpha, window=20000, threshold=123.0))
+    gate = AutoGate(GateConfig(name="auto", alpha=alpha, window=20000, threshold=123.0, adapt=0.0))
     for _ in range(40):
         gate.observe(np.c_[rng.exponential(1.0, 500), np.ones(500)])
     expected = -np.log(alpha)  # (1 - alpha) quantile of Exp(1)
@@ -20,6 +20,35 @@ def test_auto_threshold_converges_to_the_alpha_quantile(alpha):
     # and it asks for help at the target rate on fresh states from the same distribution
     asks = np.mean([gate.should_request_help(out(s)) for s in rng.exponential(1.0, 20000)])
     assert asks == pytest.approx(alpha, rel=0.15, abs=0.004)
+
+
+def falling_spread_rates(alpha: float, adapt: float, seed: int, steps: int = 6000) -> tuple[float, float]:
+    """Requests per state while the spread falls (Exp with scale e^(-t/3000)), fed in batches of 20 over a window of
+    500 as a fleet's polls: over the run and over its second half."""
+    rng = np.random.default_rng(seed)
+    gate = AutoGate(GateConfig(name="auto", alpha=alpha, window=500, adapt=adapt, threshold=1.0))
+    asked: list[bool] = []
+    for start in range(0, steps, 20):
+        spreads = rng.exponential(np.exp(-np.arange(start, start + 20) / 3000))
+        asked.extend(spreads > gate.threshold)
+        gate.observe(np.c_[spreads, np.ones(20)])
+    return float(np.mean(asked)), float(np.mean(asked[steps // 2:]))
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_auto_holds_its_rate_while_the_spread_falls(alpha):
+    plain = np.mean([falling_spread_rates(alpha, 0.0, seed)[1] for seed in range(4)])
+    adapted = np.mean([falling_spread_rates(alpha, 0.002, seed)[1] for seed in range(4)])
+    assert plain < 0.87 * alpha  # the quantile over past states lags above the present ones
+    assert adapted == pytest.approx(alpha, rel=0.1)
+
+
+def test_auto_correction_stays_stable_with_big_batches():
+    rng = np.random.default_rng(1)
+    gate = AutoGate(GateConfig(name="auto", alpha=0.1, window=5000, adapt=0.002))
+    for _ in range(30):
+        gate.observe(np.c_[rng.exponential(1.0, 1000), np.ones(1000)])
+    assert gate.level == pytest.approx(0.1, abs=0.03) and gate.threshold == pytest.approx(-np.log(0.1), rel=0.15)
 
 
 def test_auto_keeps_the_prior_until_enough_states():

@@ -35,6 +35,9 @@ class GateConfig:
     """auto, thrifty: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread"""
     rate: float = 0.02
     """random: probability per step of asking for help"""
+    adapt: float = 0.002
+    """auto, thrifty: how fast the novelty quantile's level follows the rate achieved (adaptive conformal inference's
+    step per state; 0: the plain (1-alpha) quantile, which lags a falling spread)"""
     window: int = 5000
     """auto: how many recent robot-controlled states set the quantile"""
     min_states: int = 25
