@@ -311,6 +311,18 @@ def latency_by_device(takeovers: list[dict], starts: list[dict]) -> dict[str, fl
     return out
 
 
+def calibration_summary(calibrations: list[dict]) -> dict[str, float | None]:
+    """gate.calibrate=conformal: the stated false-alarm rate, and the one achieved on the evaluator's held-out
+    successful steps pooled over every calibrated version (a version's steps weigh as many); none without one."""
+    measured = [c for c in calibrations if c.get("false_alarm") is not None and c.get("threshold") is not None]
+    steps = sum(c["success_steps"] for c in measured)
+    if not calibrations:
+        return {}
+    return {"false_alarm_target": calibrations[-1]["alpha"],
+            "false_alarm_held_out": _round(sum(c["false_alarm"] * c["success_steps"] for c in measured) / steps, 4)
+            if steps else None}
+
+
 def summarize(events: list[dict]) -> dict:
     """The run's numbers. `steps`, `human_steps` and every rate built on them count what the buffer kept
     (kept_segments); `human_steps_taken` is what the operators did, `human_steps_lost` the difference, and
@@ -367,5 +379,6 @@ def summarize(events: list[dict]) -> dict:
         "control_period_ms": _round(starts[0].get("control_period_ms"), 3) if starts else None,
         "eval_version_last": evals[-1]["version"] if evals else None,
         "eval_success_last": _round(evals[-1]["success_rate"], 3) if evals else None,
+        **calibration_summary(of_kind(events, "calibration")),
         "duration_s": _round(duration, 1),
     }

@@ -14,6 +14,7 @@ from dagger.events import read_events
 from dagger.gates import ConformalGate, GateConfig, make_gate
 from dagger.gates.conformal import Rollout, calibrate, calibration_event, conformal_threshold, measure
 from dagger.gates.scores import ENTROPY_FLOOR, Scorer, chunk_entropy, mmd2
+from dagger.metrics import calibration_summary
 from dagger.tasks import make_task
 from tests.conftest import point_config
 from workers.evaluator import Evaluator
@@ -128,6 +129,14 @@ def test_calibration_event_splits_and_says_null_where_there_is_nothing():
     assert event["threshold"] is None and event["held_out"] == 1 and event["detected"] is None
 
 
+def test_the_report_pools_held_out_false_alarms_over_versions():
+    calibrations = [{"alpha": 0.05, "threshold": 1.0, "false_alarm": 0.1, "success_steps": 100},
+                    {"alpha": 0.05, "threshold": 2.0, "false_alarm": 0.0, "success_steps": 300},
+                    {"alpha": 0.05, "threshold": None, "false_alarm": None, "success_steps": 0}]
+    assert calibration_summary(calibrations) == {"false_alarm_target": 0.05, "false_alarm_held_out": 0.025}
+    assert calibration_summary([]) == {}
+
+
 def test_evaluator_logs_a_calibration_of_each_version_it_scores(tmp_path):
     cfg = point_config("gate.calibrate=conformal", "gate.false_alarm=0.1", "eval.episodes=6", "demos=4")
     learner = clone_from_demos(cfg, make_task(cfg.task), tmp_path, 60)
@@ -146,8 +155,9 @@ def test_a_run_calibrates_its_robots_gates(tmp_path):
     cfg = point_config("gate.calibrate=conformal", "gate.score=entropy", "gate.false_alarm=0.1",
                        "eval.every_versions=3", "eval.episodes=8", "steps=1200", "demos=10",
                        "learner.pretrain_updates=400")
-    run_loop(cfg, tmp_path / "run")
+    summary = run_loop(cfg, tmp_path / "run")
     events = read_events(tmp_path / "run" / "events.jsonl")
+    assert summary["false_alarm_target"] == 0.1
     calibrations = [e for e in events if e["ev"] == "calibration"]
     assert calibrations and all(e["score"] == "entropy" for e in calibrations)
     set_ = [e["threshold"] for e in calibrations if e["threshold"] is not None]
