@@ -314,10 +314,10 @@ def latency_by_device(takeovers: list[dict], starts: list[dict]) -> dict[str, fl
 def calibration_summary(calibrations: list[dict]) -> dict[str, float | None]:
     """gate.calibrate=conformal: the stated false-alarm rate, and the one achieved on the evaluator's held-out
     successful steps pooled over every calibrated version (a version's steps weigh as many); none without one."""
-    measured = [c for c in calibrations if c.get("false_alarm") is not None and c.get("threshold") is not None]
-    steps = sum(c["success_steps"] for c in measured)
     if not calibrations:
         return {}
+    measured = [c for c in calibrations if c.get("false_alarm") is not None and c.get("threshold") is not None]
+    steps = sum(c["success_steps"] for c in measured)
     return {"false_alarm_target": calibrations[-1]["alpha"],
             "false_alarm_held_out": _round(sum(c["false_alarm"] * c["success_steps"] for c in measured) / steps, 4)
             if steps else None}
