@@ -5,6 +5,7 @@ the safety stops, what is stored, and the scripted operator nudging toward the e
 import numpy as np
 import pytest
 
+from dagger.app.words import nudging, with_operator
 from dagger.config import ConfigError
 from dagger.control import State
 from teleop_devices.nudge import Nudge, half_range
@@ -183,3 +184,9 @@ def test_the_scripted_operator_nudges_toward_the_expert(tmp_path):
 def test_bad_nudge_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         point_config(override)
+
+
+def test_the_console_and_page_say_who_nudges():
+    assert with_operator({"controller": "nudge:2"}, 2) == "operator 2 nudging"
+    assert with_operator({"controller": "operator:2"}, 2) == "operator 2 in control"
+    assert nudging({"controller": "nudge:2"}) and not nudging({"controller": "operator:2"})

@@ -35,7 +35,7 @@ from websockets.server import ServerProtocol
 
 from dagger import wire
 from dagger.app.web_http import Bucket, Request, read_request, respond
-from dagger.app.words import in_control, reason_text, robot_state, storage_lines
+from dagger.app.words import in_control, nudging, reason_text, robot_state, storage_lines
 from dagger.listener import Guest, Listener
 from dagger.log_once import LogOnce
 from teleop_devices.browser import BrowserConfig, BrowserDevice
@@ -185,7 +185,7 @@ class OperatorWeb:
                 "robot": None if rid is None else {
                     "id": rid, "state": robot_state(robot), "version": robot.get("version", 0),
                     "look": "waiting" if offered else str(robot.get("state", "")), "yours": rid in serving,
-                    "in_control": in_control(robot) and rid in serving,
+                    "in_control": in_control(robot) and rid in serving, "nudging": nudging(robot),
                     "uncertainty": finite(robot.get("uncertainty"))},
                 "trace": list(self.trace.get(rid, ()))[-120:] if rid is not None else [],
                 "threshold": finite(status.get("thresholds", {}).get("threshold", c.gate.threshold), 6),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from buffers.schema import POLICY
+from buffers.schema import POLICY, is_nudge
 from dagger.gates import GATES
 
 REASONS = {"human": "operator stepped in", "random": "random spot check", "safe": "action likely wrong",
@@ -34,7 +34,14 @@ def in_control(robot: dict[str, Any]) -> bool:
 def with_operator(robot: dict[str, Any], op: int) -> str:
     if robot.get("align_gap") is not None:  # a leader arm not yet where the robot is: the robot holds for it
         return f"operator {op}: move the leader to the robot's pose ({robot['align_gap']:.2f} off)"
-    return f"operator {op} in control" if in_control(robot) else f"offered to operator {op}"
+    if not in_control(robot):
+        return f"offered to operator {op}"
+    return f"operator {op} nudging" if nudging(robot) else f"operator {op} in control"
+
+
+def nudging(robot: dict[str, Any]) -> bool:
+    """The operator in control nudges: the policy acts on, the operator's push added (operator.mode=nudge)."""
+    return is_nudge(str(robot.get("controller", POLICY)))
 
 
 def robot_state(robot: dict[str, Any]) -> str:

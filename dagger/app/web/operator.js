@@ -97,7 +97,7 @@ function render(v) {
   $("robot-title").textContent = r ? `robot ${r.id} · ${r.state} · v${r.version}` : "camera";
   $("camera-frame").className = `camera ${r ? r.look : ""}`;
   const badge = $("robot-badge");
-  badge.textContent = !r || !r.yours ? (r ? "next in queue" : "") : r.in_control ? "you are in control" : "offered to you";
+  badge.textContent = !r || !r.yours ? (r ? "next in queue" : "") : r.in_control ? (r.nudging ? "you are nudging (the policy drives)" : "you are in control") : "offered to you";
   badge.className = `badge ${r && r.yours ? (r.in_control ? "control" : "offered") : ""}`;
   if (!r || r.id !== me.frameRobot) $("no-frame").hidden = false;
   drawTrace(v.trace, v.threshold);
