@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dagger.config import ConfigError, load_config
 from dagger.core import PolicyOutput
 from dagger.evaluation import Outcome
 from dagger.events import read_events
@@ -164,3 +165,15 @@ def test_a_run_calibrates_its_robots_gates(tmp_path):
     assert set_, "no calibration had enough successful steps"
     asked = [e for e in events if e["ev"] == "help_requested" and e["reason"] == "conformal"]
     assert asked and all(e["threshold"] in set_ for e in asked)  # on a calibrated threshold (entropy has no prior)
+
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    (["gate.calibrate=conformal", "gate.name=auto"], "gate.calibrate"),
+    (["gate.calibrate=conformal", "eval.every_versions=0"], "eval.every_versions must be at least 1"),
+    (["gate.false_alarm=1.0"], "gate.false_alarm"),
+    (["gate.score=entropi"], "did you mean 'entropy'"),
+    (["eval.calibration_share=0"], "eval.calibration_share"),
+])
+def test_config_names_a_wrong_calibration_setting(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, overrides)
