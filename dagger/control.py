@@ -139,7 +139,10 @@ class RobotController:
         if op.mode != "nudge" or op.kinds[given.operator % len(op.kinds)] == "leader":
             return None
         bound = op.nudge_bound * half_range(self.robot.clip, self.robot.act_dim)
-        return Nudge(bound, self.cfg.safety.ramp_s, op.nudge_to_takeover_s, relative=not given.remote)
+        if given.remote:
+            return Nudge(bound, self.cfg.safety.ramp_s, op.nudge_to_takeover_s, relative=False)
+        # a simulated operator lives in task time (its reaction time counts steps) and takes over without a ramp
+        return Nudge(bound, 0.0, op.nudge_to_takeover_s / self.cfg.robot.speed, relative=True)
 
     def storage(self, why: str) -> None:
         """Storage failed (`why`) or is back (""). While it is away the robot holds and asks nobody for help: an

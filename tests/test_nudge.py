@@ -163,7 +163,7 @@ def test_a_leader_arm_takes_over_even_in_nudge_mode(tmp_path):
 
 def test_the_scripted_operator_nudges_toward_the_expert(tmp_path):
     robot = offered(tmp_path, "operator.noise=0", "operator.reaction_s=0", "operator.reaction_sd_s=0",
-                    "safety.ramp_s=0", "operator.nudge_to_takeover_s=100", remote=False)
+                    "operator.nudge_to_takeover_s=1000", remote=False)  # safety.ramp_s=0.2: no ramp for it
     gaps_before, gaps_after = [], []
     for _ in range(5):
         expert = robot.robot.expert_action()
