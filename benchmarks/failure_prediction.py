@@ -85,6 +85,8 @@ def main() -> None:
                 runs = scored(outputs, outcomes, score)
                 fit = calibrate(runs[:cut], args.alpha)
                 got = measure(runs[cut:], fit["threshold"], task.dt)
+                if math.isinf(fit["threshold"]):  # too few successful steps for α: no threshold, nothing measured
+                    got = {**got, "false_alarm": math.nan, "detected": math.nan}
                 print(f"| {name} | {family} | {wins[0]:.2f} / {wins[1]:.2f} | {score} | {fit['calibration_steps']} | "
                       f"{shown(got['false_alarm'], 3)} | {shown(got['false_alarm'] / args.alpha)} | "
                       f"{shown(got['detected'])} of {got['failures']} | {shown(got['lead_s'])} |", flush=True)
