@@ -190,3 +190,15 @@ def test_the_console_and_page_say_who_nudges():
     assert with_operator({"controller": "nudge:2"}, 2) == "operator 2 nudging"
     assert with_operator({"controller": "operator:2"}, 2) == "operator 2 in control"
     assert nudging({"controller": "nudge:2"}) and not nudging({"controller": "operator:2"})
+
+
+def test_a_scripted_operator_pinned_at_the_bound_takes_over_with_the_expert(tmp_path):
+    robot = offered(tmp_path, "operator.noise=0", "operator.reaction_s=0", "operator.reaction_sd_s=0",
+                    "operator.nudge_bound=0.001", "operator.nudge_to_takeover_s=0.1", remote=False)
+    for _ in range(3):  # 0.1 task seconds is 0.002 s on this robot's clock (robot.speed=50): the second step escalates
+        expert = robot.robot.expert_action()
+        robot.tick()
+        robot.clock_.t += 0.05
+    assert robot.ctl.controller == "operator:0"
+    np.testing.assert_allclose(robot.ctl.steps[-1]["action"], robot.robot.clip(expert), atol=1e-6)
+    assert [e["ev"] for e in robot.poll()["events"] if e["ev"] == "nudge_escalated"] == ["nudge_escalated"]
