@@ -304,6 +304,8 @@ class RobotController:
         if command.mark:
             self.calls.emit("episode_marked", operator=self.operator_id, episode=self.episode, mark=command.mark)
         action, label = command.action, command.label
+        if self.nudge is not None and fresh is None and self.nudge.taken_over is None:
+            return  # the policy's answer is late: a nudge has nothing fresh to add to, the robot holds
         if self.nudge is not None:  # the policy acts on, the operator's push added (or, pushed too long, their own)
             action = label = self.nudge.action(command, out.action, self.last_action, now)
         if self.controller == POLICY:

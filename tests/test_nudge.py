@@ -202,3 +202,10 @@ def test_a_scripted_operator_pinned_at_the_bound_takes_over_with_the_expert(tmp_
     assert robot.ctl.controller == "operator:0"
     np.testing.assert_allclose(robot.ctl.steps[-1]["action"], robot.robot.clip(expert), atol=1e-6)
     assert [e["ev"] for e in robot.poll()["events"] if e["ev"] == "nudge_escalated"] == ["nudge_escalated"]
+
+
+def test_a_nudged_robot_holds_while_the_policys_answer_is_late(robot):
+    run(robot, 2, action=(0.1, 0.1))
+    send(robot, action=(0.1, 0.1))
+    robot.ctl.act(TimeoutError("policy late"))
+    assert robot.total_steps == 2 and robot.state is State.OPERATOR
