@@ -1,8 +1,8 @@
 """Nudges against takeovers (issue 29): the real loop in-process (`dagger start --in-process`'s defaults for the task)
 with scripted operators that either take over (operator.mode=takeover: the noisy expert drives) or nudge
 (operator.mode=nudge: the policy keeps acting, the operator adds clip(expert + noise - policy) within
-operator.nudge_bound; a push held at the bound for operator.nudge_to_takeover_s becomes a takeover). Same fleet, gate,
-operators and fleet steps for both; per cell:
+operator.nudge_bound; a push held beyond the bound for operator.nudge_to_takeover_s becomes a takeover). Same fleet,
+gate, operators and fleet steps for both; per cell:
 
 - human effort: human steps (taken over + nudged) and human time (those steps times the control period, task time);
 - ROHE: 1000 x successes during the run / (human steps + 1) (dagger.fleet_metrics);

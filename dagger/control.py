@@ -323,7 +323,7 @@ class RobotController:
             self.hand_back("released")
 
     def escalate(self) -> None:
-        """A nudge held at its bound became a takeover: the nudged segment closes, the operator's own one begins."""
+        """A nudge held beyond its bound became a takeover: the nudged segment closes, the operator's own one begins."""
         self.close_segment("escalated")
         self.controller = f"{OPERATOR_PREFIX}{self.operator_id}"
         self.calls.emit("nudge_escalated", operator=self.operator_id)

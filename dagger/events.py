@@ -95,7 +95,7 @@ KINDS: dict[str, Kind] = {
                      needs={"gated": TEXT, "wait_s": NUMBER, "operator": INT},
                      has={"robot": INT, "reason": TEXT, "latency_s": NUMBER, "reaction_s": NUMBER},
                      may={"mode": TEXT}),
-    "nudge_escalated": Kind("a nudge held at its bound for operator.nudge_to_takeover_s: a takeover now",
+    "nudge_escalated": Kind("a nudge pushed beyond its bound for operator.nudge_to_takeover_s: a takeover now",
                             has={"robot": INT, "operator": INT}),
     "handback": Kind("an operator let go of a robot (released, a safety stop, the episode's end)",
                      needs={"robot": INT, "operator": INT}, has={"reason": TEXT}),

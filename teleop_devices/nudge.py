@@ -4,7 +4,7 @@
 The operator link's command (teleop_devices.remote under every safety rule, or the scripted operator) is read as a
 push: a device's reading (gamepad stick, SpaceMouse, keys, a browser page's devices) is the residual itself, in the
 task's action units; a scripted operator's action is where it wants the robot, so its residual is that minus the
-policy's action. The residual is clipped to `bound` per action dim and ramped in over `ramp_s`; a push held at the
+policy's action. The residual is clipped to `bound` per action dim and ramped in over `ramp_s`; a push held beyond the
 bound (on any dim) for `to_takeover_s` becomes a takeover, ramped from the last executed action to the operator's.
 A leader arm gives poses, not pushes: it always takes over.
 
@@ -36,7 +36,7 @@ class Nudge:
         self.bound, self.ramp_s, self.to_takeover_s = np.asarray(bound, float), ramp_s, to_takeover_s
         self.relative = relative
         self.started: float | None = None  # when the first residual applied (its ramp starts)
-        self.pinned_since: float | None = None  # since when the push is at the bound
+        self.pinned_since: float | None = None  # since when the push is beyond the bound
         self.taken_over: float | None = None  # when the push became a takeover
         self.ramp_from = np.zeros_like(self.bound)
         self.escalated = False  # the push became a takeover in the latest period
@@ -46,14 +46,14 @@ class Nudge:
         return 1.0 if self.ramp_s <= 0 else min(1.0, (now - since) / self.ramp_s)
 
     def action(self, command: Command, policy_action: np.ndarray, last_action: np.ndarray, now: float) -> np.ndarray:
-        """This period's action: the policy's plus the clipped, ramped residual; once the push has been at the bound
-        for to_takeover_s, the operator's own action, ramped from the last executed one."""
+        """This period's action: the policy's plus the clipped, ramped residual; once the push has been beyond the
+        bound for to_takeover_s, the operator's own action, ramped from the last executed one."""
         assert command.label is not None and command.action is not None
         self.escalated = False
         policy_action = np.asarray(policy_action, float)
         if self.taken_over is None:
             push = command.label - policy_action if self.relative else np.asarray(command.label, float)
-            pinned = bool((np.abs(push) >= self.bound).any())
+            pinned = bool((np.abs(push) > self.bound).any())
             self.pinned_since = (self.pinned_since if self.pinned_since is not None else now) if pinned else None
             if self.pinned_since is None or now - self.pinned_since < self.to_takeover_s:
                 self.started = now if self.started is None else self.started

@@ -118,7 +118,7 @@ class OperatorConfig(HumanTraits):
     nudge_bound: float = 0.3
     """nudge mode: the residual's largest magnitude per action dim, as a fraction of that dim's half range"""
     nudge_to_takeover_s: float = 0.5
-    """nudge mode: a push held at the bound (any dim) this long becomes a takeover (a simulated operator: task time)"""
+    """nudge mode: a push beyond the bound (any dim) this long becomes a takeover (a simulated operator: task time)"""
 
 
 class ScriptedOperator:

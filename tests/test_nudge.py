@@ -105,6 +105,15 @@ def test_a_push_held_at_the_bound_becomes_a_takeover_ramped_from_the_last_action
     assert nudge.action(push, np.zeros(1), np.array([0.3]), 1.0) == pytest.approx([0.55]) and not nudge.escalated
 
 
+def test_a_push_at_the_bound_nudges_on_and_one_beyond_it_takes_over():
+    """Keys are all or nothing: keyboard.scale at the bound only nudges, above it a held key takes over."""
+    at, beyond = (Nudge(np.array([0.3]), ramp_s=0.0, to_takeover_s=0.5, relative=False) for _ in range(2))
+    for t in np.arange(0.0, 2.0, 0.05):
+        at.action(Command(np.zeros(1), np.array([0.3])), np.zeros(1), np.zeros(1), t)
+        beyond.action(Command(np.zeros(1), np.array([0.5])), np.zeros(1), np.zeros(1), t)
+    assert at.taken_over is None and beyond.taken_over == pytest.approx(0.5)
+
+
 def test_a_device_nudge_adds_to_the_policy_and_is_stored_as_a_nudge(robot):
     run(robot, 6, action=(0.2, -0.1))
     assert robot.state is State.OPERATOR and robot.ctl.controller == "nudge:0"
