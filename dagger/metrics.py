@@ -316,9 +316,10 @@ def calibration_summary(calibrations: list[dict]) -> dict[str, float | None]:
     successful steps pooled over every calibrated version (a version's steps weigh as many); none without one."""
     if not calibrations:
         return {}
-    measured = [c for c in calibrations if c.get("false_alarm") is not None and c.get("threshold") is not None]
+    measured = [c for c in calibrations if c.get("false_alarm") is not None and c.get("threshold") is not None
+                and isinstance(c.get("success_steps"), int)]  # a damaged log's event may lack any of them
     steps = sum(c["success_steps"] for c in measured)
-    return {"false_alarm_target": calibrations[-1]["alpha"],
+    return {"false_alarm_target": calibrations[-1].get("alpha"),
             "false_alarm_held_out": _round(sum(c["false_alarm"] * c["success_steps"] for c in measured) / steps, 4)
             if steps else None}
 
