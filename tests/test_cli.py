@@ -148,3 +148,11 @@ def test_an_operator_page_address_in_use_is_one_line_before_anything_is_written(
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert f"browser.listen {address}: cannot serve the operator page" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_setting_may_be_given_as_a_flag_with_its_dotted_key():
+    result = dagger("config", "--gate.threshold=0.02", "--robot.speed=2")
+    assert result.returncode == 0, result.stderr
+    assert "threshold: 0.02" in result.stdout and "speed: 2.0" in result.stdout
+    result = dagger("config", "--gate.treshold=0.02")
+    assert result.returncode == 2 and "did you mean 'gate.threshold'" in result.stderr

@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # key=value overrides may follow options too
+    extra = [e[2:] if e.startswith("--") and "." in e.partition("=")[0] and "=" in e else e for e in extra]  # --a.b=c
     if extra and (not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
