@@ -2,12 +2,14 @@
 false-alarm rate on held-out rollouts, and what does it catch?
 
 Each family is cloned from the same scripted demonstrations (seed 0) for `--updates` learner updates (as
-benchmarks/uncertainty_quality.py), then acts alone on `--calibrate` + `--held-out` evaluation episodes (disjoint
-seeds, none a training seed). Every step is scored with each score (dagger.gates.scores); the threshold for α is the
+benchmarks/uncertainty_quality.py), then acts alone on `--calibrate` + `--held-out` evaluation episodes (none a
+training seed). Every step is scored with each score (dagger.gates.scores). For each of `--splits` random splits of
+those episodes into `--calibrate` calibration and `--held-out` held-out ones, the threshold for α is the
 split-conformal one over the steps of the successful calibration episodes (dagger.gates.conformal), measured on the
-held-out episodes only: the achieved false-alarm rate (share of successful episodes' steps above it, and its ratio
-to α: the goal is 0.75–1.25), the share of failing episodes with an alarm, and how long before a failure's end
-(where it is declared) the first alarm came.
+held-out episodes only: the achieved false-alarm rate (share of successful episodes' steps above it; its ratio to α,
+mean over splits and the 10th–90th percentile of one split's: the goal is 0.75–1.25), the share of failing episodes
+with an alarm, and how long before a failure's end (where it is declared) the first alarm came. One split is one
+version's calibration in a run; the mean over splits is what the procedure achieves.
 
     python benchmarks/failure_prediction.py [--tasks reacher,reach] [--updates 1500] [--calibrate 60] [--held-out 60]
 """
@@ -50,6 +52,16 @@ def scored(outputs: list[list[PolicyOutput]], outcomes: list, score: str) -> lis
     return runs
 
 
+def held_out(runs: list[Rollout], fit: np.ndarray, test: np.ndarray, alpha: float, dt: float) -> dict:
+    """Calibrated on the episodes `fit`, measured on the episodes `test` (NaN where no threshold exists)."""
+    calibration = calibrate([runs[i] for i in fit], alpha)
+    got = measure([runs[i] for i in test], calibration["threshold"], dt)
+    if math.isinf(calibration["threshold"]):  # too few successful steps for α: nothing to measure
+        got = {**got, "false_alarm": math.nan, "detected": math.nan, "lead_s": math.nan}
+    return {"calibration_steps": calibration["calibration_steps"], "false_alarm": got["false_alarm"],
+            "detected": got["detected"], "failures": got["failures"], "lead_s": got["lead_s"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="reacher,reach")
@@ -59,15 +71,16 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=1500)
     parser.add_argument("--calibrate", type=int, default=60, help="calibration episodes (their successes count)")
     parser.add_argument("--held-out", type=int, default=60, help="episodes the threshold is measured on")
+    parser.add_argument("--splits", type=int, default=50, help="random calibration / held-out splits")
     args = parser.parse_args()
     torch.set_num_threads(1)
     began, root = time.time(), Path(tempfile.mkdtemp(prefix="failure-prediction-"))
     seeds = eval_seeds(args.calibrate + args.held_out)
     print(f"α = {args.alpha}: {args.updates} updates from scripted demonstrations; {args.calibrate} calibration and "
           f"{args.held_out} held-out episodes per family and task", file=sys.stderr)
-    print("| task | family | success (cal / held-out) | score | calibration steps | false alarm | × α | "
+    print("| task | family | success | score | calibration steps | false alarm | × α | one split's × α (10–90 %) | "
           "failures detected | lead before failure (s) |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for name in args.tasks.split(","):
         task = make_task(name)
         for family in args.families.split(","):
@@ -79,17 +92,18 @@ def main() -> None:
                 answers: list[PolicyOutput] = []
                 outcomes.append(run_episode(policy, task, seed, on_act=answers.append))
                 outputs.append(answers)
-            cut = args.calibrate
-            wins = (np.mean([o.success for o in outcomes[:cut]]), np.mean([o.success for o in outcomes[cut:]]))
+            splits = [np.random.default_rng(k).permutation(len(seeds)) for k in range(args.splits)]
             for score in args.scores.split(","):
                 runs = scored(outputs, outcomes, score)
-                fit = calibrate(runs[:cut], args.alpha)
-                got = measure(runs[cut:], fit["threshold"], task.dt)
-                if math.isinf(fit["threshold"]):  # too few successful steps for α: no threshold, nothing measured
-                    got = {**got, "false_alarm": math.nan, "detected": math.nan}
-                print(f"| {name} | {family} | {wins[0]:.2f} / {wins[1]:.2f} | {score} | {fit['calibration_steps']} | "
-                      f"{shown(got['false_alarm'], 3)} | {shown(got['false_alarm'] / args.alpha)} | "
-                      f"{shown(got['detected'])} of {got['failures']} | {shown(got['lead_s'])} |", flush=True)
+                rows = [held_out(runs, order[:args.calibrate], order[args.calibrate:], args.alpha, task.dt)
+                        for order in splits]
+                mean = {key: float(np.nanmean([r[key] for r in rows])) for key in rows[0]}
+                ratio = np.array([r["false_alarm"] for r in rows]) / args.alpha
+                low, high = np.nanpercentile(ratio, [10, 90])
+                print(f"| {name} | {family} | {np.mean([o.success for o in outcomes]):.2f} | {score} | "
+                      f"{mean['calibration_steps']:.0f} | {shown(mean['false_alarm'], 3)} | "
+                      f"{shown(mean['false_alarm'] / args.alpha)} | {low:.2f}–{high:.2f} | "
+                      f"{shown(mean['detected'])} of {mean['failures']:.0f} | {shown(mean['lead_s'])} |", flush=True)
     print(f"({time.time() - began:.0f} s)", file=sys.stderr)
 
 
