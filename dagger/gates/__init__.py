@@ -32,7 +32,8 @@ class GateConfig:
     """ensemble spread above which the robot asks for help (auto: the prior until enough states); 0.0075 took the
     fewest labels to 0.95 on Meta-World reach of 0.005 / 0.0075 / 0.01 / 0.02 (README, Label efficiency)"""
     alpha: float = 0.1
-    """auto, thrifty: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread"""
+    """auto, thrifty: target intervention rate; the threshold is the (1-alpha) quantile of robot-state spread, its
+    level corrected by the rate achieved (gate.adapt)"""
     rate: float = 0.02
     """random: probability per step of asking for help"""
     adapt: float = 0.002
