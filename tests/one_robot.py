@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagger.control import RobotController
+from dagger.control import RobotController, State
 from dagger.help_queue import Assignment
+from workers.buffer import BufferWorker
+from workers.learner import Learner
 from workers.robot import RobotWorker
+from workers.transport import LocalEndpoint
 
 
 class OneRobot(RobotWorker):
@@ -78,3 +81,50 @@ class Workers:
         self.workers[group] = self.restart(group)
         self.groups[group] = self.endpoint(self.workers[group])
         return self.groups[group]
+
+
+class Clock:
+    """A test's clock: time stands still until the test moves `t`."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def offered_robot(cfg: Any, folder: Any, remote: bool = True) -> OneRobot:
+    """A robot (cfg's task, weights published once) that has asked for help and been given to operator 0 (remote: a
+    device at the station); its clock is `robot.clock_`."""
+    buffer = LocalEndpoint(BufferWorker(folder / "segments"))
+    clock = Clock()
+    robot = OneRobot(0, cfg, buffer, clock=clock)
+    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
+    learner.publish()
+    robot.set_weights(learner.latest()[1])
+    robot.tick()
+    assert robot.state is State.WAITING
+    robot.assign(0, remote)
+    robot.tick()
+    robot.clock_ = clock  # type: ignore[attr-defined]
+    return robot
+
+
+def send(robot: Any, action: Any = (0.5, -0.5), deadman: bool = True, **buttons: Any) -> None:
+    """A reading from operator 0's device, reported now."""
+    robot.operator_input({"action": None if action is None else list(action), "deadman": deadman, "takeover": deadman,
+                          "t_report": robot.clock_.t, **buttons})
+
+
+def run(robot: Any, ticks: int, dt: float = 0.05, feed: bool = True, **reading: Any) -> None:
+    """`ticks` control periods of `dt`, a reading sent before each (feed)."""
+    for _ in range(ticks):
+        if feed:
+            send(robot, **reading)
+        robot.tick()
+        robot.clock_.t += dt
+
+
+def stop_events(robot: Any) -> list[tuple[str, str]]:
+    """The (event, reason) of the handbacks and help requests logged since the last poll."""
+    return [(e["ev"], e["reason"]) for e in robot.poll()["events"] if e["ev"] in ("handback", "help_requested")]

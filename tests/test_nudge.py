@@ -11,55 +11,16 @@ from dagger.control import State
 from teleop_devices.nudge import Nudge, half_range
 from teleop_devices.reading import Command
 from tests.conftest import point_config
-from tests.one_robot import OneRobot
-from workers.buffer import BufferWorker
-from workers.learner import Learner
-from workers.transport import LocalEndpoint
+from tests.one_robot import offered_robot, run, send, stop_events
 
 NUDGE = ("gate.threshold=0.0", "safety.max_age_s=0.1", "safety.ramp_s=0.2", "operator.mode=nudge",
          "operator.nudge_bound=0.3", "operator.nudge_to_takeover_s=0.42")
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
-def send(robot, action=(0.5, -0.5), deadman=True, **buttons):
-    robot.operator_input({"action": None if action is None else list(action), "deadman": deadman, "takeover": deadman,
-                          "t_report": robot.clock_.t, **buttons})
-
-
-def run(robot, ticks, dt=0.05, feed=True, **reading):
-    for _ in range(ticks):
-        if feed:
-            send(robot, **reading)
-        robot.tick()
-        robot.clock_.t += dt
-
-
-def stop_events(robot):
-    return [(e["ev"], e["reason"]) for e in robot.poll()["events"] if e["ev"] in ("handback", "help_requested")]
-
-
 def offered(tmp_path, *overrides, remote=True):
     """A robot that has asked for help and been given to operator 0 (remote: a device at the station)."""
-    cfg = point_config(*NUDGE, *overrides)
-    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
-    clock = Clock()
-    robot = OneRobot(0, cfg, buffer, clock=clock)
-    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
-    learner.publish()
-    robot.set_weights(learner.latest()[1])
-    robot.tick()
-    assert robot.state is State.WAITING
-    robot.assign(0, remote)
-    robot.tick()
+    robot = offered_robot(point_config(*NUDGE, *overrides), tmp_path, remote)
     assert robot.state is State.OPERATOR
-    robot.clock_ = clock
     robot.poll()
     return robot
 

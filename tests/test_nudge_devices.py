@@ -14,19 +14,9 @@ from teleop_devices.keyboard import KeyboardConfig, KeyboardTeleop
 from teleop_devices.spacemouse import SpaceMouse, SpaceMouseConfig
 from teleop_devices.station import OperatorStation
 from tests.conftest import point_config
-from tests.one_robot import OneRobot
-from workers.buffer import BufferWorker
-from workers.learner import Learner
-from workers.transport import LocalEndpoint
+from tests.one_robot import offered_robot
 
 BOUND = 0.3  # operator.nudge_bound on the point task's [-1, 1] actions
-
-
-class Clock:
-    t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 class HeldPad:
@@ -90,15 +80,8 @@ def test_every_pushing_device_nudges_through_the_station(tmp_path, kind):
     cfg = point_config("gate.threshold=0.0", "safety.ramp_s=0.2", "operator.mode=nudge",
                        f"operator.nudge_bound={BOUND}", "operator.nudge_to_takeover_s=100",
                        f"operator.kinds=[{kind.split(':')[0]}]")
-    buffer = LocalEndpoint(BufferWorker(tmp_path / "segments"))
-    clock = Clock()
-    robot = OneRobot(0, cfg, buffer, clock=clock)
-    learner = Learner(cfg, robot.robot.obs_dim, robot.robot.act_dim, buffer)
-    learner.publish()
-    robot.set_weights(learner.latest()[1])
-    robot.tick()
-    robot.assign(0, True)
-    robot.tick()
+    robot = offered_robot(cfg, tmp_path)
+    clock = robot.clock_
     dev, before_tick = device(kind, clock)
     sent = []
     station = OperatorStation({0: dev}, lambda r, reading: (sent.append(reading), robot.operator_input(reading)),
