@@ -15,17 +15,11 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the Chromium helper and device fakes
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAD = """
-window.__pad = { id: "Synthetic pad (STANDARD GAMEPAD)", index: 0, connected: true, mapping: "standard", timestamp: 0,
-                 axes: [0, 0, 0, 0], buttons: Array.from({ length: 17 }, () => ({ pressed: false, value: 0 })) };
-navigator.getGamepads = () => [window.__pad, null, null, null];
-window.__press = (i, on) => { window.__pad.buttons[i].pressed = on; window.__pad.buttons[i].value = on ? 1 : 0; };
-"""
+from tests.browser import chromium, open_page  # noqa: E402
 
 
 def wait_for(check, what: str, limit_s: float = 180.0) -> None:
@@ -53,12 +47,9 @@ def main(out: str, start_args: list[str]) -> int:
                          daemon=True).start()  # its later lines, so its pipe never fills
         if not url:
             raise SystemExit("browser_operator: the run printed no link for operator 0 (give --operator browser,...)")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 760})
-            context.add_init_script(PAD)
-            page = context.new_page()
-            page.goto(url)
+        with chromium() as browser:
+            page = open_page(browser, url)
+            page.evaluate("window.__plugPad()")
             badge = page.locator("#robot-badge")
             wait_for(lambda: badge.inner_text() == "offered to you", "an offer of a robot")
             page.evaluate("window.__pad.axes[0] = 0.7; window.__pad.axes[1] = -0.5; window.__press(4, true)")
@@ -68,7 +59,6 @@ def main(out: str, start_args: list[str]) -> int:
             print(f"browser_operator: saved {out}", file=sys.stderr)
             page.evaluate("window.__press(4, false); window.__press(1, true)")  # B: hand back
             page.wait_for_timeout(500)
-            browser.close()
     finally:
         run.send_signal(signal.SIGTERM)  # the run ends as after Ctrl-C: run_end, the report
         run.wait(120)

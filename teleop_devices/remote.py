@@ -59,10 +59,8 @@ class RemoteOperator:
     def push(self, reading: dict[str, Any]) -> None:
         """A reading from the station: action (list or None), buttons, t_report (when the device reported)."""
         self.latest = reading
-        if not reading.get("takeover") and self.engaged_at is None:
-            self.t_input = None  # let go before engaging: the takeover is timed from the next press
-        if reading.get("takeover") and self.t_input is None:
-            self.t_input = float(reading.get("t_input", reading["t_report"]))
+        if self.engaged_at is None:  # until the operator engages: the station's time of the press now held (or none)
+            self.t_input = float(reading.get("t_input", reading["t_report"])) if reading.get("takeover") else None
 
     def device_lost(self) -> None:
         self.lost = True

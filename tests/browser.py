@@ -113,6 +113,19 @@ class Settings:
     operators: int = 2
 
 
+@contextlib.contextmanager
+def served(tokens: dict[int, str]) -> Iterator[tuple[Any, dict[int, BrowserDevice]]]:
+    """An OperatorWeb for one browser operator per token, fed by the test (no fleet): (web, devices)."""
+    from dagger.app.operator_web import OperatorWeb
+
+    devs = devices(len(tokens))
+    web = OperatorWeb(Settings(), devs, tokens, tls=None).start()
+    try:
+        yield web, devs
+    finally:
+        web.close()
+
+
 def devices(n: int, act_dim: int = 2, config: BrowserConfig | None = None) -> dict[int, BrowserDevice]:
     return {op: BrowserDevice(config or BrowserConfig(), GamepadConfig(), KeyboardConfig(), act_dim) for op in range(n)}
 

@@ -6,7 +6,7 @@ import pytest
 
 from dagger.app.operator_web import OperatorWeb
 from teleop_devices.browser import BrowserConfig
-from tests.browser import Settings, chromium, devices, open_page, status, until
+from tests.browser import Settings, chromium, devices, open_page, served, status, until
 
 TOKENS = {0: "operator-zero-" + "0" * 24, 1: "operator-one-" + "1" * 24}
 
@@ -19,10 +19,8 @@ def browser():
 
 @pytest.fixture
 def console():
-    devs = devices(2)
-    web = OperatorWeb(Settings(), devs, TOKENS, tls=None).start()
-    yield web, devs
-    web.close()
+    with served(TOKENS) as both:
+        yield both
 
 
 def pump(web, devs, step=[0]):  # noqa: B006 - the step counter lives across calls on purpose

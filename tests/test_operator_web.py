@@ -27,17 +27,15 @@ from teleop_devices.browser import (
 )
 from teleop_devices.gamepad import AXES, BUTTONS, GamepadConfig, GamepadMapping, GamepadState
 from teleop_devices.keyboard import KeyboardConfig, KeyboardTeleop
-from tests.browser import Settings, devices, status, until
+from tests.browser import Settings, devices, served, status, until
 
 TOKENS = {0: "a" * 32, 1: "b" * 32}
 
 
 @pytest.fixture
 def web():
-    devs = devices(2)
-    server = OperatorWeb(Settings(), devs, TOKENS, tls=None).start()
-    yield server, devs
-    server.close()
+    with served(TOKENS) as both:
+        yield both
 
 
 def login(server, token, origin=None):
